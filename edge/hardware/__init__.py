@@ -1,0 +1,1 @@
+"""Badge readers and gpiozero outputs/inputs."""

@@ -1,0 +1,50 @@
+"""The one small interface every badge reader implements (mfrc522, keyboard wedge, sim)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class EdgeError(Exception):
+    """Root of the agent's errors."""
+
+
+class ReaderError(EdgeError, IOError):
+    """A badge reader cannot be opened or stopped answering."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeRead:
+    """A card placed on (present=True) or taken off (present=False) the reader.
+
+    `uid` is the card UID as uppercase hex without BCC (protocol.badges.normalise_uid).
+    `secret_ok` is None when the reader does not check a card secret, else whether the
+    per-card secret written at enrolment matched (secure mode).
+    """
+
+    uid: str
+    present: bool = True
+    secret_ok: bool | None = None
+
+
+OnBadge = Callable[[BadgeRead], None]
+
+
+class BadgeReader(Protocol):
+    """Readers run their own polling thread and only *report* reads through `on_badge`,
+    which must return at once (the agent puts the read on its event queue)."""
+
+    kind: str
+
+    def start(self, on_badge: OnBadge) -> None: ...
+
+    def stop(self) -> None:
+        """Stop polling; safe to call twice; returns within about a poll interval."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """False when the reader has stopped answering (reported in the heartbeat)."""
+        ...

@@ -1,0 +1,3 @@
+"""The Atelier hub: ingest, API, dashboard, billing and statistics."""
+
+__version__ = "0.1.0"

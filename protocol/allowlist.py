@@ -1,0 +1,156 @@
+"""The signed allow-list: who may use one machine, trusted offline by the agent.
+
+On the wire (retained on .../acl): `{"v":1, "list": {...AllowList...}, "key_id": "...",
+"sig": "<base64 Ed25519 signature of canonical_json(list)>"}`. The signature covers the
+canonical JSON of the `list` object as received (sorted keys, no spaces), so it survives any
+re-serialisation by the broker or a bridge.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+
+from protocol.envelope import PROTOCOL_VERSION, DenyReason, ProtocolError, utc_iso
+from protocol.topics import SLUG_PATTERN
+
+# 5,000 members with a few badges each fit comfortably; the event limit does not apply here.
+MAX_ALLOWLIST_BYTES = 4 * 1024 * 1024
+
+TrainingLevel = Literal["user", "trainer", "maintainer"]
+
+
+class AllowEntry(BaseModel):
+    """One badge that may use the machine, with the holder's training level."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    badge: str = Field(pattern=r"^[0-9A-F]{8,20}$")  # card UID, uppercase hex, no BCC
+    member: str  # the hub's member reference (pseudonymous id, never a name)
+    level: TrainingLevel = "user"
+    supervised_only: bool = False
+    training_expires_at: AwareDatetime | None = None
+    # A hub-side rule (empty prepaid balance, quota) that refuses this member for now.
+    block: DenyReason | None = None
+
+    @field_serializer("training_expires_at")
+    def _exp(self, value: datetime | None) -> str | None:
+        return utc_iso(value) if value else None
+
+
+class AllowList(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+    site: str = Field(pattern=SLUG_PATTERN)
+    machine: str = Field(pattern=SLUG_PATTERN)
+    machine_type: str
+    version: int = Field(ge=1)  # strictly increasing per machine; an agent refuses older ones
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    locked: bool = False
+    lock_reason: str | None = None
+    entries: list[AllowEntry] = Field(default_factory=list)
+
+    @field_serializer("issued_at", "expires_at")
+    def _ts(self, value: datetime) -> str:
+        return utc_iso(value)
+
+    def by_badge(self) -> dict[str, AllowEntry]:
+        return {e.badge: e for e in self.entries}
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public_key_bytes(public_key)).hexdigest()[:16]
+
+
+def public_key_bytes(public_key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_b64(public_key: Ed25519PublicKey) -> str:
+    return base64.b64encode(public_key_bytes(public_key)).decode()
+
+
+def load_public_key(b64: str) -> Ed25519PublicKey:
+    """The hub's public key as written in an agent config (base64 of the 32 raw bytes)."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(
+            "hub_public_key must be the base64 of a 32-byte Ed25519 public key "
+            "(as printed by `atelier hub keys`)"
+        ) from exc
+
+
+def sign_allowlist(allowlist: AllowList, private_key: Ed25519PrivateKey) -> bytes:
+    """The wire payload: the list, the signer's key id and the signature."""
+    body = allowlist.model_dump(mode="json")
+    signature = private_key.sign(canonical_json(body))
+    wire = {
+        "v": PROTOCOL_VERSION,
+        "list": body,
+        "key_id": key_id(private_key.public_key()),
+        "sig": base64.b64encode(signature).decode(),
+    }
+    return json.dumps(wire, separators=(",", ":")).encode()
+
+
+def verify_allowlist(
+    payload: bytes | str,
+    public_key: Ed25519PublicKey,
+    *,
+    now: datetime | None = None,
+    current_version: int | None = None,
+) -> AllowList:
+    """Check signature, expiry and version, or raise ProtocolError saying which failed.
+
+    Reason codes: not_json, unsigned, bad_signature, invalid_field, expired, stale.
+    """
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > MAX_ALLOWLIST_BYTES:
+        raise ProtocolError("too_large", f"allow-list is {len(raw)} bytes")
+    try:
+        wire = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("not_json", f"allow-list is not JSON: {exc}") from None
+    if not isinstance(wire, dict) or not isinstance(wire.get("list"), dict):
+        raise ProtocolError("invalid_field", "allow-list must be an object with a 'list' object")
+    sig = wire.get("sig")
+    if not isinstance(sig, str) or not sig:
+        raise ProtocolError("unsigned", "allow-list carries no signature")
+    try:
+        public_key.verify(base64.b64decode(sig, validate=True), canonical_json(wire["list"]))
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise ProtocolError(
+            "bad_signature", "allow-list signature does not match the hub key in this config"
+        ) from None
+    try:
+        allowlist = AllowList.model_validate(wire["list"])
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ProtocolError("invalid_field", f"allow-list field '{where}': {err['msg']}") from None
+    moment = now or datetime.now(UTC)
+    if allowlist.expires_at <= moment:
+        raise ProtocolError("expired", f"allow-list expired at {utc_iso(allowlist.expires_at)}")
+    if current_version is not None and allowlist.version <= current_version:
+        raise ProtocolError(
+            "stale", f"allow-list version {allowlist.version} is not newer than {current_version}"
+        )
+    return allowlist

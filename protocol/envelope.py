@@ -1,0 +1,279 @@
+"""The event envelope: one durable fact from an edge agent, JSON on the wire."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from protocol.topics import SLUG_PATTERN
+
+PROTOCOL_VERSION = 1
+# An event is a small fact; anything near this size is a bug or an attack. Checked on the raw
+# bytes before any parsing, so a huge payload costs nothing to refuse.
+MAX_PAYLOAD_BYTES = 16 * 1024
+
+
+class EventType(StrEnum):
+    BADGE_GRANTED = "badge.granted"
+    BADGE_DENIED = "badge.denied"
+    SESSION_STARTED = "session.started"
+    SESSION_ENDED = "session.ended"
+    MACHINE_BUSY = "machine.busy"
+    MACHINE_IDLE = "machine.idle"
+    MACHINE_LOCKED = "machine.locked"
+    MACHINE_UNLOCKED = "machine.unlocked"
+    JOB_STARTED = "job.started"
+    JOB_FINISHED = "job.finished"
+    JOB_FAILED = "job.failed"
+    INCIDENT_REPORTED = "incident.reported"
+    AGENT_STARTED = "agent.started"
+
+
+class DenyReason(StrEnum):
+    """Why a badge was refused; shown to the member and counted by the hub."""
+
+    UNKNOWN_BADGE = "unknown_badge"
+    NOT_TRAINED = "not_trained"
+    TRAINING_EXPIRED = "training_expired"
+    MEMBER_INACTIVE = "member_inactive"
+    LOCKED_OUT = "locked_out"
+    BALANCE = "balance"
+    QUOTA = "quota"
+    SUPERVISION_REQUIRED = "supervision_required"
+    NO_ALLOW_LIST = "no_allow_list"
+    ALLOW_LIST_EXPIRED = "allow_list_expired"
+    MACHINE_ALREADY_RUNNING = "machine_already_running"
+    IN_USE = "in_use"
+    CARD_SECRET_MISMATCH = "card_secret_mismatch"
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid message. `reason` is a stable code, `detail` is for people."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def utc_iso(value: datetime) -> str:
+    """UTC ISO-8601 with a Z, the only timestamp form on the wire."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Data(BaseModel):
+    # Additive fields from a newer minor revision are kept, not refused.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class BadgeGranted(_Data):
+    badge: str
+    member: str
+    session_id: str
+    level: str = "user"
+
+
+class BadgeDenied(_Data):
+    badge: str
+    reason: DenyReason
+    member: str | None = None
+
+
+class SessionStarted(_Data):
+    session_id: str
+    member: str
+    badge: str
+    mode: Literal["normal", "supervised", "maintenance"] = "normal"
+    supervisor: str | None = None
+
+
+class SessionEnded(_Data):
+    session_id: str
+    member: str
+    reason: str
+    duration_s: float = Field(ge=0)
+    busy_s: float = Field(default=0, ge=0)
+
+
+class MachineBusy(_Data):
+    source: str
+    session_id: str | None = None
+
+
+class MachineIdle(_Data):
+    source: str
+    busy_s: float = Field(ge=0)
+    session_id: str | None = None
+
+
+class MachineLocked(_Data):
+    reason: str
+
+
+class MachineUnlocked(_Data):
+    reason: str = ""
+
+
+class JobStarted(_Data):
+    job_id: str
+    file: str = ""
+    session_id: str | None = None
+    member: str | None = None
+
+
+class JobEnded(_Data):
+    job_id: str
+    duration_s: float = Field(ge=0)
+    session_id: str | None = None
+    member: str | None = None
+    error: str | None = None
+
+
+class IncidentReported(_Data):
+    source: str
+    note: str = ""
+    member: str | None = None
+
+
+class AgentStarted(_Data):
+    version: str
+    recovered_sessions: int = Field(default=0, ge=0)
+
+
+DATA_MODELS: dict[EventType, type[_Data]] = {
+    EventType.BADGE_GRANTED: BadgeGranted,
+    EventType.BADGE_DENIED: BadgeDenied,
+    EventType.SESSION_STARTED: SessionStarted,
+    EventType.SESSION_ENDED: SessionEnded,
+    EventType.MACHINE_BUSY: MachineBusy,
+    EventType.MACHINE_IDLE: MachineIdle,
+    EventType.MACHINE_LOCKED: MachineLocked,
+    EventType.MACHINE_UNLOCKED: MachineUnlocked,
+    EventType.JOB_STARTED: JobStarted,
+    EventType.JOB_FINISHED: JobEnded,
+    EventType.JOB_FAILED: JobEnded,
+    EventType.INCIDENT_REPORTED: IncidentReported,
+    EventType.AGENT_STARTED: AgentStarted,
+}
+
+
+class Envelope(BaseModel):
+    """`{"v":1,"id":UUID,"seq":int,"ts":UTC ISO-8601,"machine":..,"type":..,"data":{..}}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1]
+    id: uuid.UUID
+    seq: int = Field(ge=0, le=2**63 - 1)
+    ts: AwareDatetime
+    machine: str = Field(pattern=SLUG_PATTERN)
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("ts")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @field_serializer("ts")
+    def _ts(self, value: datetime) -> str:
+        return utc_iso(value)
+
+    def typed_data(self) -> _Data:
+        """The `data` object parsed with the model of this event type."""
+        return DATA_MODELS[self.type].model_validate(self.data)
+
+
+def new_envelope(
+    *,
+    machine: str,
+    type: EventType,
+    seq: int,
+    data: dict[str, Any] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    id: uuid.UUID | None = None,
+) -> Envelope:
+    """A new event; `data` is checked against the model of its type (pydantic ValidationError)."""
+    DATA_MODELS[type].model_validate(data or {})
+    return Envelope(
+        v=PROTOCOL_VERSION,
+        id=id or uuid.uuid4(),
+        seq=seq,
+        ts=now(),
+        machine=machine,
+        type=type,
+        data=data or {},
+    )
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()
+
+
+def _first_error(exc: ValidationError) -> ProtocolError:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "payload"
+    kind = err["type"]
+    if kind == "missing":
+        return ProtocolError("missing_field", f"field '{where}' is required")
+    if kind == "extra_forbidden":
+        return ProtocolError("unknown_field", f"field '{where}' is not part of the envelope")
+    if where == "type":
+        return ProtocolError(
+            "unknown_type",
+            f"event type {err.get('input')!r} is unknown; expected one of "
+            + ", ".join(t.value for t in EventType),
+        )
+    if where.startswith("data"):
+        return ProtocolError("invalid_data", f"{where}: {err['msg']}")
+    return ProtocolError("invalid_field", f"field '{where}': {err['msg']}")
+
+
+def decode_envelope(payload: bytes | str) -> Envelope:
+    """Parse and validate one envelope, or raise ProtocolError with a stable reason code."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(
+            "too_large", f"payload is {len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
+        )
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("not_utf8", f"payload is not UTF-8 text ({exc.reason})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("not_json", f"payload is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("not_object", f"payload is JSON {type(obj).__name__}, not an object")
+    if "v" not in obj:
+        raise ProtocolError("missing_field", "field 'v' is required")
+    if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
+        raise ProtocolError(
+            "unknown_version",
+            f"protocol version {obj['v']!r} is not supported; this side speaks {PROTOCOL_VERSION}",
+        )
+    try:
+        envelope = Envelope.model_validate(obj)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    if envelope.type in DATA_MODELS:
+        try:
+            DATA_MODELS[envelope.type].model_validate(envelope.data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in ("data", *err["loc"]))
+            raise ProtocolError("invalid_data", f"{where}: {err['msg']}") from None
+    return envelope

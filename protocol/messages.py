@@ -1,0 +1,101 @@
+"""Non-event messages: retained status, telemetry samples and hub commands."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+
+from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
+from protocol.topics import SLUG_PATTERN
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class Status(_Message):
+    """Retained on .../status. The agent's last will is the same model with state "offline"."""
+
+    machine: str = Field(pattern=SLUG_PATTERN)
+    state: Literal["online", "offline"]
+    ts: AwareDatetime | None = None
+    version: str | None = None
+    uptime_s: float | None = None
+    relay: Literal["open", "closed"] | None = None
+    session: dict[str, Any] | None = None
+    busy: bool | None = None
+    locked: bool | None = None
+    reader_ok: bool | None = None
+    backlog: int | None = None
+    acl_version: int | None = None
+
+    @field_serializer("ts")
+    def _ts(self, value: datetime | None) -> str | None:
+        return utc_iso(value) if value else None
+
+
+class Telemetry(_Message):
+    """One sample set on .../telemetry (QoS 0): temperatures, progress, watts."""
+
+    machine: str = Field(pattern=SLUG_PATTERN)
+    ts: AwareDatetime
+    values: dict[str, float | int | str | bool | None]
+
+    @field_serializer("ts")
+    def _ts(self, value: datetime) -> str:
+        return utc_iso(value)
+
+
+class CommandName(StrEnum):
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    UNLOCK_FOR_MAINTENANCE = "unlock-for-maintenance"
+    SYNC = "sync"
+    END_SESSION = "end-session"
+
+
+class Command(_Message):
+    """Hub -> agent on .../cmd, QoS 1."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    ts: AwareDatetime
+    cmd: CommandName
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("ts")
+    def _ts(self, value: datetime) -> str:
+        return utc_iso(value)
+
+
+M = TypeVar("M", bound=_Message)
+
+
+def decode_message(model: type[M], payload: bytes | str) -> M:
+    """Parse a status/telemetry/command payload, or raise ProtocolError with a reason code."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("too_large", f"payload is {len(raw)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("not_json", f"payload is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("not_object", f"payload is JSON {type(obj).__name__}, not an object")
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("unknown_version", f"protocol version {obj.get('v')!r} not supported")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        raise ProtocolError("invalid_field", f"field '{where}': {err['msg']}") from None
