@@ -49,7 +49,7 @@ class AllowEntry(BaseModel):
 class AllowList(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     site: str = Field(pattern=SLUG_PATTERN)
     machine: str = Field(pattern=SLUG_PATTERN)
     machine_type: str

@@ -251,9 +251,11 @@ def decode_envelope(payload: bytes | str) -> Envelope:
             "too_large", f"payload is {len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
         )
     try:
-        obj = json.loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError("not_utf8", f"payload is not UTF-8 text ({exc.reason})") from None
+    try:
+        obj = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError("not_json", f"payload is not JSON: {exc}") from None
     if not isinstance(obj, dict):

@@ -17,7 +17,7 @@ from protocol.topics import SLUG_PATTERN
 class _Message(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
 
     def encode(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
