@@ -1,0 +1,572 @@
+"""The agent: one event-loop thread applies every input (badges, MQTT, GPIO, timers) in order.
+
+Readers, paho and gpiozero callbacks only put items on a queue; the loop feeds them to the
+pure domain (access decision, session state machine) and carries out its actions: relay
+first, then the journal, then the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.config import AgentConfig
+from edge.domain.access import Decision, decide
+from edge.domain.session import (
+    Action,
+    Beep,
+    CloseRelay,
+    Emit,
+    OpenRelay,
+    SessionMachine,
+    SessionRules,
+)
+from edge.hardware.outputs import Devices, build_devices
+from edge.hardware.readers import BadgeRead, BadgeReader
+from edge.journal import Journal
+from edge.transport import MqttTransport, Will
+from protocol.allowlist import AllowList, load_public_key, verify_allowlist
+from protocol.badges import normalise_uid
+from protocol.envelope import EventType, ProtocolError
+from protocol.messages import Command, CommandName, Status, decode_message
+from protocol.topics import TopicKind, topic
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 200
+TICK_S = 0.25
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        pin_factory: Any = None,
+        clock: Callable[[], datetime] | None = None,
+        reader: BadgeReader | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._pin_factory = pin_factory
+        self._public_key = load_public_key(config.agent.hub_public_key)
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._reader = reader
+        self.devices: Devices | None = None
+        self.journal: Journal | None = None
+        self.transport: MqttTransport | None = None
+        self.allowlist: AllowList | None = None
+        self.machine = SessionMachine(
+            SessionRules(
+                idle_timeout_s=config.session.idle_timeout_s,
+                warning_s=config.session.warning_s,
+                card_present=config.session.card_present,
+                cut_while_busy=config.session.cut_while_busy,
+            ),
+            new_session_id=lambda: str(uuid.uuid4()),
+        )
+        self._inflight: dict[int, int] = {}
+        self._published_upto = 0
+        self._thread: threading.Thread | None = None
+        self._started_mono = time.monotonic()
+        self._last_heartbeat = 0.0
+        self._last_alive_write = 0.0
+        self._running = False
+        self._stopped = threading.Event()
+        self._notifier: Any = None
+        self._lock_from_list = False
+
+    # -- paths and topics -----------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.config.agent.state_dir
+
+    def _topic(self, kind: TopicKind) -> str:
+        return topic(self.config.agent.site, self.config.agent.machine, kind)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # The relay is opened before anything else can fail.
+        self.devices = build_devices(self.config, self._pin_factory)
+        self.devices.open_relay()
+        try:
+            self._start_rest()
+        except BaseException:
+            self.devices.close()
+            raise
+
+    def _start_rest(self) -> None:
+        cfg = self.config
+        self.journal = Journal(self.state_dir / "journal.sqlite3", cfg.agent.machine, self._clock)
+        self._load_cached_allowlist()
+        recovered = self._recover()
+        self._emit(
+            EventType.AGENT_STARTED, {"version": __version__, "recovered_sessions": recovered}
+        )
+        offline = Status(machine=cfg.agent.machine, state="offline").encode()
+        self.transport = MqttTransport(
+            client_id=f"atelier-edge-{cfg.agent.machine}",
+            host=cfg.mqtt.host,
+            port=cfg.mqtt.port,
+            username=cfg.mqtt.username or cfg.agent.machine,
+            password=cfg.mqtt.resolve_password(),
+            protocol=cfg.mqtt.protocol,
+            keepalive=cfg.mqtt.keepalive_s,
+            will=Will(self._topic(TopicKind.STATUS), offline),
+            subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)],
+            on_connected=lambda: self._queue.put(("connected",)),
+            on_disconnected=lambda: self._queue.put(("disconnected",)),
+            on_message=lambda t, p: self._queue.put(("message", t, p)),
+            on_acked=lambda mid: self._queue.put(("acked", mid)),
+            tls=cfg.mqtt.tls,
+            tls_ca=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None,
+            tls_cert=str(cfg.mqtt.cert_file) if cfg.mqtt.cert_file else None,
+            tls_key=str(cfg.mqtt.key_file) if cfg.mqtt.key_file else None,
+        )
+        self._wire_inputs()
+        if self._reader is None:
+            self._reader = self._make_reader()
+        self._reader.start(lambda read: self._queue.put(("read", read, None)))
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
+        self._thread.start()
+        self.transport.start()
+        self._notify("READY=1")
+        log.info(
+            "agent %s started (reader %s, relay pin %s)",
+            cfg.agent.machine,
+            cfg.reader.type,
+            cfg.relay.pin,
+        )
+
+    def _make_reader(self) -> BadgeReader:
+        kind = self.config.reader.type
+        if kind == "sim":
+            from edge.hardware.sim_reader import SimReader
+
+            return SimReader(self.config.sim_socket, self._handle_sim_request)
+        if kind == "mfrc522":
+            from edge.hardware.mfrc522_reader import MFRC522Reader  # type: ignore[import-not-found]
+
+            return MFRC522Reader.from_config(self.config)  # type: ignore[no-any-return]
+        from edge.hardware.keyboard_reader import KeyboardReader  # type: ignore[import-not-found]
+
+        return KeyboardReader.from_config(self.config)  # type: ignore[no-any-return]
+
+    def _wire_inputs(self) -> None:
+        assert self.devices is not None
+        busy = self.devices.busy_input
+        if busy is not None:
+            busy.when_activated = lambda: self._queue.put(("busy", True))
+            busy.when_deactivated = lambda: self._queue.put(("busy", False))
+            if busy.is_active:
+                self._queue.put(("busy", True))
+        button = self.devices.incident_button
+        if button is not None:
+            button.when_activated = lambda: self._queue.put(("incident",))
+
+    def stop(self) -> None:
+        """Stop everything; the relay ends open whatever happened. Safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._running and self._thread is not None:
+            self._queue.put(("stop",))
+            self._thread.join(timeout=10)
+        self._running = False
+        if self._reader is not None:
+            try:
+                self._reader.stop()
+            except Exception:
+                log.exception("reader did not stop cleanly")
+        if self.devices is not None:
+            self.devices.close()
+        if self.transport is not None:
+            offline = Status(machine=self.config.agent.machine, state="offline").encode()
+            self.transport.stop(final=(self._topic(TopicKind.STATUS), offline))
+        if self.journal is not None:
+            self.journal.close()
+        self._notify("STOPPING=1")
+
+    # -- public, thread-safe entry points ------------------------------------------------
+    def tap(self, uid: str, *, present: bool = True, timeout: float = 10) -> dict[str, Any]:
+        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
+        self._queue.put(("read", BadgeRead(uid=normalise_uid(uid), present=present), reply))
+        return reply.get(timeout=timeout)
+
+    def state(self, timeout: float = 10) -> dict[str, Any]:
+        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
+        self._queue.put(("state", reply))
+        return reply.get(timeout=timeout)
+
+    def set_busy(self, busy: bool) -> None:
+        """For simulated machines and integrations that sense busy without a GPIO input."""
+        self._queue.put(("busy", busy))
+
+    def _handle_sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "state":
+            return self.state()
+        if op in ("tap", "remove"):
+            try:
+                uid = normalise_uid(str(request.get("uid", "")))
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            return self.tap(uid, present=op == "tap")
+        return {"ok": False, "error": f"unknown op {op!r}: use tap, remove or state"}
+
+    # -- the loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        last_tick = 0.0
+        while True:
+            try:
+                item = self._queue.get(timeout=TICK_S)
+            except queue.Empty:
+                item = ("tick",)
+            try:
+                if item[0] == "stop":
+                    self._on_stop()
+                    return
+                self._handle(item)
+                mono = time.monotonic()
+                if mono - last_tick >= TICK_S:
+                    last_tick = mono
+                    self._periodic(mono)
+            except Exception:
+                log.exception("agent loop failed on %s; going on", item[0])
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        now = self._clock()
+        if kind == "read":
+            read: BadgeRead = item[1]
+            actions = self.machine.badge(
+                read.uid, now, self._decider(read, now), present=read.present
+            )
+            self._apply(actions)
+            if item[2] is not None:
+                item[2].put(self._tap_reply(actions))
+        elif kind == "state":
+            item[1].put(self._state_dict())
+        elif kind == "busy":
+            self._apply(self.machine.busy_changed(bool(item[1]), now, "gpio"))
+            self._publish_status()
+        elif kind == "incident":
+            member = self.machine.session.member if self.machine.session else None
+            self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
+        elif kind == "message":
+            self._on_message(item[1], item[2])
+        elif kind == "acked":
+            seq = self._inflight.pop(item[1], None)
+            if seq is not None and self.journal is not None:
+                self.journal.mark_sent(seq)
+            self._pump()
+        elif kind == "connected":
+            log.info("connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+            self._inflight.clear()
+            self._published_upto = 0
+            self._publish_status()
+            self._pump()
+        elif kind == "disconnected":
+            self._inflight.clear()
+            self._published_upto = 0
+
+    def _periodic(self, mono: float) -> None:
+        self._apply(self.machine.tick(self._clock()))
+        if mono - self._last_heartbeat >= self.config.agent.heartbeat_s:
+            self._publish_status()
+        if mono - self._last_alive_write >= 5 and self.journal is not None:
+            self._last_alive_write = mono
+            self.journal.set_meta("last_alive", self._clock().isoformat())
+        self._notify("WATCHDOG=1")
+
+    def _on_stop(self) -> None:
+        if self.machine.session is not None:
+            self._apply(self.machine.end_session(self._clock(), "shutdown"))
+        self._flush(timeout=2)
+
+    def _flush(self, timeout: float) -> None:
+        """Give unacknowledged events a moment to reach the broker before shutdown."""
+        deadline = time.monotonic() + timeout
+        while self._inflight and time.monotonic() < deadline:
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item[0] in ("acked", "connected", "disconnected"):
+                self._handle(item)
+
+    # -- decisions and actions ------------------------------------------------------------
+    def _decider(self, read: BadgeRead, now: datetime) -> Callable[[bool, bool], Decision]:
+        def decide_now(supervisor_present: bool, machine_running: bool) -> Decision:
+            return decide(
+                read.uid,
+                self.allowlist,
+                now,
+                machine_running=machine_running,
+                secret_ok=read.secret_ok,
+                supervisor_present=supervisor_present,
+            )
+
+        return decide_now
+
+    def _apply(self, actions: list[Action]) -> None:
+        assert self.devices is not None
+        changed = False
+        for action in actions:
+            if isinstance(action, CloseRelay):
+                self.devices.close_relay()
+                changed = True
+                if self.devices.led is not None:
+                    self.devices.led.on()
+            elif isinstance(action, OpenRelay):
+                self.devices.open_relay()
+                changed = True
+                if self.devices.led is not None:
+                    self.devices.led.off()
+            elif isinstance(action, Beep):
+                self._beep(action.kind)
+            elif isinstance(action, Emit):
+                self._emit(action.type, action.data)
+                if action.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED):
+                    changed = True
+        if changed:
+            self._publish_status()
+
+    def _beep(self, kind: str) -> None:
+        buzzer = self.devices.buzzer if self.devices else None
+        if buzzer is None:
+            return
+        pattern = {
+            "grant": (0.1, 0.1, 1),
+            "deny": (0.4, 0.1, 1),
+            "warning": (0.1, 0.1, 3),
+            "end": (0.1, 0.1, 2),
+        }[kind]
+        buzzer.beep(on_time=pattern[0], off_time=pattern[1], n=pattern[2], background=True)
+
+    def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
+        reply: dict[str, Any] = {"ok": True, "decision": "ignored", "reason": None}
+        for action in actions:
+            if isinstance(action, Emit):
+                if action.type is EventType.BADGE_GRANTED:
+                    reply.update(
+                        decision="granted",
+                        session_id=action.data["session_id"],
+                        member=action.data["member"],
+                    )
+                elif action.type is EventType.BADGE_DENIED:
+                    reply.update(decision="denied", reason=action.data["reason"])
+                elif action.type is EventType.SESSION_ENDED and reply["decision"] == "ignored":
+                    reply.update(
+                        decision="ended",
+                        reason=action.data["reason"],
+                        session_id=action.data["session_id"],
+                    )
+            elif (
+                isinstance(action, Beep)
+                and action.kind == "grant"
+                and reply["decision"] == "ignored"
+            ):
+                reply["decision"] = "extended"
+        assert self.devices is not None
+        reply["relay"] = "closed" if self.machine.relay_closed else "open"
+        reply["relay_pin"] = self.devices.relay_pin_state()
+        return reply
+
+    def _state_dict(self) -> dict[str, Any]:
+        assert self.devices is not None and self.journal is not None
+        session = self.machine.session
+        return {
+            "ok": True,
+            "machine": self.config.agent.machine,
+            "relay": "closed" if self.machine.relay_closed else "open",
+            "relay_pin": self.devices.relay_pin_state(),
+            "session": None
+            if session is None
+            else {
+                "session_id": session.session_id,
+                "member": session.member,
+                "badge": session.badge,
+                "mode": session.mode,
+                "started_at": session.started_at.isoformat(),
+            },
+            "busy": self.machine.busy,
+            "locked": self.machine.locked,
+            "acl_version": self.allowlist.version if self.allowlist else None,
+            "connected": bool(self.transport and self.transport.connected),
+            "backlog": self.journal.backlog(),
+        }
+
+    # -- events: journal first, then the broker ------------------------------------------
+    def _emit(self, type: EventType, data: dict[str, Any]) -> None:
+        assert self.journal is not None
+        self.journal.append(type, data)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Publish unsent journal rows in seq order, a bounded number in flight at a time."""
+        if self.transport is None or not self.transport.connected or self.journal is None:
+            return
+        room = MAX_INFLIGHT - len(self._inflight)
+        if room <= 0:
+            return
+        for seq, payload in self.journal.unsent(limit=room, after_seq=self._published_upto):
+            mid = self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
+            if mid is None:
+                return
+            self._inflight[mid] = seq
+            self._published_upto = seq
+
+    def _publish_status(self) -> None:
+        self._last_heartbeat = time.monotonic()
+        if self.transport is None or not self.transport.connected:
+            return
+        state = self._state_dict()
+        status = Status(
+            machine=self.config.agent.machine,
+            state="online",
+            ts=self._clock(),
+            version=__version__,
+            uptime_s=round(time.monotonic() - self._started_mono, 1),
+            relay=state["relay"],
+            session=state["session"],
+            busy=state["busy"],
+            locked=state["locked"],
+            reader_ok=bool(self._reader and self._reader.healthy),
+            backlog=state["backlog"],
+            acl_version=state["acl_version"],
+        )
+        self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
+
+    # -- hub messages ---------------------------------------------------------------------
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
+        if topic_name == self._topic(TopicKind.ACL):
+            self._on_allowlist(payload)
+        elif topic_name == self._topic(TopicKind.CMD):
+            self._on_command(payload)
+
+    def _on_allowlist(self, payload: bytes) -> None:
+        current = self.allowlist.version if self.allowlist else None
+        try:
+            new = verify_allowlist(
+                payload, self._public_key, now=self._clock(), current_version=current
+            )
+        except ProtocolError as exc:
+            if exc.reason != "stale" or current is None:
+                log.warning("allow-list refused (%s): %s", exc.reason, exc.detail)
+            return
+        if new.machine != self.config.agent.machine:
+            log.warning(
+                "allow-list for machine %s refused: this is %s",
+                new.machine,
+                self.config.agent.machine,
+            )
+            return
+        self.allowlist = new
+        self._save_allowlist(payload)
+        log.info("allow-list version %s accepted (%d badges)", new.version, len(new.entries))
+        now = self._clock()
+        if new.locked and not self.machine.locked:
+            self._lock_from_list = True
+            self._apply(self.machine.lock(now, new.lock_reason or "locked by the hub"))
+        elif not new.locked and self.machine.locked and self._lock_from_list:
+            self._lock_from_list = False
+            self._apply(self.machine.unlock("unlocked by the hub"))
+        self._publish_status()
+
+    def _on_command(self, payload: bytes) -> None:
+        try:
+            cmd = decode_message(Command, payload)
+        except ProtocolError as exc:
+            log.warning("command refused (%s): %s", exc.reason, exc.detail)
+            return
+        now = self._clock()
+        reason = str(cmd.args.get("reason", "hub command"))
+        if cmd.cmd is CommandName.LOCK:
+            self._apply(self.machine.lock(now, reason))
+        elif cmd.cmd is CommandName.UNLOCK:
+            self._apply(self.machine.unlock(reason))
+        elif cmd.cmd is CommandName.END_SESSION:
+            self._apply(self.machine.end_session(now, "hub-command"))
+        elif cmd.cmd is CommandName.SYNC:
+            self._published_upto = 0
+            self._inflight.clear()
+            self._pump()
+        self._publish_status()
+
+    def _save_allowlist(self, payload: bytes) -> None:
+        path = self.state_dir / "allowlist.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(payload)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+
+    def _load_cached_allowlist(self) -> None:
+        path = self.state_dir / "allowlist.json"
+        if not path.exists():
+            return
+        try:
+            # Signature checked here; expiry is applied at each decision.
+            self.allowlist = verify_allowlist(path.read_bytes(), self._public_key, now=_EPOCH)
+        except ProtocolError as exc:
+            log.warning("cached allow-list ignored (%s): %s", exc.reason, exc.detail)
+            return
+        if self.allowlist.locked:
+            self._lock_from_list = True
+            self.machine.locked = True
+
+    def _recover(self) -> int:
+        """Close a session the previous run left open (crash, power cut)."""
+        assert self.journal is not None
+        open_session = self.journal.open_session()
+        if open_session is None:
+            return 0
+        last_alive_raw = self.journal.get_meta("last_alive")
+        ended = self._clock()
+        if last_alive_raw:
+            ended = max(open_session.started_at, datetime.fromisoformat(last_alive_raw))
+        self._emit(
+            EventType.SESSION_ENDED,
+            {
+                "session_id": open_session.session_id,
+                "member": open_session.member,
+                "reason": "agent-restart",
+                "duration_s": max(0.0, (ended - open_session.started_at).total_seconds()),
+            },
+        )
+        log.warning(
+            "session %s of %s was open at restart; closed with agent-restart",
+            open_session.session_id,
+            open_session.member,
+        )
+        return 1
+
+    def _notify(self, message: str) -> None:
+        if not os.environ.get("NOTIFY_SOCKET"):
+            return
+        if self._notifier is None:
+            try:
+                import sdnotify
+
+                self._notifier = sdnotify.SystemdNotifier()
+            except ImportError:
+                return
+        self._notifier.notify(message)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

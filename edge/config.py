@@ -1,0 +1,200 @@
+"""The machine TOML (firmware_config/*.toml), validated with every error reported at once."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from protocol.allowlist import load_public_key
+from protocol.topics import SLUG_PATTERN
+
+PinFactoryName = Literal["mock", "lgpio", "rpigpio", "pigpio", "native"]
+BCM_PIN = Field(ge=0, le=27, description="a BCM GPIO number, 0..27")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSection(_Section):
+    site: str = Field(pattern=SLUG_PATTERN)
+    machine: str = Field(pattern=SLUG_PATTERN)
+    machine_type: str = "other"
+    state_dir: Path
+    hub_public_key: str
+    heartbeat_s: float = Field(default=30, ge=1, le=3600)
+
+    @field_validator("hub_public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        load_public_key(value)
+        return value
+
+
+class MqttSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def resolve_password(self) -> str | None:
+        """Secrets from systemd credentials or the environment win over the file."""
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if cred_dir and (Path(cred_dir) / "mqtt-password").exists():
+            return (Path(cred_dir) / "mqtt-password").read_text().strip()
+        if os.environ.get("ATELIER_MQTT_PASSWORD"):
+            return os.environ["ATELIER_MQTT_PASSWORD"]
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password
+
+
+class GpioSection(_Section):
+    pin_factory: PinFactoryName
+
+
+class RelaySection(_Section):
+    pin: int = BCM_PIN
+    active_high: bool = True
+
+
+class ReaderSection(_Section):
+    type: Literal["sim", "mfrc522", "keyboard"]
+    # mfrc522
+    bus: int = Field(default=0, ge=0, le=6)
+    device: int = Field(default=0, ge=0, le=2)
+    rst_pin: int = Field(default=25, ge=0, le=27)
+    poll_interval_s: float = Field(default=0.1, gt=0, le=5)
+    secure: bool = False
+    secure_sector: int = Field(default=1, ge=1, le=15)
+    site_key_file: Path | None = None
+    # keyboard (USB wedge)
+    input_device: Path | None = None
+    format: Literal["hex", "decimal10"] = "hex"
+
+
+class OutputPin(_Section):
+    pin: int = BCM_PIN
+    active_high: bool = True
+
+
+class InputPin(_Section):
+    pin: int = BCM_PIN
+    pull_up: bool = False
+    active_state: bool | None = None
+    bounce_s: float = Field(default=0.05, ge=0, le=5)
+
+
+class SessionSection(_Section):
+    idle_timeout_s: float = Field(default=900, ge=5, le=24 * 3600)
+    warning_s: float = Field(default=60, ge=0, le=3600)
+    card_present: bool = False
+    # Cutting power while the machine works can ruin a job or a tool; only an emergency stop
+    # wiring makes it acceptable.
+    cut_while_busy: bool = False
+
+
+class AgentConfig(_Section):
+    agent: AgentSection
+    mqtt: MqttSection = MqttSection()
+    gpio: GpioSection
+    relay: RelaySection
+    reader: ReaderSection
+    session: SessionSection = SessionSection()
+    led: OutputPin | None = None
+    buzzer: OutputPin | None = None
+    busy_input: InputPin | None = None
+    incident_button: InputPin | None = None
+
+    @property
+    def sim_socket(self) -> Path:
+        return self.agent.state_dir / "sim-reader.sock"
+
+
+class ConfigError(ValueError):
+    """A config a person must fix; `errors` lists every problem as 'section.field: message'."""
+
+    def __init__(self, path: Path | str, errors: list[str]) -> None:
+        self.path = str(path)
+        self.errors = errors
+        super().__init__(f"{path}: " + "; ".join(errors))
+
+    def report(self) -> str:
+        lines = [f"{self.path}: {len(self.errors)} problem(s):"]
+        lines += [f"  - {e}" for e in self.errors]
+        return "\n".join(lines)
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The fields the section at `loc` accepts, to suggest the right spelling."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [
+            a
+            for a in getattr(annotation, "__args__", (annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not candidates:
+            return []
+        current = candidates[0]
+    return sorted(current.model_fields)
+
+
+def describe_errors(exc: ValidationError, model: type[BaseModel] = AgentConfig) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_fields(model, loc)
+            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+            out.append(f"{where}: unknown field (check the spelling){hint}")
+        elif kind == "string_pattern_mismatch":
+            out.append(
+                f"{where}: use 1-63 lowercase letters, digits, '-' or '_' "
+                f"(got {err.get('input')!r})"
+            )
+        elif kind == "missing":
+            out.append(f"{where}: required field is missing")
+        elif where.endswith("pin") or ".pin" in where:
+            out.append(f"{where}: {err['msg']} (a BCM GPIO number 0..27, got {err.get('input')!r})")
+        elif kind == "value_error":
+            out.append(f"{where}: {str(err['ctx'].get('error', err['msg']))}")
+        else:
+            out.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return out
+
+
+def parse_config(data: dict[str, Any], path: Path | str = "<config>") -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, describe_errors(exc)) from None
+
+
+def load_config(path: Path | str) -> AgentConfig:
+    """Read and validate a machine TOML; raises ConfigError listing every problem."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found: give the path of the machine's TOML"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    return parse_config(data, path)

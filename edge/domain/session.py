@@ -1,0 +1,256 @@
+"""The session state machine: who holds the machine, when power is cut. Pure, injected clock.
+
+Inputs are method calls with the current time; outputs are lists of actions the agent carries
+out in order (relay, beeps, events). No IO and no clock reads happen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from edge.domain.access import Decision
+from protocol.envelope import DenyReason, EventType
+
+Mode = Literal["normal", "supervised", "maintenance"]
+BeepKind = Literal["grant", "deny", "warning", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    idle_timeout_s: float = 900
+    warning_s: float = 60
+    card_present: bool = False
+    cut_while_busy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    session_id: str
+    member: str
+    badge: str
+    level: str
+    started_at: datetime
+    last_activity: datetime
+    mode: Mode = "normal"
+    supervisor: str | None = None
+    warned: bool = False
+    busy_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRelay:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRelay:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Beep:
+    kind: BeepKind
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    type: EventType
+    data: dict[str, Any]
+
+
+Action = CloseRelay | OpenRelay | Beep | Emit
+# The access decision for a badge, given (supervisor_present, machine_running).
+DecideFn = Callable[[bool, bool], Decision]
+
+
+class SessionMachine:
+    def __init__(self, rules: SessionRules, new_session_id: Callable[[], str]) -> None:
+        self.rules = rules
+        self._new_id = new_session_id
+        self.session: ActiveSession | None = None
+        self.busy_since: datetime | None = None
+        self.relay_closed = False
+        # A session ended while the machine worked: power stays on until it goes idle.
+        self.hold_until_idle = False
+        self.locked = False
+
+    @property
+    def busy(self) -> bool:
+        return self.busy_since is not None
+
+    # -- badges ---------------------------------------------------------------------------
+    def badge(
+        self, badge: str, now: datetime, decide: DecideFn, *, present: bool = True
+    ) -> list[Action]:
+        current = self.session
+        if not present:
+            if current and self.rules.card_present and badge == current.badge:
+                return self._end(now, "card-removed")
+            return []
+        if current is not None and badge == current.badge:
+            if current.warned:
+                # Re-badge during the warning: the member is still there, extend.
+                self.session = replace(current, last_activity=now, warned=False)
+                return [Beep("grant")]
+            return self._end(now, "badge-out")
+        if current is not None:
+            if current.level == "trainer" and current.mode == "normal":
+                decision = decide(True, False)
+                if decision.granted and decision.entry is not None:
+                    # Supervised mode: the trainer badged first, the trainee takes over
+                    # under the trainer's name; the relay stays closed throughout.
+                    trainer = current.member
+                    actions = self._end(now, "handover", keep_relay=True)
+                    return actions + self._start(now, badge, decision, "supervised", trainer)
+                return self._deny(badge, decision.reason or DenyReason.IN_USE, decision)
+            return self._deny(badge, DenyReason.IN_USE, None)
+        decision = decide(False, self.busy and not self.hold_until_idle)
+        if not decision.granted:
+            return self._deny(badge, decision.reason or DenyReason.NOT_TRAINED, decision)
+        mode: Mode = "maintenance" if decision.maintenance else "normal"
+        return self._start(now, badge, decision, mode, None)
+
+    def _start(
+        self, now: datetime, badge: str, decision: Decision, mode: Mode, supervisor: str | None
+    ) -> list[Action]:
+        assert decision.entry is not None
+        session = ActiveSession(
+            session_id=self._new_id(),
+            member=decision.entry.member,
+            badge=badge,
+            level=decision.entry.level,
+            started_at=now,
+            last_activity=now,
+            mode=mode,
+            supervisor=supervisor,
+        )
+        self.session = session
+        self.hold_until_idle = False
+        actions: list[Action] = []
+        if not self.relay_closed:
+            self.relay_closed = True
+            actions.append(CloseRelay())
+        actions += [
+            Beep("grant"),
+            Emit(
+                EventType.BADGE_GRANTED,
+                {
+                    "badge": badge,
+                    "member": session.member,
+                    "session_id": session.session_id,
+                    "level": session.level,
+                },
+            ),
+            Emit(
+                EventType.SESSION_STARTED,
+                {
+                    "session_id": session.session_id,
+                    "member": session.member,
+                    "badge": badge,
+                    "mode": mode,
+                    "supervisor": supervisor,
+                },
+            ),
+        ]
+        return actions
+
+    def _deny(self, badge: str, reason: DenyReason, decision: Decision | None) -> list[Action]:
+        member = decision.member if decision else None
+        return [
+            Beep("deny"),
+            Emit(
+                EventType.BADGE_DENIED, {"badge": badge, "reason": reason.value, "member": member}
+            ),
+        ]
+
+    def _end(self, now: datetime, reason: str, *, keep_relay: bool = False) -> list[Action]:
+        current = self.session
+        if current is None:
+            return []
+        busy_s = current.busy_s
+        if self.busy_since is not None:
+            busy_s += max(0.0, (now - max(self.busy_since, current.started_at)).total_seconds())
+        self.session = None
+        actions: list[Action] = [
+            Emit(
+                EventType.SESSION_ENDED,
+                {
+                    "session_id": current.session_id,
+                    "member": current.member,
+                    "reason": reason,
+                    "duration_s": max(0.0, (now - current.started_at).total_seconds()),
+                    "busy_s": busy_s,
+                },
+            ),
+        ]
+        if keep_relay:
+            return actions
+        actions.append(Beep("end"))
+        if self.busy and not self.rules.cut_while_busy:
+            self.hold_until_idle = True
+        elif self.relay_closed:
+            self.relay_closed = False
+            actions.append(OpenRelay())
+        return actions
+
+    # -- time, machine, hub ------------------------------------------------------------------
+    def tick(self, now: datetime) -> list[Action]:
+        current = self.session
+        if current is None or self.busy:
+            return []
+        idle = (now - current.last_activity).total_seconds()
+        if idle >= self.rules.idle_timeout_s:
+            return self._end(now, "idle-timeout")
+        if not current.warned and idle >= self.rules.idle_timeout_s - self.rules.warning_s:
+            self.session = replace(current, warned=True)
+            return [Beep("warning")]
+        return []
+
+    def busy_changed(self, busy: bool, now: datetime, source: str) -> list[Action]:
+        if busy == self.busy:
+            return []
+        current = self.session
+        sid = current.session_id if current else None
+        if busy:
+            self.busy_since = now
+            if current:
+                self.session = replace(current, last_activity=now, warned=False)
+            return [Emit(EventType.MACHINE_BUSY, {"source": source, "session_id": sid})]
+        assert self.busy_since is not None
+        period = max(0.0, (now - self.busy_since).total_seconds())
+        if current is not None:
+            counted = (now - max(self.busy_since, current.started_at)).total_seconds()
+            self.session = replace(
+                current, last_activity=now, warned=False, busy_s=current.busy_s + max(0.0, counted)
+            )
+        self.busy_since = None
+        actions: list[Action] = [
+            Emit(EventType.MACHINE_IDLE, {"source": source, "busy_s": period, "session_id": sid})
+        ]
+        if self.hold_until_idle and current is None:
+            self.hold_until_idle = False
+            if self.relay_closed:
+                self.relay_closed = False
+                actions.append(OpenRelay())
+        return actions
+
+    def lock(self, now: datetime, reason: str) -> list[Action]:
+        if self.locked:
+            return []
+        self.locked = True
+        actions: list[Action] = [Emit(EventType.MACHINE_LOCKED, {"reason": reason})]
+        if self.session is not None and self.session.mode != "maintenance":
+            actions += self._end(now, "lockout")
+        return actions
+
+    def unlock(self, reason: str) -> list[Action]:
+        if not self.locked:
+            return []
+        self.locked = False
+        return [Emit(EventType.MACHINE_UNLOCKED, {"reason": reason})]
+
+    def end_session(self, now: datetime, reason: str) -> list[Action]:
+        return self._end(now, reason)

@@ -1,0 +1,190 @@
+"""Build, sign and publish each machine's allow-list, retained on its ./acl topic."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hub.core.settings import Settings
+from hub.models import Badge, Machine, MachineType, Member, MemberStatus, Training
+from protocol.allowlist import AllowEntry, AllowList, sign_allowlist
+from protocol.envelope import DenyReason
+from protocol.topics import TopicKind, topic
+
+log = logging.getLogger(__name__)
+
+_LEVEL_RANK = {"user": 0, "trainer": 1, "maintainer": 2}
+
+
+def build_allowlist(
+    session: Session, machine: Machine, *, now: datetime, ttl: timedelta, bump_version: bool = True
+) -> AllowList:
+    """Every active badge of every current member, with the holder's training for the machine's
+    type; members without a valid one are listed with a `block` so the machine can say why."""
+    mtype = session.get(MachineType, machine.machine_type_id)
+    assert mtype is not None
+    trainings: dict[int, Training] = {}
+    for training in session.exec(
+        select(Training).where(Training.machine_type_id == machine.machine_type_id)
+    ):
+        best = trainings.get(training.member_id)
+        if best is None or _better(training, best):
+            trainings[training.member_id] = training
+    rows = session.exec(
+        select(Badge, Member)
+        .join(Member, Badge.member_id == Member.id)  # type: ignore[arg-type]
+        .where(Badge.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(Member.status != MemberStatus.LEFT)
+        .order_by(Badge.uid)
+    ).all()
+    entries: list[AllowEntry] = []
+    for badge, member in rows:
+        training = trainings.get(member.id or -1)
+        block: DenyReason | None = None
+        if member.status != MemberStatus.ACTIVE:
+            block = DenyReason.MEMBER_INACTIVE
+        elif training is None:
+            block = DenyReason.NOT_TRAINED
+        expires = _aware(training.expires_at) if training and training.expires_at else None
+        entries.append(
+            AllowEntry(
+                badge=badge.uid,
+                member=member.ref,
+                level=training.level.value if training else "user",
+                supervised_only=bool(training and training.supervised_only),
+                training_expires_at=expires,
+                block=block,
+            )
+        )
+    if bump_version:
+        machine.acl_version += 1
+        session.add(machine)
+    return AllowList(
+        site=machine.site,
+        machine=machine.code,
+        machine_type=mtype.code,
+        version=max(1, machine.acl_version),
+        issued_at=now,
+        expires_at=now + ttl,
+        locked=machine.locked,
+        lock_reason=machine.lock_reason,
+        entries=entries,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _better(a: Training, b: Training) -> bool:
+    """Prefer the training that is valid longest, then the higher level."""
+    a_exp = _aware(a.expires_at) if a.expires_at else datetime.max.replace(tzinfo=UTC)
+    b_exp = _aware(b.expires_at) if b.expires_at else datetime.max.replace(tzinfo=UTC)
+    if a_exp != b_exp:
+        return a_exp > b_exp
+    return _LEVEL_RANK[a.level.value] > _LEVEL_RANK[b.level.value]
+
+
+class AllowListPublisher:
+    """Signs and publishes lists on a connection of its own; re-publishes before expiry."""
+
+    def __init__(self, settings: Settings, engine: Engine, key: Ed25519PrivateKey) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.key = key
+        self.ttl = timedelta(hours=settings.allowlist_ttl_hours)
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        v5 = settings.mqtt_protocol == "5"
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{settings.mqtt_client_id}-acl",
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.mqtt_tls_ca:
+            self._client.tls_set(ca_certs=str(settings.mqtt_tls_ca))
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *a: self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the allow-list publisher: %s", reason_code)
+            return
+        self._connected.set()
+
+    def start(self) -> None:
+        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
+        self._client.loop_start()
+        self._thread = threading.Thread(
+            target=self._schedule, name="allowlist-schedule", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _schedule(self) -> None:
+        # Publish as soon as connected, then well before the lists expire.
+        period = max(60.0, self.ttl.total_seconds() / 4)
+        while not self._stop.is_set():
+            if self._connected.wait(1):
+                try:
+                    self.publish()
+                except Exception:
+                    log.exception("publishing allow-lists failed; will retry")
+                    self._stop.wait(10)
+                    continue
+                self._stop.wait(period)
+
+    def publish(self, machine_codes: list[str] | None = None, timeout: float = 10) -> int:
+        """Build, sign and publish the lists of these machines (all when None)."""
+        now = datetime.now(UTC)
+        with self._lock, Session(self.engine) as session:
+            query = select(Machine)
+            if machine_codes is not None:
+                query = query.where(Machine.code.in_(machine_codes))  # type: ignore[attr-defined]
+            machines = session.exec(query).all()
+            messages = []
+            for machine in machines:
+                allowlist = build_allowlist(session, machine, now=now, ttl=self.ttl)
+                messages.append(
+                    (
+                        topic(machine.site, machine.code, TopicKind.ACL),
+                        sign_allowlist(allowlist, self.key),
+                    )
+                )
+            session.commit()
+        infos = [self._client.publish(t, p, qos=1, retain=True) for t, p in messages]
+        for info in infos:
+            try:
+                info.wait_for_publish(timeout=timeout)
+            except (RuntimeError, ValueError):
+                log.warning("allow-list not yet acknowledged by the broker; paho will retry")
+        log.info("published %d allow-list(s)", len(messages))
+        return len(messages)

@@ -1,0 +1,137 @@
+"""`atelier hub ...`: serve, run an ingest worker, migrate, keys."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
+]
+
+
+def load_settings(config: Path | None) -> Any:
+    from hub.core.settings import SettingsError, get_settings
+
+    try:
+        return get_settings(config)
+    except SettingsError as exc:
+        typer.echo("hub settings are not valid:", err=True)
+        for error in exc.errors:
+            typer.echo(f"  - {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the hub: HTTP API and pages, MQTT ingest, allow-list publishing."""
+    import uvicorn
+
+    from hub.app import create_app
+
+    _logging(log_level)
+    settings = load_settings(config)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def ingest(
+    config: ConfigOpt = None,
+    shared: Annotated[
+        str | None,
+        typer.Option(help="share the event subscription with other workers ($share/GROUP/...)"),
+    ] = None,
+    worker: Annotated[str, typer.Option(help="a name unique among the workers")] = "1",
+    log_level: str = "info",
+) -> None:
+    """Run one ingest worker without HTTP (atelier-ingest@.service)."""
+    from hub.core.db import make_engine, migrate
+    from hub.ingest.consumer import IngestConsumer
+
+    _logging(log_level)
+    settings = load_settings(config)
+    if shared and settings.mqtt_protocol != "5":
+        typer.echo('--shared needs mqtt_protocol = "5" (shared subscriptions are MQTT 5)', err=True)
+        raise typer.Exit(2)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    consumer = IngestConsumer(
+        settings,
+        engine,
+        shared_group=shared,
+        client_id=f"{settings.mqtt_client_id}-ingest-{worker}",
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    consumer.start()
+    try:
+        while not done.wait(1):
+            pass
+    finally:
+        consumer.stop()
+        engine.dispose()
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Bring the database schema to the newest version."""
+    from hub.core.db import migrate as run_migrations
+
+    settings = load_settings(config)
+    run_migrations(settings.database_url)
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def keys(config: ConfigOpt = None) -> None:
+    """Create the hub's signing key pair if needed and print the public key for agent configs."""
+    from hub.core.security import KEY_FILE, load_or_create_signing_key
+    from protocol.allowlist import key_id, public_key_b64
+
+    settings = load_settings(config)
+    key = load_or_create_signing_key(settings.data_dir)
+    typer.echo(f"private key: {settings.data_dir / KEY_FILE} (keep it secret, back it up)")
+    typer.echo(f"key id:      {key_id(key.public_key())}")
+    typer.echo("public key (agent.hub_public_key in each machine's TOML):")
+    typer.echo(public_key_b64(key.public_key()))
+
+
+@app.command("seed-demo")
+def seed_demo(config: ConfigOpt = None) -> None:
+    """Add the demo lab's members, machines and trainings (idempotent)."""
+    from sqlmodel import Session
+
+    from hub.core.db import make_engine
+    from hub.core.db import migrate as run_migrations
+    from hub.seed import seed_demo as seed
+
+    settings = load_settings(config)
+    run_migrations(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        seed(session, site=settings.site)
+    engine.dispose()
+    typer.echo("demo data is in place")

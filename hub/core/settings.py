@@ -1,0 +1,95 @@
+"""Hub settings: a TOML file (--config or ATELIER_CONFIG) and ATELIER_* environment variables."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from protocol.topics import SLUG_PATTERN
+
+_CONFIG_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", extra="forbid")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("atelier-data")
+    database_url: str = ""  # empty: SQLite in data_dir
+    site: str = Field(default="lab", pattern=SLUG_PATTERN)
+    timezone: str = "Europe/Paris"
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_client_id: str = "atelier-hub"
+    mqtt_tls_ca: Path | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+
+    allowlist_ttl_hours: float = Field(default=168, gt=0)
+    ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
+    ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'atelier.db'}"
+        if self.environment == "production" and self.mqtt_username and not self.mqtt_password:
+            raise ValueError("mqtt_password must be set in production when mqtt_username is")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_PATH.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+class SettingsError(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def get_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file (if any) and the environment; SettingsError names the field."""
+    path = config_path or os.environ.get("ATELIER_CONFIG") or None
+    if path is not None and not Path(path).exists():
+        raise SettingsError([f"config file {path} does not exist"])
+    token = _CONFIG_PATH.set(Path(path) if path else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            if err["type"] == "extra_forbidden":
+                errors.append(f"{where}: unknown setting (check the spelling)")
+            else:
+                errors.append(f"{where}: {err['msg']}")
+        raise SettingsError(errors) from None
+    finally:
+        _CONFIG_PATH.reset(token)

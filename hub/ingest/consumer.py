@@ -1,0 +1,171 @@
+"""The MQTT consumer: a persistent session, messages acknowledged only after they are committed.
+
+paho's callback only queues a message; one writer thread drains the queue into batches
+(up to `ingest_batch_max` messages or `ingest_batch_ms`), writes each batch in one
+transaction, and then acknowledges its messages. A crash before the commit means the broker
+delivers them again; the envelope id makes that harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hub.core.settings import Settings
+from hub.ingest.writer import Incoming, IngestStats, IngestWriter
+from protocol.topics import TopicKind, subscription
+
+log = logging.getLogger(__name__)
+
+
+class IngestConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        shared_group: str | None = None,
+        client_id: str | None = None,
+        stats: IngestStats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats or IngestStats()
+        self.writer = IngestWriter(engine, self.stats)
+        self.shared_group = shared_group
+        self.connected = False
+        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        v5 = settings.mqtt_protocol == "5"
+        if shared_group and not v5:
+            raise ValueError('shared subscriptions need mqtt_protocol = "5"')
+        self._v5 = v5
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or settings.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.mqtt_tls_ca:
+            self._client.tls_set(ca_certs=str(settings.mqtt_tls_ca))
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def event_subscription(self) -> str:
+        topic = subscription(TopicKind.EVENT)
+        return f"$share/{self.shared_group}/{topic}" if self.shared_group else topic
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
+        self._thread.start()
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue while we restart
+        self._client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=not self._v5,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # paho thread
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the hub's connection: %s", reason_code)
+            return
+        self.connected = True
+        client.subscribe(self.event_subscription(), qos=1)
+        client.subscribe(subscription(TopicKind.STATUS), qos=1)
+        client.subscribe(subscription(TopicKind.TELEMETRY), qos=0)
+        log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
+        self.connected = False
+        log.warning("ingest disconnected from the broker: %s", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._queue.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos))
+
+    # writer thread
+    def _take_batch(self) -> list[Incoming]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
+        while len(batch) < self.settings.ingest_batch_max:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run_writer(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._take_batch()
+            if not batch:
+                continue
+            if not self._write_until_done(batch):
+                return  # not stored: not acknowledged, the broker delivers it again
+            for item in batch:
+                if item.qos > 0 and item.mid is not None:
+                    self._client.ack(item.mid, item.qos)
+
+    def _write_until_done(self, batch: list[Incoming]) -> bool:
+        delay = 0.5
+        while True:
+            try:
+                self.writer.write_batch(batch)
+                return True
+            except (OperationalError, DBAPIError) as exc:
+                # The database is away: keep the batch (unacknowledged) and try again.
+                self.stats.add(db_retries=1)
+                log.warning("database write failed (%s); retrying in %.1f s", exc.orig, delay)
+                if self._stop.wait(delay):
+                    log.error(
+                        "stopping with %d unstored message(s); the broker keeps them", len(batch)
+                    )
+                    return False
+                delay = min(delay * 2, 10)

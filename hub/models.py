@@ -1,0 +1,227 @@
+"""SQLModel tables and API schemas of the hub."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are UTC and timezone-aware on the way in and out, whatever the database
+    (SQLite stores them without a zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_member_ref() -> str:
+    # What machines, events and reports see instead of a name.
+    return "m-" + secrets.token_hex(4)
+
+
+class MemberCategory(StrEnum):
+    INDIVIDUAL = "individual"
+    STUDENT = "student"
+    PROFESSIONAL = "professional"
+    COMPANY = "company"
+    STAFF = "staff"
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    LEFT = "left"
+
+
+class MachineKind(StrEnum):
+    LASER = "laser"
+    PRINTER = "printer"
+    CNC = "cnc"
+    OTHER = "other"
+
+
+class TrainingLevel(StrEnum):
+    USER = "user"
+    TRAINER = "trainer"
+    MAINTAINER = "maintainer"
+
+
+# --- members and badges -------------------------------------------------------------------
+class MemberBase(SQLModel):
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    category: MemberCategory = MemberCategory.INDIVIDUAL
+    status: MemberStatus = MemberStatus.ACTIVE
+    payer_id: int | None = Field(default=None, foreign_key="member.id")
+
+
+class Member(MemberBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(default_factory=new_member_ref, unique=True, index=True, max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class MemberPublic(MemberBase):
+    id: int
+    ref: str
+    created_at: datetime
+
+
+class Badge(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(index=True, max_length=20)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    enrolled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+# --- machines -----------------------------------------------------------------------------
+class MachineType(SQLModel, table=True):
+    __tablename__ = "machine_type"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=63)
+    name: str = Field(max_length=200)
+    kind: MachineKind = MachineKind.OTHER
+
+
+class MachineBase(SQLModel):
+    code: str = Field(unique=True, index=True, max_length=63)
+    name: str = Field(max_length=200)
+    site: str = Field(max_length=63, index=True)
+    location: str = Field(default="", max_length=200)
+    kind: MachineKind = MachineKind.OTHER
+
+
+class Machine(MachineBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    machine_type_id: int = Field(foreign_key="machine_type.id")
+    agent_id: str | None = Field(default=None, max_length=63)
+    locked: bool = False
+    lock_reason: str | None = None
+    acl_version: int = 0
+    online: bool = False
+    last_status: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class MachinePublic(MachineBase):
+    id: int
+    machine_type: str
+    locked: bool
+    lock_reason: str | None
+    online: bool
+    last_seen: datetime | None
+    state: str  # offline, idle, in_use, busy, locked
+    in_use_by: str | None = None
+    session_id: str | None = None
+    session_started_at: datetime | None = None
+
+
+# --- trainings ----------------------------------------------------------------------------
+class Training(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    machine_type_id: int = Field(foreign_key="machine_type.id", index=True)
+    level: TrainingLevel = TrainingLevel.USER
+    granted_by_id: int | None = Field(default=None, foreign_key="member.id")
+    granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    supervised_only: bool = False
+
+
+# --- what the machines tell us ------------------------------------------------------------
+class Event(SQLModel, table=True):
+    __table_args__ = (Index("ix_event_machine_seq", "machine", "seq"),)
+    id: uuid.UUID = Field(primary_key=True)
+    site: str = Field(max_length=63)
+    machine: str = Field(max_length=63)
+    seq: int
+    ts: datetime = Field(sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
+    type: str = Field(max_length=40, index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class MachineSession(SQLModel, table=True):
+    """A badge session on a machine, built from session.started / session.ended events."""
+
+    __tablename__ = "session"
+    id: str = Field(primary_key=True, max_length=64)
+    site: str = Field(max_length=63)
+    machine: str = Field(max_length=63, index=True)
+    member_ref: str = Field(max_length=20, index=True)
+    badge: str = Field(default="", max_length=20)
+    mode: str = Field(default="normal", max_length=20)
+    supervisor_ref: str | None = Field(default=None, max_length=20)
+    started_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    end_reason: str | None = Field(default=None, max_length=40)
+    duration_s: float | None = None
+    busy_s: float = 0.0
+
+
+class DeadLetter(SQLModel, table=True):
+    __tablename__ = "dead_letter"
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=512)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reason: str = Field(max_length=40, index=True)
+    detail: str = Field(max_length=2000)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class AgentSeq(SQLModel, table=True):
+    """Per agent: the highest sequence number seen and how many were skipped (seq gaps)."""
+
+    __tablename__ = "agent_seq"
+    __table_args__ = (UniqueConstraint("site", "machine"),)
+    id: int | None = Field(default=None, primary_key=True)
+    site: str = Field(max_length=63)
+    machine: str = Field(max_length=63)
+    max_seq: int = 0
+    seen: int = 0
+    last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+    @property
+    def missing(self) -> int:
+        """Sequence numbers below the highest one that have not arrived (yet)."""
+        return max(0, self.max_seq - self.seen)
+
+
+class SessionPublic(SQLModel):
+    id: str
+    site: str
+    machine: str
+    member_ref: str
+    badge: str
+    mode: str
+    supervisor_ref: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    duration_s: float | None
+    busy_s: float
