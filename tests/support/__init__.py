@@ -1,0 +1,1 @@
+"""Real parts for the tests: a Mosquitto broker, databases, subprocesses."""

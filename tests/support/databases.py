@@ -1,0 +1,33 @@
+"""Fresh databases for tests: a SQLite file, or a throwaway database on a PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PG_ENV = "ATELIER_TEST_DATABASE_URL"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get(PG_ENV) or None
+
+
+@contextmanager
+def throwaway_postgres_database() -> Iterator[str]:
+    """CREATE DATABASE on the server named by ATELIER_TEST_DATABASE_URL; dropped afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ[PG_ENV])
+    name = f"atelier_test_{secrets.token_hex(4)}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
