@@ -1,0 +1,187 @@
+"""The ingest writer on a real database (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hub.core.db import make_engine, migrate
+from hub.ingest.writer import Incoming, IngestWriter
+from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
+from hub.seed import seed_demo
+from protocol import EventType, encode_envelope, new_envelope
+
+T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
+TOPIC = "atelier/v1/lab/laser-1/event"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+    yield engine
+    engine.dispose()
+
+
+def env(
+    seq: int, type: EventType, data: dict[str, object], at: datetime = T0, machine: str = "laser-1"
+) -> bytes:
+    return encode_envelope(
+        new_envelope(machine=machine, type=type, seq=seq, data=data, now=lambda: at)
+    )
+
+
+def started(seq: int, sid: str, at: datetime = T0) -> bytes:
+    return env(
+        seq,
+        EventType.SESSION_STARTED,
+        {"session_id": sid, "member": "m-1", "badge": "04A1B2C3"},
+        at,
+    )
+
+
+def ended(seq: int, sid: str, at: datetime, duration: float) -> bytes:
+    return env(
+        seq,
+        EventType.SESSION_ENDED,
+        {
+            "session_id": sid,
+            "member": "m-1",
+            "reason": "badge-out",
+            "duration_s": duration,
+            "busy_s": 12.5,
+        },
+        at,
+    )
+
+
+def test_an_event_delivered_twice_is_stored_once(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    payload = started(1, "s1")
+    writer.write_batch([Incoming(TOPIC, payload), Incoming(TOPIC, payload)])
+    writer.write_batch([Incoming(TOPIC, payload)])
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 1
+        assert len(session.exec(select(MachineSession)).all()) == 1
+    assert writer.stats.stored == 1 and writer.stats.duplicates == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json at all", "not_json"),
+        (b'{"hello": "world"}', "missing_field"),
+        (b"[1,2,3]", "not_object"),
+        (json.dumps({"v": 9}).encode(), "unknown_version"),
+        (b"\xff" * 10, "not_utf8"),
+        (b"{" * 20_000, "too_large"),
+    ],
+)
+def test_what_is_not_an_envelope_becomes_a_dead_letter(
+    engine: Engine, payload: bytes, reason: str
+) -> None:
+    writer = IngestWriter(engine)
+    writer.write_batch([Incoming(TOPIC, payload), Incoming(TOPIC, started(1, "s1"))])
+    with Session(engine) as session:
+        (letter,) = session.exec(select(DeadLetter)).all()
+        assert letter.reason == reason and letter.payload == payload and letter.topic == TOPIC
+        assert letter.detail
+        # The good message in the same batch is kept.
+        assert len(session.exec(select(Event)).all()) == 1
+
+
+def test_a_machine_cannot_speak_for_another(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    forged = env(
+        1,
+        EventType.SESSION_STARTED,
+        {"session_id": "s9", "member": "m-1", "badge": "04A1B2C3"},
+        machine="cnc-1",
+    )
+    writer.write_batch([Incoming(TOPIC, forged), Incoming("atelier/v1/lab/x/y/event", b"{}")])
+    with Session(engine) as session:
+        reasons = sorted(d.reason for d in session.exec(select(DeadLetter)))
+        assert reasons == ["bad_topic", "machine_mismatch"]
+        assert session.exec(select(Event)).all() == []
+
+
+def test_sessions_are_built_whatever_order_start_and_end_arrive_in(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    end_at = T0 + timedelta(minutes=30)
+    writer.write_batch([Incoming(TOPIC, ended(2, "s1", end_at, 1800.0))])
+    writer.write_batch([Incoming(TOPIC, started(1, "s1"))])
+    writer.write_batch(
+        [
+            Incoming(TOPIC, started(3, "s2", end_at)),
+            Incoming(TOPIC, ended(4, "s2", end_at + timedelta(minutes=1), 60.0)),
+        ]
+    )
+    with Session(engine) as session:
+        s1 = session.get(MachineSession, "s1")
+        s2 = session.get(MachineSession, "s2")
+    assert s1 is not None and s2 is not None
+    assert s1.started_at == T0 and s1.ended_at == end_at and s1.duration_s == 1800
+    assert s1.end_reason == "badge-out" and s1.busy_s == 12.5 and s1.badge == "04A1B2C3"
+    assert s2.duration_s == 60 and s2.machine == "laser-1"
+
+
+def test_sequence_gaps_are_detected_and_filled(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    writer.write_batch([Incoming(TOPIC, started(1, "a")), Incoming(TOPIC, started(4, "b"))])
+    with Session(engine) as session:
+        row = session.exec(select(AgentSeq)).one()
+        assert row.max_seq == 4 and row.missing == 2
+    assert writer.stats.gaps_detected == 2
+    writer.write_batch([Incoming(TOPIC, started(2, "c")), Incoming(TOPIC, started(3, "d"))])
+    with Session(engine) as session:
+        assert session.exec(select(AgentSeq)).one().missing == 0
+
+
+def test_status_updates_the_machine_and_bad_status_is_kept(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    status = {
+        "v": 1,
+        "machine": "laser-1",
+        "state": "online",
+        "relay": "closed",
+        "session": {"session_id": "s1", "member": "m-1"},
+    }
+    writer.write_batch(
+        [
+            Incoming("atelier/v1/lab/laser-1/status", json.dumps(status).encode()),
+            Incoming("atelier/v1/lab/cnc-1/status", b"garbage"),
+        ]
+    )
+    with Session(engine) as session:
+        laser = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+        assert laser.online and laser.last_status and laser.last_status["relay"] == "closed"
+        assert laser.last_seen is not None and laser.last_seen.tzinfo is not None
+        assert [d.reason for d in session.exec(select(DeadLetter))] == ["not_json"]
+    offline = {"v": 1, "machine": "laser-1", "state": "offline"}
+    writer.write_batch([Incoming("atelier/v1/lab/laser-1/status", json.dumps(offline).encode())])
+    with Session(engine) as session:
+        assert not session.exec(select(Machine).where(Machine.code == "laser-1")).one().online
+
+
+def test_event_ids_are_unique_keys(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    same_id = uuid.uuid4()
+    a = new_envelope(
+        machine="laser-1", type=EventType.AGENT_STARTED, seq=1, data={"version": "1"}, id=same_id
+    )
+    b = new_envelope(
+        machine="laser-1", type=EventType.AGENT_STARTED, seq=2, data={"version": "2"}, id=same_id
+    )
+    writer.write_batch([Incoming(TOPIC, encode_envelope(a))])
+    writer.write_batch([Incoming(TOPIC, encode_envelope(b))])
+    with Session(engine) as session:
+        (stored,) = session.exec(select(Event)).all()
+        assert stored.seq == 1
