@@ -82,6 +82,7 @@ class Agent:
         self._started_mono = time.monotonic()
         self._last_heartbeat = 0.0
         self._last_alive_write = 0.0
+        self._last_watchdog = 0.0
         self._running = False
         self._stopped = threading.Event()
         self._notifier: Any = None
@@ -290,7 +291,9 @@ class Agent:
         if mono - self._last_alive_write >= 5 and self.journal is not None:
             self._last_alive_write = mono
             self.journal.set_meta("last_alive", self._clock().isoformat())
-        self._notify("WATCHDOG=1")
+        if mono - self._last_watchdog >= 5:
+            self._last_watchdog = mono
+            self._notify("WATCHDOG=1")
 
     def _on_stop(self) -> None:
         if self.machine.session is not None:

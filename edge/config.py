@@ -79,6 +79,7 @@ class ReaderSection(_Section):
     secure: bool = False
     secure_sector: int = Field(default=1, ge=1, le=15)
     site_key_file: Path | None = None
+    sector_key: str = Field(default="FFFFFFFFFFFF", pattern=r"^[0-9A-Fa-f]{12}$")
     # keyboard (USB wedge)
     input_device: Path | None = None
     format: Literal["hex", "decimal10"] = "hex"
