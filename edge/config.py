@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocol.allowlist import load_public_key
 from protocol.topics import SLUG_PATTERN
@@ -117,6 +117,19 @@ class AgentConfig(_Section):
     buzzer: OutputPin | None = None
     busy_input: InputPin | None = None
     incident_button: InputPin | None = None
+
+    @model_validator(mode="after")
+    def _reader_supports_mode(self) -> AgentConfig:
+        if self.session.card_present and self.reader.type == "keyboard":
+            raise ValueError(
+                "session.card_present needs a reader that sees the card leave: a keyboard-wedge "
+                'reader cannot; use reader.type = "mfrc522" or set card_present = false'
+            )
+        if self.reader.type == "keyboard" and self.reader.input_device is None:
+            raise ValueError(
+                "reader.input_device is required for a keyboard reader (see ls /dev/input/by-id/)"
+            )
+        return self
 
     @property
     def sim_socket(self) -> Path:
