@@ -44,6 +44,7 @@ from protocol.topics import TopicKind, topic
 log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 200
+JOURNAL_KEEP_SENT = 10_000
 TICK_S = 0.25
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -83,6 +84,7 @@ class Agent:
         self._last_heartbeat = 0.0
         self._last_alive_write = 0.0
         self._last_watchdog = 0.0
+        self._last_prune = time.monotonic()
         self._running = False
         self._stopped = threading.Event()
         self._notifier: Any = None
@@ -291,6 +293,10 @@ class Agent:
         if mono - self._last_alive_write >= 5 and self.journal is not None:
             self._last_alive_write = mono
             self.journal.set_meta("last_alive", self._clock().isoformat())
+        if mono - self._last_prune >= 600 and self.journal is not None:
+            # Sent events are kept a while for a hub that asks for them again, then dropped.
+            self._last_prune = mono
+            self.journal.prune(keep=JOURNAL_KEEP_SENT)
         if mono - self._last_watchdog >= 5:
             self._last_watchdog = mono
             self._notify("WATCHDOG=1")

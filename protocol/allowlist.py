@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+)
 
 from protocol.envelope import PROTOCOL_VERSION, DenyReason, ProtocolError, utc_iso
 from protocol.topics import SLUG_PATTERN
@@ -59,13 +67,18 @@ class AllowList(BaseModel):
     locked: bool = False
     lock_reason: str | None = None
     entries: list[AllowEntry] = Field(default_factory=list)
+    _index: tuple[int, dict[str, AllowEntry]] | None = PrivateAttr(default=None)
 
     @field_serializer("issued_at", "expires_at")
     def _ts(self, value: datetime) -> str:
         return utc_iso(value)
 
     def by_badge(self) -> dict[str, AllowEntry]:
-        return {e.badge: e for e in self.entries}
+        """Entries by badge uid, built once: a decision is a dictionary lookup."""
+        # Keyed on the entries list itself, so a model_copy with new entries rebuilds it.
+        if self._index is None or self._index[0] != id(self.entries):
+            self._index = (id(self.entries), {e.badge: e for e in self.entries})
+        return self._index[1]
 
 
 def canonical_json(obj: Any) -> bytes:
