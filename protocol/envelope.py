@@ -184,6 +184,14 @@ class Envelope(BaseModel):
     type: EventType
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("v", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # JSON `true` equals 1 in Python and would pass for the version.
+        if isinstance(value, bool):
+            raise ValueError("the protocol version is a number, not a boolean")
+        return value
+
     @field_validator("ts")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
@@ -244,7 +252,11 @@ def _first_error(exc: ValidationError) -> ProtocolError:
 
 
 def decode_envelope(payload: bytes | str) -> Envelope:
-    """Parse and validate one envelope, or raise ProtocolError with a stable reason code."""
+    """Parse and validate one envelope, or raise ProtocolError with a stable reason code.
+
+    The envelope is validated strictly from the JSON text (a string is not a number, a
+    number is not a string); the slower classification below runs only for refusals.
+    """
     raw = payload.encode() if isinstance(payload, str) else payload
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(
@@ -255,22 +267,9 @@ def decode_envelope(payload: bytes | str) -> Envelope:
     except UnicodeDecodeError as exc:
         raise ProtocolError("not_utf8", f"payload is not UTF-8 text ({exc.reason})") from None
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError("not_json", f"payload is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("not_object", f"payload is JSON {type(obj).__name__}, not an object")
-    if "v" not in obj:
-        raise ProtocolError("missing_field", "field 'v' is required")
-    if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
-        raise ProtocolError(
-            "unknown_version",
-            f"protocol version {obj['v']!r} is not supported; this side speaks {PROTOCOL_VERSION}",
-        )
-    try:
-        envelope = Envelope.model_validate(obj)
+        envelope = Envelope.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _classify(text, exc) from None
     if envelope.type in DATA_MODELS:
         try:
             DATA_MODELS[envelope.type].model_validate(envelope.data)
@@ -279,3 +278,20 @@ def decode_envelope(payload: bytes | str) -> Envelope:
             where = ".".join(str(p) for p in ("data", *err["loc"]))
             raise ProtocolError("invalid_data", f"{where}: {err['msg']}") from None
     return envelope
+
+
+def _classify(text: str, exc: ValidationError) -> ProtocolError:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        return ProtocolError("not_json", f"payload is not JSON: {err}")
+    if not isinstance(obj, dict):
+        return ProtocolError("not_object", f"payload is JSON {type(obj).__name__}, not an object")
+    if "v" not in obj:
+        return ProtocolError("missing_field", "field 'v' is required")
+    if obj["v"] != PROTOCOL_VERSION or isinstance(obj["v"], bool):
+        return ProtocolError(
+            "unknown_version",
+            f"protocol version {obj['v']!r} is not supported; this side speaks {PROTOCOL_VERSION}",
+        )
+    return _first_error(exc)
