@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -93,6 +94,9 @@ def ingest(
     finally:
         consumer.stop()
         engine.dispose()
+        logging.getLogger("hub.ingest").info(
+            "ingest worker %s stopped: %s", worker, json.dumps(consumer.stats.as_dict())
+        )
 
 
 @app.command()

@@ -64,6 +64,9 @@ class IngestConsumer:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._event_sub_mid: int | None = None
+        self.subscribed = threading.Event()
 
     def event_subscription(self) -> str:
         topic = subscription(TopicKind.EVENT)
@@ -105,10 +108,30 @@ class IngestConsumer:
             log.error("broker refused the hub's connection: %s", reason_code)
             return
         self.connected = True
-        client.subscribe(self.event_subscription(), qos=1)
+        _, self._event_sub_mid = client.subscribe(self.event_subscription(), qos=1)
         client.subscribe(subscription(TopicKind.STATUS), qos=1)
         client.subscribe(subscription(TopicKind.TELEMETRY), qos=0)
         log.info("ingest connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[mqtt.ReasonCode],
+        properties: object,
+    ) -> None:
+        if mid != self._event_sub_mid:
+            return
+        if any(code.is_failure for code in reason_codes):
+            log.error(
+                "the broker refused the event subscription %s: %s",
+                self.event_subscription(),
+                reason_codes,
+            )
+            return
+        self.subscribed.set()
+        log.info("ingest subscribed to %s", self.event_subscription())
 
     def _on_disconnect(
         self,
@@ -119,6 +142,7 @@ class IngestConsumer:
         properties: object,
     ) -> None:
         self.connected = False
+        self.subscribed.clear()
         log.warning("ingest disconnected from the broker: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:

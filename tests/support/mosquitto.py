@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class MosquittoBroker:
         self.hub_user = "hub"
         self.hub_password = secrets.token_urlsafe(12)
         self._agents: dict[str, str] = {}
+        self._accounts_lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self.password_file = workdir / "passwd"
         self.acl_file = workdir / "acl"
@@ -133,6 +135,10 @@ class MosquittoBroker:
 
     def agent_credentials(self, machine: str) -> tuple[str, str]:
         """An account confined to this machine's topics (created and loaded on first use)."""
+        with self._accounts_lock:
+            return self._agent_credentials(machine)
+
+    def _agent_credentials(self, machine: str) -> tuple[str, str]:
         if machine not in self._agents:
             password = secrets.token_urlsafe(12)
             self._set_password(machine, password)

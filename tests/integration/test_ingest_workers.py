@@ -1,0 +1,191 @@
+"""Ingest workers as processes on a real Mosquitto: killed mid-burst, and three sharing the load."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from hub.core.db import make_engine, migrate
+from hub.models import Event, MachineSession
+from protocol import EventType, encode_envelope, new_envelope
+from tests.support.mosquitto import MosquittoBroker
+from tests.support.processes import Proc, wait_until
+
+MACHINES = ["laser-1", "printer-1", "printer-2"]
+
+
+def worker_env(broker: MosquittoBroker, database_url: str, tmp: Path) -> dict[str, str]:
+    return {
+        "ATELIER_DATA_DIR": str(tmp / "hub"),
+        "ATELIER_DATABASE_URL": database_url,
+        "ATELIER_SITE": "lab",
+        "ATELIER_MQTT_HOST": broker.host,
+        "ATELIER_MQTT_PORT": str(broker.port),
+        "ATELIER_MQTT_USERNAME": broker.hub_user,
+        "ATELIER_MQTT_PASSWORD": broker.hub_password,
+        "ATELIER_INGEST_BATCH_MS": "20",
+    }
+
+
+def stored(database_url: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return int(session.exec(select(func.count()).select_from(Event)).one())
+    finally:
+        engine.dispose()
+
+
+def burst(
+    broker: MosquittoBroker,
+    per_machine: int,
+    *,
+    first_seq: int = 1,
+    during: Callable[[int], None] | None = None,
+) -> int:
+    """Each machine publishes sessions (start + end) as its own agent account, QoS 1."""
+
+    def publish(machine: str) -> None:
+        user, password = broker.agent_credentials(machine)
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"burst-{machine}"
+        )
+        client.username_pw_set(user, password)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        wait_until(client.is_connected, timeout=10, what=f"publisher {machine} connected")
+        infos = []
+        for i in range(per_machine):
+            seq = first_seq + i
+            sid = f"{machine}-{(seq + 1) // 2}"  # seq 1 starts session 1, seq 2 ends it
+            if seq % 2:
+                env = new_envelope(
+                    machine=machine,
+                    type=EventType.SESSION_STARTED,
+                    seq=seq,
+                    data={"session_id": sid, "member": "m-1", "badge": "04A1B2C3"},
+                )
+            else:
+                env = new_envelope(
+                    machine=machine,
+                    type=EventType.SESSION_ENDED,
+                    seq=seq,
+                    data={
+                        "session_id": sid,
+                        "member": "m-1",
+                        "reason": "badge-out",
+                        "duration_s": 60,
+                    },
+                )
+            infos.append(
+                client.publish(f"atelier/v1/lab/{machine}/event", encode_envelope(env), qos=1)
+            )
+            if during is not None and machine == MACHINES[0]:
+                during(i)
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+        client.loop_stop()
+        client.disconnect()
+
+    for machine in MACHINES:
+        broker.agent_credentials(machine)
+    threads = [threading.Thread(target=publish, args=(m,)) for m in MACHINES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return per_machine * len(MACHINES)
+
+
+def test_a_worker_killed_mid_burst_loses_nothing(
+    mosquitto: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    env = worker_env(mosquitto, database_url, tmp_path)
+    worker = Proc(["hub", "ingest", "--worker", "1"], log=tmp_path / "w1.log", env=env)
+    # Once subscribed, the worker's persistent session exists at the broker.
+    wait_until(
+        lambda: "ingest subscribed" in worker.output(),
+        timeout=30,
+        what="the worker to subscribe",
+        proc=worker,
+    )
+    burst(mosquitto, 1, first_seq=100_000)
+    wait_until(
+        lambda: stored(database_url) == 3, timeout=30, what="the worker subscribed", proc=worker
+    )
+    killed = threading.Event()
+
+    def kill_midway(i: int) -> None:
+        if i == 600 and not killed.is_set():
+            worker.kill()
+            killed.set()
+
+    total = burst(mosquitto, 1500, during=kill_midway) + 3
+    assert killed.is_set()
+    assert stored(database_url) < total  # the kill really happened mid-burst
+    restarted = Proc(["hub", "ingest", "--worker", "1"], log=tmp_path / "w1b.log", env=env)
+    try:
+        wait_until(
+            lambda: stored(database_url) == total,
+            timeout=120,
+            what=f"all {total} events after the restart",
+            proc=restarted,
+        )
+    finally:
+        restarted.stop()
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        sessions = session.exec(select(MachineSession)).all()
+        assert len(sessions) == 3 * 750 + 3  # plus the three first deliveries
+        assert all(s.ended_at is not None and s.duration_s == 60 for s in sessions)
+    engine.dispose()
+
+
+def test_three_workers_share_one_subscription_without_double_counting(
+    mosquitto: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    env = worker_env(mosquitto, database_url, tmp_path)
+    workers = [
+        Proc(
+            ["hub", "ingest", "--shared", "atelier", "--worker", str(i)],
+            log=tmp_path / f"w{i}.log",
+            env=env,
+        )
+        for i in (1, 2, 3)
+    ]
+    try:
+        for worker in workers:
+            wait_until(
+                lambda w=worker: "ingest subscribed to $share/atelier/" in w.output(),
+                timeout=30,
+                what="a worker to subscribe",
+                proc=worker,
+            )
+        total = burst(mosquitto, 1000)
+        wait_until(
+            lambda: stored(database_url) >= total,
+            timeout=120,
+            what=f"{total} events stored",
+            proc=workers[0],
+        )
+    finally:
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0, 0]
+    assert stored(database_url) == total
+    counters = [json.loads(re.search(r"stopped: (\{.*\})", w.output()).group(1)) for w in workers]
+    assert sum(c["stored"] for c in counters) == total
+    assert sum(c["duplicates"] for c in counters) == 0
+    assert all(c["stored"] > 0 for c in counters), counters  # the load was shared
