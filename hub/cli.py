@@ -123,6 +123,52 @@ def keys(config: ConfigOpt = None) -> None:
     typer.echo(public_key_b64(key.public_key()))
 
 
+@app.command("mqtt-credentials")
+def mqtt_credentials(
+    password_file: Annotated[Path, typer.Option(help="Mosquitto password_file to write")],
+    acl_file: Annotated[Path, typer.Option(help="Mosquitto acl_file to write")],
+    secrets_dir: Annotated[
+        Path, typer.Option(help="where each agent's password is kept (one 0600 file per machine)")
+    ] = Path("/etc/atelier/agents"),
+    rotate: Annotated[
+        list[str] | None, typer.Option(help="give this account a new password (repeat for several)")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """One broker account per machine, confined to its own topics; the hub's reads all."""
+    from hub.core.db import make_engine
+    from hub.core.db import migrate as run_migrations
+    from hub.mqtt_accounts import write_credentials
+
+    settings = load_settings(config)
+    if not settings.mqtt_username:
+        typer.echo(
+            "mqtt_username is not set: the hub's own broker account needs a name "
+            "(ATELIER_MQTT_USERNAME or mqtt_username in the hub TOML)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    run_migrations(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        accounts = write_credentials(
+            engine,
+            password_file=password_file,
+            acl_file=acl_file,
+            secrets_dir=secrets_dir,
+            hub_user=settings.mqtt_username,
+            hub_password=settings.mqtt_password,
+            rotate=set(rotate or []),
+        )
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{len(accounts)} agent account(s) and the hub's written to {password_file} "
+        f"and {acl_file}; agent passwords are in {secrets_dir}"
+    )
+    typer.echo("reload the broker to apply: systemctl reload mosquitto (or kill -HUP)")
+
+
 @app.command("seed-demo")
 def seed_demo(config: ConfigOpt = None) -> None:
     """Add the demo lab's members, machines and trainings (idempotent)."""

@@ -64,7 +64,14 @@ pattern read atelier/v1/+/%u/cmd
 class MosquittoBroker:
     """One broker process; `stop()`/`start()` restart it on the same port and data."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         binary = find_binary("mosquitto")
         self._passwd_tool = find_binary("mosquitto_passwd")
         if binary is None or self._passwd_tool is None:
@@ -78,8 +85,9 @@ class MosquittoBroker:
         self._agents: dict[str, str] = {}
         self._accounts_lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
-        self.password_file = workdir / "passwd"
-        self.acl_file = workdir / "acl"
+        self._external = password_file is not None
+        self.password_file = password_file or workdir / "passwd"
+        self.acl_file = acl_file or workdir / "acl"
         self.config_file = workdir / "mosquitto.conf"
         self.log_file = workdir / "mosquitto.log"
         (workdir / "data").mkdir(parents=True, exist_ok=True)
@@ -90,8 +98,9 @@ class MosquittoBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     def _write_files(self) -> None:
-        self._set_password(self.hub_user, self.hub_password, create=True)
-        self.acl_file.write_text(ACL_TEMPLATE.format(hub_user=self.hub_user))
+        if not self._external:  # otherwise the test brings its own password file and ACL
+            self._set_password(self.hub_user, self.hub_password, create=True)
+            self.acl_file.write_text(ACL_TEMPLATE.format(hub_user=self.hub_user))
         user = getpass.getuser()
         self.config_file.write_text(
             "\n".join(
