@@ -64,7 +64,11 @@ class IngestWriter:
         self.engine = engine
         self.stats = stats or IngestStats()
         dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        table = Event.__table__  # type: ignore[attr-defined]
+        self._insert_events = (
+            insert_fn(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        )
 
     def write_batch(self, items: list[Incoming]) -> None:
         """Store what can be stored and dead-letter the rest, all in one transaction.
@@ -133,13 +137,10 @@ class IngestWriter:
                     }
                     for site, env in events.values()
                 ]
-                stmt = (
-                    self._insert(Event.__table__)
-                    .values(rows)  # type: ignore[attr-defined]
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(Event.__table__.c.id)
-                )  # type: ignore[attr-defined]
-                new_ids = {row[0] for row in session.execute(stmt)}
+                # executemany form: compiled once and cached, sent in multi-row batches by
+                # SQLAlchemy's insertmanyvalues; conflicting ids are skipped, not returned.
+                result = session.execute(self._insert_events, rows)
+                new_ids = {row[0] for row in result}
                 fresh = sorted((events[i] for i in new_ids), key=lambda e: (e[1].machine, e[1].seq))
                 for site, env in fresh:
                     _apply_session(session, site, env)
@@ -207,20 +208,25 @@ def _track_sequences(session: Session, fresh: list[tuple[str, Envelope]]) -> int
     per_agent: dict[tuple[str, str], list[Envelope]] = {}
     for site, env in fresh:
         per_agent.setdefault((site, env.machine), []).append(env)
+    if not per_agent:
+        return 0
+    machines = {machine for _, machine in per_agent}
+    rows = {
+        (row.site, row.machine): row
+        for row in session.exec(
+            select(AgentSeq).where(AgentSeq.machine.in_(machines))  # type: ignore[attr-defined]
+        )
+    }
     new_gaps = 0
     for (site, machine), envs in per_agent.items():
-        row = session.exec(
-            select(AgentSeq).where(AgentSeq.site == site, AgentSeq.machine == machine)
-        ).first()
-        if row is None:
-            row = AgentSeq(site=site, machine=machine)
+        row = rows.get((site, machine)) or AgentSeq(site=site, machine=machine)
         before = row.missing
         row.max_seq = max(row.max_seq, max(e.seq for e in envs))
         row.seen += len(envs)
         row.last_event_at = max(e.ts for e in envs)
         if row.missing > before:
             new_gaps += row.missing - before
-            log.info(
+            log.debug(
                 "agent %s/%s: %d event(s) not seen yet below seq %d",
                 site,
                 machine,

@@ -1,0 +1,277 @@
+"""Ingest throughput: a burst of envelopes from many publishers through a real Mosquitto.
+
+Each consumer first creates its persistent session, then goes away while the publishers
+send the burst (the broker queues it), then comes back and drains the queue: the rate is
+messages stored (or counted) per second of draining. In the same run:
+- a bare paho subscriber that only counts (the ceiling),
+- Atelier's ingest (validate, batch, dedupe, commit, then acknowledge),
+- a naive consumer that validates and commits one row per message,
+on SQLite and, when ATELIER_TEST_DATABASE_URL is set, PostgreSQL.
+
+Run: ATELIER_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+     .venv/bin/python -m bench.bench_ingest [--count 100000] [--naive-count 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from hub.core.db import make_engine, migrate
+from hub.core.settings import get_settings
+from hub.ingest.consumer import IngestConsumer
+from hub.models import Event
+from protocol import EventType, decode_envelope, encode_envelope, new_envelope
+from tests.support.databases import throwaway_postgres_database
+from tests.support.mosquitto import MosquittoBroker
+
+PUBLISHERS = 50
+
+
+def v5_client(broker: MosquittoBroker, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(broker.hub_user, broker.hub_password)
+    return client
+
+
+def session_props() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    return props
+
+
+def create_session(broker: MosquittoBroker, client_id: str) -> None:
+    """Subscribe once with a persistent session, then leave: the broker queues for us."""
+    client = v5_client(broker, client_id)
+    done = threading.Event()
+    client.on_subscribe = lambda *a: done.set()
+    client.connect(broker.host, broker.port, clean_start=False, properties=session_props())
+    client.subscribe("atelier/v1/+/+/event", qos=1)
+    client.loop_start()
+    if not done.wait(10):
+        raise RuntimeError("subscription not acknowledged")
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_burst(broker: MosquittoBroker, count: int) -> None:
+    per = count // PUBLISHERS
+
+    def one(index: int) -> None:
+        machine = f"machine-{index:02d}"
+        client = v5_client(broker, f"bench-pub-{index}")
+        client.max_inflight_messages_set(200)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        infos = []
+        for seq in range(1, per + 1):
+            env = new_envelope(
+                machine=machine,
+                type=EventType.INCIDENT_REPORTED,
+                seq=seq,
+                data={"source": "bench", "note": f"{machine} #{seq}"},
+            )
+            infos.append(
+                client.publish(f"atelier/v1/lab/{machine}/event", encode_envelope(env), qos=1)
+            )
+        for info in infos:
+            info.wait_for_publish(timeout=120)
+        client.disconnect()
+        client.loop_stop()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(PUBLISHERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def drain_bare(broker: MosquittoBroker, client_id: str, expected: int) -> float:
+    received = [0]
+    done = threading.Event()
+    started = [0.0]
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if received[0] == 0:
+            started[0] = time.perf_counter()
+        received[0] += 1
+        if received[0] >= expected:
+            done.set()
+
+    client = v5_client(broker, client_id)
+    client.on_message = on_message
+    begun = time.perf_counter()
+    client.connect(broker.host, broker.port, clean_start=False, properties=session_props())
+    client.loop_start()
+    if not done.wait(600):
+        raise RuntimeError(f"bare subscriber got {received[0]} of {expected}")
+    elapsed = time.perf_counter() - begun
+    client.disconnect()
+    client.loop_stop()
+    return expected / elapsed
+
+
+def count_rows(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return int(session.exec(select(func.count()).select_from(Event)).one())
+    finally:
+        engine.dispose()
+
+
+def drain_atelier(broker: MosquittoBroker, client_id: str, url: str, expected: int) -> float:
+    settings = get_settings(
+        None,
+        database_url=url,
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_username=broker.hub_user,
+        mqtt_password=broker.hub_password,
+    )
+    engine = make_engine(url)
+    consumer = IngestConsumer(settings, engine, client_id=client_id)
+    begun = time.perf_counter()
+    consumer.start()
+    try:
+        while consumer.stats.stored < expected:
+            if time.perf_counter() - begun > 900:
+                raise RuntimeError(f"ingest stored {consumer.stats.stored} of {expected}")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - begun
+    finally:
+        consumer.stop()
+        engine.dispose()
+    stored = count_rows(url)
+    if stored != expected or consumer.stats.duplicates:
+        raise RuntimeError(
+            f"stored {stored}, expected {expected}, duplicates {consumer.stats.duplicates}"
+        )
+    return expected / elapsed
+
+
+def drain_naive(broker: MosquittoBroker, client_id: str, url: str, expected: int) -> float:
+    """Validate and insert each message in its own transaction, in the callback."""
+    engine = make_engine(url)
+    stored = [0]
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        env = decode_envelope(message.payload)
+        with Session(engine) as session:
+            session.add(
+                Event(
+                    id=env.id,
+                    site="lab",
+                    machine=env.machine,
+                    seq=env.seq,
+                    ts=env.ts,
+                    type=env.type.value,
+                    data=env.data,
+                )
+            )
+            session.commit()
+        stored[0] += 1
+        if stored[0] >= expected:
+            done.set()
+
+    client = v5_client(broker, client_id)
+    client.on_message = on_message
+    begun = time.perf_counter()
+    client.connect(broker.host, broker.port, clean_start=False, properties=session_props())
+    client.loop_start()
+    if not done.wait(1800):
+        raise RuntimeError(f"naive consumer stored {stored[0]} of {expected}")
+    elapsed = time.perf_counter() - begun
+    client.disconnect()
+    client.loop_stop()
+    engine.dispose()
+    return expected / elapsed
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        path = workdir / f"bench-{time.monotonic_ns()}.db"
+        yield f"sqlite:///{path}"
+        return
+    with throwaway_postgres_database() as url:
+        yield url
+
+
+def run(
+    kind: str, broker: MosquittoBroker, workdir: Path, count: int, naive_count: int
+) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    steps: list[tuple[str, int, Callable[[str, str, int], float] | None]] = [
+        ("bare", count, None),
+        ("atelier", count, None),
+        ("naive", naive_count, None),
+    ]
+    for name, n, _ in steps:
+        with database(kind, workdir) as url:
+            migrate(url)
+            client_id = f"bench-{kind}-{name}"
+            create_session(broker, client_id)
+            publish_burst(broker, n)
+            if name == "bare":
+                rates[name] = drain_bare(broker, client_id, n)
+            elif name == "atelier":
+                rates[name] = drain_atelier(broker, client_id, url, n)
+            else:
+                rates[name] = drain_naive(broker, client_id, url, n)
+        print(f"  {kind:<10} {name:<8} {n:>7} messages  {rates[name]:>9.0f} msg/s", flush=True)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--naive-count", type=int, default=10_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="atelier-ingest-"))
+    broker = MosquittoBroker(workdir / "broker")
+    broker.start()
+    kinds = ["sqlite"] + (["postgres"] if os.environ.get("ATELIER_TEST_DATABASE_URL") else [])
+    print(
+        f"ingest: {args.count} envelopes from {PUBLISHERS} publishers through Mosquitto, "
+        f"drained from a full queue (naive consumer on {args.naive_count})"
+    )
+    try:
+        results = {kind: run(kind, broker, workdir, args.count, args.naive_count) for kind in kinds}
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    for kind, rates in results.items():
+        print(
+            f"{kind}: atelier {rates['atelier']:.0f} msg/s = "
+            f"{100 * rates['atelier'] / rates['bare']:.0f}% of the bare subscriber "
+            f"({rates['bare']:.0f} msg/s), {rates['atelier'] / rates['naive']:.1f}x the naive "
+            f"consumer ({rates['naive']:.0f} msg/s); 0 lost, 0 duplicated "
+            f"(goal: >= 60% and >= 10x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
