@@ -92,6 +92,25 @@ def test_a_card_is_reported_once_while_present_then_its_removal(reader, spi) -> 
     assert reader.poll_once() == [BadgeRead(uid="11223344", present=True)]
 
 
+def test_the_same_card_placed_twice_is_two_reads_and_matches_the_package_id(reader, spi) -> None:
+    from mfrc522 import SimpleMFRC522
+
+    from protocol.badges import uid_from_mfrc522_id
+
+    chip = spi.chip()
+    chip.place(MifareClassic1K(uid=UID))
+    package_id = SimpleMFRC522().read_id_no_block()
+    assert package_id == int.from_bytes(UID + bytes([UID[0] ^ UID[1] ^ UID[2] ^ UID[3]]), "big")
+    chip.remove()
+    chip.place(MifareClassic1K(uid=UID))
+    first = reader.poll_once()
+    assert first == [BadgeRead(uid=uid_from_mfrc522_id(package_id), present=True)]
+    chip.remove()
+    reader.poll_once(), reader.poll_once()
+    chip.place(MifareClassic1K(uid=UID))
+    assert reader.poll_once() == first
+
+
 def test_a_card_swapped_between_two_polls_reports_both(reader, spi) -> None:
     chip = spi.chip()
     chip.place(MifareClassic1K(uid=UID))
