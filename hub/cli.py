@@ -169,6 +169,81 @@ def mqtt_credentials(
     typer.echo("reload the broker to apply: systemctl reload mosquitto (or kill -HUP)")
 
 
+import_app = typer.Typer(no_args_is_help=True, help="Import members or trainings from CSV.")
+app.add_typer(import_app, name="import")
+
+
+def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> None:
+    from hub.core.db import make_engine
+    from hub.core.db import migrate as run_migrations
+    from hub.imports import ImportFileError, decode, import_members, import_trainings
+
+    settings = load_settings(config)
+    try:
+        text = decode(file.read_bytes())
+    except FileNotFoundError:
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2) from None
+    except ImportFileError as exc:
+        typer.echo(f"{file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_migrations(settings.database_url)
+    engine = make_engine(settings.database_url)
+    importer = import_members if kind == "members" else import_trainings
+
+    def progress(rows: Any) -> Any:
+        with typer.progressbar(rows, label=f"checking {kind}", file=None) as bar:
+            yield from bar
+
+    try:
+        report = importer(engine, text, dry_run=dry_run, progress=progress)
+    except ImportFileError as exc:
+        typer.echo(f"{file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if not report.ok:
+        typer.echo(f"{file}: {len(report.errors)} problem(s); nothing was imported:", err=True)
+        for error in report.errors:
+            typer.echo(f"  {error}", err=True)
+        raise typer.Exit(2)
+    verb = "would import" if dry_run else "imported"
+    typer.echo(
+        f"{file}: {verb} {report.created} {kind} ({report.skipped} already known, "
+        f"{report.rows} rows)"
+    )
+    if not dry_run and report.created:
+        typer.echo(
+            "machines get their new allow-lists at the hub's next publication "
+            "(restart the hub to publish at once)"
+        )
+
+
+@import_app.command("members")
+def import_members_command(
+    file: Annotated[Path, typer.Argument(help="CSV: name,email,category,badges")],
+    dry_run: Annotated[bool, typer.Option(help="check and report, change nothing")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Members (and their badges) from a CSV file; all rows or none."""
+    _run_import("members", file, dry_run, config)
+
+
+@import_app.command("trainings")
+def import_trainings_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: member_email,machine_type,level,expires,supervised_only,granted_by_email"
+        ),
+    ],
+    dry_run: Annotated[bool, typer.Option(help="check and report, change nothing")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Trainings from a CSV file; each granted by a trainer for that machine type."""
+    _run_import("trainings", file, dry_run, config)
+
+
 @app.command("seed-demo")
 def seed_demo(config: ConfigOpt = None) -> None:
     """Add the demo lab's members, machines and trainings (idempotent)."""

@@ -113,15 +113,14 @@ def load_public_key(b64: str) -> Ed25519PublicKey:
 
 def sign_allowlist(allowlist: AllowList, private_key: Ed25519PrivateKey) -> bytes:
     """The wire payload: the list, the signer's key id and the signature."""
-    body = allowlist.model_dump(mode="json")
-    signature = private_key.sign(canonical_json(body))
-    wire = {
-        "v": PROTOCOL_VERSION,
-        "list": body,
-        "key_id": key_id(private_key.public_key()),
-        "sig": base64.b64encode(signature).decode(),
-    }
-    return json.dumps(wire, separators=(",", ":")).encode()
+    body = canonical_json(allowlist.model_dump(mode="json"))
+    signature = base64.b64encode(private_key.sign(body)).decode()
+    # The signed bytes are themselves valid JSON: embed them rather than encode the list twice.
+    head = json.dumps(
+        {"v": PROTOCOL_VERSION, "key_id": key_id(private_key.public_key()), "sig": signature},
+        separators=(",", ":"),
+    ).encode()
+    return head[:-1] + b',"list":' + body + b"}"
 
 
 def verify_allowlist(

@@ -1,0 +1,257 @@
+"""CSV imports of members and trainings: every bad row reported by line, nothing half-imported.
+
+Members: `name,email,category,badges` (badges separated by `;`, as hex UIDs).
+Trainings: `member_email,machine_type,level,expires,supervised_only,granted_by_email`; the
+grantor must hold a valid `trainer` training for that machine type (the same rule as in the
+hub), and is recorded as the one who granted it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hub.models import (
+    Badge,
+    MachineType,
+    Member,
+    MemberCategory,
+    Training,
+    TrainingLevel,
+)
+from protocol.badges import normalise_uid
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MEMBER_COLUMNS = ["name", "email", "category", "badges"]
+TRAINING_COLUMNS = [
+    "member_email",
+    "machine_type",
+    "level",
+    "expires",
+    "supervised_only",
+    "granted_by_email",
+]
+YES = {"yes", "y", "true", "1", "oui"}
+NO = {"no", "n", "false", "0", "non", ""}
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    errors: list[str] = field(default_factory=list)  # "line 7: email: ... (fix)"
+    created: int = 0
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ImportFileError(ValueError):
+    """The file itself cannot be read as the expected CSV."""
+
+
+def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
+    # Spreadsheets save with commas, semicolons (French locale) or tabs: the header, whose
+    # names we know, says which.
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [
+        c for c in expected if c not in header and c not in ("badges", "expires", "supervised_only")
+    ]
+    if missing:
+        raise ImportFileError(
+            f"the header must name the columns {', '.join(expected)}; "
+            f"missing: {', '.join(missing)} (found: {', '.join(header) or 'none'})"
+        )
+    unknown = [h for h in header if h not in expected]
+    if unknown:
+        raise ImportFileError(
+            f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(expected)}"
+        )
+    reader.fieldnames = header
+    rows = []
+    for row in reader:
+        # DictReader's line_num is the physical line of the row's end, header included.
+        rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
+    return rows
+
+
+def decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp1252"):  # spreadsheets in French labs save either
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ImportFileError("the file is neither UTF-8 nor Windows-1252 text")
+
+
+def import_members(
+    engine: Engine,
+    text: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+) -> ImportReport:
+    rows = _read(text, MEMBER_COLUMNS)
+    report = ImportReport(rows=len(rows))
+    with Session(engine) as session:
+        known_emails = {m.email.lower() for m in session.exec(select(Member)) if m.email}
+        known_badges = {b.uid for b in session.exec(select(Badge)) if b.revoked_at is None}
+        seen_emails: dict[str, int] = {}
+        seen_badges: dict[str, int] = {}
+        new: list[tuple[Member, list[str]]] = []
+        for line, row in progress(rows):
+            errors: list[str] = []
+            name, email = row.get("name", ""), row.get("email", "").lower()
+            if not name:
+                errors.append("name: empty (give the member's name)")
+            if email and not EMAIL.match(email):
+                errors.append(f"email: {email!r} is not an email address")
+            if email and email in seen_emails:
+                errors.append(f"email: {email} is already on line {seen_emails[email]}")
+            if email in known_emails and email:
+                report.skipped += 1
+                continue  # already a member: imports can be run again
+            category = row.get("category", "").lower() or "individual"
+            if category not in {c.value for c in MemberCategory}:
+                errors.append(
+                    f"category: {category!r} is not one of "
+                    + ", ".join(c.value for c in MemberCategory)
+                )
+            badges: list[str] = []
+            for raw in filter(None, (b.strip() for b in row.get("badges", "").split(";"))):
+                try:
+                    uid = normalise_uid(raw)
+                except ValueError as exc:
+                    errors.append(f"badges: {exc}")
+                    continue
+                if uid in known_badges:
+                    errors.append(f"badges: {uid} already belongs to a member")
+                elif uid in seen_badges:
+                    errors.append(f"badges: {uid} is already on line {seen_badges[uid]}")
+                else:
+                    seen_badges[uid] = line
+                    badges.append(uid)
+            if email:
+                seen_emails[email] = line
+            if errors:
+                report.errors += [f"line {line}: {e}" for e in errors]
+                continue
+            new.append(
+                (Member(name=name, email=email or None, category=MemberCategory(category)), badges)
+            )
+        if report.errors or dry_run:
+            report.created = 0 if report.errors else len(new)
+            return report
+        for member, badges in new:
+            session.add(member)
+            session.flush()
+            assert member.id is not None
+            for uid in badges:
+                session.add(Badge(uid=uid, member_id=member.id))
+        session.commit()
+        report.created = len(new)
+    return report
+
+
+def _is_trainer(session: Session, member_id: int, machine_type_id: int, now: datetime) -> bool:
+    for training in session.exec(
+        select(Training).where(
+            Training.member_id == member_id, Training.machine_type_id == machine_type_id
+        )
+    ):
+        valid = training.expires_at is None or training.expires_at > now
+        if valid and training.level in (TrainingLevel.TRAINER, TrainingLevel.MAINTAINER):
+            return True
+    return False
+
+
+def import_trainings(
+    engine: Engine,
+    text: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+    now: datetime | None = None,
+) -> ImportReport:
+    rows = _read(text, TRAINING_COLUMNS)
+    report = ImportReport(rows=len(rows))
+    moment = now or datetime.now(UTC)
+    with Session(engine) as session:
+        members = {m.email.lower(): m for m in session.exec(select(Member)) if m.email}
+        types = {t.code: t for t in session.exec(select(MachineType))}
+        new: list[Training] = []
+        for line, row in progress(rows):
+            errors: list[str] = []
+            member = members.get(row.get("member_email", "").lower())
+            if member is None:
+                errors.append(
+                    f"member_email: no member with email {row.get('member_email')!r} "
+                    "(import the members first)"
+                )
+            mtype = types.get(row.get("machine_type", "").lower())
+            if mtype is None:
+                errors.append(
+                    f"machine_type: {row.get('machine_type')!r} is not one of "
+                    + ", ".join(sorted(types))
+                )
+            level = row.get("level", "").lower() or "user"
+            if level not in {lv.value for lv in TrainingLevel}:
+                errors.append(f"level: {level!r} is not one of user, trainer, maintainer")
+            expires: datetime | None = None
+            if row.get("expires"):
+                try:
+                    expires = datetime.combine(
+                        date.fromisoformat(row["expires"]), time.max, tzinfo=UTC
+                    )
+                except ValueError:
+                    errors.append(f"expires: {row['expires']!r} is not a date like 2027-06-30")
+            supervised = row.get("supervised_only", "").lower()
+            if supervised not in YES | NO:
+                errors.append(f"supervised_only: {supervised!r} is not yes or no")
+            grantor = members.get(row.get("granted_by_email", "").lower())
+            if grantor is None:
+                errors.append(
+                    f"granted_by_email: no member with email {row.get('granted_by_email')!r}"
+                )
+            elif mtype is not None and not _is_trainer(
+                session, grantor.id or -1, mtype.id or -1, moment
+            ):
+                errors.append(
+                    f"granted_by_email: {grantor.email} is not a trainer for "
+                    f"{mtype.code} (only a trainer for a machine type may grant it)"
+                )
+            if errors:
+                report.errors += [f"line {line}: {e}" for e in errors]
+                continue
+            assert member is not None and mtype is not None and grantor is not None
+            new.append(
+                Training(
+                    member_id=member.id,
+                    machine_type_id=mtype.id,  # type: ignore[arg-type]
+                    level=TrainingLevel(level),
+                    granted_by_id=grantor.id,
+                    granted_at=moment,
+                    expires_at=expires,
+                    supervised_only=supervised in YES,
+                )
+            )
+        if report.errors or dry_run:
+            report.created = 0 if report.errors else len(new)
+            return report
+        for training in new:
+            session.add(training)
+        session.commit()
+        report.created = len(new)
+    return report
