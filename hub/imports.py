@@ -64,7 +64,7 @@ def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
     # names we know, says which.
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [
         c for c in expected if c not in header and c not in ("badges", "expires", "supervised_only")
@@ -81,9 +81,15 @@ def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
         )
     reader.fieldnames = header
     rows = []
-    for row in reader:
-        # DictReader's line_num is the physical line of the row's end, header included.
-        rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
+    try:
+        for row in reader:
+            # DictReader's line_num is the physical line of the row's end, header included.
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
+    except csv.Error as exc:
+        raise ImportFileError(
+            f"line {reader.line_num + 1}: not readable as CSV ({exc}); "
+            "check for a stray quote or line break in a cell"
+        ) from None
     return rows
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
-from hub.imports import ImportFileError, import_members, import_trainings
+from hub.imports import ImportFileError, ImportReport, import_members, import_trainings
 from hub.models import Badge, Member, Training
 from hub.seed import seed_demo
 
@@ -159,3 +159,13 @@ def test_cli_exit_codes_and_encodings(tmp_path: Path, monkeypatch) -> None:
     engine = make_engine(url)
     assert "Bob Lefèvre" in {m.name for m in members(engine).values()}
     engine.dispose()
+
+
+def test_regression_a_stray_carriage_return_is_an_error_not_a_crash(engine) -> None:
+    # Found by tests/unit/test_fuzz_inputs.py: csv.Error escaped as a traceback.
+    report_or_error = None
+    try:
+        report_or_error = import_members(engine, "name,email,category,badges\n\r0\n")
+    except ImportFileError as exc:
+        report_or_error = exc
+    assert isinstance(report_or_error, ImportReport | ImportFileError)
