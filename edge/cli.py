@@ -122,3 +122,104 @@ def state(config: ConfigOpt) -> None:
     except (FileNotFoundError, ConnectionRefusedError):
         typer.echo(f"no agent is running for {config}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the machine config's JSON Schema (firmware_config/schema.json is this output)."""
+    import json
+
+    from edge.config import AgentConfig
+
+    typer.echo(json.dumps(AgentConfig.model_json_schema(), indent=2, sort_keys=True))
+
+
+@app.command("provision")
+def provision(
+    machine: Annotated[str, typer.Option(help="machine id, e.g. laser-1")],
+    site: Annotated[str, typer.Option(help="site id, e.g. fablab")],
+    hub_public_key: Annotated[str, typer.Option(help="what `atelier hub keys` prints")],
+    broker: Annotated[str, typer.Option(help="host:port of the broker")],
+    out: Annotated[Path, typer.Option(help="folder to write edge.toml and credentials/ into")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="the machine's broker password, as written by `atelier hub mqtt-credentials`"
+        ),
+    ] = None,
+    machine_type: str = "other",
+    reader: Annotated[str, typer.Option(help="mfrc522, keyboard or sim")] = "mfrc522",
+    relay_pin: Annotated[int, typer.Option(help="BCM GPIO of the relay")] = 17,
+    relay_active_high: bool = False,
+    pin_factory: str = "lgpio",
+    tls_ca: Annotated[Path | None, typer.Option(help="the lab CA certificate on the Pi")] = None,
+    state_dir: Path = Path("/var/lib/atelier-edge"),
+) -> None:
+    """Write a new Pi's /etc/atelier files: edge.toml and credentials/mqtt-password."""
+    import os
+
+    from edge.config import ConfigError, parse_config
+
+    host, _, port_text = broker.rpartition(":")
+    if not host or not port_text.isdigit():
+        typer.echo(f"--broker {broker!r}: give host:port, e.g. hub.fablab.lan:8883", err=True)
+        raise typer.Exit(2)
+    data: dict[str, dict[str, object]] = {
+        "agent": {
+            "site": site,
+            "machine": machine,
+            "machine_type": machine_type,
+            "state_dir": str(state_dir),
+            "hub_public_key": hub_public_key,
+        },
+        "mqtt": {"host": host, "port": int(port_text), "username": machine},
+        "gpio": {"pin_factory": pin_factory},
+        "relay": {"pin": relay_pin, "active_high": relay_active_high},
+        "reader": {"type": reader},
+    }
+    if tls_ca is not None:
+        data["mqtt"] |= {"tls": True, "ca_file": str(tls_ca)}
+    if reader == "keyboard":
+        data["reader"]["input_device"] = "/dev/input/by-id/REPLACE-WITH-THE-READER"
+    try:
+        parse_config(data, "the provisioned config")
+    except ConfigError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(2) from None
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Written by `atelier edge provision` for {machine} on site {site}.",
+        "# Check it on the Pi with: atelier edge check-config /etc/atelier/edge.toml",
+        "",
+    ]
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            rendered = (
+                str(value).lower()
+                if isinstance(value, bool)
+                else (str(value) if isinstance(value, int) else f'"{value}"')
+            )
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    (out / "edge.toml").write_text("\n".join(lines))
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except FileNotFoundError:
+            typer.echo(
+                f"--password-file {password_file}: no such file (run "
+                "`atelier hub mqtt-credentials` on the hub first)",
+                err=True,
+            )
+            raise typer.Exit(2) from None
+        creds = out / "credentials"
+        creds.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(creds / "mqtt-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+    typer.echo(
+        f"wrote {out / 'edge.toml'}"
+        + (f" and {out / 'credentials' / 'mqtt-password'}" if password_file else "")
+        + f"; copy them to /etc/atelier/ on the Pi of {machine}"
+    )
