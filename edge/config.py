@@ -49,12 +49,15 @@ class MqttSection(_Section):
     key_file: Path | None = None
 
     def resolve_password(self) -> str | None:
-        """Secrets from systemd credentials or the environment win over the file."""
+        """Secrets from systemd credentials or the environment win over the file.
+
+        The variable is ATELIER_EDGE_MQTT_PASSWORD, not the hub's ATELIER_MQTT_PASSWORD, so an
+        agent and a hub on one machine (the demo, a test bench) never take each other's."""
         cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
         if cred_dir and (Path(cred_dir) / "mqtt-password").exists():
             return (Path(cred_dir) / "mqtt-password").read_text().strip()
-        if os.environ.get("ATELIER_MQTT_PASSWORD"):
-            return os.environ["ATELIER_MQTT_PASSWORD"]
+        if os.environ.get("ATELIER_EDGE_MQTT_PASSWORD"):
+            return os.environ["ATELIER_EDGE_MQTT_PASSWORD"]
         if self.password_file is not None:
             return self.password_file.read_text().strip()
         return self.password

@@ -208,3 +208,26 @@ class AllowListPublisher:
                 log.warning("allow-list not yet acknowledged by the broker; paho will retry")
         log.info("published %d allow-list(s)", len(messages))
         return len(messages)
+
+
+def publish_once(
+    settings: Settings,
+    engine: Engine,
+    key: Ed25519PrivateKey,
+    machine_codes: list[str] | None = None,
+    timeout: float = 10,
+) -> int:
+    """Connect, publish these machines' lists (all when None), disconnect. Used by commands
+    that change who may use what, so the change reaches the machines within seconds."""
+    publisher = AllowListPublisher(settings, engine, key)
+    publisher._client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    publisher._client.loop_start()
+    try:
+        if not publisher._connected.wait(timeout):
+            raise ConnectionError(
+                f"the broker at {settings.mqtt_host}:{settings.mqtt_port} did not accept the hub"
+            )
+        return publisher.publish(machine_codes, timeout=timeout)
+    finally:
+        publisher._client.disconnect()
+        publisher._client.loop_stop()

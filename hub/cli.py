@@ -173,6 +173,17 @@ import_app = typer.Typer(no_args_is_help=True, help="Import members or trainings
 app.add_typer(import_app, name="import")
 
 
+def _admin_apps() -> None:
+    from hub.admin_cli import badge_app, machine_app, member_app
+
+    app.add_typer(badge_app, name="badge")
+    app.add_typer(member_app, name="member")
+    app.add_typer(machine_app, name="machine")
+
+
+_admin_apps()
+
+
 def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> None:
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations

@@ -180,12 +180,16 @@ def test_sigkill_mid_session_recovers_with_agent_restart(hub: Hub, tmp_path: Pat
 
     def run() -> Proc:
         proc = Proc(["edge", "run", "--config", str(config)], log=tmp_path / "agent.log")
-        wait_until(
-            lambda: request(socket, {"op": "state"})["acl_version"],
-            timeout=30,
-            what="the agent to be ready",
-            proc=proc,
-        )
+        try:
+            wait_until(
+                lambda: request(socket, {"op": "state"})["acl_version"],
+                timeout=30,
+                what="the agent to be ready",
+                proc=proc,
+            )
+        except BaseException:
+            proc.stop()
+            raise
         return proc
 
     proc = run()

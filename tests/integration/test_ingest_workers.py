@@ -112,6 +112,16 @@ def test_a_worker_killed_mid_burst_loses_nothing(
     migrate(database_url)
     env = worker_env(mosquitto, database_url, tmp_path)
     worker = Proc(["hub", "ingest", "--worker", "1"], log=tmp_path / "w1.log", env=env)
+    try:
+        _kill_mid_burst(worker, mosquitto, database_url, tmp_path, env)
+    finally:
+        if worker.alive():
+            worker.stop()
+
+
+def _kill_mid_burst(
+    worker: Proc, mosquitto: MosquittoBroker, database_url: str, tmp_path: Path, env: dict[str, str]
+) -> None:
     # Once subscribed, the worker's persistent session exists at the broker.
     wait_until(
         lambda: "ingest subscribed" in worker.output(),

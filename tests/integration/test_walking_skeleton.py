@@ -103,7 +103,7 @@ type = "sim"
         agent = Proc(
             ["edge", "run", "--config", str(config)],
             log=tmp_path / "agent.log",
-            env={"ATELIER_MQTT_PASSWORD": password},
+            env={"ATELIER_EDGE_MQTT_PASSWORD": password},
         )
         socket = tmp_path / "agent" / "sim-reader.sock"
         wait_until(

@@ -29,6 +29,7 @@ class Proc:
         full_env = os.environ.copy()
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
+        self._terminated = False
         self._log_handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             [*atelier_command(), *args],
@@ -47,21 +48,28 @@ class Proc:
     def signal(self, sig: int) -> None:
         if self.alive():
             self.popen.send_signal(sig)
+            if sig == signal.SIGTERM:
+                self._terminated = True
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
-        self._log_handle.close()
+        if not self._log_handle.closed:
+            self._log_handle.close()
 
     def stop(self, timeout: float = 15) -> int:
-        if self.alive():
+        # One SIGTERM only, as systemd sends: a second one arriving while Python shuts down
+        # (it restores the default handlers then) would kill the process outright.
+        if self.alive() and not self._terminated:
             self.popen.send_signal(signal.SIGTERM)
+        if self.alive():
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=5)
-        self._log_handle.close()
+        if not self._log_handle.closed:
+            self._log_handle.close()
         return int(self.popen.returncode)
 
 

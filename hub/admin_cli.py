@@ -1,0 +1,148 @@
+"""`atelier hub badge|member|machine`: who may use what, published to the machines at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+badge_app = typer.Typer(no_args_is_help=True, help="Badges: revoke a lost or stolen one.")
+member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactivate.")
+machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
+]
+
+
+def _change(config: Path | None, apply: Any, machines: list[str] | None = None) -> None:
+    """Run `apply(session)` (which returns a sentence, or raises LookupError), commit, then
+    publish the affected allow-lists."""
+    from sqlmodel import Session
+
+    from hub.allowlist import publish_once
+    from hub.cli import load_settings
+    from hub.core.db import make_engine, migrate
+    from hub.core.security import load_or_create_signing_key
+
+    settings = load_settings(config)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            try:
+                done = apply(session)
+            except LookupError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(2) from None
+            session.commit()
+        typer.echo(done)
+        try:
+            count = publish_once(
+                settings, engine, load_or_create_signing_key(settings.data_dir), machines
+            )
+        except (ConnectionError, OSError) as exc:
+            typer.echo(
+                f"saved, but the allow-lists could not be published now ({exc}); "
+                "the machines get them at the hub's next publication",
+                err=True,
+            )
+            return
+        typer.echo(f"published {count} allow-list(s): the machines apply them within seconds")
+    finally:
+        engine.dispose()
+
+
+@badge_app.command("revoke")
+def revoke_badge(
+    uid: Annotated[str, typer.Argument(help="the card UID, e.g. 04A1B2C3")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a badge (lost, stolen, returned): no machine opens for it any more."""
+    from sqlmodel import select
+
+    from hub.models import Badge
+    from protocol.badges import normalise_uid
+
+    try:
+        uid = normalise_uid(uid)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+    def apply(session: Any) -> str:
+        badge = session.exec(
+            select(Badge).where(Badge.uid == uid, Badge.revoked_at.is_(None))
+        ).first()
+        if badge is None:
+            raise LookupError(f"no active badge {uid}")
+        badge.revoked_at = datetime.now(UTC)
+        session.add(badge)
+        return f"badge {uid} revoked"
+
+    _change(config, apply)
+
+
+def _set_member_status(email: str, status: str, config: Path | None) -> None:
+    from sqlmodel import select
+
+    from hub.models import Member, MemberStatus
+
+    def apply(session: Any) -> str:
+        member = session.exec(select(Member).where(Member.email == email.lower())).first()
+        if member is None:
+            raise LookupError(f"no member with email {email}")
+        member.status = MemberStatus(status)
+        session.add(member)
+        return f"{member.name} is now {status}"
+
+    _change(config, apply)
+
+
+@member_app.command("suspend")
+def suspend_member(email: str, config: ConfigOpt = None) -> None:
+    """Suspend a member: every machine refuses their badges (member_inactive)."""
+    _set_member_status(email, "suspended", config)
+
+
+@member_app.command("activate")
+def activate_member(email: str, config: ConfigOpt = None) -> None:
+    """Reactivate a suspended member."""
+    _set_member_status(email, "active", config)
+
+
+def _set_lock(code: str, locked: bool, reason: str, config: Path | None) -> None:
+    from sqlmodel import select
+
+    from hub.models import Machine
+
+    def apply(session: Any) -> str:
+        machine = session.exec(select(Machine).where(Machine.code == code)).first()
+        if machine is None:
+            raise LookupError(f"no machine {code}")
+        machine.locked = locked
+        machine.lock_reason = reason if locked else None
+        session.add(machine)
+        return f"{code} {'locked out' if locked else 'unlocked'}" + (
+            f" ({reason})" if locked else ""
+        )
+
+    _change(config, apply, [code])
+
+
+@machine_app.command("lock")
+def lock_machine(
+    code: str,
+    reason: Annotated[str, typer.Option(help="why, shown to members")],
+    config: ConfigOpt = None,
+) -> None:
+    """Lock a machine out: only maintainers may use it, and a running session ends."""
+    _set_lock(code, True, reason, config)
+
+
+@machine_app.command("unlock")
+def unlock_machine(code: str, config: ConfigOpt = None) -> None:
+    """Give a locked-out machine back to its users."""
+    _set_lock(code, False, "", config)
