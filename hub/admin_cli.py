@@ -11,6 +11,7 @@ import typer
 badge_app = typer.Typer(no_args_is_help=True, help="Badges: revoke a lost or stolen one.")
 member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactivate.")
 machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
+tls_app = typer.Typer(no_args_is_help=True, help="TLS: the lab's own certificate authority.")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
@@ -146,3 +147,39 @@ def lock_machine(
 def unlock_machine(code: str, config: ConfigOpt = None) -> None:
     """Give a locked-out machine back to its users."""
     _set_lock(code, False, "", config)
+
+
+@tls_app.command("init")
+def tls_init(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="where to write the certificates")
+    ] = Path("/etc/atelier/tls"),
+    broker_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a name or IP address agents use to reach the broker (repeat); "
+            "the first is the certificate's common name"
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create the lab CA (kept if it exists), the broker certificate, and a client
+    certificate for every machine in the hub's database."""
+    from sqlmodel import Session, select
+
+    from hub.cli import load_settings
+    from hub.core.db import make_engine, migrate
+    from hub.models import Machine
+    from hub.tls import init_tls
+
+    settings = load_settings(config)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        machines = [m.agent_id or m.code for m in session.exec(select(Machine))]
+    engine.dispose()
+    names = broker_name or ["localhost", "127.0.0.1"]
+    written = init_tls(directory, site=settings.site, broker_names=names, agents=machines)
+    typer.echo(f"lab CA: {directory / 'ca.crt'} (keep {directory / 'ca.key'} offline if you can)")
+    typer.echo(f"broker: {written['broker'].cert} for {', '.join(names)}")
+    typer.echo(f"{len(machines)} agent certificate(s) in {directory / 'agents'}")

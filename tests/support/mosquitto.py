@@ -71,6 +71,7 @@ class MosquittoBroker:
         port: int | None = None,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        tls: dict[str, object] | None = None,
     ) -> None:
         binary = find_binary("mosquitto")
         self._passwd_tool = find_binary("mosquitto_passwd")
@@ -86,6 +87,8 @@ class MosquittoBroker:
         self._accounts_lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self._external = password_file is not None
+        # {"cafile", "certfile", "keyfile", "require_certificate": bool}
+        self.tls = tls
         self.password_file = password_file or workdir / "passwd"
         self.acl_file = acl_file or workdir / "acl"
         self.config_file = workdir / "mosquitto.conf"
@@ -102,10 +105,21 @@ class MosquittoBroker:
             self._set_password(self.hub_user, self.hub_password, create=True)
             self.acl_file.write_text(ACL_TEMPLATE.format(hub_user=self.hub_user))
         user = getpass.getuser()
+        tls_lines: list[str] = []
+        if self.tls:
+            tls_lines = [
+                f"cafile {self.tls['cafile']}",
+                f"certfile {self.tls['certfile']}",
+                f"keyfile {self.tls['keyfile']}",
+            ]
+            if self.tls.get("require_certificate"):
+                # The client certificate's common name (the machine id) is the username.
+                tls_lines += ["require_certificate true", "use_identity_as_username true"]
         self.config_file.write_text(
             "\n".join(
                 [
                     f"listener {self.port} {self.host}",
+                    *tls_lines,
                     "allow_anonymous false",
                     f"password_file {self.password_file}",
                     f"acl_file {self.acl_file}",
