@@ -183,3 +183,61 @@ def tls_init(
     typer.echo(f"lab CA: {directory / 'ca.crt'} (keep {directory / 'ca.key'} offline if you can)")
     typer.echo(f"broker: {written['broker'].cert} for {', '.join(names)}")
     typer.echo(f"{len(machines)} agent certificate(s) in {directory / 'agents'}")
+
+
+@member_app.command("export")
+def export_member_command(
+    email: str,
+    out: Annotated[Path | None, typer.Option(help="write the JSON here instead of stdout")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Everything the hub holds about a member, as JSON (their right of access)."""
+    import json
+
+    from sqlmodel import Session
+
+    from hub.cli import load_settings
+    from hub.core.db import make_engine
+    from hub.member_data import export_member, find_member
+
+    settings = load_settings(config)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            try:
+                data = export_member(session, find_member(session, email))
+            except LookupError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+
+
+@member_app.command("erase")
+def erase_member_command(
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Erase a member's name, email and card UIDs; history stays under their reference."""
+    from hub.member_data import erase_member, find_member
+
+    if not yes:
+        typer.echo("erasure cannot be undone: add --yes to confirm", err=True)
+        raise typer.Exit(2)
+
+    def apply(session: Any) -> str:
+        member = find_member(session, email)
+        counts = erase_member(session, member)
+        return (
+            f"member {member.ref} erased: {counts['badges']} badge(s) revoked, card UIDs "
+            f"removed from {counts['sessions']} session(s) and {counts['events']} event(s)"
+        )
+
+    _change(config, apply)

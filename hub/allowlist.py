@@ -220,7 +220,8 @@ def publish_once(
     """Connect, publish these machines' lists (all when None), disconnect. Used by commands
     that change who may use what, so the change reaches the machines within seconds."""
     publisher = AllowListPublisher(settings, engine, key)
-    publisher._client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    # A synchronous connect: a broker that is down is reported at once, not after a timeout.
+    publisher._client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
     publisher._client.loop_start()
     try:
         if not publisher._connected.wait(timeout):
