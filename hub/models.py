@@ -124,6 +124,7 @@ class Machine(MachineBase, table=True):
     lock_reason: str | None = None
     acl_version: int = 0
     online: bool = False
+    last_telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     last_status: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
 
@@ -139,6 +140,8 @@ class MachinePublic(MachineBase):
     in_use_by: str | None = None
     session_id: str | None = None
     session_started_at: datetime | None = None
+    progress: float | None = None  # printing, from the latest telemetry
+    telemetry: dict[str, Any] | None = None
 
 
 # --- trainings ----------------------------------------------------------------------------
@@ -225,3 +228,45 @@ class SessionPublic(SQLModel):
     end_reason: str | None
     duration_s: float | None
     busy_s: float
+
+
+class BusyPeriod(SQLModel, table=True):
+    """The machine working (beam on, printing, current drawn), billed to the session's member."""
+
+    __tablename__ = "busy_period"
+    id: int | None = Field(default=None, primary_key=True)
+    site: str = Field(max_length=63)
+    machine: str = Field(max_length=63, index=True)
+    source: str = Field(max_length=20)
+    session_id: str | None = Field(default=None, max_length=64)
+    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    busy_s: float | None = None
+
+
+class PrintJob(SQLModel, table=True):
+    """A print or cut job, attributed to the badge session open when it started."""
+
+    __tablename__ = "print_job"
+    id: str = Field(primary_key=True, max_length=128)  # "<machine>:<job_id>"
+    site: str = Field(max_length=63)
+    machine: str = Field(max_length=63, index=True)
+    job_id: str = Field(max_length=100)
+    file: str = Field(default="", max_length=255)
+    session_id: str | None = Field(default=None, max_length=64)
+    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    duration_s: float | None = None
+    state: str = Field(default="printing", max_length=20)  # printing, finished, failed
+    error: str | None = Field(default=None, max_length=500)
+
+
+class MachineCounters(SQLModel):
+    machine: str
+    sessions: int
+    session_hours: float
+    busy_hours: float
+    jobs: int
+    jobs_failed: int

@@ -9,7 +9,16 @@ from fastapi import APIRouter
 from sqlmodel import Session, select
 
 from hub.api.deps import SessionDep
-from hub.models import Machine, MachinePublic, MachineType, Member
+from hub.models import (
+    BusyPeriod,
+    Machine,
+    MachineCounters,
+    MachinePublic,
+    MachineSession,
+    MachineType,
+    Member,
+    PrintJob,
+)
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
 
@@ -21,9 +30,15 @@ def machine_state(machine: Machine) -> tuple[str, dict[str, Any] | None]:
         return "offline", None
     if machine.locked or status.get("locked"):
         return ("in_use" if session else "locked"), session
+    working = "printing" if _printing(machine) else "busy"
     if session:
-        return ("busy" if status.get("busy") else "in_use"), session
-    return ("busy" if status.get("busy") else "idle"), None
+        return (working if status.get("busy") else "in_use"), session
+    return (working if status.get("busy") else "idle"), None
+
+
+def _printing(machine: Machine) -> bool:
+    telemetry = machine.last_telemetry or {}
+    return machine.kind == "printer" and telemetry.get("progress") is not None
 
 
 def machines_public(session: Session) -> list[MachinePublic]:
@@ -33,6 +48,7 @@ def machines_public(session: Session) -> list[MachinePublic]:
     for machine in session.exec(select(Machine).order_by(Machine.code)):
         state, live = machine_state(machine)
         started = live.get("started_at") if live else None
+        telemetry = machine.last_telemetry or {}
         out.append(
             MachinePublic(
                 id=machine.id or 0,
@@ -50,6 +66,8 @@ def machines_public(session: Session) -> list[MachinePublic]:
                 in_use_by=members.get(live["member"], live["member"]) if live else None,
                 session_id=live.get("session_id") if live else None,
                 session_started_at=datetime.fromisoformat(started) if started else None,
+                progress=telemetry.get("progress") if state == "printing" else None,
+                telemetry=telemetry if machine.online and telemetry else None,
             )
         )
     return out
@@ -59,3 +77,41 @@ def machines_public(session: Session) -> list[MachinePublic]:
 def list_machines(session: SessionDep) -> list[MachinePublic]:
     """Every machine with its live state: offline, idle, in_use, busy or locked."""
     return machines_public(session)
+
+
+@router.get(
+    "/{code}/counters",
+    response_model=MachineCounters,
+    responses={404: {"description": "No machine with this code"}},
+)
+def machine_counters(code: str, session: SessionDep) -> MachineCounters:
+    """Metered use since the start: what maintenance and billing read."""
+    from fastapi import HTTPException
+    from sqlalchemy import func
+
+    if session.exec(select(Machine).where(Machine.code == code)).first() is None:
+        raise HTTPException(status_code=404, detail=f"no machine {code!r}")
+    count, seconds = session.exec(
+        select(func.count(), func.coalesce(func.sum(MachineSession.duration_s), 0.0)).where(
+            MachineSession.machine == code
+        )
+    ).one()
+    busy = session.exec(
+        select(func.coalesce(func.sum(BusyPeriod.busy_s), 0.0)).where(BusyPeriod.machine == code)
+    ).one()
+    jobs = session.exec(
+        select(func.count()).select_from(PrintJob).where(PrintJob.machine == code)
+    ).one()
+    failed = session.exec(
+        select(func.count())
+        .select_from(PrintJob)
+        .where(PrintJob.machine == code, PrintJob.state == "failed")
+    ).one()
+    return MachineCounters(
+        machine=code,
+        sessions=int(count),
+        session_hours=round(float(seconds) / 3600, 4),
+        busy_hours=round(float(busy) / 3600, 4),
+        jobs=int(jobs),
+        jobs_failed=int(failed),
+    )

@@ -14,9 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
+from hub.models import AgentSeq, BusyPeriod, DeadLetter, Event, Machine, MachineSession, PrintJob
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope
-from protocol.messages import Status, decode_message
+from protocol.messages import Status, Telemetry, decode_message
 from protocol.topics import TopicKind, parse_topic
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class IngestWriter:
         dead: list[dict[str, Any]] = []
         statuses: list[tuple[str, Status | None]] = []
         telemetry = 0
+        latest_telemetry: dict[str, Telemetry] = {}
         in_batch_duplicates = 0
         now = datetime.now(UTC)
         for item in items:
@@ -120,6 +121,12 @@ class IngestWriter:
                         statuses.append((parts.machine, None))
             elif parts.kind is TopicKind.TELEMETRY:
                 telemetry += 1
+                try:
+                    sample = decode_message(Telemetry, item.payload)
+                except ProtocolError as exc:
+                    dead.append(_dead(item, exc.reason, exc.detail, now))
+                    continue
+                latest_telemetry[parts.machine] = sample
         new_ids: set[uuid.UUID] = set()
         gaps = 0
         with Session(self.engine) as session, session.begin():
@@ -144,11 +151,20 @@ class IngestWriter:
                 fresh = sorted((events[i] for i in new_ids), key=lambda e: (e[1].machine, e[1].seq))
                 for site, env in fresh:
                     _apply_session(session, site, env)
+                    _apply_machine_use(session, site, env)
                 gaps = _track_sequences(session, fresh)
             if dead:
                 session.execute(insert(DeadLetter.__table__), dead)  # type: ignore[attr-defined]
             for machine, status in statuses:
                 _apply_status(session, machine, status, now)
+            for machine, sample in latest_telemetry.items():
+                session.execute(
+                    update(Machine)
+                    .where(Machine.code == machine)
+                    .values(  # type: ignore[arg-type]
+                        last_telemetry={"ts": sample.model_dump(mode="json")["ts"], **sample.values}
+                    )
+                )
         self.stats.add(
             received=len(items),
             stored=len(new_ids),
@@ -201,6 +217,67 @@ def _apply_session(session: Session, site: str, env: Envelope) -> None:
         row.duration_s = duration
         row.busy_s = float(data.get("busy_s", 0) or 0)
         session.add(row)
+
+
+def _member_of(session: Session, session_id: str | None) -> str | None:
+    if not session_id:
+        return None
+    row = session.get(MachineSession, session_id)
+    return row.member_ref if row else None
+
+
+def _apply_machine_use(session: Session, site: str, env: Envelope) -> None:
+    """Busy periods and jobs, billed to the member of the session open when they began."""
+    data = env.data
+    if env.type is EventType.MACHINE_BUSY:
+        session.add(
+            BusyPeriod(
+                site=site,
+                machine=env.machine,
+                source=data["source"],
+                session_id=data.get("session_id"),
+                member_ref=_member_of(session, data.get("session_id")),
+                started_at=env.ts,
+            )
+        )
+    elif env.type is EventType.MACHINE_IDLE:
+        busy_s = float(data["busy_s"])
+        session.flush()
+        open_period = session.exec(
+            select(BusyPeriod)
+            .where(BusyPeriod.machine == env.machine, BusyPeriod.ended_at.is_(None))  # type: ignore[union-attr]
+            .order_by(BusyPeriod.started_at.desc())
+        ).first()  # type: ignore[attr-defined]
+        if open_period is None:  # the start was lost or is still on its way: keep what we know
+            open_period = BusyPeriod(
+                site=site,
+                machine=env.machine,
+                source=data["source"],
+                session_id=data.get("session_id"),
+                member_ref=_member_of(session, data.get("session_id")),
+                started_at=env.ts - timedelta(seconds=busy_s),
+            )
+        open_period.ended_at = env.ts
+        open_period.busy_s = busy_s
+        session.add(open_period)
+    elif env.type in (EventType.JOB_STARTED, EventType.JOB_FINISHED, EventType.JOB_FAILED):
+        key = f"{env.machine}:{data['job_id']}"[:128]
+        job = session.get(PrintJob, key) or PrintJob(
+            id=key, site=site, machine=env.machine, job_id=str(data["job_id"])[:100]
+        )
+        job.session_id = data.get("session_id") or job.session_id
+        job.member_ref = data.get("member") or job.member_ref or _member_of(session, job.session_id)
+        if env.type is EventType.JOB_STARTED:
+            job.file = str(data.get("file", ""))[:255]
+            job.started_at = env.ts
+        else:
+            job.ended_at = env.ts
+            job.duration_s = float(data["duration_s"])
+            job.state = "finished" if env.type is EventType.JOB_FINISHED else "failed"
+            job.error = str(data["error"])[:500] if data.get("error") else None
+            if job.started_at is None:
+                job.started_at = env.ts - timedelta(seconds=job.duration_s)
+        session.add(job)
 
 
 def _track_sequences(session: Session, fresh: list[tuple[str, Envelope]]) -> int:

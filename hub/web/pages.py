@@ -20,6 +20,7 @@ STATE_LABELS = {
     "idle": "Free",
     "in_use": "In use",
     "busy": "Working",
+    "printing": "Printing",
     "locked": "Locked out",
 }
 
