@@ -23,7 +23,7 @@ def list_sessions(
     until: Annotated[datetime | None, Query(alias="to")] = None,
     open_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[MachineSession]:
     """Newest first; `from`/`to` bound the start time."""
     query = select(MachineSession)
