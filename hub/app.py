@@ -51,12 +51,13 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
                 app.state.consumer.stop()
             engine.dispose()
 
-    from hub.api import health, machines, sessions
+    from hub.api import health, machines, metrics, sessions
     from hub.web import pages
 
     app = FastAPI(title="Atelier hub", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(machines.router)
     app.include_router(sessions.router)
     app.include_router(pages.router)

@@ -132,3 +132,7 @@ def test_counters_and_live_state_through_the_api(url: str, tmp_path) -> None:
         assert client.get("/api/v1/machines/nope/counters").status_code == 404
         stats = client.get("/api/v1/ingest/stats").json()
         assert stats == {}  # no consumer in this app: the writer's counters are elsewhere
+        metrics = client.get("/metrics").text
+        assert 'atelier_machine_state{machine="printer-1",state="printing"} 1.0' in metrics
+        assert 'atelier_machine_state{machine="laser-1",state="offline"} 1.0' in metrics
+        assert "atelier_broker_connected 0.0" in metrics

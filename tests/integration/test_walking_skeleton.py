@@ -217,6 +217,9 @@ def test_duplicates_are_stored_once_and_garbage_becomes_dead_letters(lab: Lab) -
     )
     stats = httpx.get(f"{lab.http}/api/v1/ingest/stats").json()
     assert stats["duplicates"] >= 1 and stats["dead_letters"] == 2
+    metrics = httpx.get(f"{lab.http}/metrics").text
+    assert "atelier_ingest_dead_letters_total 2.0" in metrics
+    assert "atelier_broker_connected 1.0" in metrics
 
 
 def test_agent_stop_opens_the_relay_and_the_hub_sees_it_offline(lab: Lab) -> None:

@@ -1,0 +1,58 @@
+"""GET /metrics: ingest counters and machine states for Prometheus, read at each scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlmodel import Session, select
+
+from hub.api.machines import machine_state
+from hub.models import Machine
+
+router = APIRouter(tags=["health"])
+
+STATES = ("offline", "idle", "in_use", "busy", "printing", "locked")
+
+
+class HubCollector(Collector):
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        consumer = getattr(self.app.state, "consumer", None)
+        stats = consumer.stats.as_dict() if consumer is not None else {}
+        for name, value in sorted(stats.items()):
+            family = CounterMetricFamily(
+                f"atelier_ingest_{name}", f"Ingest: {name.replace('_', ' ')} since start"
+            )
+            family.add_metric([], value)
+            yield family
+        broker = GaugeMetricFamily("atelier_broker_connected", "1 when the ingest is connected")
+        broker.add_metric([], 1 if consumer is not None and consumer.connected else 0)
+        yield broker
+        state = GaugeMetricFamily(
+            "atelier_machine_state",
+            "1 for the machine's current state",
+            labels=["machine", "state"],
+        )
+        with Session(self.app.state.engine) as session:
+            for machine in session.exec(select(Machine).order_by(Machine.code)):
+                current, _ = machine_state(machine)
+                for name in STATES:
+                    state.add_metric([machine.code, name], 1 if name == current else 0)
+        yield state
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    registry = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(HubCollector(request.app))
+        request.app.state.metrics_registry = registry
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
