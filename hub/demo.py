@@ -228,6 +228,12 @@ def demo_command(
             agent = Agent(cfg)
             agent.start()
             agents[cfg.agent.machine] = agent
+            # One machine connects at a time: amqtt 0.12 can fail a connection
+            # ("dictionary changed size during iteration") when several arrive together.
+            deadline = time.monotonic() + 10
+            while not agent.state()["connected"] and time.monotonic() < deadline:
+                if stopping.wait(0.05):
+                    return
         scheduler.append(Scheduler(agents, badges, pace))
         scheduler[0].start()
         log.info("dashboard on http://127.0.0.1:%s — Ctrl-C stops the demo", port)
