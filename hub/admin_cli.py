@@ -11,6 +11,7 @@ import typer
 badge_app = typer.Typer(no_args_is_help=True, help="Badges: revoke a lost or stolen one.")
 member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactivate.")
 machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
+telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry history.")
 tls_app = typer.Typer(no_args_is_help=True, help="TLS: the lab's own certificate authority.")
 
 ConfigOpt = Annotated[
@@ -241,3 +242,31 @@ def erase_member_command(
         )
 
     _change(config, apply)
+
+
+@telemetry_app.command("compact")
+def telemetry_compact(config: ConfigOpt = None) -> None:
+    """Downsample old telemetry and age out what is past retention (the hub does it hourly)."""
+    from datetime import UTC, datetime
+
+    from hub.cli import load_settings
+    from hub.core.db import make_engine, migrate
+    from hub.telemetry import compact
+
+    settings = load_settings(config)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        counts = compact(
+            engine,
+            now=datetime.now(UTC),
+            raw_hours=settings.telemetry_raw_hours,
+            bucket_s=settings.telemetry_downsample_s,
+            keep_days=settings.telemetry_keep_days,
+        )
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{counts['downsampled']} raw sample(s) merged into {counts['buckets']} "
+        f"bucket(s); {counts['aged_out']} sample(s) past retention removed"
+    )

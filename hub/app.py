@@ -24,6 +24,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from hub.allowlist import AllowListPublisher
         from hub.ingest.consumer import IngestConsumer
+        from hub.telemetry import TelemetryCompactor
 
         migrate(settings.database_url)
         engine = make_engine(settings.database_url)
@@ -36,6 +37,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.consumer.start()
             app.state.publisher = AllowListPublisher(settings, engine, key)
             app.state.publisher.start()
+            app.state.compactor = TelemetryCompactor(settings, engine)
+            app.state.compactor.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -47,6 +50,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         finally:
             if app.state.publisher is not None:
                 app.state.publisher.stop()
+                app.state.compactor.stop()
             if app.state.consumer is not None:
                 app.state.consumer.stop()
             engine.dispose()

@@ -174,12 +174,13 @@ app.add_typer(import_app, name="import")
 
 
 def _admin_apps() -> None:
-    from hub.admin_cli import badge_app, machine_app, member_app, tls_app
+    from hub.admin_cli import badge_app, machine_app, member_app, telemetry_app, tls_app
 
     app.add_typer(badge_app, name="badge")
     app.add_typer(member_app, name="member")
     app.add_typer(machine_app, name="machine")
     app.add_typer(tls_app, name="tls")
+    app.add_typer(telemetry_app, name="telemetry")
 
 
 _admin_apps()

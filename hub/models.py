@@ -270,3 +270,21 @@ class MachineCounters(SQLModel):
     busy_hours: float
     jobs: int
     jobs_failed: int
+
+
+class TelemetrySample(SQLModel, table=True):
+    """Machine samples: raw for a day, then one per minute, then gone (settings)."""
+
+    __tablename__ = "telemetry_sample"
+    __table_args__ = (Index("ix_telemetry_machine_ts", "machine", "ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    machine: str = Field(max_length=63)
+    ts: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    resolution_s: int = 0  # 0: as received; 60: the mean of a minute
+    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TelemetryPoint(SQLModel):
+    ts: datetime
+    resolution_s: int
+    values: dict[str, Any]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from sqlmodel import Session, select
+from fastapi import APIRouter, Query
+from sqlmodel import Session, col, select
 
 from hub.api.deps import SessionDep
 from hub.models import (
@@ -18,6 +18,8 @@ from hub.models import (
     MachineType,
     Member,
     PrintJob,
+    TelemetryPoint,
+    TelemetrySample,
 )
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
@@ -115,3 +117,29 @@ def machine_counters(code: str, session: SessionDep) -> MachineCounters:
         jobs=int(jobs),
         jobs_failed=int(failed),
     )
+
+
+@router.get(
+    "/{code}/telemetry",
+    response_model=list[TelemetryPoint],
+    responses={404: {"description": "No machine with this code"}},
+)
+def machine_telemetry(
+    code: str,
+    session: SessionDep,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[TelemetryPoint]:
+    """Samples oldest first: raw for the last day, one per minute before that."""
+    from fastapi import HTTPException
+
+    if session.exec(select(Machine).where(Machine.code == code)).first() is None:
+        raise HTTPException(status_code=404, detail=f"no machine {code!r}")
+    query = select(TelemetrySample).where(TelemetrySample.machine == code)
+    if since:
+        query = query.where(col(TelemetrySample.ts) >= since)
+    if until:
+        query = query.where(col(TelemetrySample.ts) < until)
+    rows = session.exec(query.order_by(col(TelemetrySample.ts)).limit(limit)).all()
+    return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]

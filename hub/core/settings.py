@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
 
     allowlist_ttl_hours: float = Field(default=168, gt=0)
+    telemetry_raw_hours: float = Field(default=24, gt=0)
+    telemetry_downsample_s: int = Field(default=60, ge=1)
+    telemetry_keep_days: float = Field(default=90, gt=0)
+
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
 

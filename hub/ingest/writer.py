@@ -14,7 +14,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.models import AgentSeq, BusyPeriod, DeadLetter, Event, Machine, MachineSession, PrintJob
+from hub.models import (
+    AgentSeq,
+    BusyPeriod,
+    DeadLetter,
+    Event,
+    Machine,
+    MachineSession,
+    PrintJob,
+    TelemetrySample,
+)
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope
 from protocol.messages import Status, Telemetry, decode_message
 from protocol.topics import TopicKind, parse_topic
@@ -81,6 +90,7 @@ class IngestWriter:
         statuses: list[tuple[str, Status | None]] = []
         telemetry = 0
         latest_telemetry: dict[str, Telemetry] = {}
+        samples: list[dict[str, Any]] = []
         in_batch_duplicates = 0
         now = datetime.now(UTC)
         for item in items:
@@ -127,6 +137,14 @@ class IngestWriter:
                     dead.append(_dead(item, exc.reason, exc.detail, now))
                     continue
                 latest_telemetry[parts.machine] = sample
+                samples.append(
+                    {
+                        "machine": parts.machine,
+                        "ts": sample.ts,
+                        "resolution_s": 0,
+                        "values": sample.values,
+                    }
+                )
         new_ids: set[uuid.UUID] = set()
         gaps = 0
         with Session(self.engine) as session, session.begin():
@@ -157,6 +175,8 @@ class IngestWriter:
                 session.execute(insert(DeadLetter.__table__), dead)  # type: ignore[attr-defined]
             for machine, status in statuses:
                 _apply_status(session, machine, status, now)
+            if samples:
+                session.execute(insert(TelemetrySample.__table__), samples)  # type: ignore[attr-defined]
             for machine, sample in latest_telemetry.items():
                 session.execute(
                     update(Machine)
