@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.audit import cli_actor, record
+
 badge_app = typer.Typer(no_args_is_help=True, help="Badges: revoke a lost or stolen one.")
 member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactivate.")
 machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
@@ -82,6 +84,14 @@ def revoke_badge(
             raise LookupError(f"no active badge {uid}")
         badge.revoked_at = datetime.now(UTC)
         session.add(badge)
+        record(
+            session,
+            actor=cli_actor(),
+            action="badge.revoke",
+            entity="badge",
+            entity_id=uid,
+            member_id=badge.member_id,
+        )
         return f"badge {uid} revoked"
 
     _change(config, apply)
@@ -96,8 +106,17 @@ def _set_member_status(email: str, status: str, config: Path | None) -> None:
         member = session.exec(select(Member).where(Member.email == email.lower())).first()
         if member is None:
             raise LookupError(f"no member with email {email}")
+        before = member.status.value
         member.status = MemberStatus(status)
         session.add(member)
+        record(
+            session,
+            actor=cli_actor(),
+            action=f"member.{status}",
+            entity="member",
+            entity_id=member.ref,
+            before=before,
+        )
         return f"{member.name} is now {status}"
 
     _change(config, apply)
@@ -127,6 +146,14 @@ def _set_lock(code: str, locked: bool, reason: str, config: Path | None) -> None
         machine.locked = locked
         machine.lock_reason = reason if locked else None
         session.add(machine)
+        record(
+            session,
+            actor=cli_actor(),
+            action="machine.lock" if locked else "machine.unlock",
+            entity="machine",
+            entity_id=code,
+            reason=reason,
+        )
         return f"{code} {'locked out' if locked else 'unlocked'}" + (
             f" ({reason})" if locked else ""
         )
@@ -206,10 +233,20 @@ def export_member_command(
     try:
         with Session(engine) as session:
             try:
-                data = export_member(session, find_member(session, email))
+                member = find_member(session, email)
             except LookupError as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(2) from None
+            data = export_member(session, member)
+            # Reading someone's personal data is recorded too.
+            record(
+                session,
+                actor=cli_actor(),
+                action="member.export",
+                entity="member",
+                entity_id=member.ref,
+            )
+            session.commit()
     finally:
         engine.dispose()
     text = json.dumps(data, indent=2, ensure_ascii=False)
@@ -236,6 +273,14 @@ def erase_member_command(
     def apply(session: Any) -> str:
         member = find_member(session, email)
         counts = erase_member(session, member)
+        record(
+            session,
+            actor=cli_actor(),
+            action="member.erase",
+            entity="member",
+            entity_id=member.ref,
+            **counts,
+        )
         return (
             f"member {member.ref} erased: {counts['badges']} badge(s) revoked, card UIDs "
             f"removed from {counts['sessions']} session(s) and {counts['events']} event(s)"

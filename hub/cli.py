@@ -209,7 +209,9 @@ def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> No
             yield from bar
 
     try:
-        report = importer(engine, text, dry_run=dry_run, progress=progress)
+        from hub.audit import cli_actor
+
+        report = importer(engine, text, dry_run=dry_run, progress=progress, actor=cli_actor())
     except ImportFileError as exc:
         typer.echo(f"{file}: {exc}", err=True)
         raise typer.Exit(2) from None

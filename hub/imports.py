@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.audit import record
 from hub.models import (
     Badge,
     MachineType,
@@ -107,6 +108,7 @@ def import_members(
     text: str,
     *,
     dry_run: bool = False,
+    actor: str = "import",
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
 ) -> ImportReport:
     rows = _read(text, MEMBER_COLUMNS)
@@ -166,6 +168,15 @@ def import_members(
             assert member.id is not None
             for uid in badges:
                 session.add(Badge(uid=uid, member_id=member.id))
+            record(
+                session,
+                actor=actor,
+                action="member.import",
+                entity="member",
+                entity_id=member.ref,
+                badges=badges,
+                category=member.category.value,
+            )
         session.commit()
         report.created = len(new)
     return report
@@ -188,6 +199,7 @@ def import_trainings(
     text: str,
     *,
     dry_run: bool = False,
+    actor: str = "import",
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
     now: datetime | None = None,
 ) -> ImportReport:
@@ -258,6 +270,18 @@ def import_trainings(
             return report
         for training in new:
             session.add(training)
+            session.flush()
+            record(
+                session,
+                actor=actor,
+                action="training.import",
+                entity="training",
+                entity_id=str(training.id),
+                member_id=training.member_id,
+                machine_type_id=training.machine_type_id,
+                level=training.level.value,
+                granted_by_id=training.granted_by_id,
+            )
         session.commit()
         report.created = len(new)
     return report

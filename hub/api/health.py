@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import text
+from sqlmodel import col, select
 
 from hub.api.deps import SessionDep
+from hub.models import AuditEntry, AuditPublic
 
 router = APIRouter(tags=["health"])
 
@@ -36,3 +38,21 @@ def health(request: Request, session: SessionDep, response: Response) -> dict[st
 def ingest_stats(request: Request) -> dict[str, Any]:
     consumer = getattr(request.app.state, "consumer", None)
     return consumer.stats.as_dict() if consumer else {}
+
+
+@router.get("/api/v1/audit", tags=["audit"], response_model=list[AuditPublic])
+def audit_log(
+    session: SessionDep,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> list[AuditEntry]:
+    """Changes, newest first."""
+    query = select(AuditEntry)
+    if entity:
+        query = query.where(AuditEntry.entity == entity)
+    if entity_id:
+        query = query.where(AuditEntry.entity_id == entity_id)
+    query = query.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+    return list(session.exec(query.offset(offset).limit(limit)).all())
