@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from hub.allowlist import build_allowlist
+from hub.allowlist import allowlist_body
 from hub.core.db import make_engine, migrate
 from hub.models import Badge, Machine, MachineType, Member, Training
 from hub.seed import seed_demo
-from protocol.allowlist import sign_allowlist, verify_allowlist
+from protocol.allowlist import sign_body, verify_allowlist
 from tests.support.databases import throwaway_postgres_database
 
 RUNS = 20
@@ -74,13 +74,11 @@ def measure(url: str) -> tuple[float, float, int]:
             ).all()
             bare.append(time.perf_counter() - started)
             started = time.perf_counter()
-            allowlist = build_allowlist(
-                session, machine, now=datetime.now(UTC), ttl=timedelta(days=7)
-            )
-            payload = sign_allowlist(allowlist, key)
+            body = allowlist_body(session, machine, now=datetime.now(UTC), ttl=timedelta(days=7))
+            payload = sign_body(body, key)
             build.append(time.perf_counter() - started)
             size = len(payload)
-            assert len(allowlist.entries) == len(rows)
+            assert len(body["entries"]) == len(rows)
         session.rollback()
     verify_allowlist(payload, key.public_key())
     engine.dispose()

@@ -113,7 +113,12 @@ def load_public_key(b64: str) -> Ed25519PublicKey:
 
 def sign_allowlist(allowlist: AllowList, private_key: Ed25519PrivateKey) -> bytes:
     """The wire payload: the list, the signer's key id and the signature."""
-    body = canonical_json(allowlist.model_dump(mode="json"))
+    return sign_body(allowlist.model_dump(mode="json"), private_key)
+
+
+def sign_body(list_body: dict[str, Any], private_key: Ed25519PrivateKey) -> bytes:
+    """Sign a list given as JSON-ready values (what `AllowList.model_dump(mode="json")` gives)."""
+    body = canonical_json(list_body)
     signature = base64.b64encode(private_key.sign(body)).decode()
     # The signed bytes are themselves valid JSON: embed them rather than encode the list twice.
     head = json.dumps(
