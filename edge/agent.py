@@ -44,6 +44,7 @@ from protocol.topics import TopicKind, topic
 log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 200
+MAINTENANCE_WINDOW_S = 600
 JOURNAL_KEEP_SENT = 10_000
 TICK_S = 0.25
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,6 +86,7 @@ class Agent:
         self._last_alive_write = 0.0
         self._last_watchdog = 0.0
         self._last_prune = time.monotonic()
+        self._maintenance_until = 0.0
         self._running = False
         self._stopped = threading.Event()
         self._notifier: Any = None
@@ -259,6 +261,13 @@ class Agent:
                 read.uid, now, self._decider(read, now), present=read.present
             )
             self._apply(actions)
+            if any(
+                isinstance(a, Emit)
+                and a.type is EventType.SESSION_STARTED
+                and a.data.get("mode") == "maintenance"
+                for a in actions
+            ):
+                self._maintenance_until = 0.0  # the window opens the machine once
             if item[2] is not None:
                 item[2].put(self._tap_reply(actions))
         elif kind == "state":
@@ -327,6 +336,8 @@ class Agent:
                 machine_running=machine_running,
                 secret_ok=read.secret_ok,
                 supervisor_present=supervisor_present,
+                maintenance_window=time.monotonic() < self._maintenance_until,
+                machine_locked=self.machine.locked,
             )
 
         return decide_now
@@ -510,6 +521,12 @@ class Agent:
             self._apply(self.machine.unlock(reason))
         elif cmd.cmd is CommandName.END_SESSION:
             self._apply(self.machine.end_session(now, "hub-command"))
+        elif cmd.cmd is CommandName.UNLOCK_FOR_MAINTENANCE:
+            window = float(cmd.args.get("window_s", MAINTENANCE_WINDOW_S))
+            self._maintenance_until = time.monotonic() + window
+            log.info(
+                "maintenance window open for %.0f s: a trainer's badge may open the machine", window
+            )
         elif cmd.cmd is CommandName.SYNC:
             self._published_upto = 0
             self._inflight.clear()

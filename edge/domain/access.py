@@ -29,6 +29,8 @@ def decide(
     machine_running: bool = False,
     secret_ok: bool | None = None,
     supervisor_present: bool = False,
+    maintenance_window: bool = False,
+    machine_locked: bool = False,
 ) -> Decision:
     """Grant iff the badge is on a valid list, its holder's training is valid, the machine is
     not locked out (maintainers excepted), no hub-side block applies, and the machine is not
@@ -47,8 +49,11 @@ def decide(
     if entry.training_expires_at is not None and entry.training_expires_at <= now:
         return Decision(False, DenyReason.TRAINING_EXPIRED, entry)
     maintenance = False
-    if allowlist.locked:
-        if entry.level != "maintainer":
+    if allowlist.locked or machine_locked:
+        # Maintainers may always work on a locked machine; trainers only during a window the
+        # hub opened (unlock-for-maintenance). Either way the session is maintenance time.
+        trainer_allowed = maintenance_window and entry.level == "trainer"
+        if entry.level != "maintainer" and not trainer_allowed:
             return Decision(False, DenyReason.LOCKED_OUT, entry)
         maintenance = True
     if entry.supervised_only and not supervisor_present:

@@ -78,3 +78,20 @@ def test_maintainer_may_use_a_locked_machine_as_maintenance() -> None:
 def test_supervised_member_is_granted_when_a_trainer_is_present() -> None:
     entry = USER.model_copy(update={"supervised_only": True})
     assert decide("04A1B2C3", make_list(entry), NOW, supervisor_present=True).granted
+
+
+def test_a_machine_locked_by_command_refuses_users_but_not_maintainers() -> None:
+    allowlist = make_list(USER, MAINTAINER)
+    assert decide("04A1B2C3", allowlist, NOW, machine_locked=True).reason is DenyReason.LOCKED_OUT
+    assert decide("04A1B2C4", allowlist, NOW, machine_locked=True).maintenance
+
+
+def test_a_maintenance_window_lets_a_trainer_open_a_locked_machine() -> None:
+    trainer = AllowEntry(badge="04A1B2C5", member="m-3", level="trainer")
+    allowlist = make_list(USER, trainer, locked=True)
+    assert decide("04A1B2C5", allowlist, NOW).reason is DenyReason.LOCKED_OUT
+    opened = decide("04A1B2C5", allowlist, NOW, maintenance_window=True)
+    assert opened.granted and opened.maintenance
+    assert decide("04A1B2C3", allowlist, NOW, maintenance_window=True).reason is (
+        DenyReason.LOCKED_OUT
+    )
