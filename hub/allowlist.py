@@ -9,11 +9,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import column, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.core.mqtt import hub_client
 from hub.core.settings import Settings
 from hub.models import Machine, MachineType, MemberStatus, TrainingLevel, UTCDateTime
 from protocol.allowlist import AllowList, sign_body
@@ -134,16 +134,7 @@ class AllowListPublisher:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        v5 = settings.mqtt_protocol == "5"
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"{settings.mqtt_client_id}-acl",
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        if settings.mqtt_username:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.mqtt_tls_ca:
-            self._client.tls_set(ca_certs=str(settings.mqtt_tls_ca))
+        self._client = hub_client(settings, f"{settings.mqtt_client_id}-acl")
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *a: self._connected.clear()
 

@@ -14,12 +14,12 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from hub.core.mqtt import hub_client
 from hub.core.settings import Settings
 from hub.ingest.writer import Incoming, IngestStats, IngestWriter
 from protocol.topics import TopicKind, subscription
@@ -49,18 +49,8 @@ class IngestConsumer:
         if shared_group and not v5:
             raise ValueError('shared subscriptions need mqtt_protocol = "5"')
         self._v5 = v5
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or settings.mqtt_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False,
-            manual_ack=True,
-        )
-        if settings.mqtt_username:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.mqtt_tls_ca:
-            self._client.tls_set(ca_certs=str(settings.mqtt_tls_ca))
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client = hub_client(settings, client_id or settings.mqtt_client_id,
+                                  persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from edge.agent import Agent
-from edge.config import parse_config
-from protocol.allowlist import AllowEntry, AllowList, public_key_b64, sign_allowlist
+from protocol.allowlist import AllowEntry
 from protocol.messages import Command, CommandName
-from tests.support.mosquitto import free_port
+from tests.support.edge import offline_config
 
 USER, TRAINER = "04A1B2C3", "04A1B2C5"
 
@@ -23,41 +20,13 @@ def send(agent: Agent, name: CommandName, **args: object) -> None:
 
 
 def test_lock_then_a_one_shot_maintenance_window_then_unlock(tmp_path: Path) -> None:
-    key = Ed25519PrivateKey.generate()
-    now = datetime.now(UTC)
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "allowlist.json").write_bytes(
-        sign_allowlist(
-            AllowList(
-                site="lab",
-                machine="laser-1",
-                machine_type="laser",
-                version=1,
-                issued_at=now,
-                expires_at=now + timedelta(days=1),
-                entries=[
-                    AllowEntry(badge=USER, member="m-user"),
-                    AllowEntry(badge=TRAINER, member="m-trainer", level="trainer"),
-                ],
-            ),
-            key,
-        )
-    )
     agent = Agent(
-        parse_config(
-            {
-                "agent": {
-                    "site": "lab",
-                    "machine": "laser-1",
-                    "state_dir": str(state),
-                    "hub_public_key": public_key_b64(key.public_key()),
-                },
-                "mqtt": {"port": free_port()},
-                "gpio": {"pin_factory": "mock"},
-                "relay": {"pin": 17},
-                "reader": {"type": "sim"},
-            }
+        offline_config(
+            tmp_path / "state",
+            [
+                AllowEntry(badge=USER, member="m-user"),
+                AllowEntry(badge=TRAINER, member="m-trainer", level="trainer"),
+            ],
         )
     )
     agent.start()

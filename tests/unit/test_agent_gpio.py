@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gpiozero.pins.mock import MockFactory
 
 from edge.agent import Agent
-from edge.config import parse_config
-from protocol.allowlist import AllowEntry, AllowList, public_key_b64, sign_allowlist
+from protocol.allowlist import AllowEntry
 from protocol.envelope import decode_envelope
-from tests.support.mosquitto import free_port
+from tests.support.edge import offline_config
 
 BADGE = "04A1B2C3"
 
@@ -30,41 +27,14 @@ def until(check: Callable[[], bool], timeout: float = 5) -> None:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Agent, MockFactory]]:
-    key = Ed25519PrivateKey.generate()
-    now = datetime.now(UTC)
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "allowlist.json").write_bytes(
-        sign_allowlist(
-            AllowList(
-                site="lab",
-                machine="laser-1",
-                machine_type="laser",
-                version=1,
-                issued_at=now,
-                expires_at=now + timedelta(days=1),
-                entries=[AllowEntry(badge=BADGE, member="m-1")],
-            ),
-            key,
-        )
-    )
-    config = parse_config(
-        {
-            "agent": {
-                "site": "lab",
-                "machine": "laser-1",
-                "state_dir": str(state),
-                "hub_public_key": public_key_b64(key.public_key()),
-            },
-            "mqtt": {"port": free_port()},  # offline: decisions do not need the broker
-            "gpio": {"pin_factory": "mock"},
-            "relay": {"pin": 17, "active_high": False},
-            "reader": {"type": "sim"},
-            "busy_input": {"pin": 22, "pull_up": False, "bounce_s": 0},
-            "incident_button": {"pin": 23, "pull_up": True, "bounce_s": 0},
-            "led": {"pin": 27},
-            "buzzer": {"pin": 24},
-        }
+    config = offline_config(
+        tmp_path / "state",
+        [AllowEntry(badge=BADGE, member="m-1")],
+        relay={"pin": 17, "active_high": False},
+        busy_input={"pin": 22, "pull_up": False, "bounce_s": 0},
+        incident_button={"pin": 23, "pull_up": True, "bounce_s": 0},
+        led={"pin": 27},
+        buzzer={"pin": 24},
     )
     factory = MockFactory()
     agent = Agent(config, pin_factory=factory)
