@@ -450,6 +450,15 @@ class Agent:
             self._inflight[mid] = seq
             self._published_upto = seq
 
+    def _resend(self, from_seq: int) -> None:
+        """Publish again what the journal still holds from `from_seq` on (the hub dedupes)."""
+        if self.transport is None or not self.transport.connected or self.journal is None:
+            return
+        rows = self.journal.since(from_seq, limit=JOURNAL_KEEP_SENT)
+        for _seq, payload in rows:
+            self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
+        log.info("the hub asked for events from seq %d: %d sent again", from_seq, len(rows))
+
     def _publish_status(self) -> None:
         self._last_heartbeat = time.monotonic()
         if self.transport is None or not self.transport.connected:
@@ -528,6 +537,9 @@ class Agent:
                 "maintenance window open for %.0f s: a trainer's badge may open the machine", window
             )
         elif cmd.cmd is CommandName.SYNC:
+            from_seq = cmd.args.get("from_seq")
+            if isinstance(from_seq, int) and from_seq > 0:
+                self._resend(from_seq)
             self._published_upto = 0
             self._inflight.clear()
             self._pump()

@@ -105,6 +105,15 @@ class Journal:
             ).fetchall()
         return [(int(s), bytes(p)) for s, p in rows]
 
+    def since(self, seq: int, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """Events from `seq` on, sent or not (the hub asks again for what it missed)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, payload FROM event WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [(int(s), bytes(p)) for s, p in rows]
+
     def backlog(self) -> int:
         with self._lock:
             return int(

@@ -18,6 +18,7 @@ from hub.core.settings import Settings
 from hub.models import Machine, MachineType, MemberStatus, TrainingLevel, UTCDateTime
 from protocol.allowlist import AllowList, sign_body
 from protocol.envelope import DenyReason, utc_iso
+from protocol.messages import Command, CommandName
 from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,11 @@ class AllowListPublisher:
                     self._stop.wait(10)
                     continue
                 self._stop.wait(period)
+
+    def send_command(self, site: str, machine: str, name: str, args: dict[str, Any]) -> None:
+        """A hub -> agent command (QoS 1) on this connection."""
+        command = Command(ts=datetime.now(UTC), cmd=CommandName(name), args=args)
+        self._client.publish(topic(site, machine, TopicKind.CMD), command.encode(), qos=1)
 
     def publish(self, machine_codes: list[str] | None = None, timeout: float = 10) -> int:
         """Build, sign and publish the lists of these machines (all when None)."""

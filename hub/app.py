@@ -23,6 +23,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from hub.allowlist import AllowListPublisher
+        from hub.gaps import GapRepairer
         from hub.ingest.consumer import IngestConsumer
         from hub.telemetry import TelemetryCompactor
 
@@ -39,6 +40,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.publisher.start()
             app.state.compactor = TelemetryCompactor(settings, engine)
             app.state.compactor.start()
+            app.state.gap_repairer = GapRepairer(engine, app.state.publisher.send_command)
+            app.state.gap_repairer.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -51,6 +54,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             if app.state.publisher is not None:
                 app.state.publisher.stop()
                 app.state.compactor.stop()
+                app.state.gap_repairer.stop()
             if app.state.consumer is not None:
                 app.state.consumer.stop()
             engine.dispose()

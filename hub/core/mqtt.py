@@ -8,8 +8,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from hub.core.settings import Settings
 
 
-def hub_client(settings: Settings, client_id: str, *, persistent: bool = False,
-               manual_ack: bool = False) -> mqtt.Client:
+def hub_client(
+    settings: Settings, client_id: str, *, persistent: bool = False, manual_ack: bool = False
+) -> mqtt.Client:
     """A client with the hub's account, TLS and protocol version from the settings.
 
     `persistent`: a session the broker keeps while the hub is away (MQTT 3.1.1 needs

@@ -49,8 +49,9 @@ class IngestConsumer:
         if shared_group and not v5:
             raise ValueError('shared subscriptions need mqtt_protocol = "5"')
         self._v5 = v5
-        self._client = hub_client(settings, client_id or settings.mqtt_client_id,
-                                  persistent=True, manual_ack=True)
+        self._client = hub_client(
+            settings, client_id or settings.mqtt_client_id, persistent=True, manual_ack=True
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
