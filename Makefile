@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-fast lint typecheck install system-deps clean help
+.PHONY: demo test test-fast lint typecheck install system-deps octoprint clean help
 
 help:
 	@echo "make demo       hub + embedded broker + simulated machines on http://127.0.0.1:8000"
@@ -47,11 +47,15 @@ typecheck: install
 PG_ENV = $$( [ -n "$$ATELIER_TEST_DATABASE_URL" ] && echo "$$ATELIER_TEST_DATABASE_URL" || \
 	( $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null && echo "$(PG_URL)" ) )
 
-test: install system-deps lint typecheck
+# The OctoPrint tests run a real OctoPrint (its own venv under .tools/, installed once).
+octoprint: install
+	$(BIN)/python -m tests.support.octoprint install
+
+test: install system-deps lint typecheck octoprint
 	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install system-deps
 	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 clean:
-	rm -rf $(VENV) .atelier-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .atelier-demo .pytest_cache .mypy_cache .ruff_cache
