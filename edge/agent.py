@@ -38,7 +38,7 @@ from edge.transport import MqttTransport, Will
 from protocol.allowlist import AllowList, load_public_key, verify_allowlist
 from protocol.badges import normalise_uid
 from protocol.envelope import EventType, ProtocolError
-from protocol.messages import Command, CommandName, Status, decode_message
+from protocol.messages import Command, CommandName, Status, Telemetry, decode_message
 from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class Agent:
         self._last_watchdog = 0.0
         self._last_prune = time.monotonic()
         self._maintenance_until = 0.0
+        self._octoprint: Any = None
         self._running = False
         self._stopped = threading.Event()
         self._notifier: Any = None
@@ -148,6 +149,7 @@ class Agent:
         self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
         self._thread.start()
         self.transport.start()
+        self._start_integrations()
         self._notify("READY=1")
         log.info(
             "agent %s started (reader %s, relay pin %s)",
@@ -155,6 +157,22 @@ class Agent:
             cfg.reader.type,
             cfg.relay.pin,
         )
+
+    def _start_integrations(self) -> None:
+        options = self.config.octoprint
+        if options is None:
+            return
+        from edge.integrations.octoprint import OctoPrintWatcher
+
+        # The watcher polls on its own thread and only enqueues; the loop decides.
+        self._octoprint = OctoPrintWatcher(
+            options,
+            session_provider=lambda: self.machine.session,
+            emit_event=lambda kind, data: self._queue.put(("integration", kind, data)),
+            emit_telemetry=lambda values: self._queue.put(("telemetry", values)),
+            clock=self._clock,
+        )
+        self._octoprint.start()
 
     def _make_reader(self) -> BadgeReader:
         kind = self.config.reader.type
@@ -187,6 +205,8 @@ class Agent:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self._octoprint is not None:
+            self._octoprint.stop()
         if self._running and self._thread is not None:
             self._queue.put(("stop",))
             self._thread.join(timeout=10)
@@ -275,6 +295,20 @@ class Agent:
         elif kind == "busy":
             self._apply(self.machine.busy_changed(bool(item[1]), now, "gpio"))
             self._publish_status()
+        elif kind == "integration":
+            event_type, data = item[1], item[2]
+            if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
+                # Busy time is tracked in one place, the session machine, which also keeps
+                # the power on while the machine works.
+                busy = event_type is EventType.MACHINE_BUSY
+                self._apply(self.machine.busy_changed(busy, now, str(data.get("source"))))
+                self._publish_status()
+            else:
+                self._emit(event_type, data)
+        elif kind == "telemetry":
+            if self.transport is not None and self.transport.connected:
+                sample = Telemetry(machine=self.config.agent.machine, ts=now, values=item[1])
+                self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
         elif kind == "incident":
             member = self.machine.session.member if self.machine.session else None
             self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})

@@ -7,7 +7,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from protocol.allowlist import load_public_key
 from protocol.topics import SLUG_PATTERN
@@ -109,6 +116,42 @@ class SessionSection(_Section):
     cut_while_busy: bool = False
 
 
+class OctoPrintOptions(BaseModel):
+    """The [octoprint] table of an agent's config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    api_key: str | None = None
+    api_key_file: Path | None = None
+    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
+    request_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    telemetry_min_interval_s: float = Field(default=5.0, ge=0, le=3600)
+    no_session_policy: Literal["pause", "cancel"] = "pause"
+
+    @model_validator(mode="after")
+    def _one_key(self) -> OctoPrintOptions:
+        if bool(self.api_key) == bool(self.api_key_file):
+            raise ValueError(
+                "set exactly one of api_key or api_key_file (an OctoPrint application key)"
+            )
+        return self
+
+    def resolve_api_key(self) -> str:
+        if self.api_key:
+            return self.api_key
+        assert self.api_key_file is not None
+        try:
+            key = self.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(
+                f"octoprint.api_key_file: cannot read {self.api_key_file} ({exc.strerror})"
+            ) from None
+        if not key:
+            raise ValueError(f"octoprint.api_key_file: {self.api_key_file} is empty")
+        return key
+
+
 class AgentConfig(_Section):
     agent: AgentSection
     mqtt: MqttSection = MqttSection()
@@ -120,6 +163,7 @@ class AgentConfig(_Section):
     buzzer: OutputPin | None = None
     busy_input: InputPin | None = None
     incident_button: InputPin | None = None
+    octoprint: OctoPrintOptions | None = None
 
     @model_validator(mode="after")
     def _reader_supports_mode(self) -> AgentConfig:

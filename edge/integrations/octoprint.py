@@ -34,50 +34,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.config import OctoPrintOptions
 from protocol.envelope import EventType
 
 log = logging.getLogger(__name__)
 
 SOURCE = "octoprint"
 NO_SESSION = "no-session"
-
-
-class OctoPrintOptions(BaseModel):
-    """The [octoprint] table of an agent's config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(pattern=r"^https?://")
-    api_key: str | None = None
-    api_key_file: Path | None = None
-    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
-    request_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    telemetry_min_interval_s: float = Field(default=5.0, ge=0, le=3600)
-    no_session_policy: Literal["pause", "cancel"] = "pause"
-
-    @model_validator(mode="after")
-    def _one_key(self) -> OctoPrintOptions:
-        if bool(self.api_key) == bool(self.api_key_file):
-            raise ValueError(
-                "set exactly one of api_key or api_key_file (an OctoPrint application key)"
-            )
-        return self
-
-    def resolve_api_key(self) -> str:
-        if self.api_key:
-            return self.api_key
-        assert self.api_key_file is not None
-        try:
-            key = self.api_key_file.read_text().strip()
-        except OSError as exc:
-            raise ValueError(
-                f"octoprint.api_key_file: cannot read {self.api_key_file} ({exc.strerror})"
-            ) from None
-        if not key:
-            raise ValueError(f"octoprint.api_key_file: {self.api_key_file} is empty")
-        return key
 
 
 class SessionLike(Protocol):
