@@ -1,0 +1,1 @@
+"""Pure hub rules: billing, maintenance due dates and statistics, with no IO."""

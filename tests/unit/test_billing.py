@@ -1,0 +1,388 @@
+"""Billing rules, their edges, and the worked example of docs/billing.md recomputed."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.domain.billing import (
+    Charge,
+    ChargeLine,
+    DutyRole,
+    NoRateError,
+    PrepaidPlan,
+    Rate,
+    UsageRecord,
+    apply_prepaid,
+    bill_month,
+    credit_note,
+    may_start,
+    price_session,
+)
+from protocol.envelope import DenyReason
+
+PARIS = ZoneInfo("Europe/Paris")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "billing.md"
+
+
+def paris(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=PARIS)
+
+
+def rec(
+    start: datetime,
+    minutes: float,
+    *,
+    sid: str = "s1",
+    member: str = "m1",
+    mtype: str = "laser",
+    category: str = "individual",
+    busy_s: int = 0,
+    duty: DutyRole = DutyRole.NONE,
+    payer: str | None = None,
+) -> UsageRecord:
+    return UsageRecord(
+        session_id=sid,
+        member_ref=member,
+        machine=f"{mtype}-1",
+        machine_type=mtype,
+        category=category,
+        started_at=start,
+        ended_at=start + timedelta(minutes=minutes),
+        busy_seconds=busy_s,
+        duty=duty,
+        payer_ref=payer,
+    )
+
+
+def rate(**kw: object) -> Rate:
+    base: dict[str, object] = {
+        "machine_type": "laser",
+        "category": "individual",
+        "effective_from": date(2026, 1, 1),
+        "cents_per_hour": 1200,
+    }
+    base.update(kw)
+    return Rate(**base)  # type: ignore[arg-type]
+
+
+def price(
+    r: UsageRecord, rates: list[Rate], used: int = 0, today: dict[date, int] | None = None
+) -> Charge:
+    return price_session(
+        r, rates, tz=PARIS, already_used_included_minutes=used, charged_today_cents=today or {}
+    )
+
+
+def test_per_started_minute() -> None:
+    # 10 min 1 s is 11 started minutes at 12 €/h = 2.20 €.
+    charge = price(rec(paris(2026, 10, 5, 10), 10 + 1 / 60), [rate()])
+    assert charge.billed_minutes == 11
+    assert charge.cents == 220
+
+
+def test_rounding_unit_bills_per_started_quarter_hour() -> None:
+    charge = price(rec(paris(2026, 10, 5, 10), 16), [rate(rounding_minutes=15)])
+    assert charge.billed_minutes == 30
+    assert charge.cents == 600
+
+
+def test_start_fee_and_minimum() -> None:
+    r = [rate(start_fee_cents=100, minimum_cents=500)]
+    assert price(rec(paris(2026, 10, 5, 10), 5), r).cents == 500  # 100 + 100 -> topped up
+    assert price(rec(paris(2026, 10, 5, 10), 60), r).cents == 1300  # above the minimum
+    lines = price(rec(paris(2026, 10, 5, 10), 5), r).lines
+    assert any("Minimum" in line.explanation and line.cents == 300 for line in lines)
+
+
+def test_busy_basis_uses_busy_time_not_session_time() -> None:
+    r = [rate(basis="busy")]
+    charge = price(rec(paris(2026, 10, 5, 10), 60, busy_s=20 * 60 + 5), r)
+    assert charge.billed_minutes == 21
+    assert charge.cents == 420
+    assert "busy time" in charge.lines[0].explanation
+
+
+def test_zero_length_session_costs_nothing_not_even_the_minimum() -> None:
+    r = [rate(start_fee_cents=100, minimum_cents=500)]
+    charge = price(rec(paris(2026, 10, 5, 10), 0), r)
+    assert charge.cents == 0 and charge.billed_minutes == 0
+
+
+def test_session_ending_before_it_starts_is_refused() -> None:
+    with pytest.raises(ValueError, match="before started_at"):
+        price(rec(paris(2026, 10, 5, 10), -1), [rate()])
+
+
+def test_trainer_and_maintainer_on_duty_are_free() -> None:
+    r = [rate(start_fee_cents=100, minimum_cents=500)]
+    for duty in (DutyRole.TRAINER, DutyRole.MAINTAINER):
+        charge = price(rec(paris(2026, 10, 5, 10), 90, duty=duty), r)
+        assert charge.cents == 0
+        assert duty.value in charge.lines[0].explanation
+
+
+def test_included_minutes_come_off_first_and_are_counted() -> None:
+    r = [rate(included_minutes_per_month=30)]
+    charge = price(rec(paris(2026, 10, 5, 10), 50), r, used=10)
+    assert charge.included_minutes_used == 20
+    assert charge.cents == 30 * 1200 // 60
+    assert price(rec(paris(2026, 10, 5, 10), 50), r, used=30).cents == 1000
+
+
+def test_daily_cap_counts_what_was_already_charged_that_day() -> None:
+    r = [rate(daily_cap_cents=3000)]
+    charge = price(rec(paris(2026, 10, 5, 10), 120), r, today={date(2026, 10, 5): 2000})
+    assert charge.cents == 1000
+    assert charge.cents_by_day == {date(2026, 10, 5): 1000}
+    assert price(rec(paris(2026, 10, 5, 10), 120), r, today={date(2026, 10, 5): 3500}).cents == 0
+
+
+def test_session_crossing_midnight_is_capped_per_day() -> None:
+    # 22:00 -> 02:00 at 12 €/h with a 30 € cap: 24 € on each day, no cap hit; with a 20 € cap,
+    # each day is capped separately (40 € total), not the session as one day (20 €).
+    r = [rate(daily_cap_cents=2000)]
+    charge = price(rec(paris(2026, 10, 5, 22), 240), r)
+    assert charge.cents_by_day == {date(2026, 10, 5): 2000, date(2026, 10, 6): 2000}
+    assert charge.cents == 4000
+
+
+def test_session_crossing_a_rate_change_takes_each_rate_by_minute() -> None:
+    rates = [rate(), rate(effective_from=date(2026, 10, 15), cents_per_hour=1800)]
+    charge = price(rec(paris(2026, 10, 14, 23, 30), 60), rates)
+    assert charge.cents == 30 * 1200 // 60 + 30 * 1800 // 60
+    assert [line.explanation.split(" at ")[1] for line in charge.lines] == [
+        "12,00 €/h",
+        "18,00 €/h",
+    ]
+
+
+def test_plan_change_mid_month_keeps_history() -> None:
+    rates = [rate(), rate(effective_from=date(2026, 10, 15), cents_per_hour=1800)]
+    before = price(rec(paris(2026, 10, 14, 10), 60), rates).cents
+    after = price(rec(paris(2026, 10, 16, 10), 60), rates).cents
+    assert (before, after) == (1200, 1800)
+
+
+def test_no_rate_names_what_is_missing() -> None:
+    with pytest.raises(NoRateError, match="'cnc'.*'individual'"):
+        price(rec(paris(2026, 10, 5, 10), 10, mtype="cnc"), [rate()])
+
+
+def test_dst_day_bills_the_real_hours() -> None:
+    # On 2026-10-25 Paris clocks go back: 01:00 -> 04:00 local lasts 4 real hours.
+    start = paris(2026, 10, 25, 1)
+    end = datetime(2026, 10, 25, 4, tzinfo=PARIS)
+    r = UsageRecord("dst", "m1", "laser-1", "laser", "individual", start, end)
+    charge = price(r, [rate()])
+    assert charge.billed_minutes == 240
+    assert charge.cents == 4800
+
+
+def test_utc_timestamps_are_cut_at_the_lab_midnight() -> None:
+    start = datetime(2026, 10, 5, 21, 30, tzinfo=UTC)  # 23:30 in Paris
+    charge = price(rec(start, 60), [rate(daily_cap_cents=500)])
+    assert charge.cents_by_day == {date(2026, 10, 5): 500, date(2026, 10, 6): 500}
+
+
+@given(
+    minutes=st.integers(min_value=1, max_value=24 * 60 * 3),
+    offset=st.integers(min_value=0, max_value=24 * 60 - 1),
+    fee=st.integers(min_value=0, max_value=500),
+    minimum=st.integers(min_value=0, max_value=5000),
+)
+def test_total_never_below_minimum(minutes: int, offset: int, fee: int, minimum: int) -> None:
+    start = paris(2026, 10, 5, 0) + timedelta(minutes=offset)
+    charge = price(rec(start, minutes), [rate(start_fee_cents=fee, minimum_cents=minimum)])
+    assert charge.cents >= minimum
+
+
+@given(
+    minutes=st.integers(min_value=1, max_value=24 * 60 * 3),
+    offset=st.integers(min_value=0, max_value=24 * 60 - 1),
+    cph=st.integers(min_value=0, max_value=6000),
+)
+def test_splitting_at_midnight_never_changes_total_with_constant_rate(
+    minutes: int, offset: int, cph: int
+) -> None:
+    start = paris(2026, 10, 5, 0) + timedelta(minutes=offset)
+    charge = price(rec(start, minutes), [rate(cents_per_hour=cph)])
+    assert charge.billed_minutes == minutes
+    # One rate across days: only the per-piece cent rounding may differ from the whole.
+    assert abs(charge.cents - (minutes * cph + 30) // 60) <= 3
+    # With a whole number of cents per minute there is no rounding at all: exactly equal.
+    whole = price(rec(start, minutes), [rate(cents_per_hour=cph // 60 * 60)])
+    assert whole.cents == minutes * (cph // 60)
+
+
+def test_prepaid_draws_down_and_denies_when_empty() -> None:
+    charges = [
+        Charge("a", (ChargeLine("x", 700),), 35, 0),
+        Charge("b", (ChargeLine("y", 500),), 25, 0),
+    ]
+    assert apply_prepaid(1000, charges) == (0, 200)
+    assert apply_prepaid(2000, charges) == (800, 0)
+    assert apply_prepaid(-100, charges) == (-100, 1200)
+    assert may_start(0, PrepaidPlan(prepaid_only=True)) is DenyReason.BALANCE
+    assert may_start(1, PrepaidPlan(prepaid_only=True)) is None
+    assert may_start(-500, PrepaidPlan(prepaid_only=False)) is None
+
+
+# The worked example of docs/billing.md. The doc's table is parsed and compared below,
+# so the doc and this data cannot drift apart.
+EXAMPLE_RATES = [
+    Rate("laser", "individual", date(2026, 1, 1), 1200, "session", 100, 300, 5, 6000, 0),
+    Rate("laser", "individual", date(2026, 10, 15), 1500, "session", 100, 300, 5, 6000, 0),
+    Rate("laser", "student", date(2026, 1, 1), 600, "busy", 0, 200, 1, None, 0),
+    Rate("laser", "professional", date(2026, 1, 1), 3000, "session", 0, 0, 15, 15000, 0),
+    Rate("printer", "individual", date(2026, 1, 1), 150, "busy", 0, 0, 1, None, 300),
+    Rate("printer", "student", date(2026, 1, 1), 100, "busy", 0, 0, 1, None, 0),
+    Rate("printer", "professional", date(2026, 1, 1), 300, "busy", 0, 0, 1, 2000, 0),
+]
+
+
+def _ex(
+    sid: str,
+    member: str,
+    cat: str,
+    machine: str,
+    start: datetime,
+    minutes: int,
+    busy_min: int,
+    duty: DutyRole = DutyRole.NONE,
+    payer: str | None = None,
+) -> UsageRecord:
+    return UsageRecord(
+        sid, member, machine, machine.split("-")[0], cat, start,
+        start + timedelta(minutes=minutes), busy_min * 60, duty, payer,
+    )  # fmt: skip
+
+
+EXAMPLE_SESSIONS = [
+    _ex("S01", "alice", "individual", "laser-1", paris(2026, 10, 3, 14), 47, 30),
+    _ex("S02", "alice", "individual", "printer-1", paris(2026, 10, 3, 15), 400, 380),
+    _ex("S03", "alice", "individual", "laser-1", paris(2026, 10, 14, 23, 40), 40, 25),
+    _ex("S04", "alice", "individual", "laser-1", paris(2026, 10, 20, 18), 8, 2),
+    _ex("S05", "alice", "individual", "laser-1", paris(2026, 10, 21, 18), 90, 60, DutyRole.TRAINER),
+    _ex("S06", "bruno", "student", "laser-1", paris(2026, 10, 7, 10), 60, 12, payer="ecole-design"),
+    _ex(
+        "S07",
+        "bruno",
+        "student",
+        "printer-1",
+        paris(2026, 10, 7, 11),
+        180,
+        170,
+        payer="ecole-design",
+    ),
+    _ex(
+        "S08",
+        "chloe",
+        "professional",
+        "laser-1",
+        paris(2026, 10, 9, 9),
+        200,
+        150,
+        payer="bois-sarl",
+    ),
+    _ex(
+        "S09",
+        "chloe",
+        "professional",
+        "laser-1",
+        paris(2026, 10, 9, 14),
+        200,
+        160,
+        payer="bois-sarl",
+    ),
+    _ex(
+        "S10",
+        "chloe",
+        "professional",
+        "printer-1",
+        paris(2026, 10, 22, 20),
+        720,
+        700,
+        payer="bois-sarl",
+    ),
+    _ex(
+        "S11", "chloe", "professional", "laser-1", paris(2026, 11, 2, 9), 60, 50, payer="bois-sarl"
+    ),
+]
+
+
+def example_table() -> list[tuple[str, str, str, int, int]]:
+    """(payer, session, member, billed minutes, cents) for every statement line, in order."""
+    return [
+        (st_.payer_ref, line.session_id, line.member_ref, line.billed_minutes, line.cents)
+        for st_ in bill_month(EXAMPLE_SESSIONS, EXAMPLE_RATES, "2026-10", PARIS)
+        for line in st_.lines
+    ]
+
+
+def _cents(text: str) -> int:
+    euros, cents = text.replace("€", "").strip().split(",")
+    return int(euros) * 100 + int(cents)
+
+
+def test_worked_example_in_the_doc_is_what_the_code_computes() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\S+) \| (S\d\d) \| (\w+) \| (\d+) \| ([\d,]+ €) \|", doc, re.MULTILINE)
+    assert rows, "docs/billing.md lost its worked-example table"
+    parsed = [(p, s, m, int(mins), _cents(c)) for p, s, m, mins, c in rows]
+    assert parsed == example_table()
+    totals = dict(
+        re.findall(r"^\| \*\*(\S+) total\*\* \| +\| +\| +\| \*\*([\d,]+ €)\*\* \|", doc, re.M)
+    )
+    computed = {
+        s.payer_ref: s.total_cents
+        for s in bill_month(EXAMPLE_SESSIONS, EXAMPLE_RATES, "2026-10", PARIS)
+    }
+    assert {p: _cents(v) for p, v in totals.items()} == computed
+
+
+def test_example_statements_group_by_payer_and_are_stable() -> None:
+    first = bill_month(EXAMPLE_SESSIONS, EXAMPLE_RATES, "2026-10", PARIS)
+    again = bill_month(list(reversed(EXAMPLE_SESSIONS)), EXAMPLE_RATES, "2026-10", PARIS)
+    assert first == again
+    assert [s.payer_ref for s in first] == ["alice", "bois-sarl", "ecole-design"]
+    assert "S11" not in {line.session_id for s in first for line in s.lines}  # November
+
+
+def test_credit_note_negates_lines_and_leaves_the_statement_alone() -> None:
+    statement = bill_month(EXAMPLE_SESSIONS, EXAMPLE_RATES, "2026-10", PARIS)[0]
+    before = statement.total_cents
+    credit = credit_note(statement, ["S01"], "laser lens was dirty")
+    assert credit.total_cents == -statement.lines[0].cents
+    assert statement.total_cents == before
+    assert credit.lines[0].explanation == "Credit: laser lens was dirty"
+    with pytest.raises(ValueError, match="S99"):
+        credit_note(statement, ["S99"], "typo")
+    with pytest.raises(ValueError, match="reason"):
+        credit_note(statement, ["S01"], " ")
+
+
+def test_bad_month_names_the_expected_form() -> None:
+    with pytest.raises(ValueError, match="2026-10"):
+        bill_month([], EXAMPLE_RATES, "October", PARIS)
+
+
+def test_daily_cap_is_per_machine_type_in_a_month() -> None:
+    rates = [
+        rate(daily_cap_cents=1000),
+        rate(machine_type="printer", cents_per_hour=600, daily_cap_cents=1000),
+    ]
+    day = paris(2026, 10, 5, 9)
+    records = [
+        rec(day, 90, sid="a"),
+        rec(day + timedelta(hours=2), 60, sid="b"),
+        rec(day + timedelta(hours=4), 120, sid="c", mtype="printer"),
+    ]
+    [statement] = bill_month(records, rates, "2026-10", PARIS)
+    assert [line.cents for line in statement.lines] == [1000, 0, 1000]
