@@ -79,8 +79,16 @@ def allowlist_body(
         for uid, ref, status, level, expires, supervised in best.values()
     ]
     if bump_version:
-        machine.acl_version += 1
-        session.add(machine)
+        # One atomic UPDATE: on PostgreSQL it holds the machine's row lock until commit, so
+        # the hub and a CLI command publishing at once can never sign two lists with the
+        # same version (SQLite serialises writers anyway).
+        machine.acl_version = session.execute(
+            text(
+                "UPDATE machine SET acl_version = acl_version + 1 "
+                "WHERE id = :id RETURNING acl_version"
+            ),
+            {"id": machine.id},
+        ).scalar_one()
     return {
         "v": 1,
         "site": machine.site,
