@@ -142,7 +142,14 @@ def demo_command(
     from hub.core.security import load_or_create_signing_key
     from hub.core.settings import get_settings
     from hub.embedded_broker import EmbeddedBroker
-    from hub.seed import MACHINE_TYPES, MACHINES, demo_badges, seed_demo
+    from hub.seed import (
+        DEMO_PASSWORD,
+        MACHINE_TYPES,
+        MACHINES,
+        demo_badges,
+        seed_demo,
+        seed_demo_users,
+    )
     from protocol.allowlist import public_key_b64
 
     logging.basicConfig(
@@ -184,6 +191,7 @@ def demo_command(
     engine = make_engine(settings.database_url)
     with Session(engine) as session:
         seed_demo(session, site=site)
+        seed_demo_users(session)
         badges = demo_badges(session)
     engine.dispose()
     public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
@@ -237,6 +245,11 @@ def demo_command(
         scheduler.append(Scheduler(agents, badges, pace))
         scheduler[0].start()
         log.info("dashboard on http://127.0.0.1:%s — Ctrl-C stops the demo", port)
+        log.info(
+            "sign in as admin, manager, camille (trainer) or hugo (member), password %r "
+            "(demo logins: never use them in a real lab)",
+            DEMO_PASSWORD,
+        )
         log.info(
             "tap a badge yourself: atelier edge tap --config %s --uid 04A1B2C3",
             data_dir / "agents" / "laser-1.toml",

@@ -310,3 +310,66 @@ class AuditPublic(SQLModel):
     entity: str
     entity_id: str
     detail: dict[str, Any]
+
+
+class Role(StrEnum):
+    """What a person may do through the API and the web pages."""
+
+    MEMBER = "member"  # their own data only
+    TRAINER = "trainer"
+    MAINTAINER = "maintainer"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class User(SQLModel, table=True):
+    """A login. Linked to a member when the person is one (trainers grant trainings as that
+    member, members see their own data through it)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=80)
+    password_hash: str = Field(max_length=200)
+    role: Role = Role.MEMBER
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    active: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class UserPublic(SQLModel):
+    id: int
+    username: str
+    role: Role
+    member_id: int | None
+    active: bool
+    created_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token: only its SHA-256 is stored; the secret is shown once, at creation.
+    Web logins are tokens too (kind `web`), so logging out or revoking works the same way."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=100)
+    kind: str = Field(default="api", max_length=10)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = Field(max_length=12)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class TokenPublic(SQLModel):
+    id: int
+    user_id: int
+    name: str
+    kind: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None

@@ -13,8 +13,10 @@ from hub.models import (
     MachineType,
     Member,
     MemberCategory,
+    Role,
     Training,
     TrainingLevel,
+    User,
 )
 
 MACHINE_TYPES = [
@@ -130,3 +132,30 @@ def demo_badges(session: Session) -> list[tuple[str, str]]:
     """(badge uid, member name) of every seeded member, for the simulated taps."""
     rows = session.exec(select(Badge, Member).join(Member)).all()  # type: ignore[arg-type]
     return [(badge.uid, member.name) for badge, member in rows]
+
+
+# Logins of the demo lab, all with DEMO_PASSWORD: never for a real lab.
+DEMO_PASSWORD = "atelier-demo"
+DEMO_USERS = [
+    ("admin", Role.ADMIN, None),
+    ("manager", Role.MANAGER, None),
+    ("camille", Role.TRAINER, "camille@example.org"),
+    ("hugo", Role.MEMBER, "hugo@example.org"),
+]
+
+
+def seed_demo_users(session: Session, password: str = DEMO_PASSWORD) -> list[str]:
+    """Idempotent: the demo's logins, linked to their members."""
+    from hub.auth import create_user
+
+    made = []
+    for username, role, email in DEMO_USERS:
+        if session.exec(select(User).where(User.username == username)).first() is not None:
+            continue
+        member = (
+            session.exec(select(Member).where(Member.email == email)).first() if email else None
+        )
+        create_user(session, username=username, password=password, role=role, member=member)
+        made.append(username)
+    session.commit()
+    return made

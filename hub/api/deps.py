@@ -1,12 +1,38 @@
-"""FastAPI dependencies: the database session and the running hub's parts."""
+"""FastAPI dependencies: the database session, the signed-in user and the roles a route needs.
+
+Routers only declare them: `user: CurrentUser`, or `dependencies=[Allow(*MANAGE)]`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 from sqlmodel import Session
+
+from hub.auth import user_for_token
+from hub.models import Role, User
+
+SESSION_COOKIE = "atelier_session"
+
+# Who does what, in the lab's words. Each route names one of these.
+EVERYONE = frozenset(Role)
+STAFF = frozenset({Role.TRAINER, Role.MAINTAINER, Role.MANAGER, Role.ADMIN})
+TRAINERS = frozenset({Role.TRAINER, Role.MANAGER, Role.ADMIN})
+MAINTAINERS = frozenset({Role.MAINTAINER, Role.MANAGER, Role.ADMIN})
+MANAGE = frozenset({Role.MANAGER, Role.ADMIN})
+ADMIN = frozenset({Role.ADMIN})
+
+
+# Row ids as the databases store them (32-bit on PostgreSQL): anything larger is a 422, not
+# an overflow in the driver.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -15,3 +41,47 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: `atelier hub user token`")
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    raw = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
+    user = user_for_token(session, raw) if raw else None
+    if user is None:
+        raise HTTPException(
+            status_code=401,
+            detail="sign in: send `Authorization: Bearer <token>` or log in on the web page",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.state.user = user
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def Allow(*role_sets: frozenset[Role]) -> Any:  # noqa: N802  (reads as a declaration)
+    """A dependency refusing, with 403, anyone whose role is in none of these sets."""
+    allowed = frozenset().union(*role_sets)
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise HTTPException(status_code=403, detail=f"this needs one of the roles: {names}")
+        return user
+
+    return Depends(check)
+
+
+def role_guard(*role_sets: frozenset[Role]) -> Callable[..., User]:
+    """The same check as a plain function, for routes that need the user object too."""
+    return Allow(*role_sets).dependency  # type: ignore[no-any-return]
+
+
+def is_staff(user: User) -> bool:
+    return user.role in STAFF

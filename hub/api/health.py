@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from hub.api.deps import SessionDep
+from hub.api.deps import MANAGE, Allow, SessionDep
 from hub.models import AuditEntry, AuditPublic
 
 router = APIRouter(tags=["health"])
@@ -34,13 +34,18 @@ def health(request: Request, session: SessionDep, response: Response) -> dict[st
     return {"status": "ok" if ok else "degraded", **checks}
 
 
-@router.get("/api/v1/ingest/stats", tags=["ingest"])
+@router.get("/api/v1/ingest/stats", tags=["ingest"], dependencies=[Allow(MANAGE)])
 def ingest_stats(request: Request) -> dict[str, Any]:
     consumer = getattr(request.app.state, "consumer", None)
     return consumer.stats.as_dict() if consumer else {}
 
 
-@router.get("/api/v1/audit", tags=["audit"], response_model=list[AuditPublic])
+@router.get(
+    "/api/v1/audit",
+    tags=["audit"],
+    response_model=list[AuditPublic],
+    dependencies=[Allow(MANAGE)],
+)
 def audit_log(
     session: SessionDep,
     entity: str | None = None,

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from sqlmodel import Session, col, select
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
+from pydantic import field_validator
+from sqlalchemy import func
+from sqlmodel import Session, SQLModel, col, select
 
-from hub.api.deps import SessionDep
+from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
+from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, Allow, CurrentUser, SessionDep
 from hub.models import (
     BusyPeriod,
     Machine,
     MachineCounters,
+    MachineKind,
     MachinePublic,
     MachineSession,
     MachineType,
@@ -21,8 +25,56 @@ from hub.models import (
     TelemetryPoint,
     TelemetrySample,
 )
+from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
+types_router = APIRouter(prefix="/api/v1/machine-types", tags=["machines"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No machine with this code"}}
+
+
+class MachineCreate(SQLModel):
+    code: str
+    name: str
+    site: str
+    location: str = ""
+    kind: MachineKind = MachineKind.OTHER
+    machine_type: str
+    agent_id: str | None = None
+
+    @field_validator("code", "site")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        return check_slug(value, "code/site")
+
+
+class MachineUpdate(SQLModel):
+    name: str | None = None
+    location: str | None = None
+    kind: MachineKind | None = None
+    machine_type: str | None = None
+    agent_id: str | None = None
+
+
+class LockRequest(SQLModel):
+    reason: str
+
+
+class MachineTypeCreate(SQLModel):
+    code: str
+    name: str
+    kind: MachineKind = MachineKind.OTHER
+
+    @field_validator("code")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        return check_slug(value, "code")
+
+
+class MachineTypePublic(SQLModel):
+    id: int
+    code: str
+    name: str
+    kind: MachineKind
 
 
 def machine_state(machine: Machine) -> tuple[str, dict[str, Any] | None]:
@@ -75,7 +127,7 @@ def machines_public(session: Session) -> list[MachinePublic]:
     return out
 
 
-@router.get("", response_model=list[MachinePublic])
+@router.get("", response_model=list[MachinePublic], dependencies=[Allow(EVERYONE)])
 def list_machines(session: SessionDep) -> list[MachinePublic]:
     """Every machine with its live state: offline, idle, in_use, busy or locked."""
     return machines_public(session)
@@ -84,13 +136,11 @@ def list_machines(session: SessionDep) -> list[MachinePublic]:
 @router.get(
     "/{code}/counters",
     response_model=MachineCounters,
-    responses={404: {"description": "No machine with this code"}},
+    responses=NOT_FOUND,
+    dependencies=[Allow(EVERYONE)],
 )
 def machine_counters(code: str, session: SessionDep) -> MachineCounters:
     """Metered use since the start: what maintenance and billing read."""
-    from fastapi import HTTPException
-    from sqlalchemy import func
-
     if session.exec(select(Machine).where(Machine.code == code)).first() is None:
         raise HTTPException(status_code=404, detail=f"no machine {code!r}")
     count, seconds = session.exec(
@@ -122,7 +172,8 @@ def machine_counters(code: str, session: SessionDep) -> MachineCounters:
 @router.get(
     "/{code}/telemetry",
     response_model=list[TelemetryPoint],
-    responses={404: {"description": "No machine with this code"}},
+    responses=NOT_FOUND,
+    dependencies=[Allow(EVERYONE)],
 )
 def machine_telemetry(
     code: str,
@@ -132,8 +183,6 @@ def machine_telemetry(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[TelemetryPoint]:
     """Samples oldest first: raw for the last day, one per minute before that."""
-    from fastapi import HTTPException
-
     if session.exec(select(Machine).where(Machine.code == code)).first() is None:
         raise HTTPException(status_code=404, detail=f"no machine {code!r}")
     query = select(TelemetrySample).where(TelemetrySample.machine == code)
@@ -143,3 +192,185 @@ def machine_telemetry(
         query = query.where(col(TelemetrySample.ts) < until)
     rows = session.exec(query.order_by(col(TelemetrySample.ts)).limit(limit)).all()
     return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]
+
+
+def _one(session: Session, code: str) -> MachinePublic:
+    for machine in machines_public(session):
+        if machine.code == code:
+            return machine
+    raise HTTPException(status_code=404, detail=f"no machine {code!r}")
+
+
+@router.get(
+    "/{code}", response_model=MachinePublic, responses=NOT_FOUND, dependencies=[Allow(EVERYONE)]
+)
+def read_machine(code: str, session: SessionDep) -> MachinePublic:
+    return _one(session, code)
+
+
+@router.post(
+    "",
+    response_model=MachinePublic,
+    status_code=201,
+    dependencies=[Allow(ADMIN)],
+    responses={409: {"description": "The code is taken"}},
+)
+def create_machine(
+    body: MachineCreate,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> MachinePublic:
+    if session.exec(select(Machine).where(Machine.code == body.code)).first() is not None:
+        raise HTTPException(status_code=409, detail=f"a machine {body.code!r} already exists")
+    mtype = get_machine_type(session, body.machine_type)
+    machine = Machine(
+        code=body.code,
+        name=body.name,
+        site=body.site,
+        location=body.location,
+        kind=body.kind,
+        machine_type_id=mtype.id or 0,
+        agent_id=body.agent_id,
+    )
+    session.add(machine)
+    audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
+    session.commit()
+    republish(request, background, [body.code])
+    return _one(session, body.code)
+
+
+@router.patch(
+    "/{code}", response_model=MachinePublic, responses=NOT_FOUND, dependencies=[Allow(ADMIN)]
+)
+def update_machine(
+    code: str,
+    body: MachineUpdate,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> MachinePublic:
+    machine = get_machine(session, code)
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("name", "location", "kind", "machine_type"):
+        if field in changes and changes[field] is None:
+            raise invalid(f"{field}", "may not be null")
+    if "machine_type" in changes:
+        machine.machine_type_id = get_machine_type(session, changes.pop("machine_type")).id or 0
+    machine.sqlmodel_update(changes)
+    session.add(machine)
+    audit(session, user, "machine.update", "machine", code, fields=sorted(body.model_fields_set))
+    session.commit()
+    republish(request, background, [code])
+    return _one(session, code)
+
+
+@router.delete(
+    "/{code}",
+    status_code=204,
+    dependencies=[Allow(ADMIN)],
+    responses={**NOT_FOUND, 409: {"description": "The machine has history"}},
+)
+def delete_machine(code: str, session: SessionDep, user: CurrentUser) -> None:
+    """Only a machine with no sessions or use recorded; retire others by locking them."""
+    machine = get_machine(session, code)
+    used = (
+        session.exec(select(MachineSession.id).where(MachineSession.machine == code)).first()
+        or session.exec(select(BusyPeriod.id).where(BusyPeriod.machine == code)).first()
+        or session.exec(select(PrintJob.id).where(PrintJob.machine == code)).first()
+    )
+    if used is not None:
+        raise HTTPException(
+            status_code=409,
+            detail="this machine has recorded use; lock it out instead, the history stays",
+        )
+    audit(session, user, "machine.delete", "machine", code)
+    session.delete(machine)
+    session.commit()
+
+
+def _set_lock(
+    code: str,
+    locked: bool,
+    reason: str | None,
+    session: Session,
+    user: Any,
+    request: Request,
+    background: BackgroundTasks,
+) -> MachinePublic:
+    machine = get_machine(session, code)
+    machine.locked = locked
+    machine.lock_reason = reason if locked else None
+    session.add(machine)
+    audit(
+        session,
+        user,
+        "machine.lock" if locked else "machine.unlock",
+        "machine",
+        code,
+        reason=reason or "",
+    )
+    session.commit()
+    republish(request, background, [code])
+    return _one(session, code)
+
+
+@router.post(
+    "/{code}/lock",
+    response_model=MachinePublic,
+    responses=NOT_FOUND,
+    dependencies=[Allow(MAINTAINERS)],
+)
+def lock(
+    code: str,
+    body: LockRequest,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> MachinePublic:
+    """Lock a machine out: only maintainers may use it until it is unlocked."""
+    if not body.reason.strip():
+        raise invalid("reason", "say why, members see it")
+    return _set_lock(code, True, body.reason.strip(), session, user, request, background)
+
+
+@router.post(
+    "/{code}/unlock",
+    response_model=MachinePublic,
+    responses=NOT_FOUND,
+    dependencies=[Allow(MAINTAINERS)],
+)
+def unlock(
+    code: str,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> MachinePublic:
+    return _set_lock(code, False, None, session, user, request, background)
+
+
+@types_router.get("", response_model=list[MachineTypePublic], dependencies=[Allow(EVERYONE)])
+def list_types(session: SessionDep) -> list[MachineType]:
+    return list(session.exec(select(MachineType).order_by(col(MachineType.code))).all())
+
+
+@types_router.post(
+    "",
+    response_model=MachineTypePublic,
+    status_code=201,
+    dependencies=[Allow(ADMIN)],
+    responses={409: {"description": "The code is taken"}},
+)
+def create_type(body: MachineTypeCreate, session: SessionDep, user: CurrentUser) -> MachineType:
+    if session.exec(select(MachineType).where(MachineType.code == body.code)).first():
+        raise HTTPException(status_code=409, detail=f"a machine type {body.code!r} already exists")
+    mtype = MachineType(code=body.code, name=body.name, kind=body.kind)
+    session.add(mtype)
+    audit(session, user, "machine_type.create", "machine_type", body.code)
+    session.commit()
+    session.refresh(mtype)
+    return mtype

@@ -11,10 +11,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, select
 
+from hub.api.deps import MANAGE, Allow
 from hub.api.machines import machine_state
 from hub.models import Machine
 
-router = APIRouter(tags=["health"])
+# Prometheus scrapes with a manager's API token (`authorization.credentials` in its config).
+router = APIRouter(tags=["health"], dependencies=[Allow(MANAGE)])
 
 STATES = ("offline", "idle", "in_use", "busy", "printing", "locked")
 

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from sqlmodel import col, select
+from fastapi import APIRouter, HTTPException, Query
+from sqlmodel import SQLModel, col, select
 
-from hub.api.deps import SessionDep
-from hub.models import MachineSession, SessionPublic
+from hub.api.deps import STAFF, Allow, CurrentUser, SessionDep
+from hub.models import Event, MachineSession, Member, SessionPublic
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+events_router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+
+class EventPublic(SQLModel):
+    id: str
+    site: str
+    machine: str
+    seq: int
+    ts: datetime
+    type: str
+    data: dict[str, Any]
+    received_at: datetime
 
 
 @router.get("", response_model=list[SessionPublic])
 def list_sessions(
     session: SessionDep,
+    user: CurrentUser,
     machine: str | None = None,
     member: Annotated[str | None, Query(description="member reference, e.g. m-3fa2c1d0")] = None,
     since: Annotated[datetime | None, Query(alias="from")] = None,
@@ -25,7 +38,12 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[MachineSession]:
-    """Newest first; `from`/`to` bound the start time."""
+    """Newest first; `from`/`to` bound the start time. Members see their own sessions only."""
+    if user.role not in STAFF:
+        own = session.get(Member, user.member_id) if user.member_id else None
+        if own is None or member not in (None, own.ref):
+            raise HTTPException(status_code=403, detail="members may only see their own data")
+        member = own.ref
     query = select(MachineSession)
     if machine:
         query = query.where(MachineSession.machine == machine)
@@ -39,3 +57,39 @@ def list_sessions(
         query = query.where(col(MachineSession.ended_at).is_(None))
     query = query.order_by(col(MachineSession.started_at).desc(), col(MachineSession.id))
     return list(session.exec(query.offset(offset).limit(limit)).all())
+
+
+@events_router.get("", response_model=list[EventPublic], dependencies=[Allow(STAFF)])
+def list_events(
+    session: SessionDep,
+    machine: str | None = None,
+    type: Annotated[str | None, Query(description="e.g. badge.denied")] = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> list[EventPublic]:
+    """Events as the machines sent them, newest first; `from`/`to` bound the event time."""
+    query = select(Event)
+    if machine:
+        query = query.where(Event.machine == machine)
+    if type:
+        query = query.where(Event.type == type)
+    if since:
+        query = query.where(col(Event.ts) >= since)
+    if until:
+        query = query.where(col(Event.ts) < until)
+    query = query.order_by(col(Event.ts).desc(), col(Event.id)).offset(offset).limit(limit)
+    return [
+        EventPublic(
+            id=str(e.id),
+            site=e.site,
+            machine=e.machine,
+            seq=e.seq,
+            ts=e.ts,
+            type=e.type,
+            data=e.data,
+            received_at=e.received_at,
+        )
+        for e in session.exec(query)
+    ]

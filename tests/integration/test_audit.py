@@ -14,6 +14,7 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.seed import seed_demo
+from tests.support.api import admin_headers
 
 runner = CliRunner()
 
@@ -43,7 +44,9 @@ def test_changes_are_audited_newest_first(database_url: str, tmp_path: Path, mon
         result = runner.invoke(app, command)
         assert result.exit_code == 0, (command, result.output)
     settings = get_settings(None, database_url=database_url, data_dir=tmp_path)
-    with TestClient(create_app(settings, start_ingest=False)) as client:
+    with TestClient(
+        create_app(settings, start_ingest=False), headers=admin_headers(database_url)
+    ) as client:
         log = client.get("/api/v1/audit").json()
         actions = [entry["action"] for entry in log]
         assert actions == [

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from hub.core.db import make_engine
 from hub.models import Event, MachineSession, Member
+from hub.seed import DEMO_PASSWORD
 from tests.support.mosquitto import free_port
 from tests.support.processes import Proc, wait_until
 
@@ -43,23 +44,28 @@ def stop_with_ctrl_c(proc: Proc) -> None:
 def test_demo_serves_the_dashboard_and_restarts_on_its_data(tmp_path: Path) -> None:
     proc, url = run_demo(tmp_path, "first")
     try:
-        page = wait_until(
-            lambda: httpx.get(url + "/", timeout=2),
+        wait_until(
+            lambda: httpx.get(url + "/health", timeout=2).status_code == 200,
             timeout=60,
-            what="the demo dashboard",
+            what="the demo hub",
             proc=proc,
         )
+        # The demo's own logins (printed at start) open the dashboard.
+        client = httpx.Client(base_url=url, timeout=5)
+        login = client.post("/login", data={"username": "manager", "password": DEMO_PASSWORD})
+        assert login.status_code == 303, login.text
+        page = client.get("/")
         assert page.status_code == 200
         for name in ("Trotec Speedy 100", "Prusa MK4 #1", "Prusa MK4 #2", "Shapeoko 4"):
             assert name in page.text
         # Simulated members badge in: sessions reach the hub.
         wait_until(
-            lambda: httpx.get(url + "/api/v1/sessions", timeout=2).json(),
+            lambda: client.get("/api/v1/sessions").json(),
             timeout=60,
             what="a simulated session",
             proc=proc,
         )
-        machines = httpx.get(url + "/api/v1/machines").json()
+        machines = client.get("/api/v1/machines").json()
         assert all(m["online"] for m in machines), machines
     finally:
         stop_with_ctrl_c(proc)
@@ -70,7 +76,7 @@ def test_demo_serves_the_dashboard_and_restarts_on_its_data(tmp_path: Path) -> N
     proc, url = run_demo(tmp_path, "second")
     try:
         wait_until(
-            lambda: httpx.get(url + "/api/v1/sessions", timeout=2).json(),
+            lambda: httpx.get(url + "/health", timeout=2).status_code == 200,
             timeout=60,
             what="the second start",
             proc=proc,

@@ -16,6 +16,7 @@ from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import BusyPeriod, PrintJob
 from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
+from tests.support.api import admin_headers
 
 T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 
@@ -115,7 +116,7 @@ def test_counters_and_live_state_through_the_api(url: str, tmp_path) -> None:
     )
     engine.dispose()
     app = create_app(get_settings(None, database_url=url, data_dir=tmp_path), start_ingest=False)
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(url)) as client:
         printer = next(m for m in client.get("/api/v1/machines").json() if m["code"] == "printer-1")
         assert printer["state"] == "printing" and printer["progress"] == 42.5
         assert printer["telemetry"]["tool0_actual"] == 209.8

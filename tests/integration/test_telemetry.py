@@ -18,6 +18,7 @@ from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import TelemetrySample
 from hub.seed import seed_demo
 from hub.telemetry import compact
+from tests.support.api import admin_headers
 
 NOW = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 
@@ -83,7 +84,8 @@ def test_the_api_serves_a_machines_history(url: str, tmp_path) -> None:
     )
     engine.dispose()
     with TestClient(
-        create_app(get_settings(None, database_url=url, data_dir=tmp_path), start_ingest=False)
+        create_app(get_settings(None, database_url=url, data_dir=tmp_path), start_ingest=False),
+        headers=admin_headers(url),
     ) as client:
         points = client.get("/api/v1/machines/laser-1/telemetry").json()
         assert [p["values"]["watts"] for p in points] == [3, 2, 1]

@@ -21,6 +21,7 @@ from hub.models import Badge, DeadLetter, Event, MachineSession, Member
 from hub.seed import UNTRAINED_BADGE, seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from protocol.allowlist import public_key_b64
+from tests.support.api import admin_headers
 from tests.support.mosquitto import MosquittoBroker, free_port
 from tests.support.processes import Proc, atelier_command, wait_until
 
@@ -36,6 +37,7 @@ class Lab:
     http: str
     database_url: str
     broker: MosquittoBroker
+    headers: dict[str, str]
 
     def rows(self, model: type) -> list:
         engine = make_engine(self.database_url)
@@ -53,6 +55,7 @@ def lab(tmp_path: Path, mosquitto: MosquittoBroker, database_url: str) -> Iterat
     with Session(engine) as session:
         seed_demo(session, site="lab")
     engine.dispose()
+    headers = admin_headers(database_url)
     data_dir = tmp_path / "hub"
     public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
     http_port = free_port()
@@ -112,7 +115,7 @@ type = "sim"
             what="the agent to receive its signed allow-list",
             proc=agent,
         )
-        yield Lab(hub, agent, config, socket, http, database_url, mosquitto)
+        yield Lab(hub, agent, config, socket, http, database_url, mosquitto, headers)
     finally:
         if agent is not None:
             agent.stop()
@@ -145,7 +148,9 @@ def test_trained_and_untrained_badges_end_to_end(lab: Lab) -> None:
     # The hub sees the machine in use, by whom.
     def in_use() -> bool:
         laser = next(
-            m for m in httpx.get(f"{lab.http}/api/v1/machines").json() if m["code"] == "laser-1"
+            m
+            for m in httpx.get(f"{lab.http}/api/v1/machines", headers=lab.headers).json()
+            if m["code"] == "laser-1"
         )
         return laser["state"] == "in_use" and laser["in_use_by"] == "Hugo Petit"
 
@@ -172,7 +177,9 @@ def test_trained_and_untrained_badges_end_to_end(lab: Lab) -> None:
     )
     denied_event = next(e for e in lab.rows(Event) if e.type == "badge.denied")
     assert denied_event.data["reason"] == "not_trained" and denied_event.seq == 2
-    api = httpx.get(f"{lab.http}/api/v1/sessions", params={"machine": "laser-1"}).json()
+    api = httpx.get(
+        f"{lab.http}/api/v1/sessions", params={"machine": "laser-1"}, headers=lab.headers
+    ).json()
     assert [s["id"] for s in api] == [session.id]
     assert httpx.get(f"{lab.http}/openapi.json").json()["info"]["title"] == "Atelier hub"
 
@@ -215,9 +222,9 @@ def test_duplicates_are_stored_once_and_garbage_becomes_dead_letters(lab: Lab) -
         what="the next session after the garbage",
         proc=lab.hub,
     )
-    stats = httpx.get(f"{lab.http}/api/v1/ingest/stats").json()
+    stats = httpx.get(f"{lab.http}/api/v1/ingest/stats", headers=lab.headers).json()
     assert stats["duplicates"] >= 1 and stats["dead_letters"] == 2
-    metrics = httpx.get(f"{lab.http}/metrics").text
+    metrics = httpx.get(f"{lab.http}/metrics", headers=lab.headers).text
     assert "atelier_ingest_dead_letters_total 2.0" in metrics
     assert "atelier_broker_connected 1.0" in metrics
 
@@ -228,7 +235,9 @@ def test_agent_stop_opens_the_relay_and_the_hub_sees_it_offline(lab: Lab) -> Non
 
     def offline() -> bool:
         laser = next(
-            m for m in httpx.get(f"{lab.http}/api/v1/machines").json() if m["code"] == "laser-1"
+            m
+            for m in httpx.get(f"{lab.http}/api/v1/machines", headers=lab.headers).json()
+            if m["code"] == "laser-1"
         )
         return laser["state"] == "offline"
 
