@@ -56,15 +56,26 @@ def allowlist_body(
         ),
         {"machine_type": machine.machine_type_id, "left": MemberStatus.LEFT.name},
     ).all()
+    # Members on a prepaid-only plan whose balance is empty (hub/billing_store.py): a few at
+    # most, so a second small query rather than a join over every badge.
+    empty_balance = set(
+        session.execute(
+            text(
+                "SELECT m.ref FROM billing_account a JOIN member m ON m.id = a.member_id "
+                "WHERE a.prepaid_only AND a.balance_cents <= 0"
+            )
+        ).scalars()
+    )
     best: dict[str, tuple[Any, ...]] = {}
     for row in rows:
         current = best.get(row[0])
         if current is None or _better(row, current):
             best[row[0]] = row
-    active, inactive, untrained = (
+    active, inactive, untrained, balance = (
         MemberStatus.ACTIVE.name,
         DenyReason.MEMBER_INACTIVE.value,
         DenyReason.NOT_TRAINED.value,
+        DenyReason.BALANCE.value,
     )
     levels = {level.name: level.value for level in TrainingLevel}
     entries = [
@@ -74,7 +85,9 @@ def allowlist_body(
             "level": levels[level] if level else "user",
             "supervised_only": bool(supervised),
             "training_expires_at": utc_iso(_aware(expires)) if expires else None,
-            "block": inactive if status != active else (untrained if level is None else None),
+            "block": inactive
+            if status != active
+            else (untrained if level is None else (balance if ref in empty_balance else None)),
         }
         for uid, ref, status, level, expires, supervised in best.values()
     ]

@@ -1,0 +1,375 @@
+"""`atelier hub billing ...`: prices, prepaid top-ups, closing a month, credit notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+
+from hub.audit import cli_actor, record
+
+billing_app = typer.Typer(
+    no_args_is_help=True, help="Billing: prices, prepaid balances, monthly statements."
+)
+rates_app = typer.Typer(no_args_is_help=True, help="Prices per machine type and member category.")
+billing_app.add_typer(rates_app, name="rates")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+@contextmanager
+def _database(config: Path | None) -> Iterator[tuple[Any, Any]]:
+    """(settings, session); a BillingError inside becomes its message and exit code 2."""
+    from sqlmodel import Session
+
+    from hub.billing_store import BillingError
+    from hub.cli import load_settings
+    from hub.core.db import make_engine, migrate
+
+    settings = load_settings(config)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            try:
+                yield settings, session
+            except BillingError as exc:
+                session.rollback()
+                raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+def _timezone(settings: Any) -> ZoneInfo:
+    try:
+        return ZoneInfo(settings.timezone)
+    except (KeyError, ValueError):
+        raise _fail(
+            f"timezone {settings.timezone!r} in the hub settings is not a known time zone "
+            "(e.g. Europe/Paris)"
+        ) from None
+
+
+def _publish(settings: Any, session: Any) -> None:
+    """Balances decide who may start a machine: send the machines their new lists."""
+    from hub.allowlist import publish_once
+    from hub.core.security import load_or_create_signing_key
+
+    engine = session.get_bind()
+    try:
+        count = publish_once(settings, engine, load_or_create_signing_key(settings.data_dir))
+    except (ConnectionError, OSError) as exc:
+        typer.echo(
+            f"saved, but the allow-lists could not be published now ({exc}); "
+            "the machines get them at the hub's next publication",
+            err=True,
+        )
+        return
+    typer.echo(f"published {count} allow-list(s)")
+
+
+# --- rates --------------------------------------------------------------------------------
+@rates_app.command("import")
+def import_rates(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: machine_type,category,effective_from,cents_per_hour,basis,"
+            "start_fee_cents,minimum_cents,rounding_minutes,daily_cap_cents,"
+            "included_minutes_per_month"
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Rates from a CSV file; all rows or none. A row for an existing day replaces it."""
+    from hub.billing_store import import_rates as run_import
+
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise _fail(f"FILE: {file}: no such file") from None
+    except UnicodeDecodeError:
+        raise _fail(f"FILE: {file} is not UTF-8 text; save the sheet as CSV UTF-8") from None
+    with _database(config) as (_, session):
+        try:
+            added, replaced = run_import(session, text)
+        except ValueError as exc:
+            raise _fail(f"{file}: {exc}; nothing was imported") from None
+        record(
+            session,
+            actor=cli_actor(),
+            action="billing.rates_import",
+            entity="billing_rate",
+            entity_id=file.name,
+            added=added,
+            replaced=replaced,
+        )
+        session.commit()
+    typer.echo(f"{file}: {added} rate(s) added, {replaced} replaced")
+
+
+@rates_app.command("set")
+def set_rate(
+    machine_type: Annotated[str, typer.Option("--machine-type", help="e.g. laser")],
+    category: Annotated[str, typer.Option(help="individual, student, professional...")],
+    effective_from: Annotated[str, typer.Option("--from", help="first day, e.g. 2026-10-01")],
+    cents_per_hour: Annotated[str, typer.Option(help="price per hour in cents (8 €/h = 800)")],
+    basis: Annotated[str, typer.Option(help="session or busy")] = "session",
+    start_fee_cents: Annotated[str, typer.Option()] = "0",
+    minimum_cents: Annotated[str, typer.Option()] = "0",
+    rounding_minutes: Annotated[str, typer.Option(help="bill per started N minutes")] = "1",
+    daily_cap_cents: Annotated[str, typer.Option(help="empty: no cap")] = "",
+    included_minutes_per_month: Annotated[str, typer.Option()] = "0",
+    config: ConfigOpt = None,
+) -> None:
+    """Add a price (or replace the one for the same type, category and day)."""
+    from hub.billing_store import check_rate
+    from hub.billing_store import set_rate as store
+
+    values = {
+        "machine_type": machine_type,
+        "category": category,
+        "effective_from": effective_from,
+        "cents_per_hour": cents_per_hour,
+        "basis": basis,
+        "start_fee_cents": start_fee_cents,
+        "minimum_cents": minimum_cents,
+        "rounding_minutes": rounding_minutes,
+        "daily_cap_cents": daily_cap_cents,
+        "included_minutes_per_month": included_minutes_per_month,
+    }
+    with _database(config) as (_, session):
+        try:
+            rate = check_rate(session, values)
+        except ValueError as exc:
+            message = str(exc)
+            for name in values:
+                if message.startswith(name):
+                    # Name the option the person typed, not the CSV column.
+                    option = "--from" if name == "effective_from" else "--" + name.replace("_", "-")
+                    message = option + message[len(name) :]
+            raise _fail(message) from None
+        added = store(session, rate)
+        record(
+            session,
+            actor=cli_actor(),
+            action="billing.rate_set",
+            entity="billing_rate",
+            entity_id=f"{rate.machine_type}/{rate.category}/{rate.effective_from}",
+            **{k: v for k, v in values.items() if v},
+        )
+        session.commit()
+    verb = "added" if added else "replaced"
+    typer.echo(
+        f"rate {verb}: {machine_type} for {category} from {effective_from}, "
+        f"{cents_per_hour} cents/h per {basis} time"
+    )
+
+
+@rates_app.command("list")
+def list_rates(config: ConfigOpt = None) -> None:
+    """Every price, old ones included (they still price the months they cover)."""
+    from hub.billing_store import all_rates
+
+    with _database(config) as (_, session):
+        for r in all_rates(session):
+            cap = r.daily_cap_cents if r.daily_cap_cents is not None else "-"
+            typer.echo(
+                f"{r.machine_type:<10} {r.category:<13} from {r.effective_from}  "
+                f"{r.cents_per_hour:>6} c/h  {r.basis:<7} fee {r.start_fee_cents} "
+                f"min {r.minimum_cents} unit {r.rounding_minutes} min cap {cap} "
+                f"included {r.included_minutes_per_month} min"
+            )
+
+
+# --- prepaid balances ---------------------------------------------------------------------
+def _change_account(
+    config: Path | None, email: str, apply: Callable[[Any, Any], str], publish: bool
+) -> None:
+    from hub.billing_store import member_by_email
+
+    with _database(config) as (settings, session):
+        member = member_by_email(session, email)
+        typer.echo(apply(session, member))
+        session.commit()
+        if publish:
+            _publish(settings, session)
+
+
+@billing_app.command("topup")
+def topup(
+    member_email: Annotated[str, typer.Argument(metavar="MEMBER_EMAIL")],
+    amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="euros, e.g. 20 or 12,50")],
+    note: Annotated[str, typer.Option(help="e.g. receipt number")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Add money to a member's prepaid balance; machines open again at once."""
+    from hub.billing_store import euros, parse_euros, top_up
+
+    def apply(session: Any, member: Any) -> str:
+        cents = parse_euros(amount)
+        account = top_up(session, member, cents, actor=cli_actor(), note=note)
+        record(
+            session,
+            actor=cli_actor(),
+            action="billing.topup",
+            entity="member",
+            entity_id=member.ref,
+            cents=cents,
+        )
+        return f"{member.name}: +{euros(cents)} €, balance {euros(account.balance_cents)} €"
+
+    _change_account(config, member_email, apply, publish=True)
+
+
+@billing_app.command("plan")
+def plan(
+    member_email: Annotated[str, typer.Argument(metavar="MEMBER_EMAIL")],
+    prepaid_only: Annotated[
+        bool,
+        typer.Option(
+            "--prepaid-only/--pay-later",
+            help="prepaid-only: machines refuse the member once the balance is empty",
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Whether an empty prepaid balance refuses the member at the machines."""
+    from hub.billing_store import euros, set_plan
+
+    def apply(session: Any, member: Any) -> str:
+        account = set_plan(session, member, prepaid_only=prepaid_only)
+        record(
+            session,
+            actor=cli_actor(),
+            action="billing.plan",
+            entity="member",
+            entity_id=member.ref,
+            prepaid_only=prepaid_only,
+        )
+        kind = "prepaid only" if prepaid_only else "pays later"
+        return f"{member.name}: {kind}, balance {euros(account.balance_cents)} €"
+
+    _change_account(config, member_email, apply, publish=True)
+
+
+@billing_app.command("balance")
+def balance(
+    member_email: Annotated[str, typer.Argument(metavar="MEMBER_EMAIL")],
+    config: ConfigOpt = None,
+) -> None:
+    """A member's prepaid balance and its movements."""
+    from hub.billing_store import BillingAccount, euros, movements
+
+    def apply(session: Any, member: Any) -> str:
+        shown = [
+            f"  {m.at:%Y-%m-%d %H:%M}  {m.kind:<7} {euros(m.cents):>10} €  {m.note}"
+            for m in movements(session, member)
+        ]
+        account = session.get(BillingAccount, member.id) or BillingAccount(member_id=member.id)
+        plan = "prepaid only" if account.prepaid_only else "pays later"
+        return "\n".join(
+            [f"{member.name} ({plan}): balance {euros(account.balance_cents)} €", *shown]
+        )
+
+    _change_account(config, member_email, apply, publish=False)
+
+
+# --- statements ---------------------------------------------------------------------------
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="write the CSV and PDF files in this directory")
+]
+
+
+@billing_app.command("close")
+def close(
+    month: Annotated[str, typer.Option("--month", help="the month to freeze, e.g. 2026-10")],
+    out: OutOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
+    from hub.billing_store import BillingError, close_month, euros, export_month, parse_month
+
+    try:
+        parse_month(month)
+    except BillingError as exc:
+        raise _fail(str(exc)) from None
+    with _database(config) as (settings, session):
+        tz = _timezone(settings)
+        closing = close_month(session, month, tz=tz, now=datetime.now(UTC), actor=cli_actor())
+        if not closing.already_closed:
+            record(
+                session,
+                actor=cli_actor(),
+                action="billing.close",
+                entity="billing_month",
+                entity_id=month,
+                statements=len(closing.statements),
+            )
+        session.commit()
+        state = "was already closed" if closing.already_closed else "is closed"
+        typer.echo(f"{month} {state}: {len(closing.statements)} statement(s)")
+        for s in closing.statements:
+            typer.echo(
+                f"  {s.number}  {s.payer_name[:30]:<30} total {euros(s.total_cents):>10} €  "
+                f"prepaid {euros(s.prepaid_cents):>9} €  to pay {euros(s.due_cents):>10} €"
+            )
+        if out is not None:
+            for path in export_month(session, month, out, tz, settings.site).values():
+                typer.echo(f"wrote {path}")
+        if not closing.already_closed and any(s.prepaid_cents for s in closing.statements):
+            _publish(settings, session)
+
+
+@billing_app.command("credit")
+def credit(
+    statement: Annotated[str, typer.Argument(metavar="STATEMENT", help="e.g. 2026-10-001")],
+    sessions: Annotated[
+        list[str], typer.Option("--session", help="a session to credit (repeat for several)")
+    ],
+    reason: Annotated[str, typer.Option(help="why, in words the member understands")],
+    out: OutOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Give back sessions of a closed statement with a credit note (the statement stays)."""
+    from hub.billing_store import credit as store
+    from hub.billing_store import euros, write_csv, write_pdf
+
+    with _database(config) as (settings, session):
+        note = store(session, statement, sessions, reason, actor=cli_actor())
+        record(
+            session,
+            actor=cli_actor(),
+            action="billing.credit",
+            entity="statement",
+            entity_id=note.number,
+            sessions=sessions,
+            reason=reason,
+        )
+        session.commit()
+        typer.echo(
+            f"credit note {note.number}: {euros(note.total_cents)} € "
+            f"({euros(-note.prepaid_cents)} € back on the prepaid balance)"
+        )
+        if out is not None:
+            tz = _timezone(settings)
+            out.mkdir(parents=True, exist_ok=True)
+            for path in (
+                write_csv(session, [note], out / f"{note.number}.csv", tz),
+                write_pdf(session, [note], out / f"{note.number}.pdf", tz, settings.site),
+            ):
+                typer.echo(f"wrote {path}")
+        if note.prepaid_cents:
+            _publish(settings, session)
