@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.maintenance_store import incident_from_event
 from hub.models import (
     AgentSeq,
     BusyPeriod,
@@ -170,6 +171,8 @@ class IngestWriter:
                 for site, env in fresh:
                     _apply_session(session, site, env)
                     _apply_machine_use(session, site, env)
+                    if env.type is EventType.INCIDENT_REPORTED:
+                        incident_from_event(session, site, env)  # a maintenance ticket
                 gaps = _track_sequences(session, fresh)
             if dead:
                 session.execute(insert(DeadLetter.__table__), dead)  # type: ignore[attr-defined]

@@ -1,0 +1,545 @@
+"""Maintenance at work: due dates from the metered hours, the lockout check, sign-offs, the feed.
+
+The hub's database holds the truth about a lockout (`Machine.locked`); every allow-list
+carries it, so a machine that misses one publication gets it at the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hub.audit import record
+from hub.domain.maintenance import (
+    Baseline,
+    DueStatus,
+    MaintenanceTask,
+    TaskState,
+    ical_feed,
+    lockouts,
+    sign_off,
+    task_state,
+)
+from hub.maintenance_store import (
+    Downtime,
+    DowntimeCause,
+    MaintenanceCounter,
+    MaintenanceSignOff,
+    MaintenanceTaskRow,
+    member_by_email,
+    open_downtime,
+)
+from hub.models import (
+    BusyPeriod,
+    Machine,
+    MachineSession,
+    MachineType,
+    MemberStatus,
+    PrintJob,
+    Training,
+    TrainingLevel,
+)
+
+log = logging.getLogger(__name__)
+
+CHECK_ACTOR = "hub:maintenance-check"
+LOCK_PREFIX = "maintenance overdue: "
+RATE_WINDOW = timedelta(days=28)  # recent use, to turn hours left into a date for the calendar
+
+
+class MaintenanceError(ValueError):
+    """A person's mistake (unknown task, signer not a maintainer...): the message says the fix."""
+
+
+# --- counters -----------------------------------------------------------------------------
+def metered_hours(
+    session: Session, *, since: datetime | None = None
+) -> dict[str, dict[MaintenanceCounter, float]]:
+    """Per machine code, the hours of each counter (ended sessions, periods and jobs only)."""
+    sources: list[tuple[MaintenanceCounter, Any, Any, Any]] = [
+        (
+            MaintenanceCounter.SESSION,
+            MachineSession.machine,
+            MachineSession.duration_s,
+            MachineSession,
+        ),
+        (MaintenanceCounter.BUSY, BusyPeriod.machine, BusyPeriod.busy_s, BusyPeriod),
+        (MaintenanceCounter.PRINT, PrintJob.machine, PrintJob.duration_s, PrintJob),
+    ]
+    out: dict[str, dict[MaintenanceCounter, float]] = {}
+    for counter, machine_col, seconds_col, table in sources:
+        query = select(machine_col, func.sum(seconds_col)).where(col(seconds_col).is_not(None))
+        if since is not None:
+            query = query.where(col(table.started_at) >= since)
+        for machine, seconds in session.exec(query.group_by(machine_col)).all():
+            out.setdefault(machine, {})[counter] = float(seconds or 0) / 3600
+    return out
+
+
+# --- task states --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskDue:
+    """One task on one machine: where its counter stands and what that means."""
+
+    task: MaintenanceTaskRow
+    machine: Machine
+    counter_hours: float
+    state: TaskState
+    last_sign_off: MaintenanceSignOff | None
+    due_on: date | None  # the date itself for calendar tasks, an estimate for metered ones
+
+
+def domain_task(row: MaintenanceTaskRow, machine_code: str) -> MaintenanceTask:
+    """The pure rule's view of a task, bound to the machine it is evaluated on."""
+    return MaintenanceTask(
+        id=str(row.id),
+        title=row.title,
+        machine=machine_code,
+        every_busy_hours=row.every_hours,
+        every_days=row.every_days,
+        critical=row.critical,
+    )
+
+
+def task_states(
+    session: Session,
+    *,
+    now: datetime,
+    machine_codes: Iterable[str] | None = None,
+    with_estimates: bool = False,
+) -> list[TaskDue]:
+    """Every active task on every machine it applies to, with its status today."""
+    machines = list(session.exec(select(Machine).order_by(Machine.code)))
+    if machine_codes is not None:
+        wanted = set(machine_codes)
+        machines = [m for m in machines if m.code in wanted]
+    tasks = list(
+        session.exec(select(MaintenanceTaskRow).where(MaintenanceTaskRow.active == True))  # noqa: E712
+    )
+    if not machines or not tasks:
+        return []
+    hours = metered_hours(session)
+    recent = metered_hours(session, since=now - RATE_WINDOW) if with_estimates else {}
+    latest: dict[tuple[int, int], MaintenanceSignOff] = {}
+    for row in session.exec(select(MaintenanceSignOff).order_by(col(MaintenanceSignOff.id))):
+        latest[(row.task_id, row.machine_id)] = row  # ordered: the last one wins
+    today = now.date()
+    out = []
+    for machine in machines:
+        assert machine.id is not None
+        for task in tasks:
+            if task.machine_id != machine.id and task.machine_type_id != machine.machine_type_id:
+                continue
+            assert task.id is not None
+            current = hours.get(machine.code, {}).get(task.counter, 0.0)
+            last = latest.get((task.id, machine.id))
+            # Never signed off: hours count from the machine's first metered use, days from
+            # the task's creation.
+            baseline = Baseline(
+                task_id=str(task.id),
+                machine=machine.code,
+                busy_hours_at_sign_off=last.counter_hours if last else 0.0,
+                signed_off_on=(last.signed_at if last else task.created_at).date(),
+            )
+            state = task_state(
+                domain_task(task, machine.code), baseline, current_busy_hours=current, today=today
+            )
+            due_on = state.due_on
+            if with_estimates and state.busy_hours_left is not None:
+                rate = recent.get(machine.code, {}).get(task.counter, 0.0) / RATE_WINDOW.days
+                estimate: date | None = None
+                if state.busy_hours_left <= 0:
+                    estimate = today
+                elif rate > 0:
+                    estimate = today + timedelta(days=math.ceil(state.busy_hours_left / rate))
+                if estimate is not None:
+                    due_on = min(due_on, estimate) if due_on else estimate
+            out.append(TaskDue(task, machine, current, state, last, due_on))
+    return out
+
+
+# --- the lockout check --------------------------------------------------------------------
+@dataclass
+class CheckResult:
+    locked: list[str]
+    released: list[str]
+    overdue_critical: dict[str, list[str]]  # machine -> titles of the overdue critical tasks
+
+    @property
+    def changed(self) -> list[str]:
+        return sorted(set(self.locked) | set(self.released))
+
+
+def _maintenance_locked(machine: Machine) -> bool:
+    return machine.locked and (machine.lock_reason or "").startswith(LOCK_PREFIX)
+
+
+def check_lockouts(
+    session: Session, *, now: datetime, actor: str, machine_codes: Iterable[str] | None = None
+) -> CheckResult:
+    """Lock every machine with an overdue critical task; release the machines this check
+    locked once nothing critical is overdue. A lock put by a person is never touched.
+
+    The caller commits, then publishes the allow-lists of `result.changed`.
+    """
+    states = task_states(session, now=now, machine_codes=machine_codes)
+    must_lock = lockouts(
+        [domain_task(s.task, s.machine.code) for s in states], [s.state for s in states]
+    )
+    overdue: dict[str, list[str]] = {}
+    for s in states:
+        if s.machine.code in must_lock and s.task.critical and s.state.status is DueStatus.OVERDUE:
+            overdue.setdefault(s.machine.code, []).append(f"#{s.task.id} {s.task.title}")
+    result = CheckResult(locked=[], released=[], overdue_critical=overdue)
+    query = select(Machine).order_by(Machine.code)
+    if machine_codes is not None:
+        query = query.where(col(Machine.code).in_(list(machine_codes)))
+    for machine in session.exec(query):
+        assert machine.id is not None
+        _track_manual_lock(session, machine, now)
+        if machine.code in must_lock:
+            reason = LOCK_PREFIX + ", ".join(overdue[machine.code])
+            if not machine.locked or (
+                _maintenance_locked(machine) and machine.lock_reason != reason
+            ):
+                first = not machine.locked
+                machine.locked, machine.lock_reason = True, reason[:500]
+                session.add(machine)
+                if first:
+                    result.locked.append(machine.code)
+                    record(
+                        session,
+                        actor=actor,
+                        action="machine.lock",
+                        entity="machine",
+                        entity_id=machine.code,
+                        reason=reason,
+                    )
+            if _maintenance_locked(machine) and (
+                open_downtime(session, machine_id=machine.id, cause=DowntimeCause.MAINTENANCE)
+                is None
+            ):
+                session.add(
+                    Downtime(
+                        machine_id=machine.id,
+                        started_at=now,
+                        cause=DowntimeCause.MAINTENANCE,
+                        reason=reason[:500],
+                    )
+                )
+            continue
+        if _maintenance_locked(machine):
+            machine.locked, machine.lock_reason = False, None
+            session.add(machine)
+            result.released.append(machine.code)
+            record(
+                session,
+                actor=actor,
+                action="machine.unlock",
+                entity="machine",
+                entity_id=machine.code,
+                reason="no critical maintenance overdue",
+            )
+        if not _maintenance_locked(machine):
+            # Released here, or unlocked by a person: the maintenance downtime is over.
+            downtime = open_downtime(
+                session, machine_id=machine.id, cause=DowntimeCause.MAINTENANCE
+            )
+            if downtime is not None:
+                downtime.ended_at = now
+                session.add(downtime)
+    return result
+
+
+def _track_manual_lock(session: Session, machine: Machine, now: datetime) -> None:
+    """Downtime of a lock put by a person, as seen by the check: to within its period."""
+    assert machine.id is not None
+    downtime = open_downtime(session, machine_id=machine.id, cause=DowntimeCause.MANUAL)
+    if machine.locked and not _maintenance_locked(machine):
+        if downtime is None:
+            session.add(
+                Downtime(
+                    machine_id=machine.id,
+                    started_at=now,
+                    cause=DowntimeCause.MANUAL,
+                    reason=(machine.lock_reason or "locked by hand")[:500],
+                )
+            )
+    elif downtime is not None:
+        downtime.ended_at = now
+        session.add(downtime)
+
+
+Publish = Callable[[list[str]], object]
+
+
+def run_check(
+    engine: Engine, *, now: datetime, actor: str = CHECK_ACTOR, publish: Publish | None = None
+) -> CheckResult:
+    """One check in its own transaction, then the changed machines' lists published."""
+    with Session(engine) as session:
+        result = check_lockouts(session, now=now, actor=actor)
+        session.commit()
+    for code in result.locked:
+        log.warning("%s locked out: %s", code, "; ".join(result.overdue_critical[code]))
+    for code in result.released:
+        log.info("%s released: no critical maintenance overdue", code)
+    if result.changed and publish is not None:
+        publish(result.changed)
+    return result
+
+
+class MaintenanceWatch:
+    """Runs the check every `period_s` in the hub process (first run soon after start)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publish | None,
+        *,
+        period_s: float = 300,
+        first_after_s: float = 5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine, self.publish, self.clock = engine, publish, clock
+        self.period_s, self.first_after_s = period_s, first_after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="maintenance-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        wait = self.first_after_s
+        while not self._stop.wait(wait):
+            wait = self.period_s
+            try:
+                run_check(self.engine, now=self.clock(), publish=self.publish)
+            except Exception:
+                log.exception("maintenance check failed; will retry")
+
+
+# --- tasks and sign-offs ------------------------------------------------------------------
+def add_task(
+    session: Session,
+    *,
+    title: str,
+    actor: str,
+    machine: str | None = None,
+    machine_type: str | None = None,
+    counter: MaintenanceCounter = MaintenanceCounter.BUSY,
+    every_hours: float | None = None,
+    every_days: int | None = None,
+    critical: bool = False,
+    description: str = "",
+    created_at: datetime | None = None,
+) -> MaintenanceTaskRow:
+    """A new task; calendar intervals count from `created_at` (now) until the first sign-off."""
+    if not title.strip():
+        raise MaintenanceError("--title is empty: say what is to be done, e.g. 'clean the lens'")
+    if (machine is None) == (machine_type is None):
+        raise MaintenanceError(
+            "give either --machine CODE (one machine) or --machine-type CODE (all of a type)"
+        )
+    if every_hours is None and every_days is None:
+        raise MaintenanceError("give --every-hours N and/or --every-days N")
+    if (every_hours is not None and every_hours <= 0) or (
+        every_days is not None and every_days <= 0
+    ):
+        raise MaintenanceError("--every-hours and --every-days must be more than 0")
+    row = MaintenanceTaskRow(
+        title=title.strip()[:200],
+        description=description[:2000],
+        counter=counter,
+        every_hours=every_hours,
+        every_days=every_days,
+        critical=critical,
+        created_at=created_at or datetime.now(UTC),
+    )
+    if machine is not None:
+        found = session.exec(select(Machine).where(Machine.code == machine)).first()
+        if found is None:
+            codes = ", ".join(m.code for m in session.exec(select(Machine).order_by(Machine.code)))
+            raise MaintenanceError(f"--machine: no machine {machine!r} (known: {codes})")
+        row.machine_id = found.id
+    else:
+        mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+        if mtype is None:
+            codes = ", ".join(t.code for t in session.exec(select(MachineType)))
+            raise MaintenanceError(f"--machine-type: no type {machine_type!r} (known: {codes})")
+        row.machine_type_id = mtype.id
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="maintenance.task_add",
+        entity="maintenance_task",
+        entity_id=str(row.id),
+        title=row.title,
+        machine=machine,
+        machine_type=machine_type,
+        counter=counter.value,
+        every_hours=every_hours,
+        every_days=every_days,
+        critical=critical,
+    )
+    return row
+
+
+def is_maintainer(session: Session, member_id: int, machine_type_id: int, now: datetime) -> bool:
+    for training in session.exec(
+        select(Training).where(
+            Training.member_id == member_id,
+            Training.machine_type_id == machine_type_id,
+            Training.level == TrainingLevel.MAINTAINER,
+        )
+    ):
+        if training.expires_at is None or training.expires_at > now:
+            return True
+    return False
+
+
+@dataclass
+class SignOffResult:
+    sign_off: MaintenanceSignOff
+    machine: str
+    check: CheckResult
+
+    @property
+    def unlocked(self) -> bool:
+        return self.machine in self.check.released
+
+
+def sign_off_task(
+    session: Session,
+    *,
+    task_id: int,
+    by_email: str,
+    note: str,
+    now: datetime,
+    actor: str,
+    machine: str | None = None,
+) -> SignOffResult:
+    """Record the work (resetting the task's counter on the machine), then release the
+    machine if this was its last overdue critical task. The caller commits and publishes."""
+    task = session.get(MaintenanceTaskRow, task_id)
+    if task is None or not task.active:
+        raise MaintenanceError(f"no maintenance task {task_id} (see `maintenance task list`)")
+    target = _sign_off_machine(session, task, machine)
+    assert target.id is not None
+    member = member_by_email(session, by_email)
+    if member is None or member.id is None:
+        raise MaintenanceError(f"--by: no member with email {by_email}")
+    if member.status is not MemberStatus.ACTIVE:
+        raise MaintenanceError(f"--by: {by_email} is {member.status.value}, not an active member")
+    mtype = session.get(MachineType, target.machine_type_id)
+    if not is_maintainer(session, member.id, target.machine_type_id, now):
+        raise MaintenanceError(
+            f"--by: {by_email} holds no valid maintainer training for "
+            f"{mtype.code if mtype else 'this machine type'}; a maintainer must sign the work off"
+        )
+    if not note.strip():
+        raise MaintenanceError("--note is empty: say what was done (parts, findings)")
+    current = metered_hours(session).get(target.code, {}).get(task.counter, 0.0)
+    last = session.exec(
+        select(MaintenanceSignOff)
+        .where(MaintenanceSignOff.task_id == task_id, MaintenanceSignOff.machine_id == target.id)
+        .order_by(col(MaintenanceSignOff.id).desc())
+    ).first()
+    baseline = Baseline(
+        task_id=str(task_id),
+        machine=target.code,
+        busy_hours_at_sign_off=last.counter_hours if last else 0.0,
+        signed_off_on=(last.signed_at if last else task.created_at).date(),
+    )
+    try:
+        new = sign_off(
+            baseline,
+            current_busy_hours=current,
+            today=now.date(),
+            maintainer=member.ref,
+            note=note,
+        )
+    except ValueError as exc:
+        raise MaintenanceError(str(exc)) from None
+    row = MaintenanceSignOff(
+        task_id=task_id,
+        machine_id=target.id,
+        member_id=member.id,
+        signed_at=now,
+        counter_hours=new.busy_hours_at_sign_off,
+        note=note.strip()[:2000],
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="maintenance.sign_off",
+        entity="maintenance_task",
+        entity_id=str(task_id),
+        machine=target.code,
+        maintainer=member.ref,
+        counter=task.counter.value,
+        counter_hours=round(row.counter_hours, 4),
+        note=row.note,
+    )
+    check = check_lockouts(session, now=now, actor=actor, machine_codes=[target.code])
+    return SignOffResult(row, target.code, check)
+
+
+def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | None) -> Machine:
+    if task.machine_id is not None:
+        machine = session.get(Machine, task.machine_id)
+        assert machine is not None
+        if code is not None and code != machine.code:
+            raise MaintenanceError(f"--machine: task {task.id} is for {machine.code}, not {code}")
+        return machine
+    candidates = list(
+        session.exec(
+            select(Machine)
+            .where(Machine.machine_type_id == task.machine_type_id)
+            .order_by(Machine.code)
+        )
+    )
+    if code is not None:
+        for machine in candidates:
+            if machine.code == code:
+                return machine
+        raise MaintenanceError(f"--machine: task {task.id} does not apply to {code!r}")
+    if len(candidates) == 1:
+        return candidates[0]
+    names = ", ".join(m.code for m in candidates) or "none yet"
+    raise MaintenanceError(
+        f"task {task.id} applies to several machines ({names}): say which with --machine"
+    )
+
+
+# --- the calendar -------------------------------------------------------------------------
+def calendar(session: Session, *, now: datetime, site: str) -> str:
+    """The iCalendar feed: one all-day event per task and machine on its (estimated) due date."""
+    due = [
+        (domain_task(s.task, s.machine.code), s.machine.code, s.due_on)
+        for s in task_states(session, now=now, with_estimates=True)
+        if s.due_on is not None
+    ]
+    return ical_feed(
+        [(task, machine, on) for task, machine, on in due if on is not None],
+        site=site,
+        generated_at=now,
+    )
