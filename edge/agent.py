@@ -33,6 +33,7 @@ from edge.domain.session import (
 )
 from edge.hardware.outputs import Devices, build_devices
 from edge.hardware.readers import BadgeRead, BadgeReader
+from edge.integrations.busy import AnyBusy, BusySource
 from edge.journal import Journal
 from edge.transport import MqttTransport, Will
 from protocol.allowlist import AllowList, load_public_key, verify_allowlist
@@ -88,6 +89,9 @@ class Agent:
         self._last_prune = time.monotonic()
         self._maintenance_until = 0.0
         self._octoprint: Any = None
+        self._busy_sources: list[BusySource] = []
+        self._power_meter: Any = None
+        self._any_busy = AnyBusy()
         self._running = False
         self._stopped = threading.Event()
         self._notifier: Any = None
@@ -131,7 +135,8 @@ class Agent:
             protocol=cfg.mqtt.protocol,
             keepalive=cfg.mqtt.keepalive_s,
             will=Will(self._topic(TopicKind.STATUS), offline),
-            subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)],
+            subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)]
+            + self._plug_topics(),
             on_connected=lambda: self._queue.put(("connected",)),
             on_disconnected=lambda: self._queue.put(("disconnected",)),
             on_message=lambda t, p: self._queue.put(("message", t, p)),
@@ -159,6 +164,7 @@ class Agent:
         )
 
     def _start_integrations(self) -> None:
+        self._start_busy_sources()
         options = self.config.octoprint
         if options is None:
             return
@@ -173,6 +179,49 @@ class Agent:
             clock=self._clock,
         )
         self._octoprint.start()
+
+    def _plug_topics(self) -> list[str]:
+        """A plug publishing on the lab's broker is read through the agent's own connection."""
+        options = self.config.power_meter
+        if options is None or options.broker is not None:
+            return []
+        from edge.integrations.power_meter import plug_topic
+
+        return [plug_topic(options)]
+
+    def _start_busy_sources(self) -> None:
+        # Each source watches on its own thread and only enqueues, like the OctoPrint watcher.
+        def emit_event(kind: EventType, data: dict[str, Any]) -> None:
+            self._queue.put(("integration", kind, data))
+
+        def emit_telemetry(values: dict[str, Any]) -> None:
+            self._queue.put(("telemetry", values))
+
+        machine = self.config.agent.machine
+        if self.config.power_meter is not None:
+            from edge.integrations.power_meter import PowerMeter
+
+            self._power_meter = PowerMeter(
+                self.config.power_meter,
+                emit_event=emit_event,
+                emit_telemetry=emit_telemetry,
+                client_id=f"atelier-edge-{machine}-plug",
+            )
+            self._busy_sources.append(self._power_meter)
+        if self.config.ruida is not None:
+            from edge.integrations.ruida import RuidaWatcher
+
+            ruida = RuidaWatcher(
+                self.config.ruida, emit_event=emit_event, emit_telemetry=emit_telemetry
+            )
+            self._busy_sources.append(ruida)
+        for source in self._busy_sources:
+            source.start()
+
+    def _busy_changed(self, source: str, busy: bool, now: datetime) -> None:
+        # The machine works while any source says so: the last one to stop makes it idle.
+        self._apply(self.machine.busy_changed(self._any_busy.update(source, busy), now, source))
+        self._publish_status()
 
     def _make_reader(self) -> BadgeReader:
         kind = self.config.reader.type
@@ -207,6 +256,8 @@ class Agent:
         self._stopped.set()
         if self._octoprint is not None:
             self._octoprint.stop()
+        for source in self._busy_sources:
+            source.stop()
         if self._running and self._thread is not None:
             self._queue.put(("stop",))
             self._thread.join(timeout=10)
@@ -293,22 +344,24 @@ class Agent:
         elif kind == "state":
             item[1].put(self._state_dict())
         elif kind == "busy":
-            self._apply(self.machine.busy_changed(bool(item[1]), now, "gpio"))
-            self._publish_status()
+            self._busy_changed("gpio", bool(item[1]), now)
         elif kind == "integration":
             event_type, data = item[1], item[2]
             if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
                 # Busy time is tracked in one place, the session machine, which also keeps
                 # the power on while the machine works.
                 busy = event_type is EventType.MACHINE_BUSY
-                self._apply(self.machine.busy_changed(busy, now, str(data.get("source"))))
-                self._publish_status()
+                self._busy_changed(str(data.get("source")), busy, now)
             else:
                 self._emit(event_type, data)
         elif kind == "telemetry":
             if self.transport is not None and self.transport.connected:
                 sample = Telemetry(machine=self.config.agent.machine, ts=now, values=item[1])
                 self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
+            elif self.journal is not None:
+                # Kept for the hub's history while the broker is away; shed first on a full disk.
+                sample = Telemetry(machine=self.config.agent.machine, ts=now, values=item[1])
+                self.journal.keep_telemetry(sample.encode())
         elif kind == "incident":
             member = self.machine.session.member if self.machine.session else None
             self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
@@ -325,6 +378,7 @@ class Agent:
             self._published_upto = 0
             self._publish_status()
             self._pump()
+            self._send_kept_telemetry()
         elif kind == "disconnected":
             self._inflight.clear()
             self._published_upto = 0
@@ -462,6 +516,7 @@ class Agent:
             "acl_version": self.allowlist.version if self.allowlist else None,
             "connected": bool(self.transport and self.transport.connected),
             "backlog": self.journal.backlog(),
+            "journal_full": self.journal.full,
         }
 
     # -- events: journal first, then the broker ------------------------------------------
@@ -511,8 +566,21 @@ class Agent:
             reader_ok=bool(self._reader and self._reader.healthy),
             backlog=state["backlog"],
             acl_version=state["acl_version"],
+            # Status takes additive fields: the hub sees a full journal at once.
+            journal="full" if state["journal_full"] else "ok",
         )
         self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
+
+    def _send_kept_telemetry(self) -> None:
+        """Samples taken while the broker was away, after the events (QoS 0, oldest first)."""
+        while self.journal is not None and self.transport is not None:
+            rows = self.journal.kept_telemetry(limit=500)
+            if not rows:
+                return
+            for _id, payload in rows:
+                if self.transport.publish(self._topic(TopicKind.TELEMETRY), payload, qos=0) is None:
+                    return
+            self.journal.forget_telemetry(rows[-1][0])
 
     # -- hub messages ---------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -520,6 +588,8 @@ class Agent:
             self._on_allowlist(payload)
         elif topic_name == self._topic(TopicKind.CMD):
             self._on_command(payload)
+        elif self._power_meter is not None and topic_name == self._power_meter.topic:
+            self._power_meter.feed(topic_name, payload)
 
     def _on_allowlist(self, payload: bytes) -> None:
         current = self.allowlist.version if self.allowlist else None

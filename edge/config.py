@@ -152,6 +152,93 @@ class OctoPrintOptions(BaseModel):
         return key
 
 
+def _plain_topic(value: str) -> str:
+    # The topic is put inside a subscription: a wildcard would watch every plug at once.
+    if not value or value != value.strip() or any(c in value for c in "#+ \t\n"):
+        raise ValueError(
+            f"{value!r} is not a plug topic: give the plug's own topic, without spaces or the "
+            "MQTT wildcards + and # (Tasmota: its %topic%, e.g. tasmota_5A1B2C; Shelly Gen2: its "
+            "prefix, e.g. shellyplusplugs-abc123; Shelly Gen1: its id, e.g. shellyplug-s-ABC123)"
+        )
+    if value.startswith("/") or value.endswith("/"):
+        raise ValueError(f"{value!r}: a plug topic neither starts nor ends with '/'")
+    return value
+
+
+class PlugBrokerOptions(_Section):
+    """[power_meter.broker]: the plugs' own broker, when they do not publish on the lab's."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    # Tasmota and Shelly firmware speak MQTT 3.1.1.
+    protocol: Literal["5", "3.1.1"] = "3.1.1"
+    tls: bool = False
+    ca_file: Path | None = None
+
+    def resolve_password(self) -> str | None:
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"power_meter.broker.password_file: cannot read {self.password_file} "
+                    f"({exc.strerror})"
+                ) from None
+        return self.password
+
+
+class PowerMeterOptions(_Section):
+    """The [power_meter] table: a Tasmota or Shelly plug's watts make the machine busy.
+
+    Busy once the power stays above `busy_above_w` for `busy_after_s`, idle again once it
+    stays below `idle_below_w` for `idle_after_s`; a plug heard from for no `silent_after_s`
+    is reported and taken as idle."""
+
+    kind: Literal["tasmota", "shelly-gen2", "shelly-gen1"]
+    topic: str
+    channel: int = Field(default=0, ge=0, le=7)
+    busy_above_w: float = Field(default=50, gt=0, le=100_000)
+    busy_after_s: float = Field(default=5, ge=0, le=3600)
+    idle_below_w: float = Field(default=20, ge=0, le=100_000)
+    idle_after_s: float = Field(default=30, ge=0, le=3600)
+    silent_after_s: float = Field(default=120, gt=0, le=24 * 3600)
+    telemetry_min_interval_s: float = Field(default=10, ge=0, le=3600)
+    broker: PlugBrokerOptions | None = None
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return _plain_topic(value)
+
+    @model_validator(mode="after")
+    def _band(self) -> PowerMeterOptions:
+        if self.idle_below_w > self.busy_above_w:
+            raise ValueError(
+                f"idle_below_w ({self.idle_below_w:g} W) must not be above busy_above_w "
+                f"({self.busy_above_w:g} W): the gap between them is the hysteresis band "
+                "(e.g. busy_above_w = 50, idle_below_w = 20)"
+            )
+        return self
+
+
+class RuidaOptions(_Section):
+    """The [ruida] table: a Ruida laser controller's job state and laser-on counter, over UDP."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=50200, ge=1, le=65535)
+    # Controllers answer on UDP port 40200; 0 takes any free port (a simulator answers the
+    # sender).
+    source_port: int = Field(default=40200, ge=0, le=65535)
+    magic: int = Field(default=0x88, ge=0, le=255, description="swizzle key; 0x88 on RDC644x")
+    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    silent_after_s: float = Field(default=30, gt=0, le=3600)
+    telemetry_min_interval_s: float = Field(default=10, ge=0, le=3600)
+
+
 class AgentConfig(_Section):
     agent: AgentSection
     mqtt: MqttSection = MqttSection()
@@ -164,6 +251,8 @@ class AgentConfig(_Section):
     busy_input: InputPin | None = None
     incident_button: InputPin | None = None
     octoprint: OctoPrintOptions | None = None
+    power_meter: PowerMeterOptions | None = None
+    ruida: RuidaOptions | None = None
 
     @model_validator(mode="after")
     def _reader_supports_mode(self) -> AgentConfig:
