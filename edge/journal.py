@@ -3,6 +3,14 @@
 An event is written here before anything else happens to it, published from here, and marked
 sent only when the broker acknowledges it. A crash at any point loses nothing: unsent rows are
 replayed in `seq` order after restart.
+
+When the disk is full (SQLITE_FULL, or a size cap set with `PRAGMA max_page_count`) the
+journal makes room in this order: telemetry samples kept while offline, then events already
+sent (kept only for a hub that asks again). If that is not enough, new events are held in
+memory, still in `seq` order, until they are sent or the disk has room again: the badge
+decisions go on and nothing is lost unless the agent also dies before the broker has them.
+The condition is an `incident.reported` event (`kind` `journal-full`, then `journal-ok`) and
+the `full` property, which the agent puts in its status.
 """
 
 from __future__ import annotations
@@ -32,7 +40,22 @@ CREATE TABLE IF NOT EXISTS event (
 );
 CREATE INDEX IF NOT EXISTS event_unsent ON event (seq) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);
 """
+
+# Samples kept while the broker is away; older ones give way to newer ones.
+TELEMETRY_KEEP = 5_000
+# Events held in memory while the disk is full: about 4 MB. Beyond it an event is refused
+# (JournalFull), which the agent logs; its decision has already been carried out.
+MEMORY_KEEP = 10_000
+
+
+class JournalFull(sqlite3.OperationalError):
+    """The disk is full and the in-memory reserve too: the event could not be kept."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,58 +66,199 @@ class OpenSession:
     started_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _HeldEvent:
+    seq: int
+    id: str
+    type: str
+    ts: str
+    payload: bytes
+
+
 class Journal:
     """Used from the agent's event-loop thread; a lock guards the rare other caller."""
 
     def __init__(
-        self, path: Path, machine: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        path: Path,
+        machine: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        memory_keep: int = MEMORY_KEEP,
+        telemetry_keep: int = TELEMETRY_KEEP,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.machine = machine
         self._clock = clock
         self._lock = threading.Lock()
+        self._memory_keep = memory_keep
+        self._telemetry_keep = telemetry_keep
+        # Events that found no room on disk, in seq order (see the module docstring).
+        self._held: list[_HeldEvent] = []
+        self.full = False
+        self.shed_telemetry = 0
+        self.shed_sent = 0
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
         top = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM event").fetchone()[0]
-        self._next_seq = max(int(row[0]) if row else 1, top + 1)
+        self._next_seq: int = max(int(row[0]) if row else 1, int(top) + 1)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def append(self, type: EventType, data: dict[str, Any]) -> Envelope:
-        """Give the event its sequence number and make it durable before returning it."""
+    def limit_pages(self, pages: int) -> None:
+        """Cap the journal file at `pages` pages, as a full disk would (tests, small cards)."""
         with self._lock:
-            env = new_envelope(
-                machine=self.machine, type=type, seq=self._next_seq, data=data, now=self._clock
+            self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+    def page_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA page_count").fetchone()[0])
+
+    # -- events ---------------------------------------------------------------------------
+    def append(
+        self, type: EventType, data: dict[str, Any], *, at: datetime | None = None
+    ) -> Envelope:
+        """Give the event its sequence number and make it durable before returning it.
+
+        `at` stamps an event that happened earlier than it is written (a session found open
+        after a crash ended when the agent was last alive, not at the restart). On a full disk
+        the event is held in memory instead (see the module docstring)."""
+        with self._lock:
+            return self._append_locked(type, data, at)
+
+    def _append_locked(
+        self, type: EventType, data: dict[str, Any], at: datetime | None = None
+    ) -> Envelope:
+        env = new_envelope(
+            machine=self.machine,
+            type=type,
+            seq=self._next_seq,
+            data=data,
+            now=self._clock if at is None else (lambda: at),
+        )
+        row = _HeldEvent(
+            env.seq, str(env.id), env.type.value, utc_iso(env.ts), encode_envelope(env)
+        )
+        was_full = self.full
+        try:
+            # While full, every new event first tries to take the held ones to disk with it.
+            self._write_with_room([*self._held, row])
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self._hold(row)
+            self._next_seq += 1
+            if not was_full:
+                self.full = True
+                log.error("journal: the disk is full; %s", self._condition_note())
+                # Reported as an event of its own, right after the one that found no room.
+                self._append_locked(EventType.INCIDENT_REPORTED, self._report("full"))
+            return env
+        self._held.clear()
+        self._next_seq += 1
+        if was_full:
+            self.full = False
+            log.warning("journal: the disk has room again; %s", self._condition_note())
+            self._append_locked(EventType.INCIDENT_REPORTED, self._report("ok"))
+        return env
+
+    def _hold(self, row: _HeldEvent) -> None:
+        if len(self._held) >= self._memory_keep:
+            raise JournalFull(
+                f"journal: disk full and {len(self._held)} events already held in memory; "
+                f"event seq {row.seq} ({row.type}) not kept"
             )
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        self._held.append(row)
+        # An in-place update usually fits even on a full disk: a restart then does not give
+        # these held events' sequence numbers to new events.
+        self._try(
+            "INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(row.seq + 1),),
+        )
+
+    def _write(self, rows: list[_HeldEvent]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
                 self._db.execute(
                     "INSERT INTO event (seq, id, type, ts, payload) VALUES (?, ?, ?, ?, ?)",
-                    (env.seq, str(env.id), env.type.value, utc_iso(env.ts), encode_envelope(env)),
+                    (row.seq, row.id, row.type, row.ts, row.payload),
                 )
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (str(env.seq + 1),),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(max(r.seq for r in rows) + 1),),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite may already have rolled back by itself (SQLITE_FULL does).
+            if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+            raise
+
+    def _write_with_room(self, rows: list[_HeldEvent]) -> None:
+        while True:
+            try:
+                self._write(rows)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc) or not self._make_room():
+                    raise
+
+    def _make_room(self) -> bool:
+        """Shed what is worth less than a new event; True if anything was freed."""
+        freed = self._db.execute("DELETE FROM telemetry").rowcount
+        if freed > 0:
+            self.shed_telemetry += freed
+            log.warning("journal: disk full, %d kept telemetry sample(s) shed", freed)
+            return True
+        freed = self._db.execute("DELETE FROM event WHERE sent_at IS NOT NULL").rowcount
+        if freed > 0:
+            self.shed_sent += freed
+            log.warning("journal: disk full, %d event(s) already sent forgotten", freed)
+            return True
+        return False
+
+    def _report(self, state: str) -> dict[str, Any]:
+        return {
+            "source": "journal",
+            "kind": f"journal-{state}",
+            "note": self._condition_note(),
+        }
+
+    def _condition_note(self) -> str:
+        return (
+            f"{len(self._held)} event(s) held in memory, {self.shed_telemetry} telemetry "
+            f"sample(s) and {self.shed_sent} sent event(s) shed"
+        )
+
+    def _try(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """A write that may fail on a full disk without harm (it is done again later)."""
+        try:
+            self._db.execute(sql, params)
+            return True
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
                 raise
-            self._next_seq += 1
-            return env
+            return False
 
     def mark_sent(self, seq: int) -> None:
         with self._lock:
-            self._db.execute(
-                "UPDATE event SET sent_at=? WHERE seq=? AND sent_at IS NULL",
-                (utc_iso(self._clock()), seq),
-            )
+            if self._held and seq >= self._held[0].seq:
+                # The broker has it: it need not reach the disk any more.
+                self._held = [h for h in self._held if h.seq != seq]
+                return
+            sql = "UPDATE event SET sent_at=? WHERE seq=? AND sent_at IS NULL"
+            params = (utc_iso(self._clock()), seq)
+            if not self._try(sql, params) and self._make_room():
+                # Unmarked, the row is only published once more: the hub stores it once.
+                self._try(sql, params)
 
     def unsent(self, limit: int = 1000, after_seq: int = 0) -> list[tuple[int, bytes]]:
         with self._lock:
@@ -103,7 +267,11 @@ class Journal:
                 "ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [(int(s), bytes(p)) for s, p in rows]
+            held = [(h.seq, h.payload) for h in self._held if h.seq > after_seq][:limit]
+        out = [(int(s), bytes(p)) for s, p in rows]
+        if held:
+            out = sorted(out + held)[:limit]
+        return out
 
     def since(self, seq: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         """Events from `seq` on, sent or not (the hub asks again for what it missed)."""
@@ -112,13 +280,26 @@ class Journal:
                 "SELECT seq, payload FROM event WHERE seq >= ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-        return [(int(s), bytes(p)) for s, p in rows]
+            held = [(h.seq, h.payload) for h in self._held if h.seq >= seq][:limit]
+        out = [(int(s), bytes(p)) for s, p in rows]
+        if held:
+            out = sorted(out + held)[:limit]
+        return out
 
     def backlog(self) -> int:
         with self._lock:
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM event WHERE sent_at IS NULL").fetchone()[0]
-            )
+            on_disk = self._db.execute("SELECT COUNT(*) FROM event WHERE sent_at IS NULL")
+            return int(on_disk.fetchone()[0]) + len(self._held)
+
+    @property
+    def held(self) -> int:
+        """Events waiting in memory for room on the disk (or for the broker)."""
+        return len(self._held)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest event (0 before the first)."""
+        return self._next_seq - 1
 
     def prune(self, keep: int = 10_000) -> int:
         """Forget sent events beyond the newest `keep`; the sequence is kept in meta."""
@@ -130,6 +311,34 @@ class Journal:
             )
             return int(cur.rowcount)
 
+    # -- telemetry kept while offline -----------------------------------------------------
+    def keep_telemetry(self, payload: bytes) -> bool:
+        """Keep a sample for later; False (and shed) when the disk has no room for it."""
+        with self._lock:
+            if self.full:
+                self.shed_telemetry += 1
+                return False
+            if not self._try("INSERT INTO telemetry (payload) VALUES (?)", (payload,)):
+                self.shed_telemetry += 1
+                return False
+            self._try(
+                "DELETE FROM telemetry WHERE id <= (SELECT MAX(id) FROM telemetry) - ?",
+                (self._telemetry_keep,),
+            )
+            return True
+
+    def kept_telemetry(self, limit: int = 500) -> list[tuple[int, bytes]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload FROM telemetry ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [(int(i), bytes(p)) for i, p in rows]
+
+    def forget_telemetry(self, upto_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM telemetry WHERE id <= ?", (upto_id,))
+
+    # -- sessions and settings ------------------------------------------------------------
     def open_session(self) -> OpenSession | None:
         """The session started last and never ended (the agent died during it), if any."""
         with self._lock:
@@ -154,9 +363,10 @@ class Journal:
             started_at=datetime.fromisoformat(started["ts"].replace("Z", "+00:00")),
         )
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str) -> bool:
+        """False when the disk had no room (the agent's periodic writes must not fail)."""
         with self._lock:
-            self._db.execute(
+            return self._try(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (key, value),
