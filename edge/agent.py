@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from edge.domain.session import (
 from edge.hardware.outputs import Devices, build_devices
 from edge.hardware.readers import BadgeRead, BadgeReader
 from edge.integrations.busy import AnyBusy, BusySource
-from edge.journal import Journal
+from edge.journal import Journal, JournalFull
 from edge.transport import MqttTransport, Will
 from protocol.allowlist import AllowList, load_public_key, verify_allowlist
 from protocol.badges import normalise_uid
@@ -61,7 +61,10 @@ class Agent:
         reader: BadgeReader | None = None,
     ) -> None:
         self.config = config
-        self._clock = clock or (lambda: datetime.now(UTC))
+        # Durations must not follow a wall clock that jumps (NTP at boot on a Pi without a
+        # real-time clock, a fake-hwclock restore): while a session is open the agent's time
+        # advances with the monotonic clock from the session's start.
+        self._clock = SteadyClock(clock or (lambda: datetime.now(UTC)))
         self._pin_factory = pin_factory
         self._public_key = load_public_key(config.agent.hub_public_key)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
@@ -320,6 +323,7 @@ class Agent:
                 if mono - last_tick >= TICK_S:
                     last_tick = mono
                     self._periodic(mono)
+                self._clock.hold(self.machine.session is not None)
             except Exception:
                 log.exception("agent loop failed on %s; going on", item[0])
 
@@ -432,6 +436,14 @@ class Agent:
 
     def _apply(self, actions: list[Action]) -> None:
         assert self.devices is not None
+        try:
+            self._apply_actions(actions)
+        finally:
+            # After the actions: a session's last event is still stamped on its own timeline.
+            self._clock.hold(self.machine.session is not None)
+
+    def _apply_actions(self, actions: list[Action]) -> None:
+        assert self.devices is not None
         changed = False
         for action in actions:
             if isinstance(action, CloseRelay):
@@ -522,7 +534,13 @@ class Agent:
     # -- events: journal first, then the broker ------------------------------------------
     def _emit(self, type: EventType, data: dict[str, Any]) -> None:
         assert self.journal is not None
-        self.journal.append(type, data)
+        try:
+            self.journal.append(type, data)
+        except JournalFull:
+            # Disk full and the memory reserve used up: the decision stands (the relay has
+            # already switched), the event cannot be kept. Said loudly, once per event.
+            log.error("journal full, disk and memory: %s event lost", type.value)
+            return
         self._pump()
 
     def _pump(self) -> None:
@@ -681,7 +699,10 @@ class Agent:
         ended = self._clock()
         if last_alive_raw:
             ended = max(open_session.started_at, datetime.fromisoformat(last_alive_raw))
-        self._emit(
+        # Stamped when it ended (the agent's last sign of life), not at the restart: the hub
+        # bills from start to end, and the member must not pay for the downtime.
+        assert self.journal is not None
+        self.journal.append(
             EventType.SESSION_ENDED,
             {
                 "session_id": open_session.session_id,
@@ -689,7 +710,9 @@ class Agent:
                 "reason": "agent-restart",
                 "duration_s": max(0.0, (ended - open_session.started_at).total_seconds()),
             },
+            at=ended,
         )
+        self._pump()
         log.warning(
             "session %s of %s was open at restart; closed with agent-restart",
             open_session.session_id,
@@ -708,6 +731,37 @@ class Agent:
             except ImportError:
                 return
         self._notifier.notify(message)
+
+
+class SteadyClock:
+    """The wall clock, except while held: then it advances with the monotonic clock from
+    the last time it gave (the session's start), so a jump of the wall clock can neither
+    stretch nor reverse a session. Released (no session open), it follows the wall clock
+    again, jumps included."""
+
+    def __init__(
+        self, wall: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._wall = wall
+        self._monotonic = monotonic
+        self._anchor: tuple[datetime, float] | None = None
+        self._last: tuple[datetime, float] | None = None
+
+    def __call__(self) -> datetime:
+        mono = self._monotonic()
+        if self._anchor is None:
+            now = self._wall()
+        else:
+            wall, start = self._anchor
+            now = wall + timedelta(seconds=mono - start)
+        self._last = (now, mono)
+        return now
+
+    def hold(self, held: bool) -> None:
+        if held and self._anchor is None:
+            self._anchor = self._last or (self._wall(), self._monotonic())
+        elif not held:
+            self._anchor = None
 
 
 def read_json(path: Path) -> Any:

@@ -76,16 +76,6 @@ def test_agents_killed_mid_session_replay_and_close_the_session(lab: FaultLab, r
     assert all(a.tap()["decision"] == "granted" for a in victims)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edge/agent.py Agent._recover emits the agent-restart session.ended through "
-        "Journal.append, which stamps it with the restart time, while duration_s ends at the "
-        "last moment the agent was alive; the hub (hub/ingest/writer.py _apply_session) takes "
-        "ended_at from the envelope ts, and billing prices started_at..ended_at, so the member "
-        "is billed for the downtime"
-    ),
-)
 def test_recovered_session_end_is_stamped_when_it_ended(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     entries = [AllowEntry(badge=HUGO, member="m-hugo")]

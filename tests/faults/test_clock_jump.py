@@ -61,17 +61,6 @@ def test_clock_jumps_lose_nothing_and_keep_seq_in_order(lab: FaultLab, report) -
     assert tally["stored"] == tally["produced"] and tally["duplicated"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edge/agent.py feeds the wall clock (self._clock()) to the session machine, and "
-        "edge/domain/session.py measures durations and idleness by subtracting wall times "
-        "(_end: now - started_at; tick: now - last_activity): a jump forward ends the session "
-        "as idle-timeout and counts the jump; a jump back gives duration 0 and a session.ended "
-        "stamped before its session.started, which hub/domain/billing.py price_session refuses "
-        "(ValueError 'ended_at is before started_at')"
-    ),
-)
 def test_session_durations_follow_the_monotonic_clock(tmp_path: Path) -> None:
     clock = OffsetClock()
     agent = Agent(
