@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from hub import __version__
@@ -42,6 +44,14 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.compactor.start()
             app.state.gap_repairer = GapRepairer(engine, app.state.publisher.send_command)
             app.state.gap_repairer.start()
+            from hub.maintenance_service import MaintenanceWatch
+
+            app.state.maintenance_watch = MaintenanceWatch(
+                engine,
+                app.state.publisher.publish,
+                period_s=getattr(settings, "maintenance_check_s", 300),
+            )
+            app.state.maintenance_watch.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -52,6 +62,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             yield
         finally:
             if app.state.publisher is not None:
+                app.state.maintenance_watch.stop()
                 app.state.publisher.stop()
                 app.state.compactor.stop()
                 app.state.gap_repairer.stop()
@@ -59,15 +70,60 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
                 app.state.consumer.stop()
             engine.dispose()
 
-    from hub.api import health, machines, metrics, sessions
+    from hub.api import (
+        accounts,
+        badges,
+        health,
+        machines,
+        maintenance,
+        members,
+        metrics,
+        sessions,
+        trainings,
+    )
+    from hub.api.deps import MANAGE, STAFF, Allow
+    from hub.api.stats import router as stats_router
     from hub.web import pages
 
     app = FastAPI(title="Atelier hub", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(machines.router)
-    app.include_router(sessions.router)
+    # Every route but /health and the login needs a signed-in user; each names its roles.
+    guarded: dict[int | str, dict[str, Any]] = {
+        400: {"description": "The body is not valid JSON"},
+        401: {"description": "Not signed in"},
+        403: {"description": "Not allowed for this role"},
+    }
+    app.include_router(health.router, responses=guarded)
+    app.include_router(metrics.router, responses=guarded)
+    app.include_router(accounts.router, responses=guarded)
+    app.include_router(members.router, responses=guarded)
+    app.include_router(badges.router, responses=guarded)
+    app.include_router(trainings.router, responses=guarded)
+    app.include_router(machines.router, responses=guarded)
+    app.include_router(machines.types_router, responses=guarded)
+    app.include_router(sessions.router, responses=guarded)
+    app.include_router(sessions.events_router, responses=guarded)
+    app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])
+    app.include_router(stats_router, responses=guarded, dependencies=[Allow(MANAGE)])
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    allowed_methods: list[tuple[re.Pattern[str], str]] = []
+
+    @app.middleware("http")
+    async def allow_header(request: Request, call_next: Any) -> Any:
+        # Starlette lists only the first matching route's methods in a 405's Allow header;
+        # a path served by several routes (GET and POST) must list them all (RFC 9110).
+        response = await call_next(request)
+        if response.status_code == 405:
+            if not allowed_methods:
+                for path, operations in app.openapi()["paths"].items():
+                    pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")
+                    allowed_methods.append((pattern, ", ".join(m.upper() for m in operations)))
+            for pattern, methods in allowed_methods:
+                if pattern.match(request.url.path):
+                    response.headers["Allow"] = methods
+                    break
+        return response
+
     return app

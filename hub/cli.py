@@ -181,9 +181,21 @@ def _admin_apps() -> None:
     app.add_typer(machine_app, name="machine")
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
+    from hub.users_cli import user_app
+
+    app.add_typer(user_app, name="user")
+    from hub.billing_cli import billing_app
+
+    app.add_typer(billing_app, name="billing")
 
 
 _admin_apps()
+from hub.export_cli import export_app  # noqa: E402
+
+app.add_typer(export_app, name="export")
+from hub.maintenance_cli import register as _maintenance  # noqa: E402
+
+_maintenance(app)
 
 
 def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import hub.billing_store  # noqa: F401  (billing tables)
+import hub.maintenance_store  # noqa: F401  (maintenance tables)
 import hub.models  # noqa: F401  (registers the tables)
 from hub.core.db import make_engine
 

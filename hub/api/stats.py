@@ -1,0 +1,142 @@
+"""Usage statistics and the yearly review over HTTP: JSON, CSV (streamed), XLSX, PDF."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from hub.usage_export import (
+    OPENING_HOURS_DEFAULT,
+    UNDER_USED_DEFAULT,
+    ExportInputError,
+    check_window,
+    parse_opening_hours,
+    usage_chunks,
+    usage_report,
+    write_review,
+    write_usage_xlsx,
+    yearly_review,
+)
+
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _tz(request: Request) -> ZoneInfo:
+    return ZoneInfo(request.app.state.settings.timezone)
+
+
+def _spooled(suffix: str) -> Path:
+    with tempfile.NamedTemporaryFile(
+        prefix="atelier-stats-", suffix=suffix, delete=False
+    ) as handle:
+        return Path(handle.name)
+
+
+@router.get(
+    "/usage",
+    responses={
+        200: {
+            "content": {"text/csv": {}, XLSX: {}},
+            "description": "The figures (JSON or XLSX), or CSV streamed as it is read",
+        },
+        422: {"description": "Bad dates, format or opening hours"},
+    },
+)
+def usage(
+    request: Request,
+    since: Annotated[date, Query(alias="from", description="first day (lab time)")],
+    until: Annotated[date, Query(alias="to", description="the day after the last")],
+    format: Literal["json", "csv", "xlsx"] = "json",
+    period: Literal["day", "week", "month"] = "month",
+    opening_hours: Annotated[
+        str, Query(max_length=500, description="e.g. 'tue-fri 14:00-19:00; sat 10:00-18:00'")
+    ] = OPENING_HOURS_DEFAULT,
+    under_used: Annotated[float, Query(ge=0, le=1)] = UNDER_USED_DEFAULT,
+    detail: Annotated[bool, Query(description="one row per session too")] = False,
+) -> Any:
+    """Usage by machine, machine type, public, period and hour of week; utilisation."""
+    engine = request.app.state.engine
+    tz = _tz(request)
+    options: dict[str, Any] = {
+        "period": period,
+        "opening_spec": opening_hours,
+        "under_used_threshold": under_used,
+    }
+    try:
+        check_window(since, until)
+        parse_opening_hours(opening_hours)
+    except ExportInputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    name = f"usage-{since}-{until}"
+    if format == "csv":
+        return StreamingResponse(
+            usage_chunks(engine, "csv", start=since, end=until, tz=tz, detail=detail, **options),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if format == "json" and detail:
+        return StreamingResponse(
+            usage_chunks(engine, "json", start=since, end=until, tz=tz, detail=True, **options),
+            media_type="application/json",
+        )
+    if format == "json":
+        return JSONResponse(
+            usage_report(engine, start=since, end=until, tz=tz, **options).as_dict()
+        )
+    path = _spooled(".xlsx")
+    write_usage_xlsx(engine, path, start=since, end=until, tz=tz, detail=detail, **options)
+    return FileResponse(
+        path,
+        media_type=XLSX,
+        filename=f"{name}.xlsx",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.get(
+    "/review",
+    responses={
+        200: {"content": {"application/pdf": {}, XLSX: {}}, "description": "The review"},
+        422: {"description": "Bad year, format or opening hours"},
+    },
+    response_class=Response,
+)
+def review(
+    request: Request,
+    year: Annotated[int, Query(ge=2000, le=2999)],
+    format: Literal["pdf", "xlsx"] = "pdf",
+    opening_hours: Annotated[str, Query(max_length=500)] = OPENING_HOURS_DEFAULT,
+) -> Response:
+    """The yearly review for funders; members appear by pseudonymous reference only."""
+    try:
+        parse_opening_hours(opening_hours)
+    except ExportInputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    settings = request.app.state.settings
+    try:
+        result = yearly_review(
+            request.app.state.engine,
+            year,
+            tz=_tz(request),
+            site=settings.site,
+            opening_spec=opening_hours,
+        )
+    except ExportInputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    path = _spooled(f".{format}")
+    write_review(result, format, path)
+    return FileResponse(
+        path,
+        media_type="application/pdf" if format == "pdf" else XLSX,
+        filename=f"review-{year}.{format}",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )

@@ -1,0 +1,154 @@
+"""`atelier hub export usage|review`: usage statistics and the yearly review for funders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+export_app = typer.Typer(
+    no_args_is_help=True, help="Usage statistics (CSV, XLSX, JSON) and the yearly review."
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
+]
+OpeningOpt = Annotated[
+    str,
+    typer.Option(
+        "--opening-hours",
+        help="the lab's weekly opening hours, for utilisation: "
+        "'tue-fri 14:00-19:00; sat 10:00-18:00'",
+    ),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+def _database(config: Path | None) -> tuple[Any, Any, str]:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from hub.cli import load_settings
+    from hub.core.db import make_engine, migrate
+
+    settings = load_settings(config)
+    try:
+        tz = ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(
+            f"timezone: {settings.timezone!r} is not a time zone; use a name like Europe/Paris"
+        ) from None
+    migrate(settings.database_url)
+    return make_engine(settings.database_url), tz, settings.site
+
+
+@export_app.command("usage")
+def usage(
+    start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (lab time)")],
+    end: Annotated[str, typer.Option("--to", help="the day after the last, YYYY-MM-DD")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, xlsx or json")] = "json",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="file to write (csv and json: stdout if none)")
+    ] = None,
+    period: Annotated[str, typer.Option(help="by_period groups: day, week or month")] = "month",
+    opening_hours: OpeningOpt = "tue-sat 14:00-19:00",
+    under_used: Annotated[
+        float, typer.Option(help="a machine busy less than this share of opening hours")
+    ] = 0.05,
+    detail: Annotated[
+        bool, typer.Option(help="one row per session (CSV), or a sessions list/sheet too")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Usage by machine, machine type, public, period and hour of week; utilisation."""
+    from hub.usage_export import (
+        FORMATS,
+        PERIODS,
+        ExportInputError,
+        check_choice,
+        check_window,
+        parse_day,
+        parse_opening_hours,
+        usage_chunks,
+        write_usage_xlsx,
+    )
+
+    try:
+        first, after = parse_day(start, "--from"), parse_day(end, "--to")
+        check_window(first, after)
+        check_choice(fmt, FORMATS, "--format")
+        check_choice(period, PERIODS, "--period")
+        parse_opening_hours(opening_hours)
+        if not 0 <= under_used <= 1:
+            raise ExportInputError(f"--under-used: {under_used} must be between 0 and 1")
+        if fmt == "xlsx" and out is None:
+            raise ExportInputError("--out: an XLSX file needs a name, e.g. --out usage.xlsx")
+    except ExportInputError as exc:
+        raise _fail(str(exc)) from None
+    engine, tz, _site = _database(config)
+    options: dict[str, Any] = {
+        "period": period,
+        "opening_spec": opening_hours,
+        "under_used_threshold": under_used,
+    }
+    try:
+        if fmt == "xlsx":
+            assert out is not None
+            write_usage_xlsx(engine, out, start=first, end=after, tz=tz, detail=detail, **options)
+        else:
+            chunks = usage_chunks(
+                engine, fmt, start=first, end=after, tz=tz, detail=detail, **options
+            )  # type: ignore[arg-type]
+            if out is None:
+                for chunk in chunks:
+                    sys.stdout.write(chunk)
+                sys.stdout.flush()
+            else:
+                with out.open("w", encoding="utf-8", newline="") as handle:
+                    for chunk in chunks:
+                        handle.write(chunk)
+    finally:
+        engine.dispose()
+    if out is not None:
+        typer.echo(f"usage from {first} to {after} (excluded) written to {out}", err=True)
+
+
+@export_app.command("review")
+def review(
+    year: Annotated[int, typer.Option(help="the calendar year, e.g. 2026")],
+    out: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf or xlsx")] = "pdf",
+    opening_hours: OpeningOpt = "tue-sat 14:00-19:00",
+    config: ConfigOpt = None,
+) -> None:
+    """The yearly review for funders: members by pseudonymous reference only."""
+    from hub.usage_export import (
+        REVIEW_FORMATS,
+        ExportInputError,
+        check_choice,
+        parse_opening_hours,
+        write_review,
+        yearly_review,
+    )
+
+    try:
+        check_choice(fmt, REVIEW_FORMATS, "--format")
+        parse_opening_hours(opening_hours)
+        if not 2000 <= year <= 2999:
+            raise ExportInputError(f"--year: {year} is not a year like 2026")
+    except ExportInputError as exc:
+        raise _fail(str(exc)) from None
+    engine, tz, site = _database(config)
+    try:
+        result = yearly_review(engine, year, tz=tz, site=site, opening_spec=opening_hours)
+    finally:
+        engine.dispose()
+    write_review(result, fmt, out)
+    if not result.maintenance.available:
+        typer.echo(f"note: no maintenance section ({result.maintenance.note})", err=True)
+    typer.echo(f"yearly review {year} written to {out}", err=True)
