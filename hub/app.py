@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         maintenance,
         members,
         metrics,
+        retention,
         sessions,
         trainings,
     )
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(machines.types_router, responses=guarded)
     app.include_router(sessions.router, responses=guarded)
     app.include_router(sessions.events_router, responses=guarded)
+    app.include_router(retention.router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])
     app.include_router(stats_router, responses=guarded, dependencies=[Allow(MANAGE)])
     app.include_router(pages.router)

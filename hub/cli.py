@@ -184,6 +184,9 @@ def _admin_apps() -> None:
     from hub.users_cli import user_app
 
     app.add_typer(user_app, name="user")
+    from hub.retention_cli import retention_app
+
+    app.add_typer(retention_app, name="retention")
     from hub.billing_cli import billing_app
 
     app.add_typer(billing_app, name="billing")

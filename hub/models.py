@@ -194,7 +194,7 @@ class DeadLetter(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     reason: str = Field(max_length=40, index=True)
     detail: str = Field(max_length=2000)
-    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
 
 
 class AgentSeq(SQLModel, table=True):
@@ -373,3 +373,13 @@ class TokenPublic(SQLModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class RetentionRule(SQLModel, table=True):
+    """How long a kind of record is kept, set by an admin; absent, the hub's settings apply.
+    `days` None keeps it for good."""
+
+    __tablename__ = "retention"
+    kind: str = Field(primary_key=True, max_length=20)  # telemetry, events, dead_letters
+    days: float | None = None
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]

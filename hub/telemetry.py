@@ -84,7 +84,7 @@ def compact(
 
 
 class TelemetryCompactor:
-    """Compacts hourly in the hub process."""
+    """Compacts telemetry and applies the retention rules hourly in the hub process."""
 
     def __init__(self, settings: Settings, engine: Engine, period_s: float = 3600) -> None:
         self.settings, self.engine, self.period_s = settings, engine, period_s
@@ -101,13 +101,9 @@ class TelemetryCompactor:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             try:
-                counts = compact(
-                    self.engine,
-                    now=datetime.now(UTC),
-                    raw_hours=self.settings.telemetry_raw_hours,
-                    bucket_s=self.settings.telemetry_downsample_s,
-                    keep_days=self.settings.telemetry_keep_days,
-                )
-                log.info("telemetry compacted: %s", counts)
+                from hub.retention import purge  # the retention rules include telemetry's
+
+                counts = purge(self.engine, self.settings, now=datetime.now(UTC))
+                log.info("retention applied: %s", counts)
             except Exception:
-                log.exception("telemetry compaction failed; will retry")
+                log.exception("retention purge failed; will retry")

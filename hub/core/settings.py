@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     telemetry_raw_hours: float = Field(default=24, gt=0)
     telemetry_downsample_s: int = Field(default=60, ge=1)
     telemetry_keep_days: float = Field(default=90, gt=0)
+    # Events are the raw history (sessions, busy periods and jobs are kept apart from them);
+    # None keeps them for good. Admins may change both from the API or the CLI.
+    event_keep_days: float | None = Field(default=None, ge=30)
+    dead_letter_keep_days: float | None = Field(default=180, ge=1)
 
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
