@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +39,9 @@ from edge.journal import Journal, JournalFull
 from edge.transport import MqttTransport, Will
 from protocol.allowlist import AllowList, load_public_key, verify_allowlist
 from protocol.badges import normalise_uid
+from protocol.commands import verify_command
 from protocol.envelope import EventType, ProtocolError
-from protocol.messages import Command, CommandName, Status, Telemetry, decode_message
+from protocol.messages import CommandName, Status, Telemetry
 from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ class Agent:
         self._maintenance_until = 0.0
         self._octoprint: Any = None
         self._busy_sources: list[BusySource] = []
+        # Ids of the last commands applied: QoS 1 may deliver one twice, an attacker may replay.
+        self._seen_commands: deque[uuid.UUID] = deque(maxlen=1000)
         self._power_meter: Any = None
         self._any_busy = AnyBusy()
         self._running = False
@@ -639,12 +643,18 @@ class Agent:
         self._publish_status()
 
     def _on_command(self, payload: bytes) -> None:
+        now = self._clock()
         try:
-            cmd = decode_message(Command, payload)
+            cmd = verify_command(
+                payload, self._public_key, machine=self.config.agent.machine, now=now
+            )
         except ProtocolError as exc:
             log.warning("command refused (%s): %s", exc.reason, exc.detail)
             return
-        now = self._clock()
+        if cmd.id in self._seen_commands:
+            log.warning("command %s refused: already applied (a replay)", cmd.id)
+            return
+        self._seen_commands.append(cmd.id)
         reason = str(cmd.args.get("reason", "hub command"))
         if cmd.cmd is CommandName.LOCK:
             self._apply(self.machine.lock(now, reason))

@@ -17,6 +17,7 @@ from hub.core.mqtt import hub_client
 from hub.core.settings import Settings
 from hub.models import Machine, MachineType, MemberStatus, TrainingLevel, UTCDateTime
 from protocol.allowlist import AllowList, sign_body
+from protocol.commands import sign_command
 from protocol.envelope import DenyReason, utc_iso
 from protocol.messages import Command, CommandName
 from protocol.topics import TopicKind, topic
@@ -208,7 +209,8 @@ class AllowListPublisher:
     def send_command(self, site: str, machine: str, name: str, args: dict[str, Any]) -> None:
         """A hub -> agent command (QoS 1) on this connection."""
         command = Command(ts=datetime.now(UTC), cmd=CommandName(name), args=args)
-        self._client.publish(topic(site, machine, TopicKind.CMD), command.encode(), qos=1)
+        payload = sign_command(command, machine, self.key)  # agents refuse unsigned commands
+        self._client.publish(topic(site, machine, TopicKind.CMD), payload, qos=1)
 
     def publish(self, machine_codes: list[str] | None = None, timeout: float = 10) -> int:
         """Build, sign and publish the lists of these machines (all when None)."""

@@ -14,11 +14,16 @@ from tests.support.mosquitto import free_port
 
 
 def offline_config(
-    state_dir: Path, entries: list[AllowEntry], *, version: int = 1, **sections: dict[str, Any]
+    state_dir: Path,
+    entries: list[AllowEntry],
+    *,
+    version: int = 1,
+    key: Ed25519PrivateKey | None = None,
+    **sections: dict[str, Any],
 ) -> AgentConfig:
     """Config for machine laser-1 with a cached list signed by a fresh hub key; no broker
     listens on its port, so every decision is taken offline."""
-    key = Ed25519PrivateKey.generate()
+    key = key or Ed25519PrivateKey.generate()
     now = datetime.now(UTC)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "allowlist.json").write_bytes(

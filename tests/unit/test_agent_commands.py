@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.agent import Agent
 from protocol.allowlist import AllowEntry
+from protocol.commands import sign_command
 from protocol.messages import Command, CommandName
 from tests.support.edge import offline_config
 
 USER, TRAINER = "04A1B2C3", "04A1B2C5"
 
 
-def send(agent: Agent, name: CommandName, **args: object) -> None:
-    command = Command(ts=datetime.now(UTC), cmd=name, args=args).encode()
-    agent._queue.put(("message", "atelier/v1/lab/laser-1/cmd", command))  # as paho delivers it
+HUB = Ed25519PrivateKey.generate()
+
+
+def deliver(agent: Agent, payload: bytes) -> None:
+    agent._queue.put(("message", "atelier/v1/lab/laser-1/cmd", payload))  # as paho delivers it
     agent.state()  # processed
+
+
+def send(agent: Agent, name: CommandName, **args: object) -> None:
+    deliver(agent, sign_command(Command(ts=datetime.now(UTC), cmd=name, args=args), "laser-1", HUB))
 
 
 def test_lock_then_a_one_shot_maintenance_window_then_unlock(tmp_path: Path) -> None:
@@ -27,6 +37,7 @@ def test_lock_then_a_one_shot_maintenance_window_then_unlock(tmp_path: Path) -> 
                 AllowEntry(badge=USER, member="m-user"),
                 AllowEntry(badge=TRAINER, member="m-trainer", level="trainer"),
             ],
+            key=HUB,
         )
     )
     agent.start()
@@ -45,5 +56,57 @@ def test_lock_then_a_one_shot_maintenance_window_then_unlock(tmp_path: Path) -> 
         send(agent, CommandName.UNLOCK, reason="tube replaced")
         assert not agent.state()["locked"]
         assert agent.tap(USER)["decision"] == "granted"
+    finally:
+        agent.stop()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        # unsigned, the old wire format
+        Command(ts=datetime.now(UTC), cmd=CommandName.END_SESSION).encode(),
+        # signed by another key
+        sign_command(
+            Command(ts=datetime.now(UTC), cmd=CommandName.END_SESSION),
+            "laser-1",
+            Ed25519PrivateKey.generate(),
+        ),
+        # signed by the hub, for another machine
+        sign_command(Command(ts=datetime.now(UTC), cmd=CommandName.END_SESSION), "cnc-1", HUB),
+        # signed by the hub, two days old
+        sign_command(
+            Command(ts=datetime.now(UTC) - timedelta(days=2), cmd=CommandName.END_SESSION),
+            "laser-1",
+            HUB,
+        ),
+    ],
+    ids=["unsigned", "other-key", "other-machine", "stale"],
+)
+def test_commands_the_hub_did_not_sign_for_this_machine_now_are_refused(
+    tmp_path: Path, forged: bytes
+) -> None:
+    agent = Agent(offline_config(tmp_path / "state", [AllowEntry(badge=USER, member="m")], key=HUB))
+    agent.start()
+    try:
+        assert agent.tap(USER)["decision"] == "granted"
+        deliver(agent, forged)
+        assert agent.state()["session"] is not None  # the session was not cut
+    finally:
+        agent.stop()
+
+
+def test_a_replayed_command_is_applied_once(tmp_path: Path) -> None:
+    agent = Agent(offline_config(tmp_path / "state", [AllowEntry(badge=USER, member="m")], key=HUB))
+    agent.start()
+    try:
+        lock = sign_command(
+            Command(ts=datetime.now(UTC), cmd=CommandName.LOCK, args={"reason": "tube"}),
+            "laser-1",
+            HUB,
+        )
+        deliver(agent, lock)
+        send(agent, CommandName.UNLOCK)
+        deliver(agent, lock)  # the same signed lock, captured and sent again
+        assert not agent.state()["locked"]
     finally:
         agent.stop()

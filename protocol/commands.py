@@ -1,0 +1,80 @@
+"""Hub -> agent commands, signed like the allow-lists.
+
+On the wire (QoS 1 on .../cmd): `{"v":1, "command": {...Command..., "machine": "laser-1"},
+"key_id": "...", "sig": "<base64 Ed25519 signature of canonical_json(command)>"}`. The agent
+refuses a command the hub did not sign, one meant for another machine, one older than a day
+(a command must not wake up long after it was meant) and one it has already applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
+
+from protocol.allowlist import canonical_json, key_id
+from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
+from protocol.messages import Command
+
+MAX_AGE = timedelta(hours=24)
+
+
+def sign_command(command: Command, machine: str, private_key: Ed25519PrivateKey) -> bytes:
+    """The wire payload of a command for this machine."""
+    body = {**command.model_dump(mode="json"), "machine": machine}
+    signature = base64.b64encode(private_key.sign(canonical_json(body))).decode()
+    wire: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "key_id": key_id(private_key.public_key()),
+        "sig": signature,
+        "command": body,
+    }
+    return json.dumps(wire, separators=(",", ":")).encode()
+
+
+def verify_command(
+    payload: bytes | str,
+    public_key: Ed25519PublicKey,
+    *,
+    machine: str,
+    now: datetime,
+    max_age: timedelta = MAX_AGE,
+) -> Command:
+    """The command, or ProtocolError with a reason: too_large, not_json, invalid_field,
+    unsigned, bad_signature, wrong_machine, stale."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("too_large", f"command is {len(raw)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        wire = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("not_json", f"command is not JSON: {exc}") from None
+    if not isinstance(wire, dict) or not isinstance(wire.get("command"), dict):
+        raise ProtocolError("invalid_field", "command must be an object with a 'command' object")
+    sig = wire.get("sig")
+    if not isinstance(sig, str) or not sig:
+        raise ProtocolError("unsigned", "command carries no signature")
+    body: dict[str, Any] = wire["command"]
+    try:
+        public_key.verify(base64.b64decode(sig, validate=True), canonical_json(body))
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise ProtocolError(
+            "bad_signature", "command signature does not match the hub key in this config"
+        ) from None
+    if body.get("machine") != machine:
+        raise ProtocolError("wrong_machine", f"command is for {body.get('machine')!r}")
+    try:
+        command = Command.model_validate({k: v for k, v in body.items() if k != "machine"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ProtocolError("invalid_field", f"command field '{where}': {err['msg']}") from None
+    if command.ts < now - max_age:
+        raise ProtocolError("stale", f"command of {utc_iso(command.ts)} is too old to apply")
+    return command
