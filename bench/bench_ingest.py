@@ -88,9 +88,11 @@ def publish_burst(broker: MosquittoBroker, count: int) -> None:
         for seq in range(1, per + 1):
             env = new_envelope(
                 machine=machine,
-                type=EventType.INCIDENT_REPORTED,
+                # A refusal: the commonest event with no side effect, so the figure is the
+                # ingest's own (sessions and incidents add their bookkeeping on top).
+                type=EventType.BADGE_DENIED,
                 seq=seq,
-                data={"source": "bench", "note": f"{machine} #{seq}"},
+                data={"badge": f"{seq:08X}", "reason": "not_trained", "member": f"m-{index}"},
             )
             infos.append(
                 client.publish(f"atelier/v1/lab/{machine}/event", encode_envelope(env), qos=1)
