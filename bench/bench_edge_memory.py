@@ -8,18 +8,17 @@ from __future__ import annotations
 import argparse
 import gc
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from bench.timed_pins import history_free_factory
 from edge.agent import Agent
 from edge.config import parse_config
-from protocol.allowlist import AllowEntry, AllowList, public_key_b64, sign_allowlist
-from tests.support.mosquitto import free_port
 
 
 def rss_mb() -> float:
@@ -29,14 +28,24 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=10_000)
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="atelier-mem-"))
+BADGES = [f"{0x04000000 + i:08X}" for i in range(200)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sign_list(workdir: Path) -> str:
+    """The hub's part, in a process of its own: a Pi never loads the signing side."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.allowlist import AllowEntry, AllowList, public_key_b64, sign_allowlist
+
     key = Ed25519PrivateKey.generate()
     now = datetime.now(UTC)
-    badges = [f"{0x04000000 + i:08X}" for i in range(200)]
+    badges = BADGES
     (workdir / "allowlist.json").write_bytes(
         sign_allowlist(
             AllowList(
@@ -51,13 +60,33 @@ def main() -> None:
             key,
         )
     )
+    return public_key_b64(key.public_key())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--sign", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sign:
+        print(sign_list(args.sign))
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="atelier-mem-"))
+    badges = BADGES
+    public_key = subprocess.run(
+        [sys.executable, "-m", "bench.bench_edge_memory", "--sign", str(workdir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     config = parse_config(
         {
             "agent": {
                 "site": "lab",
                 "machine": "laser-1",
                 "state_dir": str(workdir),
-                "hub_public_key": public_key_b64(key.public_key()),
+                "hub_public_key": public_key,
             },
             "mqtt": {"port": free_port()},
             "gpio": {"pin_factory": "mock"},

@@ -9,14 +9,11 @@ re-serialisation by the broker or a bridge.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -28,6 +25,13 @@ from pydantic import (
 )
 
 from protocol.envelope import PROTOCOL_VERSION, DenyReason, ProtocolError, utc_iso
+from protocol.keys import HubKey
+
+if TYPE_CHECKING:  # the agent verifies with PyNaCl only; the hub signs with cryptography
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 from protocol.topics import SLUG_PATTERN
 
 # 5,000 members with a few badges each fit comfortably; the event limit does not apply here.
@@ -85,8 +89,8 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def key_id(public_key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(public_key_bytes(public_key)).hexdigest()[:16]
+def key_id(public_key: Ed25519PublicKey | HubKey) -> str:
+    return hashlib.sha256(HubKey.of(public_key).raw).hexdigest()[:16]
 
 
 def public_key_bytes(public_key: Ed25519PublicKey) -> bytes:
@@ -99,16 +103,9 @@ def public_key_b64(public_key: Ed25519PublicKey) -> str:
     return base64.b64encode(public_key_bytes(public_key)).decode()
 
 
-def load_public_key(b64: str) -> Ed25519PublicKey:
+def load_public_key(b64: str) -> HubKey:
     """The hub's public key as written in an agent config (base64 of the 32 raw bytes)."""
-    try:
-        raw = base64.b64decode(b64, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(
-            "hub_public_key must be the base64 of a 32-byte Ed25519 public key "
-            "(as printed by `atelier hub keys`)"
-        ) from exc
+    return HubKey.from_b64(b64)
 
 
 def sign_allowlist(allowlist: AllowList, private_key: Ed25519PrivateKey) -> bytes:
@@ -130,7 +127,7 @@ def sign_body(list_body: dict[str, Any], private_key: Ed25519PrivateKey) -> byte
 
 def verify_allowlist(
     payload: bytes | str,
-    public_key: Ed25519PublicKey,
+    public_key: HubKey | Ed25519PublicKey,
     *,
     now: datetime | None = None,
     current_version: int | None = None,
@@ -151,12 +148,10 @@ def verify_allowlist(
     sig = wire.get("sig")
     if not isinstance(sig, str) or not sig:
         raise ProtocolError("unsigned", "allow-list carries no signature")
-    try:
-        public_key.verify(base64.b64decode(sig, validate=True), canonical_json(wire["list"]))
-    except (InvalidSignature, binascii.Error, ValueError):
+    if not HubKey.of(public_key).verify(sig, canonical_json(wire["list"])):
         raise ProtocolError(
             "bad_signature", "allow-list signature does not match the hub key in this config"
-        ) from None
+        )
     try:
         allowlist = AllowList.model_validate(wire["list"])
     except ValidationError as exc:

@@ -9,18 +9,22 @@ refuses a command the hub did not sign, one meant for another machine, one older
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
 from protocol.allowlist import canonical_json, key_id
 from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
+from protocol.keys import HubKey
 from protocol.messages import Command
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 MAX_AGE = timedelta(hours=24)
 
@@ -40,7 +44,7 @@ def sign_command(command: Command, machine: str, private_key: Ed25519PrivateKey)
 
 def verify_command(
     payload: bytes | str,
-    public_key: Ed25519PublicKey,
+    public_key: HubKey | Ed25519PublicKey,
     *,
     machine: str,
     now: datetime,
@@ -61,12 +65,10 @@ def verify_command(
     if not isinstance(sig, str) or not sig:
         raise ProtocolError("unsigned", "command carries no signature")
     body: dict[str, Any] = wire["command"]
-    try:
-        public_key.verify(base64.b64decode(sig, validate=True), canonical_json(body))
-    except (InvalidSignature, binascii.Error, ValueError):
+    if not HubKey.of(public_key).verify(sig, canonical_json(body)):
         raise ProtocolError(
             "bad_signature", "command signature does not match the hub key in this config"
-        ) from None
+        )
     if body.get("machine") != machine:
         raise ProtocolError("wrong_machine", f"command is for {body.get('machine')!r}")
     try:
