@@ -36,6 +36,17 @@ system-deps:
 	    echo "Mosquitto is needed for the tests: sudo apt-get install mosquitto"; exit 1; \
 	  fi; \
 	fi
+	@# The web app's browser tests drive Debian's chromium (Playwright never downloads one).
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@# debootstrap builds the Debian root of the Ansible converge test (skipped without it).
+	@if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ] \
+	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing debootstrap with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .
