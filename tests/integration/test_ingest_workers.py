@@ -199,3 +199,55 @@ def test_three_workers_share_one_subscription_without_double_counting(
     assert sum(c["stored"] for c in counters) == total
     assert sum(c["duplicates"] for c in counters) == 0
     assert all(c["stored"] > 0 for c in counters), counters  # the load was shared
+
+
+def test_the_hub_joins_the_workers_group_and_drops_its_old_subscription(
+    mosquitto: MosquittoBroker, database_url: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.support.api import admin_headers
+    from tests.support.mosquitto import free_port
+
+    migrate(database_url)
+    headers = admin_headers(database_url)
+    port = free_port()
+    env = {**worker_env(mosquitto, database_url, tmp_path), "ATELIER_HTTP_PORT": str(port)}
+
+    def serve(name: str, extra: dict[str, str]) -> Proc:
+        hub = Proc(["hub", "serve"], log=tmp_path / f"{name}.log", env={**env, **extra})
+        wait_until(
+            lambda: "ingest subscribed" in hub.output(), timeout=60, what="the hub", proc=hub
+        )
+        return hub
+
+    # First without a group: the hub's persistent session subscribes to every event.
+    serve("hub-alone", {}).stop()
+    hub = serve("hub-shared", {"ATELIER_INGEST_SHARED_GROUP": "atelier"})
+    worker = Proc(
+        ["hub", "ingest", "--shared", "atelier", "--worker", "2"],
+        log=tmp_path / "w2.log",
+        env=env,
+    )
+    try:
+        wait_until(
+            lambda: "ingest subscribed to $share/atelier/" in worker.output(),
+            timeout=30,
+            what="the worker to subscribe",
+            proc=worker,
+        )
+        total = burst(mosquitto, 600)
+        wait_until(lambda: stored(database_url) >= total, timeout=120, what="all events", proc=hub)
+        hub_counts = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/ingest/stats", headers=headers, timeout=5
+        ).json()
+    finally:
+        worker.signal(signal.SIGTERM)
+        worker.stop()
+        hub.stop()
+    worker_counts = json.loads(re.search(r"stopped: (\{.*\})", worker.output()).group(1))
+    assert stored(database_url) == total
+    # Each took a share, and neither saw the other's: no event reached both.
+    assert 0 < hub_counts["stored"] < total and 0 < worker_counts["stored"] < total
+    assert hub_counts["stored"] + worker_counts["stored"] == total
+    assert hub_counts["duplicates"] + worker_counts["duplicates"] == 0
