@@ -148,7 +148,17 @@ def _better(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 class AllowListPublisher:
     """Signs and publishes lists on a connection of its own; re-publishes before expiry."""
 
-    def __init__(self, settings: Settings, engine: Engine, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        key: Ed25519PrivateKey,
+        *,
+        schedule: bool = True,
+    ) -> None:
+        """`schedule=False`: publish only when asked (an ingest worker); the hub itself keeps
+        the lists fresh before they expire."""
+        self.schedule = schedule
         self.settings = settings
         self.engine = engine
         self.key = key
@@ -181,6 +191,8 @@ class AllowListPublisher:
     def start(self) -> None:
         self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
         self._client.loop_start()
+        if not self.schedule:
+            return
         self._thread = threading.Thread(
             target=self._schedule, name="allowlist-schedule", daemon=True
         )

@@ -329,7 +329,7 @@ def close(
         if out is not None:
             for path in export_month(session, month, out, tz, settings.site).values():
                 typer.echo(f"wrote {path}")
-        if not closing.already_closed and any(s.prepaid_cents for s in closing.statements):
+        if closing.balances_changed:
             _publish(settings, session)
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Date, UniqueConstraint, func, update
-from sqlalchemy.exc import IntegrityError
+import sqlalchemy as sa
+from sqlalchemy import Column, Date, UniqueConstraint, bindparam, func, insert, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.domain.billing import (
@@ -39,6 +43,8 @@ from hub.models import (
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 STATEMENT = "statement"
 CREDIT_NOTE = "credit_note"
+
+log = logging.getLogger(__name__)
 
 
 class BillingError(ValueError):
@@ -395,78 +401,171 @@ def movements(session: Session, member: Member) -> Sequence[BalanceMovement]:
 
 
 # --- closing a month ----------------------------------------------------------------------
+PROVISIONAL = "provisional"
+# A provisional movement names its session in its note, so the close finds what to replace.
+_PROVISIONAL_NOTE = "session "
+
+
+@dataclass(frozen=True, slots=True)
+class StatementTotals:
+    """A statement's head as `billing close` reports it: a plain value, not an ORM object
+    (building two thousand of those cost a quarter of the close)."""
+
+    id: int
+    number: str
+    payer_ref: str
+    payer_name: str
+    total_cents: int
+    prepaid_cents: int
+    due_cents: int
+
+
+def _heads(session: Session, month: str) -> list[StatementTotals]:
+    return [
+        StatementTotals(*row)
+        for row in session.execute(
+            sa.select(
+                col(Statement.id),
+                col(Statement.number),
+                col(Statement.payer_ref),
+                col(Statement.payer_name),
+                col(Statement.total_cents),
+                col(Statement.prepaid_cents),
+                col(Statement.due_cents),
+            )
+            .where(col(Statement.month) == month, col(Statement.kind) == STATEMENT)
+            .order_by(col(Statement.number))
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class Closing:
     month: str
-    statements: list[Statement]
+    statements: list[StatementTotals]
     already_closed: bool
+    balances_changed: bool = False
 
 
-def _usage(session: Session, first: date, nxt: date, tz: ZoneInfo) -> list[UsageRecord]:
-    """The month's finished sessions (by local start day) as billing sees them."""
-    start = datetime.combine(first, time(), tz).astimezone(UTC)
-    end = datetime.combine(nxt, time(), tz).astimezone(UTC)
-    rows = session.exec(
-        select(MachineSession)
-        .where(col(MachineSession.started_at) >= start, col(MachineSession.started_at) < end)
-        .order_by(col(MachineSession.started_at), col(MachineSession.id))
-    ).all()
-    still_open = [row.id for row in rows if row.ended_at is None]
-    if still_open:
-        shown = ", ".join(still_open[:5]) + (" ..." if len(still_open) > 5 else "")
+@dataclass(frozen=True)
+class _Person:
+    id: int
+    category: str
+    payer_id: int | None
+    name: str
+
+
+def _people(session: Session, refs: Collection[str] | None = None) -> dict[str, _Person]:
+    query = sa.select(
+        col(Member.id),
+        col(Member.ref),
+        col(Member.category),
+        col(Member.payer_id),
+        col(Member.name),
+    )
+    if refs is not None:
+        query = query.where(col(Member.ref).in_(refs))
+    return {
+        ref: _Person(member_id, category.value, payer_id, name)
+        for member_id, ref, category, payer_id, name in session.execute(query)
+    }
+
+
+def _utc_bounds(first: date, nxt: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return (
+        datetime.combine(first, time(), tz).astimezone(UTC),
+        datetime.combine(nxt, time(), tz).astimezone(UTC),
+    )
+
+
+def _usage(
+    session: Session,
+    first: date,
+    nxt: date,
+    tz: ZoneInfo,
+    people: dict[str, _Person],
+    *,
+    member_ref: str | None = None,
+) -> list[UsageRecord]:
+    """The month's finished sessions (by local start day) as billing sees them, read as plain
+    columns in two queries: a month is tens of thousands of sessions, and an ORM object per
+    row cost ten times the reading itself. With `member_ref`, only that member's sessions,
+    and sessions still open are left out rather than refused."""
+    start, end = _utc_bounds(first, nxt, tz)
+    query = sa.select(
+        col(MachineSession.id),
+        col(MachineSession.machine),
+        col(MachineSession.member_ref),
+        col(MachineSession.mode),
+        col(MachineSession.end_reason),
+        col(MachineSession.started_at),
+        col(MachineSession.ended_at),
+        col(MachineSession.busy_s),
+    ).where(col(MachineSession.started_at) >= start, col(MachineSession.started_at) < end)
+    # The agent reports busy time at the end of a session; busy periods are the same time
+    # seen from the machine, and cover a session whose end report lacked it.
+    busy_query = (
+        select(BusyPeriod.session_id, func.sum(BusyPeriod.busy_s))
+        .where(col(BusyPeriod.started_at) >= start - timedelta(days=2))
+        .where(col(BusyPeriod.started_at) < end + timedelta(days=2))
+        .where(col(BusyPeriod.session_id).is_not(None))
+        .group_by(col(BusyPeriod.session_id))
+    )
+    if member_ref is not None:
+        query = query.where(col(MachineSession.member_ref) == member_ref)
+        busy_query = busy_query.where(col(BusyPeriod.member_ref) == member_ref)
+    # Core, not the ORM's execute: its row loading layer alone cost as much as the reading.
+    connection = session.connection()
+    rows = connection.execute(query).all()
+    still_open = sorted((row[5], row[0]) for row in rows if row[6] is None)
+    if still_open and member_ref is None:
+        shown = ", ".join(sid for _, sid in still_open[:5]) + (
+            " ..." if len(still_open) > 5 else ""
+        )
         raise BillingError(
             f"--month: {len(still_open)} session(s) of the month have not ended ({shown}); "
             "wait for the machines to report them (or end them) before closing"
         )
-    # The agent reports busy time at the end of a session; busy periods are the same time
-    # seen from the machine, and cover a session whose end report lacked it.
-    busy_by_session: dict[str, float] = dict(
-        session.exec(  # type: ignore[arg-type]
-            select(BusyPeriod.session_id, func.sum(BusyPeriod.busy_s))
-            .where(col(BusyPeriod.started_at) >= start - timedelta(days=2))
-            .where(col(BusyPeriod.started_at) < end + timedelta(days=2))
-            .where(col(BusyPeriod.session_id).is_not(None))
-            .group_by(col(BusyPeriod.session_id))
-        ).all()
-    )
+    busy_by_session: dict[str, float] = dict(connection.execute(busy_query).tuples().all())
     machine_types = dict(
-        session.exec(
+        session.execute(
             select(Machine.code, MachineType.code).join(
                 MachineType, col(Machine.machine_type_id) == col(MachineType.id)
             )
-        ).all()
+        )
+        .tuples()
+        .all()
     )
-    members = {m.ref: m for m in session.exec(select(Member)).all()}
-    refs_by_id = {m.id: m.ref for m in members.values()}
+    refs_by_id = {person.id: ref for ref, person in people.items()}
+    maintainer, trainer, nobody = DutyRole.MAINTAINER, DutyRole.TRAINER, DutyRole.NONE
     records = []
-    for row in rows:
-        assert row.started_at is not None and row.ended_at is not None
-        member = members.get(row.member_ref)
-        if member is None:
-            raise BillingError(f"session {row.id}: member {row.member_ref} is not known to the hub")
-        machine_type = machine_types.get(row.machine)
+    for sid, machine, ref, mode, end_reason, started_at, ended_at, busy_s in rows:
+        if ended_at is None or started_at is None:
+            continue
+        person = people.get(ref)
+        if person is None:
+            raise BillingError(f"session {sid}: member {ref} is not known to the hub")
+        machine_type = machine_types.get(machine)
         if machine_type is None:
-            raise BillingError(f"session {row.id}: machine {row.machine} is not known to the hub")
-        if row.mode == "maintenance":
-            duty = DutyRole.MAINTAINER
-        elif row.end_reason == "handover":
-            # The trainer's own session, ended when the trainee took over under supervision.
-            duty = DutyRole.TRAINER
-        else:
-            duty = DutyRole.NONE
-        busy = max(row.busy_s or 0.0, busy_by_session.get(row.id) or 0.0)
+            raise BillingError(f"session {sid}: machine {machine} is not known to the hub")
+        # The trainer's own session ended by a hand-over to a trainee under supervision, and
+        # maintenance, are duty.
+        duty = (
+            maintainer if mode == "maintenance" else trainer if end_reason == "handover" else nobody
+        )
+        busy = max(busy_s or 0.0, busy_by_session.get(sid) or 0.0)
         records.append(
             UsageRecord(
-                session_id=row.id,
-                member_ref=row.member_ref,
-                machine=row.machine,
+                session_id=sid,
+                member_ref=ref,
+                machine=machine,
                 machine_type=machine_type,
-                category=member.category.value,
-                started_at=row.started_at,
-                ended_at=max(row.ended_at, row.started_at),
+                category=person.category,
+                started_at=started_at,
+                ended_at=max(ended_at, started_at),
                 busy_seconds=int(round(busy)),
                 duty=duty,
-                payer_ref=refs_by_id.get(member.payer_id) if member.payer_id else None,
+                payer_ref=refs_by_id.get(person.payer_id) if person.payer_id else None,
             )
         )
     return records
@@ -482,7 +581,7 @@ def month_statements(session: Session, month: str, kind: str = STATEMENT) -> lis
     )
 
 
-def lines_of(session: Session, statement: Statement) -> list[StatementLine]:
+def lines_of(session: Session, statement: Statement | StatementTotals) -> list[StatementLine]:
     return list(
         session.exec(
             select(StatementLine)
@@ -492,17 +591,55 @@ def lines_of(session: Session, statement: Statement) -> list[StatementLine]:
     )
 
 
+def _locked_balances(session: Session, member_ids: Collection[int]) -> dict[int, int]:
+    """Balances of these accounts, their rows held until commit (PostgreSQL), always locked
+    in the same order so a close and the ingest drawing at once cannot deadlock."""
+    if not member_ids:
+        return {}
+    return dict(
+        session.execute(
+            select(BillingAccount.member_id, BillingAccount.balance_cents)
+            .where(col(BillingAccount.member_id).in_(sorted(member_ids)))
+            .order_by(col(BillingAccount.member_id))
+            .with_for_update()
+        )
+        .tuples()
+        .all()
+    )
+
+
+def _write_movements(session: Session, deltas: dict[int, int], rows: list[dict[str, Any]]) -> None:
+    # Increments, not new values, so a top-up committed meanwhile still counts.
+    changes = [{"account": k, "delta": v} for k, v in sorted(deltas.items()) if v]
+    if changes:
+        table = BillingAccount.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.member_id == bindparam("account"))
+            .values(balance_cents=table.c.balance_cents + bindparam("delta")),
+            changes,
+        )
+    if rows:
+        session.execute(insert(BalanceMovement.__table__), rows)  # type: ignore[attr-defined]
+
+
 def close_month(
     session: Session, month: str, *, tz: ZoneInfo, now: datetime, actor: str
 ) -> Closing:
     """Freeze `month`: one statement per payer, drawn from prepaid balances. Closing a month
-    that is already closed returns its statements unchanged. The caller commits."""
+    that is already closed returns its statements unchanged. The caller commits.
+
+    Set-based: the month is read in a few plain queries, priced by the pure rules, and
+    written with one multi-row insert per table; a few thousand statements and tens of
+    thousands of lines take about as long as reading the sessions.
+    """
     first, nxt = parse_month(month)
     if is_closed(session, month):
-        return Closing(month, month_statements(session, month), already_closed=True)
+        return Closing(month, _heads(session, month), already_closed=True)
     if datetime.combine(nxt, time(), tz) > now:
         raise BillingError(f"--month {month} is not over yet; close it from {nxt} on")
-    records = _usage(session, first, nxt, tz)
+    people = _people(session)
+    records = _usage(session, first, nxt, tz, people)
     try:
         computed = bill_month(records, all_rates(session), month, tz)
     except NoRateError as exc:
@@ -514,42 +651,365 @@ def close_month(
         session.flush()
     except IntegrityError:
         session.rollback()
-        return Closing(month, month_statements(session, month), already_closed=True)
-    members = {m.ref: m for m in session.exec(select(Member)).all()}
-    statements: list[Statement] = []
-    for number, computed_statement in enumerate(computed, start=1):
-        payer = members[computed_statement.payer_ref]
-        total = computed_statement.total_cents
-        statement = Statement(
-            number=f"{month}-{number:03d}",
-            month=month,
-            payer_ref=payer.ref,
-            payer_name=payer.name,
-            total_cents=total,
-        )
-        session.add(statement)
-        session.flush()
-        assert statement.id is not None
-        for position, line in enumerate(computed_statement.lines, start=1):
-            session.add(_line_row(statement.id, position, line))
-        account = _locked_account(session, payer.id)
-        drawn = min(max(account.balance_cents, 0), total) if account is not None else 0
-        if account is not None and drawn > 0:
-            _move(
-                session,
-                account,
-                "charge",
-                -drawn,
-                statement_id=statement.id,
-                note=f"statement {statement.number}",
-                actor=actor,
+        return Closing(month, _heads(session, month), already_closed=True)
+
+    # What the ingest drew provisionally at each session's end goes back first; each
+    # statement then draws what it can, so the statements are the same with or without it.
+    month_sessions = {record.session_id for record in records}
+    provisional = [
+        (movement_id, account_id, cents, note[len(_PROVISIONAL_NOTE) :])
+        for movement_id, account_id, cents, note in session.execute(
+            select(
+                BalanceMovement.id,
+                BalanceMovement.member_id,
+                BalanceMovement.cents,
+                BalanceMovement.note,
+            ).where(
+                BalanceMovement.kind == PROVISIONAL,
+                col(BalanceMovement.statement_id).is_(None),
             )
-        statement.prepaid_cents = drawn
-        statement.due_cents = total - drawn
-        session.add(statement)
-        statements.append(statement)
-    session.flush()
-    return Closing(month, statements, already_closed=False)
+        )
+        if note[len(_PROVISIONAL_NOTE) :] in month_sessions
+    ]
+    given_back: dict[int, int] = defaultdict(int)
+    for _, account_id, cents, _ in provisional:
+        given_back[account_id] -= cents
+    payer_ids = {people[c.payer_ref].id for c in computed}
+    balance = _locked_balances(session, payer_ids | set(given_back))
+    for account_id, cents in given_back.items():
+        balance[account_id] += cents
+
+    created = utcnow()
+    statement_rows: list[dict[str, Any]] = []
+    for number, computed_statement in enumerate(computed, start=1):
+        payer = people[computed_statement.payer_ref]
+        total = computed_statement.total_cents
+        held = balance.get(payer.id)
+        drawn = min(max(held, 0), total) if held is not None else 0
+        if drawn > 0:
+            balance[payer.id] -= drawn
+        statement_rows.append(
+            {
+                "number": f"{month}-{number:03d}",
+                "month": month,
+                "kind": STATEMENT,
+                "payer_ref": computed_statement.payer_ref,
+                "payer_name": payer.name,
+                "credits_id": None,
+                "reason": "",
+                "total_cents": total,
+                "prepaid_cents": drawn,
+                "due_cents": total - drawn,
+                "created_at": created,
+            }
+        )
+    _bulk_insert(session, "statement", _STATEMENT_COLUMNS, statement_rows)
+    id_of_number = dict(
+        session.execute(
+            sa.select(col(Statement.number), col(Statement.id)).where(
+                col(Statement.month) == month, col(Statement.kind) == STATEMENT
+            )
+        )
+        .tuples()
+        .all()
+    )
+    ids = [id_of_number[row["number"]] for row in statement_rows]
+    line_rows = [
+        {
+            "statement_id": statement_id,
+            "position": position,
+            "session_id": line.session_id,
+            "member_ref": line.member_ref,
+            "machine": line.machine,
+            "started_at": line.started_at,
+            "billed_minutes": line.billed_minutes,
+            "cents": line.cents,
+            "explanation": line.explanation[:2000],
+        }
+        for statement_id, computed_statement in zip(ids, computed, strict=True)
+        for position, line in enumerate(computed_statement.lines, start=1)
+    ]
+    _bulk_insert(session, "statement_line", _LINE_COLUMNS, line_rows)
+
+    statement_of_payer = {row["payer_ref"]: i for row, i in zip(statement_rows, ids, strict=True)}
+    statement_of_session = (
+        {line["session_id"]: line["statement_id"] for line in line_rows} if provisional else {}
+    )
+    refs_by_id = {person.id: ref for ref, person in people.items()}
+    movement_rows: list[dict[str, Any]] = []
+    deltas: dict[int, int] = defaultdict(int)
+    for account_id, cents in sorted(given_back.items()):
+        deltas[account_id] += cents
+        movement_rows.append(
+            _movement(
+                account_id,
+                "reversal",
+                cents,
+                statement_of_payer.get(refs_by_id.get(account_id, "")),
+                f"provisional charges of {month} replaced by the statement",
+                actor,
+                created,
+            )
+        )
+    for row, statement_id in zip(statement_rows, ids, strict=True):
+        if row["prepaid_cents"] > 0:
+            account_id = people[row["payer_ref"]].id
+            deltas[account_id] -= row["prepaid_cents"]
+            movement_rows.append(
+                _movement(
+                    account_id,
+                    "charge",
+                    -row["prepaid_cents"],
+                    statement_id,
+                    f"statement {row['number']}",
+                    actor,
+                    created,
+                )
+            )
+    _write_movements(session, deltas, movement_rows)
+    if provisional:
+        # Each provisional movement now points at the statement that carries its session:
+        # replaced once, never again.
+        movement_table = BalanceMovement.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(movement_table)
+            .where(movement_table.c.id == bindparam("movement"))
+            .values(statement_id=bindparam("statement")),
+            [
+                {"movement": movement_id, "statement": statement_of_session[sid]}
+                for movement_id, _, _, sid in provisional
+            ],
+        )
+    statements = [
+        StatementTotals(
+            i,
+            row["number"],
+            row["payer_ref"],
+            row["payer_name"],
+            row["total_cents"],
+            row["prepaid_cents"],
+            row["due_cents"],
+        )
+        for row, i in zip(statement_rows, ids, strict=True)
+    ]
+    return Closing(month, statements, already_closed=False, balances_changed=any(deltas.values()))
+
+
+_STATEMENT_COLUMNS = (
+    "number",
+    "month",
+    "kind",
+    "payer_ref",
+    "payer_name",
+    "credits_id",
+    "reason",
+    "total_cents",
+    "prepaid_cents",
+    "due_cents",
+    "created_at",
+)
+_LINE_COLUMNS = (
+    "statement_id",
+    "position",
+    "session_id",
+    "member_ref",
+    "machine",
+    "started_at",
+    "billed_minutes",
+    "cents",
+    "explanation",
+)
+
+
+def _bulk_insert(
+    session: Session, table: str, columns: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    """Rows straight to the driver: COPY on PostgreSQL, one executemany on SQLite.
+
+    SQLAlchemy's per-row parameter handling cost more than the database's own insert of a
+    month's tens of thousands of lines; what it would do for timestamps is done here.
+    """
+    if not rows:
+        return
+    session.flush()  # anything pending goes first, in the same transaction
+    connection = session.connection()
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        driver: Any = connection.connection.driver_connection
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row([row[name] for name in columns])
+        return
+    # SQLite keeps a UTCDateTime as SQLAlchemy's text form of the UTC time.
+    text_rows = [
+        tuple(
+            value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            if isinstance(value, datetime)
+            else value
+            for value in (row[name] for name in columns)
+        )
+        for row in rows
+    ]
+    marks = ", ".join("?" for _ in columns)
+    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", text_rows)
+
+
+def _movement(
+    account_id: int,
+    kind: str,
+    cents: int,
+    statement_id: int | None,
+    note: str,
+    actor: str,
+    at: datetime,
+) -> dict[str, Any]:
+    return {
+        "member_id": account_id,
+        "at": at,
+        "kind": kind,
+        "cents": cents,
+        "statement_id": statement_id,
+        "note": note[:500],
+        "actor": actor[:100],
+    }
+
+
+# --- prepaid balances drawn at each session's end -------------------------------------------
+def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo) -> set[int]:
+    """Draw these just-ended sessions from their payers' prepaid balances, provisionally.
+
+    Runs inside the ingest's transaction storing the ends. Only sessions whose payer holds
+    money are priced (one indexed query finds them; for everyone else that is all it costs).
+    A session is priced as the close would price it, with the member's earlier sessions of
+    the month (included minutes, daily caps); the close replaces these movements by the
+    final charge. Returns the prepaid-only accounts whose balance this emptied.
+    """
+    candidates = session.execute(
+        select(
+            MachineSession.id,
+            MachineSession.member_ref,
+            MachineSession.started_at,
+            BillingAccount.member_id,
+        )
+        .join(Member, col(Member.ref) == col(MachineSession.member_ref))
+        .join(
+            BillingAccount,
+            col(BillingAccount.member_id) == func.coalesce(Member.payer_id, Member.id),
+        )
+        .where(col(MachineSession.id).in_(ended), col(BillingAccount.balance_cents) > 0)
+        .where(col(MachineSession.started_at).is_not(None))
+    ).all()
+    if not candidates:
+        return set()
+    already = set(
+        session.execute(
+            select(BalanceMovement.note).where(
+                BalanceMovement.kind == PROVISIONAL,
+                col(BalanceMovement.note).in_([_PROVISIONAL_NOTE + c[0] for c in candidates]),
+            )
+        ).scalars()
+    )
+    by_month: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for sid, ref, started_at, account_id in candidates:
+        if _PROVISIONAL_NOTE + sid not in already:
+            by_month[ref, started_at.astimezone(tz).strftime("%Y-%m")].append((sid, account_id))
+    closed = set(_closed_months(session))
+    rates: list[Rate] | None = None
+    charges: list[tuple[str, int, int]] = []  # session, account, cents
+    for (ref, month), wanted in sorted(by_month.items()):
+        if month in closed:
+            continue  # a late session of a closed month stays off it, and off the balance
+        rates = rates if rates is not None else all_rates(session)
+        first, nxt = parse_month(month)
+        try:
+            records = _usage(session, first, nxt, tz, _people(session, [ref]), member_ref=ref)
+            priced = {
+                line.session_id: line.cents
+                for statement in bill_month(records, rates, month, tz)
+                for line in statement.lines
+            }
+        except (BillingError, NoRateError, ValueError) as exc:
+            # The close will say the same to a person; the ingest must go on.
+            log.warning("session(s) of %s not drawn from the prepaid balance: %s", ref, exc)
+            continue
+        charges += [(sid, account_id, priced.get(sid, 0)) for sid, account_id in wanted]
+    if not charges:
+        return set()
+    accounts = sorted({account_id for _, account_id, _ in charges})
+    balance = _locked_balances(session, accounts)
+    before = dict(balance)
+    now = utcnow()
+    deltas: dict[int, int] = defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    for sid, account_id, cents in charges:
+        drawn = min(max(balance[account_id], 0), cents)
+        if drawn <= 0:
+            continue
+        balance[account_id] -= drawn
+        deltas[account_id] -= drawn
+        rows.append(
+            _movement(account_id, PROVISIONAL, -drawn, None, _PROVISIONAL_NOTE + sid, "ingest", now)
+        )
+    _write_movements(session, deltas, rows)
+    prepaid_only = set(
+        session.execute(
+            select(BillingAccount.member_id).where(
+                col(BillingAccount.member_id).in_(accounts), col(BillingAccount.prepaid_only)
+            )
+        ).scalars()
+    )
+    return {a for a in prepaid_only if before[a] > 0 >= balance[a]}
+
+
+class PrepaidDrawdown:
+    """The ingest's hook for ended sessions (hub/ingest/writer.py): draws them from prepaid
+    balances in the ingest's own transaction, and once it is committed asks for the
+    allow-lists to be published again when a prepaid-only balance ran out, so the machines
+    refuse the member with the reason `balance`.
+
+    `republish` (the hub's AllowListPublisher.publish) runs on a thread of its own: signing
+    every machine's list takes longer than a batch of events and must not hold the ingest.
+    """
+
+    def __init__(self, tz: ZoneInfo, republish: Callable[[], object] | None = None) -> None:
+        self.tz = tz
+        self.republish = republish
+        self.emptied = 0  # accounts emptied since start, for tests and metrics
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def __call__(self, session: Session, ended: Sequence[str]) -> Callable[[], None] | None:
+        try:
+            emptied = draw_ended_sessions(session, ended, tz=self.tz)
+        except SQLAlchemyError:
+            raise  # the batch is retried whole, balances with it
+        except Exception:
+            # A fault in billing must not stop the ingest; the close still charges in full.
+            log.exception("sessions %s not drawn from prepaid balances", list(ended)[:5])
+            return None
+        if not emptied:
+            return None
+        self.emptied += len(emptied)
+        return self._republish_soon if self.republish is not None else None
+
+    def _republish_soon(self) -> None:
+        with self._lock:
+            if self._pending:
+                return  # the publication about to run reads the balances after this commit
+            self._pending = True
+        threading.Thread(target=self._run, name="prepaid-republish", daemon=True).start()
+
+    def _run(self) -> None:
+        with self._lock:
+            self._pending = False
+        try:
+            assert self.republish is not None
+            self.republish()
+        except Exception:
+            log.exception("allow-lists not republished after a prepaid balance ran out")
 
 
 def _line_row(statement_id: int, position: int, line: DomainLine) -> StatementLine:

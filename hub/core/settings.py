@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     event_keep_days: float | None = Field(default=None, ge=30)
     dead_letter_keep_days: float | None = Field(default=180, ge=1)
 
+    # With extra `atelier hub ingest --shared GROUP` workers, the hub's own ingest joins the
+    # same MQTT 5 shared subscription, so each event goes to one of them only.
+    ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
 
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'atelier.db'}"
+        if self.ingest_shared_group and self.mqtt_protocol != "5":
+            raise ValueError(
+                'ingest_shared_group needs mqtt_protocol = "5" (MQTT 5 shared subscriptions)'
+            )
         if self.environment == "production" and self.mqtt_username and not self.mqtt_password:
             raise ValueError("mqtt_password must be set in production when mqtt_username is")
         return self

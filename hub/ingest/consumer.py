@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hub.core.mqtt import hub_client
 from hub.core.settings import Settings
-from hub.ingest.writer import Incoming, IngestStats, IngestWriter
+from hub.ingest.writer import Incoming, IngestStats, IngestWriter, SessionsEnded
 from protocol.topics import TopicKind, subscription
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,11 @@ class IngestConsumer:
         shared_group: str | None = None,
         client_id: str | None = None,
         stats: IngestStats | None = None,
+        on_sessions_ended: SessionsEnded | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats or IngestStats()
-        self.writer = IngestWriter(engine, self.stats)
+        self.writer = IngestWriter(engine, self.stats, on_sessions_ended)
         self.shared_group = shared_group
         self.connected = False
         self._queue: queue.Queue[Incoming] = queue.Queue()
@@ -99,6 +100,10 @@ class IngestConsumer:
             log.error("broker refused the hub's connection: %s", reason_code)
             return
         self.connected = True
+        if self.shared_group:
+            # A persistent session keeps its subscriptions: one that used to take every
+            # event must stop, or this worker would still receive all of them.
+            client.unsubscribe(subscription(TopicKind.EVENT))
         _, self._event_sub_mid = client.subscribe(self.event_subscription(), qos=1)
         client.subscribe(subscription(TopicKind.STATUS), qos=1)
         client.subscribe(subscription(TopicKind.TELEMETRY), qos=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,14 +66,25 @@ class IngestStats:
                 setattr(self, key, getattr(self, key) + value)
 
 
+# Called in the batch's transaction with the ids of the sessions whose end it stores (the
+# prepaid drawdown, hub/billing_store.py); may return what to do once the batch is committed.
+SessionsEnded = Callable[[Session, list[str]], Callable[[], None] | None]
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class IngestWriter:
-    def __init__(self, engine: Engine, stats: IngestStats | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        stats: IngestStats | None = None,
+        on_sessions_ended: SessionsEnded | None = None,
+    ) -> None:
         self.engine = engine
         self.stats = stats or IngestStats()
+        self.on_sessions_ended = on_sessions_ended
         dialect = engine.dialect.name
         insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
         table = Event.__table__  # type: ignore[attr-defined]
@@ -148,6 +160,7 @@ class IngestWriter:
                 )
         new_ids: set[uuid.UUID] = set()
         gaps = 0
+        after_commit: Callable[[], None] | None = None
         with Session(self.engine) as session, session.begin():
             if events:
                 rows = [
@@ -174,6 +187,12 @@ class IngestWriter:
                     if env.type is EventType.INCIDENT_REPORTED:
                         incident_from_event(session, site, env)  # a maintenance ticket
                 gaps = _track_sequences(session, fresh)
+                if self.on_sessions_ended is not None:
+                    ended = [
+                        e.data["session_id"] for _, e in fresh if e.type is EventType.SESSION_ENDED
+                    ]
+                    if ended:
+                        after_commit = self.on_sessions_ended(session, ended)
             if dead:
                 session.execute(insert(DeadLetter.__table__), dead)  # type: ignore[attr-defined]
             for machine, status in statuses:
@@ -188,6 +207,8 @@ class IngestWriter:
                         last_telemetry={"ts": sample.model_dump(mode="json")["ts"], **sample.values}
                     )
                 )
+        if after_commit is not None:
+            after_commit()
         self.stats.add(
             received=len(items),
             stored=len(new_ids),
