@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -36,9 +37,21 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         app.state.publisher = None
         if start_ingest:
             key = load_or_create_signing_key(settings.data_dir)
-            app.state.consumer = IngestConsumer(settings, engine)
-            app.state.consumer.start()
             app.state.publisher = AllowListPublisher(settings, engine, key)
+            # A session's end draws its payer's prepaid balance in the ingest's own transaction;
+            # a prepaid-only balance emptied that way re-publishes the lists (hub/billing_store).
+            from hub.billing_store import PrepaidDrawdown
+
+            app.state.prepaid = PrepaidDrawdown(
+                ZoneInfo(settings.timezone), republish=app.state.publisher.publish
+            )
+            app.state.consumer = IngestConsumer(
+                settings,
+                engine,
+                shared_group=settings.ingest_shared_group,
+                on_sessions_ended=app.state.prepaid,
+            )
+            app.state.consumer.start()
             app.state.publisher.start()
             app.state.compactor = TelemetryCompactor(settings, engine)
             app.state.compactor.start()
@@ -107,7 +120,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(retention.router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])
     app.include_router(stats_router, responses=guarded, dependencies=[Allow(MANAGE)])
-    app.include_router(pages.router)
+    pages.install(app)  # the web pages and their screens (hub/web)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     allowed_methods: list[tuple[re.Pattern[str], str]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -292,12 +293,25 @@ def test_the_web_page_signs_in_and_out(lab) -> None:
     client, _, _ = lab
     first = client.get("/", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/login"
-    refused = client.post("/login", data={"username": "test-admin", "password": "nope nope"})
+    # The login form carries a CSRF token tied to a pre-session cookie; without it, 403.
+    form = client.get("/login")
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', form.text).group(1)
+    forged = client.post("/login", data={"username": "test-admin", "password": PASSWORD})
+    assert forged.status_code == 403 and "atelier_session" not in client.cookies
+    refused = client.post(
+        "/login", data={"username": "test-admin", "password": "nope nope", "csrf": token}
+    )
     assert refused.status_code == 401 and "wrong username or password" in refused.text
-    signed = client.post("/login", data={"username": "test-admin", "password": PASSWORD})
+    signed = client.post(
+        "/login", data={"username": "test-admin", "password": PASSWORD, "csrf": token}
+    )
     assert signed.status_code == 200 and "Trotec Speedy 100" in signed.text
-    assert client.get("/api/v1/machines").status_code == 200  # the page's polling, by cookie
-    client.post("/logout")
+    assert client.get("/api/v1/machines").status_code == 200  # the API, by cookie
+    # Signed in, the token follows the login's own cookie: the old one no longer works.
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', signed.text).group(1)
+    assert client.post("/logout", data={"csrf": "0" * 64}).status_code == 403
+    assert client.get("/api/v1/machines").status_code == 200
+    client.post("/logout", data={"csrf": token})
     assert client.get("/api/v1/machines").status_code == 401
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -52,7 +53,13 @@ def test_demo_serves_the_dashboard_and_restarts_on_its_data(tmp_path: Path) -> N
         )
         # The demo's own logins (printed at start) open the dashboard.
         client = httpx.Client(base_url=url, timeout=5)
-        login = client.post("/login", data={"username": "manager", "password": DEMO_PASSWORD})
+        form = client.get("/login")  # the form's CSRF token goes with a pre-session cookie
+        token = re.search(r'name="csrf" value="([0-9a-f]{64})"', form.text)
+        assert token, form.text
+        login = client.post(
+            "/login",
+            data={"username": "manager", "password": DEMO_PASSWORD, "csrf": token.group(1)},
+        )
         assert login.status_code == 303, login.text
         page = client.get("/")
         assert page.status_code == 200
