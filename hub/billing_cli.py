@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from hub.audit import cli_actor, record
+from hub.cli_support import database, fail
 
 billing_app = typer.Typer(
     no_args_is_help=True, help="Billing: prices, prepaid balances, monthly statements."
@@ -24,9 +25,7 @@ ConfigOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(2)
+_fail = fail
 
 
 @contextmanager
@@ -35,21 +34,13 @@ def _database(config: Path | None) -> Iterator[tuple[Any, Any]]:
     from sqlmodel import Session
 
     from hub.billing_store import BillingError
-    from hub.cli import load_settings
-    from hub.core.db import make_engine, migrate
 
-    settings = load_settings(config)
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with Session(engine) as session:
-            try:
-                yield settings, session
-            except BillingError as exc:
-                session.rollback()
-                raise _fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    with database(config) as (settings, engine), Session(engine) as session:
+        try:
+            yield settings, session
+        except BillingError as exc:
+            session.rollback()
+            raise _fail(str(exc)) from None
 
 
 def _timezone(settings: Any) -> ZoneInfo:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from hub.cli_support import database, fail
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -30,23 +30,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
 
 
-@contextmanager
-def _database(config: Path | None) -> Iterator[tuple[Any, Engine]]:
-    from hub.cli import load_settings
-    from hub.core.db import make_engine, migrate
-
-    settings = load_settings(config)
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        yield settings, engine
-    finally:
-        engine.dispose()
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(2)
+_database = database
+_fail = fail
 
 
 def _publish(settings: Any, engine: Engine, machines: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.audit import cli_actor, record
+from hub.cli_support import database, fail
 
 user_app = typer.Typer(no_args_is_help=True, help="Users: logins, roles and API tokens.")
 
@@ -25,22 +26,11 @@ ROLES = "member, trainer, maintainer, manager or admin"
 def _session(config: Path | None) -> Iterator[Any]:
     from sqlmodel import Session
 
-    from hub.cli import load_settings
-    from hub.core.db import make_engine, migrate
-
-    settings = load_settings(config)
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
+    with database(config) as (_, engine), Session(engine) as session:
+        yield session
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(2)
+_fail = fail
 
 
 def _role(value: str) -> Any:
