@@ -238,9 +238,9 @@ class BusyPeriod(SQLModel, table=True):
     site: str = Field(max_length=63)
     machine: str = Field(max_length=63, index=True)
     source: str = Field(max_length=20)
-    session_id: str | None = Field(default=None, max_length=64)
+    session_id: str | None = Field(default=None, max_length=64, index=True)
     member_ref: str | None = Field(default=None, max_length=20, index=True)
-    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
     busy_s: float | None = None
 
