@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 200
 MAINTENANCE_WINDOW_S = 600
+ENROL_WINDOW_S = 60
 JOURNAL_KEEP_SENT = 10_000
 TICK_S = 0.25
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,6 +94,8 @@ class Agent:
         self._last_watchdog = 0.0
         self._last_prune = time.monotonic()
         self._maintenance_until = 0.0
+        # (request id, monotonic deadline): the hub asked for the next card read, to enrol it.
+        self._enrolment: tuple[str, float] | None = None
         self._octoprint: Any = None
         self._busy_sources: list[BusySource] = []
         # Ids of the last commands applied: QoS 1 may deliver one twice, an attacker may replay.
@@ -336,6 +339,9 @@ class Agent:
         now = self._clock()
         if kind == "read":
             read: BadgeRead = item[1]
+            if read.present and self._enrolling():
+                self._report_read(read.uid, item[2])
+                return
             actions = self.machine.badge(
                 read.uid, now, self._decider(read, now), present=read.present
             )
@@ -481,6 +487,31 @@ class Agent:
         }[kind]
         buzzer.beep(on_time=pattern[0], off_time=pattern[1], n=pattern[2], background=True)
 
+    def _enrolling(self) -> bool:
+        if self._enrolment is not None and time.monotonic() >= self._enrolment[1]:
+            self._enrolment = None
+        return self._enrolment is not None
+
+    def _report_read(self, uid: str, reply_to: Any) -> None:
+        """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
+        assert self._enrolment is not None
+        request_id = self._enrolment[0]
+        self._enrolment = None
+        self._beep("end")
+        self._emit(EventType.BADGE_READ, {"badge": uid, "request_id": request_id})
+        if reply_to is not None:
+            assert self.devices is not None
+            reply_to.put(
+                {
+                    "ok": True,
+                    "decision": "read",
+                    "reason": None,
+                    "badge": uid,
+                    "relay": "closed" if self.machine.relay_closed else "open",
+                    "relay_pin": self.devices.relay_pin_state(),
+                }
+            )
+
     def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
         reply: dict[str, Any] = {"ok": True, "decision": "ignored", "reason": None}
         for action in actions:
@@ -533,6 +564,7 @@ class Agent:
             "connected": bool(self.transport and self.transport.connected),
             "backlog": self.journal.backlog(),
             "journal_full": self.journal.full,
+            "enrolling": self._enrolling(),
         }
 
     # -- events: journal first, then the broker ------------------------------------------
@@ -668,6 +700,10 @@ class Agent:
             log.info(
                 "maintenance window open for %.0f s: a trainer's badge may open the machine", window
             )
+        elif cmd.cmd is CommandName.ENROL:
+            window = min(300.0, float(cmd.args.get("window_s", ENROL_WINDOW_S)))
+            self._enrolment = (str(cmd.args.get("request_id", "")), time.monotonic() + window)
+            log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
         elif cmd.cmd is CommandName.SYNC:
             from_seq = cmd.args.get("from_seq")
             if isinstance(from_seq, int) and from_seq > 0:

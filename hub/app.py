@@ -62,7 +62,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.maintenance_watch = MaintenanceWatch(
                 engine,
                 app.state.publisher.publish,
-                period_s=getattr(settings, "maintenance_check_s", 300),
+                period_s=settings.maintenance_check_s,
             )
             app.state.maintenance_watch.start()
         log.info(
@@ -74,12 +74,11 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            if app.state.publisher is not None:
+            if start_ingest:
                 app.state.maintenance_watch.stop()
                 app.state.publisher.stop()
                 app.state.compactor.stop()
                 app.state.gap_repairer.stop()
-            if app.state.consumer is not None:
                 app.state.consumer.stop()
             engine.dispose()
 

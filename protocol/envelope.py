@@ -30,6 +30,7 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 class EventType(StrEnum):
     BADGE_GRANTED = "badge.granted"
     BADGE_DENIED = "badge.denied"
+    BADGE_READ = "badge.read"  # a card read for enrolment, not a request for access
     SESSION_STARTED = "session.started"
     SESSION_ENDED = "session.ended"
     MACHINE_BUSY = "machine.busy"
@@ -91,6 +92,11 @@ class BadgeDenied(_Data):
     badge: str
     reason: DenyReason
     member: str | None = None
+
+
+class BadgeRead(_Data):
+    badge: str
+    request_id: str
 
 
 class SessionStarted(_Data):
@@ -157,6 +163,7 @@ class AgentStarted(_Data):
 DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.BADGE_GRANTED: BadgeGranted,
     EventType.BADGE_DENIED: BadgeDenied,
+    EventType.BADGE_READ: BadgeRead,
     EventType.SESSION_STARTED: SessionStarted,
     EventType.SESSION_ENDED: SessionEnded,
     EventType.MACHINE_BUSY: MachineBusy,

@@ -62,6 +62,7 @@ class CommandName(StrEnum):
     UNLOCK_FOR_MAINTENANCE = "unlock-for-maintenance"
     SYNC = "sync"
     END_SESSION = "end-session"
+    ENROL = "enrol"  # the next card read is reported (badge.read), not decided
 
 
 class Command(_Message):

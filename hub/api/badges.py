@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request
 from pydantic import field_validator
 from sqlmodel import SQLModel, col, select
 
 from hub.api.changes import audit, invalid, member_field, republish
 from hub.api.deps import MANAGE, Allow, CurrentUser, Id, PathId, QueryId, SessionDep
-from hub.models import Badge
+from hub.models import Badge, Event, Machine
 from protocol.badges import normalise_uid
+from protocol.envelope import EventType
 
 router = APIRouter(prefix="/api/v1/badges", tags=["badges"], dependencies=[Allow(MANAGE)])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No badge with this id"}}
@@ -26,6 +28,25 @@ class BadgeCreate(SQLModel):
     @classmethod
     def _uid(cls, value: str) -> str:
         return normalise_uid(value)
+
+
+class ReadRequest(SQLModel):
+    machine: str
+
+
+class ReadRequestPublic(SQLModel):
+    request_id: str
+    machine: str
+    expires_at: datetime
+
+
+class CardRead(SQLModel):
+    request_id: str
+    machine: str
+    badge: str | None = None  # null until the card is shown
+
+
+ENROL_WINDOW = timedelta(seconds=60)
 
 
 class BadgePublic(SQLModel):
@@ -112,3 +133,55 @@ def revoke(
         session.refresh(badge)
         republish(request, background)
     return badge
+
+
+@router.post(
+    "/read-requests",
+    response_model=ReadRequestPublic,
+    status_code=202,
+    responses={409: {"description": "The machine is offline"}},
+)
+def ask_for_a_card(
+    body: ReadRequest, session: SessionDep, user: CurrentUser, request: Request
+) -> ReadRequestPublic:
+    """Enrol by tapping: the machine's reader reports the next card shown to it (within a
+    minute) instead of deciding; poll GET .../read-requests/{id} for its UID."""
+    machine = session.exec(select(Machine).where(Machine.code == body.machine)).first()
+    if machine is None:
+        raise invalid("machine", f"no machine {body.machine!r}")
+    publisher = getattr(request.app.state, "publisher", None)
+    if not machine.online or publisher is None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"{machine.code} is offline: choose a machine whose reader is connected",
+        )
+    request_id = uuid.uuid4().hex
+    window = ENROL_WINDOW.total_seconds()
+    publisher.send_command(
+        machine.site, machine.code, "enrol", {"request_id": request_id, "window_s": window}
+    )
+    audit(session, user, "badge.read_request", "machine", machine.code, request_id=request_id)
+    session.commit()
+    return ReadRequestPublic(
+        request_id=request_id, machine=machine.code, expires_at=datetime.now(UTC) + ENROL_WINDOW
+    )
+
+
+@router.get("/read-requests/{request_id}", response_model=CardRead)
+def card_read(
+    request_id: Annotated[str, Path(max_length=64)],
+    machine: Annotated[str, Query(max_length=63)],
+    session: SessionDep,
+) -> CardRead:
+    """The card read for this request, once the member has shown it (`badge` null until then)."""
+    since = datetime.now(UTC) - ENROL_WINDOW * 3
+    events = session.exec(
+        select(Event)
+        .where(Event.machine == machine, Event.type == EventType.BADGE_READ.value)
+        .where(col(Event.ts) >= since)
+        .order_by(col(Event.ts).desc())
+    ).all()
+    badge = next(
+        (e.data.get("badge") for e in events if e.data.get("request_id") == request_id), None
+    )
+    return CardRead(request_id=request_id, machine=machine, badge=badge)

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # With extra `atelier hub ingest --shared GROUP` workers, the hub's own ingest joins the
     # same MQTT 5 shared subscription, so each event goes to one of them only.
     ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # How often the hub looks for overdue critical maintenance (and locks those machines).
+    maintenance_check_s: float = Field(default=300, ge=5)
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
 

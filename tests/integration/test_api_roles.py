@@ -64,6 +64,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("GET", "/api/v1/badges", None, MANAGE),
     ("POST", "/api/v1/badges", {"uid": "0A0B0C0D", "member_id": 2}, MANAGE),
     ("POST", "/api/v1/badges/{badge}/revoke", None, MANAGE),
+    ("POST", "/api/v1/badges/read-requests", {"machine": "laser-1"}, MANAGE),
+    ("GET", "/api/v1/badges/read-requests/{request}?machine=laser-1", None, MANAGE),
     ("GET", "/api/v1/trainings", None, ALL),
     ("GET", "/api/v1/trainings?member_id={other}", None, STAFF),
     (
@@ -162,6 +164,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             "own_training": training_of(hugo, 1),
             "laser_training": training_of(member("contact@durand.example"), 1),
             "cnc_training": training_of(member("ines@example.org"), 3),
+            "request": "0123abcd",
         }
     engine.dispose()
     return path, tokens, ids
@@ -204,8 +207,10 @@ def test_every_route_is_in_the_matrix(template: Lab, tmp_path: Path) -> None:
             "own_training",
             "laser_training",
             "cnc_training",
+            "request",
         ):
             target = {
+                "request": "request_id",
                 "user": "user_id",
                 "spare_token": "token_id",
                 "badge": "badge_id",

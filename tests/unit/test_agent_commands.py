@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.agent import Agent
 from protocol.allowlist import AllowEntry
 from protocol.commands import sign_command
+from protocol.envelope import EventType, decode_envelope
 from protocol.messages import Command, CommandName
 from tests.support.edge import offline_config
 
@@ -110,3 +111,22 @@ def test_a_replayed_command_is_applied_once(tmp_path: Path) -> None:
         assert not agent.state()["locked"]
     finally:
         agent.stop()
+
+
+def test_enrolment_reports_the_next_card_instead_of_deciding(tmp_path: Path) -> None:
+    agent = Agent(offline_config(tmp_path / "state", [AllowEntry(badge=USER, member="m")], key=HUB))
+    agent.start()
+    try:
+        send(agent, CommandName.ENROL, request_id="r-1", window_s=30)
+        new_card = "0A0B0C0D"
+        reply = agent.tap(new_card)
+        assert reply["decision"] == "read" and reply["badge"] == new_card
+        assert reply["relay"] == "open"
+        # One card only: the next tap is an ordinary request for access again.
+        assert agent.tap(USER)["decision"] == "granted"
+        events = [decode_envelope(p) for _, p in agent.journal.unsent()]
+    finally:
+        agent.stop()
+    (read,) = [e for e in events if e.type is EventType.BADGE_READ]
+    assert read.data == {"badge": new_card, "request_id": "r-1"}
+    assert not [e for e in events if e.type is EventType.BADGE_DENIED]
