@@ -17,6 +17,7 @@ from jinja2 import pass_context
 from sqlmodel import Session
 
 from hub.api.deps import (
+    ADMIN,
     EVERYONE,
     MAINTAINERS,
     MANAGE,
@@ -56,7 +57,12 @@ def _number(context: Any, value: float | int | None, digits: int = 1) -> str:
     return format_decimal(round(value, digits), locale=context["lang"])
 
 
-templates.env.globals.update(_=_gettext)
+def _pairs(choices: Any) -> list[tuple[str, str]]:
+    """An enum's members as (value, word) options for a select; the page translates the word."""
+    return [(str(c.value), str(c.value)) for c in choices]
+
+
+templates.env.globals.update(_=_gettext, pairs=_pairs)
 
 
 @pass_context
@@ -96,6 +102,8 @@ MENU: list[tuple[str, str, frozenset[Role]]] = [
     ("/web/maintenance", "Maintenance", STAFF),
     ("/web/stats", "Statistics", MANAGE),
     ("/web/billing", "Billing", MANAGE),
+    ("/web/users", "Users", ADMIN),
+    ("/web/settings", "Settings", MANAGE),
 ]
 
 
@@ -161,6 +169,7 @@ def render(
         "trainers": TRAINERS,
         "maintainers": MAINTAINERS,
         "manage": MANAGE,
+        "admin_roles": ADMIN,
         "labels": STATE_LABELS,
         **context,
     }

@@ -639,15 +639,30 @@ def _balance(session: Session, member: Member) -> dict[str, Any] | None:
     return {"cents": account.balance_cents, "prepaid_only": account.prepaid_only}
 
 
-# --- billing (read only) ------------------------------------------------------------------
-# Billing has no API routes yet: these pages read its tables directly and change nothing
-# (rates, top-ups and month closes stay in `atelier hub billing`).
+# --- billing ------------------------------------------------------------------------------
+# Billing has no API routes yet: this page reads its tables directly; its forms (top-up,
+# plan, rates) are in hub/web/admin_screens.py, and closing a month stays in
+# `atelier hub billing`.
 @router.get("/billing", response_class=HTMLResponse)
 def billing_page(
     request: Request,
     session: SessionDep,
     user: Annotated[User, Page(MANAGE)],
     month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+) -> Response:
+    return billing_view(request, session, user, month=month)
+
+
+def billing_view(
+    request: Request,
+    session: Session,
+    user: User,
+    *,
+    month: str | None,
+    notice: str | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> Response:
     from hub.billing_store import BillingAccount, BillingMonth, BillingRate, Statement
 
@@ -683,8 +698,21 @@ def billing_page(
             "statements": statements,
             "accounts": accounts,
             "rates": rates,
+            "member_options": [
+                (m.id, m.name) for m in sorted(names.values(), key=lambda m: m.name)
+            ],
+            "type_options": [
+                (t.code, f"{t.name} ({t.code})")
+                for t in session.exec(select(MachineType).order_by(col(MachineType.code)))
+            ],
+            "categories": list(MemberCategory),
+            "notice": notice,
+            "errors": errors or {},
+            "problem": (errors or {}).get(""),
+            "v": values or {},
         },
         user=user,
+        status_code=status_code,
     )
 
 

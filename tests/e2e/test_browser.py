@@ -313,6 +313,20 @@ def test_a_manager_watches_a_machine_go_busy_live_and_exports_usage(
     assert text.splitlines()[0].count(",") >= 2 and "laser-1" in text
     assert tap(lab, HUGO_BADGE)["decision"] == "ended"
 
+    # The manager enters a new member from the keyboard alone: labels find the fields, Enter
+    # sends the form; a refusal lands next to its field, the corrected form goes through.
+    page.get_by_role("link", name="Members").click()
+    page.get_by_role("link", name="New member").click()
+    page.get_by_label("Name", exact=True).fill("Yanis Caron")
+    page.get_by_label("Email").fill("hugo@example.org")
+    page.get_by_label("Email").press("Enter")
+    expect(page.locator("#email-error")).to_contain_text("another member already has email")
+    expect(page.get_by_label("Name", exact=True)).to_have_value("Yanis Caron")
+    page.get_by_label("Email").fill("yanis@example.org")
+    page.get_by_label("Email").press("Enter")
+    expect(page.get_by_role("heading", name="Yanis Caron")).to_be_visible()
+    expect(page.get_by_role("link", name="Edit this member")).to_be_visible()
+
 
 def test_a_trainer_certifies_in_two_clicks_and_a_maintainer_signs_off(
     lab: Lab, browser: object

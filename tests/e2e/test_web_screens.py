@@ -3,18 +3,19 @@ through the API's own rule (the allow-list is re-published, the audit log names 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.maintenance_service import add_task
-from hub.models import AuditEntry, Badge, Member, Role, Training
+from hub.models import ApiToken, AuditEntry, Badge, MachineType, Member, Role, Training, User
 from hub.seed import seed_demo
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens
@@ -30,6 +31,14 @@ PAGES = {
     "/web/maintenance": {Role.TRAINER, Role.MAINTAINER, Role.MANAGER, Role.ADMIN},
     "/web/stats": {Role.MANAGER, Role.ADMIN},
     "/web/billing": {Role.MANAGER, Role.ADMIN},
+    "/web/settings": {Role.MANAGER, Role.ADMIN},
+    "/web/users": {Role.ADMIN},
+    "/web/users/1": {Role.ADMIN},
+    "/web/account": set(Role),
+    "/web/members/new": {Role.MANAGER, Role.ADMIN},
+    "/web/members/2/edit": {Role.MANAGER, Role.ADMIN},
+    "/web/machines/new": {Role.ADMIN},
+    "/web/machines/laser-1/edit": {Role.ADMIN},
 }
 
 
@@ -283,3 +292,357 @@ def test_the_dashboard_flags_maintenance_due_and_a_lockout(hub: TestClient) -> N
     assert "Clean the spindle" not in page  # not due yet: no flag
     printer = page[page.index('id="card-printer-2"') :]
     assert "Locked out:" in printer and "nozzle jammed" in printer
+
+
+# --- the forms that change records (hub/web/admin_screens.py) ------------------------------
+RATES_CSV = (
+    "machine_type,category,effective_from,cents_per_hour\n"
+    "laser,student,2027-01-01,900\n"
+    "printer,student,2027-01-01,300\n"
+)
+# Every form: its address, a valid body, a role the API refuses it to (None: open to all).
+FORMS: list[tuple[str, dict[str, str], Role | None]] = [
+    ("/web/members/new", {"name": "Zoé Roux", "email": "zoe@example.org"}, Role.MAINTAINER),
+    ("/web/members/2/edit", {"name": "Léa B.", "category": "student"}, Role.TRAINER),
+    (
+        "/web/machines/new",
+        {"code": "laser-2", "name": "Laser 2", "site": "lab", "machine_type": "laser"},
+        Role.MANAGER,
+    ),
+    ("/web/machines/laser-1/edit", {"name": "Big laser", "machine_type": "laser"}, Role.MANAGER),
+    ("/web/machine-types", {"code": "lathe", "name": "Lathe"}, Role.MANAGER),
+    ("/web/machine-types/1", {"name": "Laser", "kind": "laser"}, Role.MANAGER),
+    ("/web/users", {"username": "zoe", "password": "x" * 12, "role": "manager"}, Role.MANAGER),
+    ("/web/users/1", {"role": "admin", "active": "1"}, Role.MANAGER),
+    ("/web/users/1/password", {"password": "y" * 12}, Role.MANAGER),
+    ("/web/account/tokens", {"name": "script"}, None),
+    ("/web/settings/retention", {"telemetry": "90", "events": "400"}, Role.MANAGER),
+    ("/web/settings/retention/apply", {}, Role.MANAGER),
+    ("/web/billing/topup", {"member_id": "2", "amount": "20"}, Role.MAINTAINER),
+    ("/web/billing/plan", {"member_id": "2", "plan": "prepaid"}, Role.TRAINER),
+    (
+        "/web/billing/rates",
+        {
+            "machine_type": "laser",
+            "category": "student",
+            "effective_from": "2027-01-01",
+            "cents_per_hour": "900",
+        },
+        Role.MAINTAINER,
+    ),
+]
+
+
+def _audit_count(hub: TestClient) -> int:
+    with Session(hub.app.state.engine) as session:
+        return len(session.exec(select(AuditEntry)).all())
+
+
+@pytest.mark.parametrize(("path", "data", "refused"), FORMS, ids=[f[0] for f in FORMS])
+def test_each_form_refuses_a_missing_token_and_the_wrong_role(
+    hub: TestClient, path: str, data: dict[str, str], refused: Role | None
+) -> None:
+    allowed = Role.ADMIN
+    before = _audit_count(hub)
+    if refused is not None:
+        token = sign_in(hub, f"test-{refused.value}", PASSWORD)
+        page = hub.post(path, data={**data, "csrf": token})
+        assert page.status_code == 403 and "not open to your role" in page.text, path
+        hub.cookies.clear()
+    token = sign_in(hub, f"test-{allowed.value}", PASSWORD)
+    assert hub.post(path, data=data).status_code == 403
+    assert hub.post(path, data={**data, "csrf": "0" * 64}).status_code == 403
+    assert _audit_count(hub) == before  # nothing was changed by the refusals
+    done = hub.post(path, data={**data, "csrf": token})
+    assert done.status_code == 200, (path, done.text[-800:])
+    assert _audit_count(hub) > before, path
+
+
+def test_the_rates_import_refuses_a_missing_token_and_the_wrong_role(hub: TestClient) -> None:
+    files = {"file": ("rates.csv", RATES_CSV.encode(), "text/csv")}
+    token = sign_in(hub, "test-maintainer", PASSWORD)
+    refused = hub.post("/web/billing/rates/import", data={"csrf": token}, files=files)
+    assert refused.status_code == 403
+    hub.cookies.clear()
+    sign_in(hub, "test-manager", PASSWORD)
+    assert hub.post("/web/billing/rates/import", files=files).status_code == 403
+
+
+def test_a_manager_creates_and_edits_a_member_and_sees_refusals_by_the_field(
+    hub: TestClient,
+) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    assert 'href="/web/members/new"' in hub.get("/web/members").text
+    bad = hub.post(
+        "/web/members/new",
+        data={"name": "Zoé Roux", "email": "zoe-at-example", "csrf": token},
+    )
+    assert bad.status_code == 422
+    assert 'id="email-error">not an email address' in bad.text
+    assert 'value="Zoé Roux"' in bad.text  # what was typed stays in the form
+    taken = hub.post(
+        "/web/members/new",
+        data={"name": "Zoé Roux", "email": "LEA@example.org", "csrf": token},
+    )
+    assert taken.status_code == 422
+    assert 'id="email-error">another member already has email lea@example.org' in taken.text
+    made = hub.post(
+        "/web/members/new",
+        data={"name": "Zoé Roux", "email": "zoe@example.org", "category": "student", "csrf": token},
+    )
+    assert made.status_code == 200 and "Zoé Roux" in made.text
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        zoe = session.exec(select(Member).where(Member.email == "zoe@example.org")).one()
+        lea = session.exec(select(Member).where(Member.email == "lea@example.org")).one()
+    form = hub.get(f"/web/members/{zoe.id}/edit")
+    assert 'value="zoe@example.org"' in form.text
+    own = hub.post(
+        f"/web/members/{zoe.id}/edit",
+        data={"name": "Zoé Roux", "payer_id": str(zoe.id), "csrf": token},
+    )
+    assert own.status_code == 422 and 'id="payer_id-error">a member cannot be their own' in own.text
+    saved = hub.post(
+        f"/web/members/{zoe.id}/edit",
+        data={
+            "name": "Zoé Roux-Petit",
+            "email": "zoe@example.org",
+            "category": "student",
+            "status": "suspended",
+            "payer_id": str(lea.id),
+            "csrf": token,
+        },
+    )
+    assert saved.status_code == 200 and "Zoé Roux-Petit" in saved.text
+    with Session(engine) as session:
+        zoe = session.get(Member, zoe.id)
+        assert zoe.status.value == "suspended" and zoe.payer_id == lea.id
+        actions = [a.action for a in session.exec(select(AuditEntry))]
+        assert actions.count("member.create") == 1 and "member.update" in actions
+
+
+def test_an_admin_creates_and_edits_machines_and_types(hub: TestClient) -> None:
+    token = sign_in(hub, "test-admin", PASSWORD)
+    bad = hub.post(
+        "/web/machines/new",
+        data={"code": "Laser 2", "name": "Laser 2", "site": "lab", "machine_type": "laser"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert bad.status_code == 422 and 'id="code-error"' in bad.text
+    unknown = hub.post(
+        "/web/machines/new",
+        data={"code": "lathe-1", "name": "Lathe", "site": "lab", "machine_type": "", "csrf": token},
+    )
+    assert unknown.status_code == 422 and 'id="machine_type-error"' in unknown.text
+    typed = hub.post("/web/machine-types", data={"code": "lathe", "name": "Lathe", "csrf": token})
+    assert typed.status_code == 200 and "lathe" in typed.text
+    again = hub.post("/web/machine-types", data={"code": "lathe", "name": "Lathe", "csrf": token})
+    assert again.status_code == 422 and "already exists" in again.text
+    made = hub.post(
+        "/web/machines/new",
+        data={
+            "code": "lathe-1",
+            "name": "Lathe",
+            "site": "lab",
+            "machine_type": "lathe",
+            "kind": "other",
+            "csrf": token,
+        },
+    )
+    assert made.status_code == 200 and "Lathe" in made.text
+    assert hub.get("/api/v1/machines/lathe-1").json()["machine_type"] == "lathe"
+    edited = hub.post(
+        "/web/machines/lathe-1/edit",
+        data={
+            "name": "Metal lathe",
+            "location": "Atelier métal",
+            "machine_type": "cnc",
+            "csrf": token,
+        },
+    )
+    assert edited.status_code == 200 and "Metal lathe" in edited.text
+    machine = hub.get("/api/v1/machines/lathe-1").json()
+    assert machine["machine_type"] == "cnc" and machine["location"] == "Atelier métal"
+    emptied = hub.post("/web/machines/lathe-1/edit", data={"name": " ", "csrf": token})
+    assert emptied.status_code == 422 and 'id="name-error"' in emptied.text
+    with Session(hub.app.state.engine) as session:
+        lathe = session.exec(select(MachineType).where(MachineType.code == "lathe")).one()
+    renamed = hub.post(
+        f"/web/machine-types/{lathe.id}", data={"name": "Tour", "kind": "cnc", "csrf": token}
+    )
+    assert renamed.status_code == 200 and 'value="Tour"' in renamed.text
+
+
+def test_an_admin_manages_users_and_everyone_their_own_tokens(hub: TestClient) -> None:
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        lea = session.exec(select(Member).where(Member.email == "lea@example.org")).one()
+    token = sign_in(hub, "test-admin", PASSWORD)
+    short = hub.post(
+        "/web/users",
+        data={"username": "lea", "password": "short", "role": "trainer", "csrf": token},
+    )
+    assert short.status_code == 422 and 'id="password-error"' in short.text
+    unlinked = hub.post(
+        "/web/users",
+        data={"username": "lea", "password": "a-long-password", "role": "member", "csrf": token},
+    )
+    assert unlinked.status_code == 422 and 'id="member_id-error"' in unlinked.text
+    made = hub.post(
+        "/web/users",
+        data={
+            "username": "lea",
+            "password": "a-long-password",
+            "role": "member",
+            "member_id": str(lea.id),
+            "csrf": token,
+        },
+    )
+    assert made.status_code == 200 and "lea" in made.text
+    with Session(engine) as session:
+        lea_user = session.exec(select(User).where(User.username == "lea")).one()
+    # Léa makes herself a token; the secret is shown once and works as a Bearer token.
+    hub.cookies.clear()
+    lea_csrf = sign_in(hub, "lea", "a-long-password")
+    nameless = hub.post("/web/account/tokens", data={"name": " ", "csrf": lea_csrf})
+    assert nameless.status_code == 422 and 'id="name-error"' in nameless.text
+    created = hub.post(
+        "/web/account/tokens", data={"name": "my script", "expires_in_days": "30", "csrf": lea_csrf}
+    )
+    assert created.status_code == 200
+    secret = re.search(r'id="secret" readonly value="([^"]+)"', created.text).group(1)
+    assert secret not in hub.get("/web/account").text  # shown once
+    script = {"Authorization": f"Bearer {secret}"}
+    assert hub.get("/api/v1/users/me", headers=script).json()["username"] == "lea"
+    with Session(engine) as session:
+        mine = session.exec(select(ApiToken).where(ApiToken.name == "my script")).one()
+    revoked = hub.post(f"/web/account/tokens/{mine.id}/revoke", data={"csrf": lea_csrf})
+    assert revoked.status_code == 200 and "revoked" in revoked.text
+    assert hub.get("/api/v1/users/me", headers=script).status_code == 401
+    # Another's token is not hers to revoke.
+    with Session(engine) as session:
+        others = session.exec(select(ApiToken).where(ApiToken.user_id != lea_user.id)).first()
+    assert (
+        hub.post(f"/web/account/tokens/{others.id}/revoke", data={"csrf": lea_csrf}).status_code
+        == 403
+    )
+    # The admin promotes her, then disables her: her web session ends at once.
+    hub.cookies.clear()
+    token = sign_in(hub, "test-admin", PASSWORD)
+    promoted = hub.post(
+        f"/web/users/{lea_user.id}",
+        data={"role": "trainer", "member_id": str(lea.id), "active": "1", "csrf": token},
+    )
+    assert promoted.status_code == 200 and "user saved" in promoted.text
+    short = hub.post(f"/web/users/{lea_user.id}/password", data={"password": "x", "csrf": token})
+    assert short.status_code == 422 and 'id="password-error"' in short.text
+    disabled = hub.post(
+        f"/web/users/{lea_user.id}",
+        data={"role": "trainer", "member_id": str(lea.id), "csrf": token},
+    )
+    assert disabled.status_code == 200
+    with Session(engine) as session:
+        lea_user = session.get(User, lea_user.id)
+        assert lea_user.role is Role.TRAINER and not lea_user.active
+        live = session.exec(
+            select(ApiToken).where(
+                ApiToken.user_id == lea_user.id, col(ApiToken.revoked_at).is_(None)
+            )
+        ).all()
+        assert live == []
+
+
+def test_retention_settings_for_admins_read_only_for_managers(hub: TestClient) -> None:
+    sign_in(hub, "test-manager", PASSWORD)
+    page = hub.get("/web/settings")
+    assert page.status_code == 200 and "Only an admin changes these rules." in page.text
+    assert 'action="/web/settings/retention"' not in page.text
+    hub.cookies.clear()
+    token = sign_in(hub, "test-admin", PASSWORD)
+    short = hub.post(
+        "/web/settings/retention", data={"telemetry": "90", "events": "10", "csrf": token}
+    )
+    assert (
+        short.status_code == 422 and 'id="events-error">events: keep them at least 30' in short.text
+    )
+    forever = hub.post("/web/settings/retention", data={"telemetry": "", "csrf": token})
+    assert forever.status_code == 422 and 'id="telemetry-error"' in forever.text
+    saved = hub.post(
+        "/web/settings/retention",
+        data={"telemetry": "60", "events": "400", "dead_letters": "", "csrf": token},
+    )
+    assert saved.status_code == 200 and 'value="400"' in saved.text
+    rules = hub.get("/api/v1/retention").json()
+    assert rules == {"telemetry": 60, "events": 400, "dead_letters": None}
+
+
+def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:
+    from hub.billing_store import BalanceMovement, BillingAccount, BillingRate
+
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
+    token = sign_in(hub, "test-manager", PASSWORD)
+    wrong = hub.post(
+        "/web/billing/topup", data={"member_id": str(hugo.id), "amount": "douze", "csrf": token}
+    )
+    assert wrong.status_code == 422 and 'id="topup_amount-error">amount' in wrong.text
+    nobody = hub.post("/web/billing/topup", data={"member_id": "", "amount": "5", "csrf": token})
+    assert nobody.status_code == 422 and 'id="topup_member_id-error">pick a member' in nobody.text
+    topped = hub.post(
+        "/web/billing/topup",
+        data={"member_id": str(hugo.id), "amount": "12,50", "note": "receipt 42", "csrf": token},
+    )
+    assert topped.status_code == 200 and "Hugo Petit: +12,50 €" in topped.text
+    planned = hub.post(
+        "/web/billing/plan", data={"member_id": str(hugo.id), "plan": "prepaid", "csrf": token}
+    )
+    assert planned.status_code == 200
+    with Session(engine) as session:
+        account = session.get(BillingAccount, hugo.id)
+        assert account.balance_cents == 1250 and account.prepaid_only
+        move = session.exec(select(BalanceMovement)).one()
+        assert move.note == "receipt 42" and move.actor == "user:test-manager"
+    rate = {
+        "machine_type": "laser",
+        "category": "student",
+        "effective_from": "2027-01-01",
+        "cents_per_hour": "neuf",
+        "csrf": token,
+    }
+    bad = hub.post("/web/billing/rates", data=rate)
+    assert bad.status_code == 422 and 'id="rate_cents_per_hour-error">cents_per_hour' in bad.text
+    assert hub.post("/web/billing/rates", data={**rate, "cents_per_hour": "900"}).status_code == 200
+    broken = hub.post(
+        "/web/billing/rates/import",
+        data={"csrf": token},
+        files={"file": ("rates.csv", b"machine_type,category\nlaser,student\n", "text/csv")},
+    )
+    assert broken.status_code == 422 and "nothing was imported" in broken.text
+    imported = hub.post(
+        "/web/billing/rates/import",
+        data={"csrf": token},
+        files={"file": ("rates.csv", RATES_CSV.encode(), "text/csv")},
+    )
+    assert imported.status_code == 200 and "1 added, 1 replaced" in imported.text
+    with Session(engine) as session:
+        rates = session.exec(select(BillingRate)).all()
+        assert sorted((r.machine_type, r.cents_per_hour) for r in rates) == [
+            ("laser", 900),
+            ("printer", 300),
+        ]
+        actions = {a.action for a in session.exec(select(AuditEntry))}
+        assert {
+            "billing.topup",
+            "billing.plan",
+            "billing.rate_set",
+            "billing.rates_import",
+        } <= actions
+
+
+def test_the_new_forms_speak_french(hub: TestClient) -> None:
+    sign_in(hub, "test-admin", PASSWORD)
+    french = {"Accept-Language": "fr"}
+    assert "Nouveau membre" in hub.get("/web/members/new", headers=french).text
+    assert "Utilisateurs" in hub.get("/web/users", headers=french).text
+    assert "Mes jetons d’API" in hub.get("/web/account", headers=french).text
