@@ -13,7 +13,7 @@ throwaway PostgreSQL database. Then, on each:
   csv --detail`): its time and its peak RSS, for a month and for the year (flat = the same).
 
 Run: ATELIER_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-     .venv/bin/python -m bench.bench_reports [--sessions 500000]
+     .venv/bin/python -m bench.bench_reports [--sessions 500000] [--billing-only]
 """
 
 from __future__ import annotations
@@ -385,6 +385,27 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
             yield url
 
 
+def year_reports(kind: str, engine: Engine, repeat: int, t_bare_s: float, n_sessions: int) -> None:
+    """The usage statistics and the yearly review of the year, next to its bare SELECTs."""
+    t_bare_all, n_all = timed(
+        lambda: bare_select(engine, ("session", "busy_period", "print_job"), START, END),
+        repeat,
+    )
+    t_usage, report = timed(lambda: usage_report(engine, start=START, end=END, tz=PARIS), repeat)
+    t_review, reviewed = timed(lambda: review_both(engine), repeat)
+    assert report.totals["sessions"] == reviewed == n_sessions, "the figures cover every row"
+    print(f"{kind:9} bare SELECT sessions+busy+jobs      {t_bare_all:7.2f} s  ({n_all} rows)")
+    for name, seconds in (
+        ("usage statistics", t_usage),
+        ("yearly review (PDF+XLSX)", t_review),
+    ):
+        print(
+            f"{kind:9} {name:34} {seconds:7.2f} s  ratio {seconds / t_bare_all:4.1f}x "
+            f"the rows it covers, {seconds / t_bare_s:4.1f}x the sessions alone "
+            "(goal: within 3x)"
+        )
+
+
 def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
     began = time.perf_counter()
     load_year(url, args.sessions, args.members)
@@ -394,28 +415,11 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
     try:
         bare_select(engine, ("session",), START, END)  # warm the cache for everyone
         t_bare_s, n_sessions = timed(lambda: bare_select(engine, ("session",), START, END), repeat)
-        t_bare_all, n_all = timed(
-            lambda: bare_select(engine, ("session", "busy_period", "print_job"), START, END),
-            repeat,
-        )
-        t_usage, report = timed(
-            lambda: usage_report(engine, start=START, end=END, tz=PARIS), repeat
-        )
-        t_review, reviewed = timed(lambda: review_both(engine), repeat)
-        assert report.totals["sessions"] == reviewed == n_sessions, "the figures cover every row"
         print(
             f"{kind:9} bare SELECT of the year's sessions   {t_bare_s:7.2f} s  ({n_sessions} rows)"
         )
-        print(f"{kind:9} bare SELECT sessions+busy+jobs      {t_bare_all:7.2f} s  ({n_all} rows)")
-        for name, seconds in (
-            ("usage statistics", t_usage),
-            ("yearly review (PDF+XLSX)", t_review),
-        ):
-            print(
-                f"{kind:9} {name:34} {seconds:7.2f} s  ratio {seconds / t_bare_all:4.1f}x "
-                f"the rows it covers, {seconds / t_bare_s:4.1f}x the sessions alone "
-                "(goal: within 3x)"
-            )
+        if not args.billing_only:
+            year_reports(kind, engine, repeat, t_bare_s, n_sessions)
         month, month_from, month_to = "2026-10", date(YEAR, 10, 1), date(YEAR, 11, 1)
         t_bare_month, n_month = timed(
             lambda: bare_select(engine, ("session",), month_from, month_to), repeat
@@ -441,8 +445,12 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
                 f"({t_price / t_bare_month:.1f}x the sessions)"
             )
         for label, start, end in (
-            ("a month", date(YEAR, 10, 1), date(YEAR, 11, 1)),
-            ("the year", START, END),
+            ()
+            if args.billing_only
+            else (
+                ("a month", date(YEAR, 10, 1), date(YEAR, 11, 1)),
+                ("the year", START, END),
+            )
         ):
             seconds, peak, rows = export_in_child(url, start, end, workdir / f"{kind}.csv")
             print(
@@ -458,6 +466,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=500_000)
     parser.add_argument("--members", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each timing")
+    parser.add_argument(
+        "--billing-only",
+        action="store_true",
+        help="only `billing close` and its bare SELECTs (no year reports, no CSV export)",
+    )
     args = parser.parse_args()
     kinds = ["sqlite"] + (["postgres"] if os.environ.get("ATELIER_TEST_DATABASE_URL") else [])
     print(

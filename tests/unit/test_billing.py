@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.domain.billing import (
@@ -18,12 +18,16 @@ from hub.domain.billing import (
     NoRateError,
     PrepaidPlan,
     Rate,
+    RateBook,
     UsageRecord,
+    _parts_by_midnight,
+    _price_pieces,
     apply_prepaid,
     bill_month,
     credit_note,
     may_start,
     price_session,
+    rate_on,
 )
 from protocol.envelope import DenyReason
 
@@ -386,3 +390,105 @@ def test_daily_cap_is_per_machine_type_in_a_month() -> None:
     ]
     [statement] = bill_month(records, rates, "2026-10", PARIS)
     assert [line.cents for line in statement.lines] == [1000, 0, 1000]
+
+
+# The fast path of price_session (a session within one local day) must charge exactly what
+# the cut at every midnight charges, on every rule: fees, minimum, unit, cap, included
+# minutes, busy basis, duty, rate changes, and a zone whose clocks change at midnight.
+SANTIAGO = ZoneInfo("America/Santiago")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    zone=st.sampled_from([PARIS, SANTIAGO, ZoneInfo("UTC")]),
+    day=st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31)),
+    start_s=st.integers(min_value=0, max_value=24 * 3600 - 1),
+    length_s=st.integers(min_value=0, max_value=26 * 3600),
+    near_midnight=st.none() | st.integers(min_value=-5400, max_value=5400),
+    micro=st.integers(min_value=0, max_value=999_999),
+    in_utc=st.booleans(),
+    busy_s=st.integers(min_value=0, max_value=26 * 3600),
+    duty=st.sampled_from([DutyRole.NONE] * 4 + list(DutyRole)),
+    cph=st.integers(min_value=0, max_value=6000),
+    basis=st.sampled_from(["session", "busy"]),
+    fee=st.integers(min_value=0, max_value=300),
+    minimum=st.integers(min_value=0, max_value=3000),
+    unit=st.integers(min_value=1, max_value=30),
+    cap=st.none() | st.integers(min_value=0, max_value=5000),
+    included=st.integers(min_value=0, max_value=300),
+    used=st.integers(min_value=0, max_value=400),
+    today=st.integers(min_value=0, max_value=6000),
+    change=st.none() | st.integers(min_value=0, max_value=3),
+)
+def test_fast_path_charges_exactly_what_the_cut_at_midnight_charges(
+    zone: ZoneInfo,
+    day: date,
+    start_s: int,
+    length_s: int,
+    near_midnight: int | None,
+    micro: int,
+    in_utc: bool,
+    busy_s: int,
+    duty: DutyRole,
+    cph: int,
+    basis: str,
+    fee: int,
+    minimum: int,
+    unit: int,
+    cap: int | None,
+    included: int,
+    used: int,
+    today: int,
+    change: int | None,
+) -> None:
+    local = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(seconds=start_s)
+    start = (local.astimezone(UTC) if in_utc else local) + timedelta(microseconds=micro)
+    if near_midnight is not None:  # end around the next local midnight, where the paths part
+        midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+        to_midnight = (midnight.astimezone(UTC) - start.astimezone(UTC)).total_seconds()
+        length_s = max(0, int(to_midnight) + near_midnight)
+    record = UsageRecord(
+        "s", "m1", "laser-1", "laser", "individual", start,
+        start + timedelta(seconds=length_s), busy_s, duty,
+    )  # fmt: skip
+    terms: dict[str, object] = {
+        "basis": basis,
+        "start_fee_cents": fee,
+        "minimum_cents": minimum,
+        "rounding_minutes": unit,
+        "daily_cap_cents": cap,
+        "included_minutes_per_month": included,
+    }
+    rates = [rate(effective_from=date(2025, 1, 1), cents_per_hour=cph, **terms)]
+    if change is not None:  # a new price from a day around the session's
+        later = day + timedelta(days=change - 1)
+        rates.append(rate(effective_from=later, cents_per_hour=cph + 600, **terms))
+    charged = {day: today, day + timedelta(days=1): today // 2}
+    book = RateBook(rates)
+    fast = price_session(
+        record, rates, tz=zone, already_used_included_minutes=used, charged_today_cents=charged
+    )
+    cut = _price_pieces(record, _parts_by_midnight(record, book, zone), used, charged)
+    assert fast == cut
+
+
+@given(
+    days=st.lists(st.integers(min_value=-3, max_value=3), min_size=0, max_size=5),
+    ask=st.integers(min_value=-4, max_value=4),
+)
+def test_rate_book_finds_what_rate_on_finds(days: list[int], ask: int) -> None:
+    base = date(2026, 10, 15)
+    rates = [
+        rate(effective_from=base + timedelta(days=d), cents_per_hour=100 * i)
+        for i, d in enumerate(days)
+    ] + [rate(category="student", effective_from=base - timedelta(days=9))]
+    wanted = base + timedelta(days=ask)
+    try:
+        expected: Rate | None = rate_on(rates, "laser", "individual", wanted)
+    except NoRateError:
+        expected = None
+    if expected is None:
+        with pytest.raises(NoRateError, match="'laser'.*'individual'"):
+            RateBook(rates).on("laser", "individual", wanted)
+    else:
+        assert RateBook(rates).on("laser", "individual", wanted) is expected
