@@ -125,6 +125,37 @@ def sign_body(list_body: dict[str, Any], private_key: Ed25519PrivateKey) -> byte
     return head[:-1] + b',"list":' + body + b"}"
 
 
+def open_signed(
+    payload: bytes | str,
+    public_key: HubKey | Ed25519PublicKey,
+    *,
+    field: str,
+    what: str,
+    max_bytes: int,
+) -> dict[str, Any]:
+    """The signed object `field` of a hub wrapper (`{"v", "key_id", "sig", field: {...}}`),
+    once its signature is the hub's; or ProtocolError: too_large, not_json, invalid_field,
+    unsigned, bad_signature. Allow-lists and commands travel this way."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    if len(raw) > max_bytes:
+        raise ProtocolError("too_large", f"{what} is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        wire = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("not_json", f"{what} is not JSON: {exc}") from None
+    if not isinstance(wire, dict) or not isinstance(wire.get(field), dict):
+        raise ProtocolError("invalid_field", f"{what} must be an object with a '{field}' object")
+    sig = wire.get("sig")
+    if not isinstance(sig, str) or not sig:
+        raise ProtocolError("unsigned", f"{what} carries no signature")
+    body: dict[str, Any] = wire[field]
+    if not HubKey.of(public_key).verify(sig, canonical_json(body)):
+        raise ProtocolError(
+            "bad_signature", f"{what} signature does not match the hub key in this config"
+        )
+    return body
+
+
 def verify_allowlist(
     payload: bytes | str,
     public_key: HubKey | Ed25519PublicKey,
@@ -136,24 +167,11 @@ def verify_allowlist(
 
     Reason codes: not_json, unsigned, bad_signature, invalid_field, expired, stale.
     """
-    raw = payload.encode() if isinstance(payload, str) else payload
-    if len(raw) > MAX_ALLOWLIST_BYTES:
-        raise ProtocolError("too_large", f"allow-list is {len(raw)} bytes")
+    body = open_signed(
+        payload, public_key, field="list", what="allow-list", max_bytes=MAX_ALLOWLIST_BYTES
+    )
     try:
-        wire = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError("not_json", f"allow-list is not JSON: {exc}") from None
-    if not isinstance(wire, dict) or not isinstance(wire.get("list"), dict):
-        raise ProtocolError("invalid_field", "allow-list must be an object with a 'list' object")
-    sig = wire.get("sig")
-    if not isinstance(sig, str) or not sig:
-        raise ProtocolError("unsigned", "allow-list carries no signature")
-    if not HubKey.of(public_key).verify(sig, canonical_json(wire["list"])):
-        raise ProtocolError(
-            "bad_signature", "allow-list signature does not match the hub key in this config"
-        )
-    try:
-        allowlist = AllowList.model_validate(wire["list"])
+        allowlist = AllowList.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from protocol.allowlist import canonical_json, key_id
+from protocol.allowlist import canonical_json, key_id, open_signed
 from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
 from protocol.keys import HubKey
 from protocol.messages import Command
@@ -52,23 +52,9 @@ def verify_command(
 ) -> Command:
     """The command, or ProtocolError with a reason: too_large, not_json, invalid_field,
     unsigned, bad_signature, wrong_machine, stale."""
-    raw = payload.encode() if isinstance(payload, str) else payload
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError("too_large", f"command is {len(raw)} bytes, limit {MAX_PAYLOAD_BYTES}")
-    try:
-        wire = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError("not_json", f"command is not JSON: {exc}") from None
-    if not isinstance(wire, dict) or not isinstance(wire.get("command"), dict):
-        raise ProtocolError("invalid_field", "command must be an object with a 'command' object")
-    sig = wire.get("sig")
-    if not isinstance(sig, str) or not sig:
-        raise ProtocolError("unsigned", "command carries no signature")
-    body: dict[str, Any] = wire["command"]
-    if not HubKey.of(public_key).verify(sig, canonical_json(body)):
-        raise ProtocolError(
-            "bad_signature", "command signature does not match the hub key in this config"
-        )
+    body = open_signed(
+        payload, public_key, field="command", what="command", max_bytes=MAX_PAYLOAD_BYTES
+    )
     if body.get("machine") != machine:
         raise ProtocolError("wrong_machine", f"command is for {body.get('machine')!r}")
     try:

@@ -18,6 +18,7 @@ from hub.api.deps import (
     PathId,
     QueryId,
     SessionDep,
+    request_token,
 )
 from hub.auth import (
     AuthError,
@@ -123,10 +124,7 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
 @router.post("/auth/logout", status_code=204)
 def sign_out(request: Request, response: Response, session: SessionDep, user: CurrentUser) -> None:
     """Revokes the token this request was made with."""
-    header = request.headers.get("authorization", "")
-    raw = (
-        header[7:] if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
-    )
+    raw = request_token(request)
     token = session.exec(
         select(ApiToken).where(ApiToken.token_hash == hash_token(raw or ""))
     ).first()

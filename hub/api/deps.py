@@ -45,6 +45,14 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="an API token: `atelier hub user token`")
 
 
+def request_token(request: Request) -> str | None:
+    """The token a request carries: `Authorization: Bearer …`, else the web session cookie."""
+    header = request.headers.get("authorization", "")
+    return (
+        header[7:] if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
+    )
+
+
 def get_current_user(
     request: Request,
     session: SessionDep,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from hub.api import machines as machines_api
 from hub.api import members as members_api
 from hub.api import retention as retention_api
 from hub.api.changes import audit, get_machine, get_member, invalid, republish
-from hub.api.deps import ADMIN, EVERYONE, MANAGE, SessionDep
+from hub.api.deps import ADMIN, EVERYONE, MANAGE, MAX_ID, SessionDep
 from hub.models import (
     ApiToken,
     Machine,
@@ -35,14 +35,11 @@ from hub.models import (
     Role,
     User,
 )
-from hub.web.csrf import require_csrf
+from hub.web.csrf import Checked
 from hub.web.i18n import N_
-from hub.web.render import Page, PageError, error_message, may, render
+from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-Checked = Depends(require_csrf)
-PROBLEMS = (HTTPException, RequestValidationError, ValidationError, ValueError)
-MAX_ID = 2**31 - 1
 RATE_CSV_MAX = 1_000_000
 
 # Words shown from code, for the catalogue.

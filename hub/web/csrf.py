@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 
 from hub.api.deps import SESSION_COOKIE
 
@@ -73,3 +73,7 @@ async def require_csrf(request: Request) -> None:
             status_code=403,
             detail="the form's security token is missing or stale: reload the page and try again",
         )
+
+
+# What a route that changes something declares: `dependencies=[Checked]`.
+Checked = Depends(require_csrf)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
@@ -18,11 +18,10 @@ from hub.api import badges as badges_api
 from hub.api.changes import get_member
 from hub.api.deps import MANAGE, SessionDep
 from hub.models import Machine, User
-from hub.web.csrf import require_csrf
+from hub.web.csrf import Checked
 from hub.web.render import Page, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-Checked = Depends(require_csrf)
 FRAGMENT = "_tap_enrol.html"
 
 

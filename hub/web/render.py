@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from hub.api.deps import (
@@ -21,10 +23,10 @@ from hub.api.deps import (
     EVERYONE,
     MAINTAINERS,
     MANAGE,
-    SESSION_COOKIE,
     STAFF,
     TRAINERS,
     SessionDep,
+    request_token,
 )
 from hub.auth import user_for_token
 from hub.models import Role, User
@@ -117,10 +119,7 @@ def menu_for(user: User | None) -> list[tuple[str, str]]:
 
 
 def signed_in(request: Request, session: Session) -> User | None:
-    header = request.headers.get("authorization", "")
-    raw = (
-        header[7:] if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
-    )
+    raw = request_token(request)
     return user_for_token(session, raw) if raw else None
 
 
@@ -189,6 +188,10 @@ def fragment(request: Request, name: str, context: dict[str, Any]) -> str:
 
 def html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code)
+
+
+# The refusals a form turns into a message on the page rather than an error page.
+PROBLEMS = (HTTPException, RequestValidationError, ValidationError, ValueError)
 
 
 def error_message(exc: Exception) -> str:

@@ -13,10 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from hub.api import badges as badges_api
@@ -41,12 +39,10 @@ from hub.models import (
     User,
 )
 from hub.usage_export import ExportInputError, usage_report
-from hub.web.csrf import require_csrf
-from hub.web.render import Page, PageError, error_message, may, render
+from hub.web.csrf import Checked
+from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-Checked = Depends(require_csrf)
-PROBLEMS = (HTTPException, RequestValidationError, ValidationError, ValueError)
 EXPIRING_DAYS = 30
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
