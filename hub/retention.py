@@ -22,6 +22,7 @@ KINDS = ("telemetry", "events", "dead_letters")
 # An agent replays at most its last 10,000 sent events, within hours: an event must outlive
 # any replay, or the hub would take a replayed one as new.
 MIN_DAYS = {"telemetry": 1.0, "events": 30.0, "dead_letters": 1.0}
+MAX_DAYS = 36_500.0  # a century: past it, say "forever" (and dates would overflow)
 
 
 class RetentionError(ValueError):
@@ -50,6 +51,8 @@ def set_rule(session: Session, kind: str, days: float | None) -> RetentionRule:
         raise RetentionError(f"{kind!r} is not kept by the hub: use {', '.join(KINDS)}")
     if kind == "telemetry" and days is None:
         raise RetentionError("telemetry cannot be kept for good: give a number of days")
+    if days is not None and not days <= MAX_DAYS:
+        raise RetentionError(f"{kind}: at most {MAX_DAYS:g} days; to keep them for good, say so")
     if days is not None and days < MIN_DAYS[kind]:
         raise RetentionError(
             f"{kind}: keep them at least {MIN_DAYS[kind]:g} days"

@@ -43,11 +43,11 @@ class Settings(BaseSettings):
     allowlist_ttl_hours: float = Field(default=168, gt=0)
     telemetry_raw_hours: float = Field(default=24, gt=0)
     telemetry_downsample_s: int = Field(default=60, ge=1)
-    telemetry_keep_days: float = Field(default=90, gt=0)
+    telemetry_keep_days: float = Field(default=90, gt=0, le=36_500)
     # Events are the raw history (sessions, busy periods and jobs are kept apart from them);
     # None keeps them for good. Admins may change both from the API or the CLI.
-    event_keep_days: float | None = Field(default=None, ge=30)
-    dead_letter_keep_days: float | None = Field(default=180, ge=1)
+    event_keep_days: float | None = Field(default=None, ge=30, le=36_500)
+    dead_letter_keep_days: float | None = Field(default=180, ge=1, le=36_500)
 
     # With extra `atelier hub ingest --shared GROUP` workers, the hub's own ingest joins the
     # same MQTT 5 shared subscription, so each event goes to one of them only.

@@ -113,3 +113,13 @@ def test_the_cli_sets_and_applies_with_clear_mistakes(
     assert applied.exit_code == 0 and "dead letters: 0 removed" in applied.output
     assert "events\tkept for good" in runner.invoke(cli, ["hub", "retention", "show"]).output
     assert len(rows(hub_db, DeadLetter)) == 1
+
+
+def test_a_century_is_the_longest_rule(hub_db: str, tmp_path: Path) -> None:
+    # Found by schemathesis: a huge number of days overflowed the purge's date arithmetic.
+    settings = get_settings(None, database_url=hub_db, data_dir=tmp_path)
+    with TestClient(create_app(settings, start_ingest=False)) as client:
+        admin = admin_headers(hub_db)
+        huge = client.patch("/api/v1/retention", json={"events": 1e300}, headers=admin)
+        assert huge.status_code == 422 and "at most 36500 days" in huge.json()["detail"][0]["msg"]
+        assert client.post("/api/v1/retention/apply", headers=admin).status_code == 200
