@@ -1,8 +1,12 @@
-"""The agent: one event-loop thread applies every input (badges, MQTT, GPIO, timers) in order.
+"""The agent: the session state machine, guarded by one lock, fed by every input in order.
 
-Readers, paho and gpiozero callbacks only put items on a queue; the loop feeds them to the
-pure domain (access decision, session state machine) and carries out its actions: relay
-first, then the journal, then the broker.
+A card read is decided in the thread that read it: the reader's thread takes the state lock,
+asks the pure domain (access decision, session state machine) and switches the relay at
+once, so a tap never waits for another thread to wake up. Everything else (paho, gpiozero,
+integrations, timers) goes through a queue to one event-loop thread, which applies it under
+the same lock. The events the state machine emits are stamped and put in order on an outbox
+while the lock is held; the loop thread then writes them to the journal and hands them to
+the broker, outside the lock, so neither a disk write nor the network delays a decision.
 """
 
 from __future__ import annotations
@@ -71,6 +75,12 @@ class Agent:
         self._pin_factory = pin_factory
         self._public_key = load_public_key(config.agent.hub_public_key)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        # The session machine, the relay, the allow-list in use and the clock's hold change
+        # only under this lock (reader threads decide; the loop applies everything else).
+        self._state_lock = threading.RLock()
+        # Events emitted under the lock, in order, with their time; journaled by the loop.
+        self._outbox: deque[tuple[EventType, dict[str, Any], datetime]] = deque()
+        self._status_due = False
         self._reader = reader
         self.devices: Devices | None = None
         self.journal: Journal | None = None
@@ -135,6 +145,7 @@ class Agent:
         self._emit(
             EventType.AGENT_STARTED, {"version": __version__, "recovered_sessions": recovered}
         )
+        self._drain()
         offline = Status(machine=cfg.agent.machine, state="offline").encode()
         self.transport = MqttTransport(
             client_id=f"atelier-edge-{cfg.agent.machine}",
@@ -159,7 +170,7 @@ class Agent:
         self._wire_inputs()
         if self._reader is None:
             self._reader = self._make_reader()
-        self._reader.start(lambda read: self._queue.put(("read", read, None)))
+        self._reader.start(self._on_read)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
         self._thread.start()
@@ -288,9 +299,39 @@ class Agent:
 
     # -- public, thread-safe entry points ------------------------------------------------
     def tap(self, uid: str, *, present: bool = True, timeout: float = 10) -> dict[str, Any]:
+        """A read as a reader reports it; the answer comes once its events are journaled."""
         reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
-        self._queue.put(("read", BadgeRead(uid=normalise_uid(uid), present=present), reply))
+        self._on_read(BadgeRead(uid=normalise_uid(uid), present=present), reply)
         return reply.get(timeout=timeout)
+
+    def _on_read(self, read: BadgeRead, reply: queue.Queue[dict[str, Any]] | None = None) -> None:
+        """A card read, in the reader's own thread: decided and the relay switched here.
+
+        Handing the read over to the loop thread was most of the tap-to-relay time (a thread
+        wake-up, then the interpreter lock). Under the state lock the decision is a few dict
+        lookups and a pin write; the journal and the broker follow on the loop thread."""
+        answer: dict[str, Any] | None = None
+        with self._state_lock:
+            if self._stopped.is_set():
+                return  # stopping: the relay stays open and nothing is decided
+            now = self._clock()
+            if read.present and self._enrolling():
+                answer = self._report_read(read.uid)
+            else:
+                actions = self.machine.badge(
+                    read.uid, now, self._decider(read, now), present=read.present
+                )
+                self._apply(actions)
+                if any(
+                    isinstance(a, Emit)
+                    and a.type is EventType.SESSION_STARTED
+                    and a.data.get("mode") == "maintenance"
+                    for a in actions
+                ):
+                    self._maintenance_until = 0.0  # the window opens the machine once
+                if reply is not None:
+                    answer = self._tap_reply(actions)
+        self._queue.put(("decided", reply, answer))
 
     def state(self, timeout: float = 10) -> dict[str, Any]:
         reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
@@ -330,34 +371,38 @@ class Agent:
                 if mono - last_tick >= TICK_S:
                     last_tick = mono
                     self._periodic(mono)
-                self._clock.hold(self.machine.session is not None)
+                with self._state_lock:
+                    self._clock.hold(self.machine.session is not None)
             except Exception:
                 log.exception("agent loop failed on %s; going on", item[0])
+            try:
+                self._drain()
+                if item[0] == "decided" and item[1] is not None:
+                    item[1].put(item[2])  # a tap's answer, once its events are journaled
+            except Exception:
+                log.exception("agent loop failed journaling after %s; going on", item[0])
 
     def _handle(self, item: tuple[Any, ...]) -> None:
+        """One queued input. Whatever touches the session machine does so under the state
+        lock; journal, broker and file work stays outside it (see the module docstring)."""
         kind = item[0]
-        now = self._clock()
-        if kind == "read":
-            read: BadgeRead = item[1]
-            if read.present and self._enrolling():
-                self._report_read(read.uid, item[2])
-                return
-            actions = self.machine.badge(
-                read.uid, now, self._decider(read, now), present=read.present
-            )
-            self._apply(actions)
-            if any(
-                isinstance(a, Emit)
-                and a.type is EventType.SESSION_STARTED
-                and a.data.get("mode") == "maintenance"
-                for a in actions
-            ):
-                self._maintenance_until = 0.0  # the window opens the machine once
-            if item[2] is not None:
-                item[2].put(self._tap_reply(actions))
+        if kind in ("busy", "integration", "incident"):
+            with self._state_lock:
+                self._handle_locked(item, self._clock())
         elif kind == "state":
             item[1].put(self._state_dict())
-        elif kind == "busy":
+        elif kind == "telemetry":
+            with self._state_lock:
+                now = self._clock()
+            self._handle_telemetry(item[1], now)
+        elif kind == "message":
+            self._on_message(item[1], item[2])
+        else:
+            self._handle_link(item)
+
+    def _handle_locked(self, item: tuple[Any, ...], now: datetime) -> None:
+        kind = item[0]
+        if kind == "busy":
             self._busy_changed("gpio", bool(item[1]), now)
         elif kind == "integration":
             event_type, data = item[1], item[2]
@@ -368,20 +413,22 @@ class Agent:
                 self._busy_changed(str(data.get("source")), busy, now)
             else:
                 self._emit(event_type, data)
-        elif kind == "telemetry":
-            if self.transport is not None and self.transport.connected:
-                sample = Telemetry(machine=self.config.agent.machine, ts=now, values=item[1])
-                self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
-            elif self.journal is not None:
-                # Kept for the hub's history while the broker is away; shed first on a full disk.
-                sample = Telemetry(machine=self.config.agent.machine, ts=now, values=item[1])
-                self.journal.keep_telemetry(sample.encode())
         elif kind == "incident":
             member = self.machine.session.member if self.machine.session else None
             self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
-        elif kind == "message":
-            self._on_message(item[1], item[2])
-        elif kind == "acked":
+
+    def _handle_telemetry(self, values: dict[str, Any], now: datetime) -> None:
+        sample = Telemetry(machine=self.config.agent.machine, ts=now, values=values)
+        if self.transport is not None and self.transport.connected:
+            self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
+        elif self.journal is not None:
+            # Kept for the hub's history while the broker is away; shed first on a full disk.
+            self.journal.keep_telemetry(sample.encode())
+
+    def _handle_link(self, item: tuple[Any, ...]) -> None:
+        """The broker link: acknowledgements and connections (the loop thread's own state)."""
+        kind = item[0]
+        if kind == "acked":
             seq = self._inflight.pop(item[1], None)
             if seq is not None and self.journal is not None:
                 self.journal.mark_sent(seq)
@@ -398,12 +445,14 @@ class Agent:
             self._published_upto = 0
 
     def _periodic(self, mono: float) -> None:
-        self._apply(self.machine.tick(self._clock()))
+        with self._state_lock:
+            now = self._clock()
+            self._apply(self.machine.tick(now))
         if mono - self._last_heartbeat >= self.config.agent.heartbeat_s:
             self._publish_status()
         if mono - self._last_alive_write >= 5 and self.journal is not None:
             self._last_alive_write = mono
-            self.journal.set_meta("last_alive", self._clock().isoformat())
+            self.journal.set_meta("last_alive", now.isoformat())
         if mono - self._last_prune >= 600 and self.journal is not None:
             # Sent events are kept a while for a hub that asks for them again, then dropped.
             self._last_prune = mono
@@ -413,8 +462,10 @@ class Agent:
             self._notify("WATCHDOG=1")
 
     def _on_stop(self) -> None:
-        if self.machine.session is not None:
-            self._apply(self.machine.end_session(self._clock(), "shutdown"))
+        with self._state_lock:
+            if self.machine.session is not None:
+                self._apply(self.machine.end_session(self._clock(), "shutdown"))
+        self._drain()
         self._flush(timeout=2)
 
     def _flush(self, timeout: float) -> None:
@@ -492,25 +543,21 @@ class Agent:
             self._enrolment = None
         return self._enrolment is not None
 
-    def _report_read(self, uid: str, reply_to: Any) -> None:
+    def _report_read(self, uid: str) -> dict[str, Any]:
         """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
-        assert self._enrolment is not None
+        assert self._enrolment is not None and self.devices is not None
         request_id = self._enrolment[0]
         self._enrolment = None
         self._beep("end")
         self._emit(EventType.BADGE_READ, {"badge": uid, "request_id": request_id})
-        if reply_to is not None:
-            assert self.devices is not None
-            reply_to.put(
-                {
-                    "ok": True,
-                    "decision": "read",
-                    "reason": None,
-                    "badge": uid,
-                    "relay": "closed" if self.machine.relay_closed else "open",
-                    "relay_pin": self.devices.relay_pin_state(),
-                }
-            )
+        return {
+            "ok": True,
+            "decision": "read",
+            "reason": None,
+            "badge": uid,
+            "relay": "closed" if self.machine.relay_closed else "open",
+            "relay_pin": self.devices.relay_pin_state(),
+        }
 
     def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
         reply: dict[str, Any] = {"ok": True, "decision": "ignored", "reason": None}
@@ -542,7 +589,15 @@ class Agent:
         return reply
 
     def _state_dict(self) -> dict[str, Any]:
-        assert self.devices is not None and self.journal is not None
+        with self._state_lock:
+            state = self._machine_state()
+        assert self.journal is not None
+        state["backlog"] = self.journal.backlog()  # a query: outside the lock
+        state["journal_full"] = self.journal.full
+        return state
+
+    def _machine_state(self) -> dict[str, Any]:
+        assert self.devices is not None
         session = self.machine.session
         return {
             "ok": True,
@@ -562,22 +617,34 @@ class Agent:
             "locked": self.machine.locked,
             "acl_version": self.allowlist.version if self.allowlist else None,
             "connected": bool(self.transport and self.transport.connected),
-            "backlog": self.journal.backlog(),
-            "journal_full": self.journal.full,
             "enrolling": self._enrolling(),
         }
 
     # -- events: journal first, then the broker ------------------------------------------
     def _emit(self, type: EventType, data: dict[str, Any]) -> None:
+        """Called under the state lock: the event takes its place and its time now; the loop
+        thread journals it (`_drain`), so a decision never waits for the disk."""
+        self._outbox.append((type, data, self._clock()))
+
+    def _drain(self) -> None:
+        """Journal the emitted events in order, then the broker; publish a status if due.
+        The loop thread's (and, before the loop runs, the starting thread's) work."""
         assert self.journal is not None
-        try:
-            self.journal.append(type, data)
-        except JournalFull:
-            # Disk full and the memory reserve used up: the decision stands (the relay has
-            # already switched), the event cannot be kept. Said loudly, once per event.
-            log.error("journal full, disk and memory: %s event lost", type.value)
-            return
-        self._pump()
+        wrote = False
+        while self._outbox:
+            type, data, at = self._outbox.popleft()
+            try:
+                self.journal.append(type, data, at=at)
+                wrote = True
+            except JournalFull:
+                # Disk full and the memory reserve used up: the decision stands (the relay
+                # has already switched), the event cannot be kept. Said loudly, once per event.
+                log.error("journal full, disk and memory: %s event lost", type.value)
+        if wrote:
+            self._pump()
+        if self._status_due:
+            self._status_due = False
+            self._send_status()
 
     def _pump(self) -> None:
         """Publish unsent journal rows in seq order, a bounded number in flight at a time."""
@@ -603,6 +670,10 @@ class Agent:
         log.info("the hub asked for events from seq %d: %d sent again", from_seq, len(rows))
 
     def _publish_status(self) -> None:
+        """Ask for a status; the loop sends it after the events of the same change."""
+        self._status_due = True
+
+    def _send_status(self) -> None:
         self._last_heartbeat = time.monotonic()
         if self.transport is None or not self.transport.connected:
             return
@@ -662,17 +733,18 @@ class Agent:
                 self.config.agent.machine,
             )
             return
-        self.allowlist = new
-        self._save_allowlist(payload)
+        self._save_allowlist(payload)  # the file first, outside the lock (an fsync)
+        with self._state_lock:
+            self.allowlist = new
+            now = self._clock()
+            if new.locked and not self.machine.locked:
+                self._lock_from_list = True
+                self._apply(self.machine.lock(now, new.lock_reason or "locked by the hub"))
+            elif not new.locked and self.machine.locked and self._lock_from_list:
+                self._lock_from_list = False
+                self._apply(self.machine.unlock("unlocked by the hub"))
+            self._publish_status()
         log.info("allow-list version %s accepted (%d badges)", new.version, len(new.entries))
-        now = self._clock()
-        if new.locked and not self.machine.locked:
-            self._lock_from_list = True
-            self._apply(self.machine.lock(now, new.lock_reason or "locked by the hub"))
-        elif not new.locked and self.machine.locked and self._lock_from_list:
-            self._lock_from_list = False
-            self._apply(self.machine.unlock("unlocked by the hub"))
-        self._publish_status()
 
     def _on_command(self, payload: bytes) -> None:
         now = self._clock()
@@ -687,31 +759,36 @@ class Agent:
             log.warning("command %s refused: already applied (a replay)", cmd.id)
             return
         self._seen_commands.append(cmd.id)
-        reason = str(cmd.args.get("reason", "hub command"))
-        if cmd.cmd is CommandName.LOCK:
-            self._apply(self.machine.lock(now, reason))
-        elif cmd.cmd is CommandName.UNLOCK:
-            self._apply(self.machine.unlock(reason))
-        elif cmd.cmd is CommandName.END_SESSION:
-            self._apply(self.machine.end_session(now, "hub-command"))
-        elif cmd.cmd is CommandName.UNLOCK_FOR_MAINTENANCE:
-            window = float(cmd.args.get("window_s", MAINTENANCE_WINDOW_S))
-            self._maintenance_until = time.monotonic() + window
-            log.info(
-                "maintenance window open for %.0f s: a trainer's badge may open the machine", window
-            )
-        elif cmd.cmd is CommandName.ENROL:
-            window = min(300.0, float(cmd.args.get("window_s", ENROL_WINDOW_S)))
-            self._enrolment = (str(cmd.args.get("request_id", "")), time.monotonic() + window)
-            log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
-        elif cmd.cmd is CommandName.SYNC:
+        if cmd.cmd is CommandName.SYNC:
             from_seq = cmd.args.get("from_seq")
             if isinstance(from_seq, int) and from_seq > 0:
                 self._resend(from_seq)
             self._published_upto = 0
             self._inflight.clear()
             self._pump()
+        else:
+            with self._state_lock:
+                self._apply_command(cmd.cmd, cmd.args, now)
         self._publish_status()
+
+    def _apply_command(self, name: CommandName, args: dict[str, Any], now: datetime) -> None:
+        reason = str(args.get("reason", "hub command"))
+        if name is CommandName.LOCK:
+            self._apply(self.machine.lock(now, reason))
+        elif name is CommandName.UNLOCK:
+            self._apply(self.machine.unlock(reason))
+        elif name is CommandName.END_SESSION:
+            self._apply(self.machine.end_session(now, "hub-command"))
+        elif name is CommandName.UNLOCK_FOR_MAINTENANCE:
+            window = float(args.get("window_s", MAINTENANCE_WINDOW_S))
+            self._maintenance_until = time.monotonic() + window
+            log.info(
+                "maintenance window open for %.0f s: a trainer's badge may open the machine", window
+            )
+        elif name is CommandName.ENROL:
+            window = min(300.0, float(args.get("window_s", ENROL_WINDOW_S)))
+            self._enrolment = (str(args.get("request_id", "")), time.monotonic() + window)
+            log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
 
     def _save_allowlist(self, payload: bytes) -> None:
         path = self.state_dir / "allowlist.json"
@@ -792,22 +869,25 @@ class SteadyClock:
         self._monotonic = monotonic
         self._anchor: tuple[datetime, float] | None = None
         self._last: tuple[datetime, float] | None = None
+        self._lock = threading.Lock()  # read by the reader, loop and integration threads
 
     def __call__(self) -> datetime:
-        mono = self._monotonic()
-        if self._anchor is None:
-            now = self._wall()
-        else:
-            wall, start = self._anchor
-            now = wall + timedelta(seconds=mono - start)
-        self._last = (now, mono)
-        return now
+        with self._lock:
+            mono = self._monotonic()
+            if self._anchor is None:
+                now = self._wall()
+            else:
+                wall, start = self._anchor
+                now = wall + timedelta(seconds=mono - start)
+            self._last = (now, mono)
+            return now
 
     def hold(self, held: bool) -> None:
-        if held and self._anchor is None:
-            self._anchor = self._last or (self._wall(), self._monotonic())
-        elif not held:
-            self._anchor = None
+        with self._lock:
+            if held and self._anchor is None:
+                self._anchor = self._last or (self._wall(), self._monotonic())
+            elif not held:
+                self._anchor = None
 
 
 def read_json(path: Path) -> Any:

@@ -34,7 +34,9 @@ OnBadge = Callable[[BadgeRead], None]
 
 class BadgeReader(Protocol):
     """Readers run their own polling thread and only *report* reads through `on_badge`,
-    which must return at once (the agent puts the read on its event queue)."""
+    which returns within a fraction of a millisecond: the agent decides in the calling thread,
+    under its state lock, and switches the relay before returning (journal and broker follow
+    on the agent's loop thread)."""
 
     kind: str
 
