@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,12 +24,11 @@ from sqlmodel import Session, select
 from edge.hardware.sim_reader import request
 from hub.auth import create_user
 from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
 from hub.maintenance_service import add_task
 from hub.models import BusyPeriod, MachineSession, Member, Role, Training
 from hub.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
-from protocol.allowlist import public_key_b64
-from tests.support.mosquitto import MosquittoBroker, free_port
+from tests.support.hub import HubSettings, start_hub
+from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, atelier_command, wait_until
 
 pytestmark = pytest.mark.slow
@@ -118,24 +116,8 @@ def lab(tmp_path: Path, mosquitto: MosquittoBroker) -> Iterator[Lab]:
         _history(session, random.Random(7))
         session.commit()
     engine.dispose()
-    data_dir = tmp_path / "hub"
-    public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
-    port = free_port()
-    hub = Proc(
-        ["hub", "serve"],
-        log=tmp_path / "hub.log",
-        env={
-            "ATELIER_DATA_DIR": str(data_dir),
-            "ATELIER_DATABASE_URL": database_url,
-            "ATELIER_SITE": "lab",
-            "ATELIER_MQTT_HOST": mosquitto.host,
-            "ATELIER_MQTT_PORT": str(mosquitto.port),
-            "ATELIER_MQTT_USERNAME": mosquitto.hub_user,
-            "ATELIER_MQTT_PASSWORD": mosquitto.hub_password,
-            "ATELIER_HTTP_PORT": str(port),
-        },
-    )
-    http = f"http://127.0.0.1:{port}"
+    settings = HubSettings(tmp_path / "hub", database_url, "lab", mosquitto)
+    public_key = settings.public_key()
     user, password = mosquitto.agent_credentials("laser-1")
     config = tmp_path / "laser-1.toml"
     config.write_text(f"""
@@ -157,14 +139,9 @@ pin = 17
 [reader]
 type = "sim"
 """)
+    hub = start_hub(settings, log=tmp_path / "hub.log")
     agent = None
     try:
-        wait_until(
-            lambda: httpx.get(f"{http}/health").status_code == 200,
-            timeout=30,
-            what="the hub to answer /health",
-            proc=hub,
-        )
         agent = Proc(
             ["edge", "run", "--config", str(config)],
             log=tmp_path / "agent.log",
@@ -176,7 +153,7 @@ type = "sim"
             what="the agent to receive its signed allow-list",
             proc=agent,
         )
-        yield Lab(http, hub, config, database_url)
+        yield Lab(settings.url, hub, config, database_url)
     finally:
         if agent is not None:
             agent.stop()

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -31,12 +30,11 @@ from edge.agent import Agent
 from edge.config import parse_config
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
 from hub.models import Event, Machine, MachineType
 from hub.seed import seed_demo
-from protocol.allowlist import public_key_b64
 from tests.support.databases import postgres_url, throwaway_postgres_database
-from tests.support.mosquitto import MosquittoBroker, free_port
+from tests.support.hub import HubSettings, start_hub
+from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, wait_until
 
 HUGO = "04C3D4E5"  # trained on lasers in the demo data; every fleet machine is a laser
@@ -247,8 +245,7 @@ class FaultLab:
     tmp: Path
     broker: MosquittoBroker
     database_url: str
-    hub_env: dict[str, str]
-    http: str
+    hub_settings: HubSettings
     public_key: str
     machines: list[str]
     hub: Proc | None = None
@@ -258,14 +255,8 @@ class FaultLab:
     # hub
     def start_hub(self) -> None:
         self.hub_runs += 1
-        self.hub = Proc(
-            ["hub", "serve"], log=self.tmp / f"hub-{self.hub_runs}.log", env=self.hub_env
-        )
-        wait_until(
-            lambda: httpx.get(f"{self.http}/health", timeout=2).status_code == 200,
-            timeout=60,
-            what="the hub to answer /health",
-            proc=self.hub,
+        self.hub = start_hub(
+            self.hub_settings, log=self.tmp / f"hub-{self.hub_runs}.log", timeout=60
         )
 
     def kill_hub(self) -> None:
@@ -421,28 +412,22 @@ def lab(tmp_path: Path, mosquitto: MosquittoBroker, hub_database: str) -> Iterat
     engine.dispose()
     for machine in FLEET:
         mosquitto.agent_credentials(machine)  # every account before the run: no SIGHUP later
-    data_dir = tmp_path / "hub"
-    public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
-    http_port = free_port()
-    env = {
-        "ATELIER_DATA_DIR": str(data_dir),
-        "ATELIER_DATABASE_URL": database_url,
-        "ATELIER_SITE": "lab",
-        "ATELIER_MQTT_HOST": mosquitto.host,
-        "ATELIER_MQTT_PORT": str(mosquitto.port),
-        "ATELIER_MQTT_USERNAME": mosquitto.hub_user,
-        "ATELIER_MQTT_PASSWORD": mosquitto.hub_password,
-        "ATELIER_HTTP_PORT": str(http_port),
-        "ATELIER_INGEST_BATCH_MS": "20",
-        "ATELIER_ALLOWLIST_TTL_HOURS": str(ALLOWLIST_TTL_HOURS),
-    }
+    settings = HubSettings(
+        tmp_path / "hub",
+        database_url,
+        "lab",
+        mosquitto,
+        extra_env={
+            "ATELIER_INGEST_BATCH_MS": "20",
+            "ATELIER_ALLOWLIST_TTL_HOURS": str(ALLOWLIST_TTL_HOURS),
+        },
+    )
     fault_lab = FaultLab(
         tmp=tmp_path,
         broker=mosquitto,
         database_url=database_url,
-        hub_env=env,
-        http=f"http://127.0.0.1:{http_port}",
-        public_key=public_key,
+        hub_settings=settings,
+        public_key=settings.public_key(),
         machines=list(FLEET),
     )
     try:

@@ -15,18 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlmodel import Session, select
 
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
 from hub.models import Event, Machine
 from hub.seed import seed_demo
-from protocol.allowlist import public_key_b64
 from tests.support.bridge import BRIDGE_TEMPLATE, TcpLink, regional_broker, site_broker
-from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary, free_port
+from tests.support.hub import HubSettings, start_hub
+from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import Proc, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -118,8 +116,6 @@ def network(tmp_path: Path, database_url: str) -> Iterator[Network]:
         session.add(printer)
         session.commit()
     engine.dispose()
-    data_dir = tmp_path / "hub"
-    public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
 
     regional, bridge_passwords = regional_broker(tmp_path / "regional", list(MACHINES))
     started: list[MosquittoBroker | TcpLink | Proc] = []
@@ -140,29 +136,16 @@ def network(tmp_path: Path, database_url: str) -> Iterator[Network]:
             )
             brokers[site].start()
             started.append(brokers[site])
-        http_port = free_port()
-        hub = Proc(
-            ["hub", "serve"],
-            log=tmp_path / "hub.log",
-            env={
-                "ATELIER_DATA_DIR": str(data_dir),
-                "ATELIER_DATABASE_URL": database_url,
-                "ATELIER_SITE": "north",
-                "ATELIER_MQTT_HOST": regional.host,
-                "ATELIER_MQTT_PORT": str(regional.port),
-                "ATELIER_MQTT_USERNAME": "hub",
-                "ATELIER_MQTT_PASSWORD": regional.hub_password,
-                "ATELIER_HTTP_PORT": str(http_port),
-                "ATELIER_INGEST_BATCH_MS": "20",
-            },
+        settings = HubSettings(
+            tmp_path / "hub",
+            database_url,
+            "north",
+            regional,
+            extra_env={"ATELIER_INGEST_BATCH_MS": "20"},
         )
+        public_key = settings.public_key()
+        hub = start_hub(settings, log=tmp_path / "hub.log")
         started.append(hub)
-        wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{http_port}/health").status_code == 200,
-            timeout=30,
-            what="the hub to answer /health",
-            proc=hub,
-        )
         sites: dict[str, Site] = {}
         for site, machine in MACHINES.items():
             config = tmp_path / "agents" / f"{machine}.toml"

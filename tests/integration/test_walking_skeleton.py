@@ -16,13 +16,12 @@ from sqlmodel import Session, select
 
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
 from hub.models import Badge, DeadLetter, Event, MachineSession, Member
 from hub.seed import UNTRAINED_BADGE, seed_demo
 from protocol import EventType, encode_envelope, new_envelope
-from protocol.allowlist import public_key_b64
 from tests.support.api import admin_headers
-from tests.support.mosquitto import MosquittoBroker, free_port
+from tests.support.hub import HubSettings, start_hub
+from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, atelier_command, wait_until
 
 TRAINED_ON_LASER = "04C3D4E5"  # Hugo Petit, a laser user in the demo data
@@ -56,24 +55,8 @@ def lab(tmp_path: Path, mosquitto: MosquittoBroker, database_url: str) -> Iterat
         seed_demo(session, site="lab")
     engine.dispose()
     headers = admin_headers(database_url)
-    data_dir = tmp_path / "hub"
-    public_key = public_key_b64(load_or_create_signing_key(data_dir).public_key())
-    http_port = free_port()
-    hub = Proc(
-        ["hub", "serve"],
-        log=tmp_path / "hub.log",
-        env={
-            "ATELIER_DATA_DIR": str(data_dir),
-            "ATELIER_DATABASE_URL": database_url,
-            "ATELIER_SITE": "lab",
-            "ATELIER_MQTT_HOST": mosquitto.host,
-            "ATELIER_MQTT_PORT": str(mosquitto.port),
-            "ATELIER_MQTT_USERNAME": mosquitto.hub_user,
-            "ATELIER_MQTT_PASSWORD": mosquitto.hub_password,
-            "ATELIER_HTTP_PORT": str(http_port),
-        },
-    )
-    http = f"http://127.0.0.1:{http_port}"
+    settings = HubSettings(tmp_path / "hub", database_url, "lab", mosquitto)
+    public_key = settings.public_key()
     user, password = mosquitto.agent_credentials("laser-1")
     config = tmp_path / "laser-1.toml"
     config.write_text(f"""
@@ -95,14 +78,9 @@ pin = 17
 [reader]
 type = "sim"
 """)
+    hub = start_hub(settings, log=tmp_path / "hub.log")
     agent = None
     try:
-        wait_until(
-            lambda: httpx.get(f"{http}/health").status_code == 200,
-            timeout=30,
-            what="the hub to answer /health",
-            proc=hub,
-        )
         agent = Proc(
             ["edge", "run", "--config", str(config)],
             log=tmp_path / "agent.log",
@@ -115,7 +93,7 @@ type = "sim"
             what="the agent to receive its signed allow-list",
             proc=agent,
         )
-        yield Lab(hub, agent, config, socket, http, database_url, mosquitto, headers)
+        yield Lab(hub, agent, config, socket, settings.url, database_url, mosquitto, headers)
     finally:
         if agent is not None:
             agent.stop()
