@@ -57,7 +57,29 @@ RATE_WINDOW = timedelta(days=28)  # recent use, to turn hours left into a date f
 
 
 class MaintenanceError(ValueError):
-    """A person's mistake (unknown task, signer not a maintainer...): the message says the fix."""
+    """A person's mistake (unknown task, signer not a maintainer...): the message says the fix.
+
+    `field` names the input at fault (`machine`, `by`, `note`) where there is one; the message
+    is the CLI's, naming its option (`--by: ...`), and `reason` is the same without it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @property
+    def reason(self) -> str:
+        """The message for the API and the web, which name the field themselves."""
+        text = str(self)
+        if self.field is None:
+            return text
+        flag = "--" + self.field.replace("_", "-")
+        if text.startswith(flag):
+            text = text[len(flag) :].lstrip(": ")
+        return text.replace(flag, self.field)
+
+
+class UnknownTaskError(MaintenanceError):
+    """No active maintenance task with this id."""
 
 
 # --- counters -----------------------------------------------------------------------------
@@ -439,22 +461,25 @@ def sign_off_task(
     machine if this was its last overdue critical task. The caller commits and publishes."""
     task = session.get(MaintenanceTaskRow, task_id)
     if task is None or not task.active:
-        raise MaintenanceError(f"no maintenance task {task_id} (see `maintenance task list`)")
+        raise UnknownTaskError(f"no maintenance task {task_id} (see `maintenance task list`)")
     target = _sign_off_machine(session, task, machine)
     assert target.id is not None
     member = member_by_email(session, by_email)
     if member is None or member.id is None:
-        raise MaintenanceError(f"--by: no member with email {by_email}")
+        raise MaintenanceError(f"--by: no member with email {by_email}", field="by")
     if member.status is not MemberStatus.ACTIVE:
-        raise MaintenanceError(f"--by: {by_email} is {member.status.value}, not an active member")
+        raise MaintenanceError(
+            f"--by: {by_email} is {member.status.value}, not an active member", field="by"
+        )
     mtype = session.get(MachineType, target.machine_type_id)
     if not is_maintainer(session, member.id, target.machine_type_id, now):
         raise MaintenanceError(
             f"--by: {by_email} holds no valid maintainer training for "
-            f"{mtype.code if mtype else 'this machine type'}; a maintainer must sign the work off"
+            f"{mtype.code if mtype else 'this machine type'}; a maintainer must sign the work off",
+            field="by",
         )
     if not note.strip():
-        raise MaintenanceError("--note is empty: say what was done (parts, findings)")
+        raise MaintenanceError("--note is empty: say what was done (parts, findings)", field="note")
     current = metered_hours(session).get(target.code, {}).get(task.counter, 0.0)
     last = session.exec(
         select(MaintenanceSignOff)
@@ -508,7 +533,9 @@ def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | No
         machine = session.get(Machine, task.machine_id)
         assert machine is not None
         if code is not None and code != machine.code:
-            raise MaintenanceError(f"--machine: task {task.id} is for {machine.code}, not {code}")
+            raise MaintenanceError(
+                f"--machine: task {task.id} is for {machine.code}, not {code}", field="machine"
+            )
         return machine
     candidates = list(
         session.exec(
@@ -521,12 +548,15 @@ def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | No
         for machine in candidates:
             if machine.code == code:
                 return machine
-        raise MaintenanceError(f"--machine: task {task.id} does not apply to {code!r}")
+        raise MaintenanceError(
+            f"--machine: task {task.id} does not apply to {code!r}", field="machine"
+        )
     if len(candidates) == 1:
         return candidates[0]
     names = ", ".join(m.code for m in candidates) or "none yet"
     raise MaintenanceError(
-        f"task {task.id} applies to several machines ({names}): say which with --machine"
+        f"task {task.id} applies to several machines ({names}): say which with --machine",
+        field="machine",
     )
 
 

@@ -102,6 +102,10 @@ class IncidentCreate(SQLModel):
     reported_by: str = Field(default="", max_length=100)
 
 
+class IncidentClose(SQLModel):
+    note: str = Field(max_length=2000, description="what was found and done: the resolution")
+
+
 class IncidentPublic(SQLModel):
     id: int
     machine: str

@@ -1,23 +1,32 @@
-"""Maintenance over HTTP: what is due, the maintainers' calendar feed, incidents from the web."""
+"""Maintenance over HTTP: what is due, sign-offs, the maintainers' calendar feed, incidents."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sqlmodel import SQLModel, col, select
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
+from sqlmodel import Field, SQLModel, col, select
 
-from hub.api.deps import SessionDep
-from hub.maintenance_service import task_states
+from hub.api.changes import actor, audit, invalid, republish
+from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
+from hub.maintenance_service import (
+    MaintenanceError,
+    UnknownTaskError,
+    sign_off_task,
+    task_states,
+)
 from hub.maintenance_store import (
     Incident,
+    IncidentClose,
     IncidentCreate,
     IncidentPublic,
+    MaintenanceTaskRow,
+    close_incident,
     incident_public,
     open_incident,
 )
-from hub.models import Machine
+from hub.models import Machine, Member
 
 router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
 
@@ -70,6 +79,101 @@ def list_tasks(
         )
         for s in states
     ]
+
+
+class SignOffCreate(SQLModel):
+    note: str = Field(max_length=2000, description="what was done: parts, findings")
+    machine: str | None = Field(
+        default=None,
+        max_length=63,
+        description="the machine the work was done on; needed only when the task is for a "
+        "machine type with several machines",
+    )
+
+
+class SignOffPublic(SQLModel):
+    id: int
+    task_id: int
+    machine: str
+    maintainer: str  # the signing member's pseudonym
+    signed_at: datetime
+    counter: str
+    counter_hours: float  # the task's counter on the machine at the sign-off: it counts again
+    note: str
+    unlocked: bool  # the machine's maintenance lockout was released by this sign-off
+    still_overdue: list[str]  # critical tasks still overdue on the machine (it stays locked)
+
+
+@router.post(
+    "/tasks/{task_id}/sign-off",
+    response_model=SignOffPublic,
+    status_code=201,
+    dependencies=[Allow(MAINTAINERS)],
+    responses={
+        403: {"description": "This login's member is no maintainer of the machine's type"},
+        404: {"description": "No active maintenance task with this id"},
+        409: {"description": "The machine's counter is below the last sign-off"},
+    },
+)
+def sign_off(
+    task_id: PathId,
+    body: SignOffCreate,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> SignOffPublic:
+    """Sign a task's work off as the member this login belongs to, who must hold a valid
+    maintainer training for the machine's type: the task's counter on the machine starts
+    again, and the machine is unlocked when its maintenance lockout came from this task and
+    no other critical task is overdue (its allow-list is then re-published)."""
+    member = session.get(Member, user.member_id) if user.member_id else None
+    if member is None or not member.email:
+        raise HTTPException(
+            status_code=403,
+            detail="link this login to your member record (with an email) to sign work off",
+        )
+    try:
+        result = sign_off_task(
+            session,
+            task_id=task_id,
+            by_email=member.email,
+            note=body.note,
+            now=datetime.now(UTC),
+            actor=actor(user),
+            machine=body.machine,
+        )
+    except UnknownTaskError:
+        session.rollback()
+        raise HTTPException(
+            status_code=404,
+            detail=f"no maintenance task {task_id} (GET /api/v1/maintenance/tasks lists them)",
+        ) from None
+    except MaintenanceError as exc:
+        session.rollback()
+        if exc.field == "by":  # the signer: this login's member
+            raise HTTPException(status_code=403, detail=exc.reason) from None
+        if exc.field is not None:
+            raise invalid(exc.field, exc.reason) from None
+        raise HTTPException(status_code=409, detail=exc.reason) from None
+    session.commit()
+    if result.check.changed:
+        republish(request, background, result.check.changed)
+    row = result.sign_off
+    task = session.get(MaintenanceTaskRow, task_id)
+    assert task is not None  # sign_off_task found it
+    return SignOffPublic(
+        id=row.id or 0,
+        task_id=task_id,
+        machine=result.machine,
+        maintainer=member.ref,
+        signed_at=row.signed_at,
+        counter=task.counter.value,
+        counter_hours=round(row.counter_hours, 4),
+        note=row.note,
+        unlocked=result.unlocked,
+        still_overdue=result.check.overdue_critical.get(result.machine, []),
+    )
 
 
 @router.get(
@@ -128,3 +232,37 @@ def report_incident(body: IncidentCreate, session: SessionDep) -> IncidentPublic
     session.commit()
     session.refresh(incident)
     return incident_public(incident, machine.code)
+
+
+@router.post(
+    "/incidents/{incident_id}/close",
+    response_model=IncidentPublic,
+    dependencies=[Allow(MAINTAINERS)],
+    responses={
+        404: {"description": "No incident with this id"},
+        409: {"description": "The incident is already closed"},
+    },
+)
+def resolve_incident(
+    incident_id: PathId, body: IncidentClose, session: SessionDep, user: CurrentUser
+) -> IncidentPublic:
+    """Close an incident with what was found and done (its resolution)."""
+    # Locked until the commit (PostgreSQL): two closes at once cannot both succeed.
+    incident = session.get(Incident, incident_id, with_for_update=True)
+    if incident is None:
+        raise HTTPException(status_code=404, detail=f"no incident {incident_id}")
+    if incident.closed_at is not None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"incident {incident_id} is already closed "
+            f"(by {incident.closed_by}, {incident.closed_at:%Y-%m-%d %H:%M} UTC)",
+        )
+    note = body.note.strip()
+    if not note:
+        raise invalid("note", "is empty: say what was found and done")
+    close_incident(session, incident, by=actor(user), resolution=note)
+    audit(session, user, "incident.close", "incident", incident_id, resolution=note)
+    session.commit()
+    session.refresh(incident)
+    machine = session.get(Machine, incident.machine_id)
+    return incident_public(incident, machine.code if machine else "?")

@@ -22,12 +22,12 @@ from hub.api import machines as machines_api
 from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
-from hub.api.changes import actor, get_member, republish
+from hub.api.changes import get_member
 from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, STAFF, TRAINERS, SessionDep
 from hub.api.sessions import list_events, list_sessions
 from hub.imports import _is_trainer
-from hub.maintenance_service import MaintenanceError, sign_off_task, task_states
-from hub.maintenance_store import Incident, IncidentCreate, close_incident
+from hub.maintenance_service import task_states
+from hub.maintenance_store import IncidentClose, IncidentCreate
 from hub.models import (
     Machine,
     MachineType,
@@ -426,6 +426,11 @@ def maintenance_page(
     return _maintenance_page(request, session, user)
 
 
+def _problem(exc: Exception) -> int:
+    """The status of the page showing an API rule's refusal."""
+    return exc.status_code if isinstance(exc, HTTPException) else 422
+
+
 @router.post(
     "/maintenance/tasks/{task_id}/sign-off", response_class=HTMLResponse, dependencies=[Checked]
 )
@@ -438,33 +443,21 @@ def sign_off(
     machine: Annotated[str, Form(max_length=63)],
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """The CLI's sign-off, signed by the member this login belongs to."""
-    member = session.get(Member, user.member_id) if user.member_id else None
-    if member is None or not member.email:
-        return _maintenance_page(
-            request,
+    """The API's sign-off, signed by the member this login belongs to."""
+    try:
+        result = maintenance_api.sign_off(
+            task_id,
+            maintenance_api.SignOffCreate(machine=machine, note=note),
             session,
             user,
-            problem="link this login to your member record (with an email) to sign work off",
-            status_code=403,
+            request,
+            background,
         )
-    try:
-        result = sign_off_task(
-            session,
-            task_id=task_id,
-            by_email=member.email,
-            note=note,
-            now=datetime.now(UTC),
-            actor=actor(user),
-            machine=machine,
-        )
-    except MaintenanceError as exc:
+    except PROBLEMS as exc:
         session.rollback()
-        message = str(exc).replace("--by: ", "").replace("--note", "the note")
-        return _maintenance_page(request, session, user, problem=message, status_code=422)
-    session.commit()
-    if result.check.changed:
-        republish(request, background, result.check.changed)
+        return _maintenance_page(
+            request, session, user, problem=error_message(exc), status_code=_problem(exc)
+        )
     text = f"{result.machine}: signed off"
     if result.unlocked:
         text += ", unlocked"
@@ -503,16 +496,13 @@ def close(
     user: Annotated[User, Page(MAINTAINERS)],
     resolution: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    # No API route closes an incident yet; the store's function is what the CLI uses.
-    incident = session.get(Incident, incident_id)
-    if incident is None or incident.closed_at is not None:
-        raise PageError(404, f"no open incident {incident_id}")
-    if not resolution.strip():
+    try:
+        maintenance_api.resolve_incident(incident_id, IncidentClose(note=resolution), session, user)
+    except PROBLEMS as exc:
+        session.rollback()
         return _maintenance_page(
-            request, session, user, problem="say what was done to close it", status_code=422
+            request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
-    close_incident(session, incident, by=actor(user), resolution=resolution.strip())
-    session.commit()
     return _maintenance_page(request, session, user, notice="incident closed")
 
 

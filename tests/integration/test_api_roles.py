@@ -22,7 +22,9 @@ from sqlmodel import Session, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
-from hub.models import ApiToken, Badge, Member, Role, Training, User
+from hub.maintenance_service import add_task
+from hub.maintenance_store import open_incident
+from hub.models import ApiToken, Badge, Machine, Member, Role, Training, User
 from hub.seed import seed_demo
 from tests.support.api import PASSWORD, bearer, role_tokens
 
@@ -115,6 +117,19 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
         {"machine": "laser-1", "text": "smoke from the tube"},
         STAFF,
     ),
+    # Camille signs the CNC's work off; the manager's and the admin's logins are no member.
+    (
+        "POST",
+        "/api/v1/maintenance/tasks/{task_id}/sign-off",
+        {"machine": "cnc-1", "note": "spindle cleaned"},
+        {X},
+    ),
+    (
+        "POST",
+        "/api/v1/maintenance/incidents/{incident_id}/close",
+        {"note": "fan replaced"},
+        {X, G, A},
+    ),
     ("GET", "/api/v1/stats/usage?from=2026-01-01&to=2027-01-01", None, MANAGE),
     ("GET", "/api/v1/stats/review?year=2026&format=xlsx", None, MANAGE),
 ]
@@ -153,6 +168,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             user_id=admin.id or 0, name="spare", token_hash="0" * 64, prefix="atl_spare000"
         )
         session.add(spare)
+        task = add_task(
+            session, title="Clean the spindle", actor="test", machine="cnc-1", every_days=1
+        )
+        laser = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+        incident = open_incident(session, machine=laser, source="web", text="smoke from the tube")
         session.commit()
         ids = {
             "own": hugo.id,
@@ -165,6 +185,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             "laser_training": training_of(member("contact@durand.example"), 1),
             "cnc_training": training_of(member("ines@example.org"), 3),
             "request": "0123abcd",
+            "task_id": task.id,
+            "incident_id": incident.id,
         }
     engine.dispose()
     return path, tokens, ids
