@@ -4,14 +4,21 @@ paho's callback only queues a message; one writer thread drains the queue into b
 (up to `ingest_batch_max` messages or `ingest_batch_ms`), writes each batch in one
 transaction, and then acknowledges its messages. A crash before the commit means the broker
 delivers them again; the envelope id makes that harmless.
+
+Acknowledgements name a packet id, which is only meaningful on the connection that
+delivered the message: after a reconnect the broker delivers the unacknowledged messages
+again (and may give a freed id to a new message). So a message is acknowledged only if it
+arrived on the current connection; one from before is acknowledged through its new copy,
+which the writer dedupes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import struct
 import threading
 import time
+from collections import deque
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -43,7 +50,12 @@ class IngestConsumer:
         self.writer = IngestWriter(engine, self.stats, on_sessions_ended)
         self.shared_group = shared_group
         self.connected = False
-        self._queue: queue.Queue[Incoming] = queue.Queue()
+        # paho's thread appends, the writer pops: a deque needs no lock for either.
+        self._incoming: deque[Incoming] = deque()
+        self._arrived = threading.Event()
+        # The connection a message came on; acks and reconnects take turns (see the docstring).
+        self._connection = 0
+        self._ack_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         v5 = settings.mqtt_protocol == "5"
@@ -99,6 +111,8 @@ class IngestConsumer:
         if reason_code.is_failure:
             log.error("broker refused the hub's connection: %s", reason_code)
             return
+        with self._ack_lock:
+            self._connection += 1
         self.connected = True
         if self.shared_group:
             # A persistent session keeps its subscriptions: one that used to take every
@@ -142,36 +156,48 @@ class IngestConsumer:
         log.warning("ingest disconnected from the broker: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._queue.put(Incoming(message.topic, bytes(message.payload), message.mid, message.qos))
+        self._incoming.append(
+            Incoming(message.topic, message.payload, message.mid, message.qos, self._connection)
+        )
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     # writer thread
     def _take_batch(self) -> list[Incoming]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+        """Up to `ingest_batch_max` messages, waiting at most `ingest_batch_ms` after the
+        first for the batch to fill."""
+        if not self._incoming:
+            self._arrived.clear()
+            if not self._incoming and not self._arrived.wait(0.2):
+                return []
+        limit = self.settings.ingest_batch_max
+        batch: list[Incoming] = []
         deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
-        while len(batch) < self.settings.ingest_batch_max:
+        while True:
+            while self._incoming and len(batch) < limit:
+                batch.append(self._incoming.popleft())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+            if len(batch) >= limit or remaining <= 0:
+                return batch
+            self._arrived.clear()
+            if not self._incoming:
+                self._arrived.wait(remaining)
 
     def _run_writer(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and not self._incoming):
             batch = self._take_batch()
             if not batch:
                 continue
             if not self._write_until_done(batch):
                 return  # not stored: not acknowledged, the broker delivers it again
-            for item in batch:
-                if item.qos > 0 and item.mid is not None:
-                    self._client.ack(item.mid, item.qos)
+            self._acknowledge(batch)
+
+    def _acknowledge(self, batch: list[Incoming]) -> None:
+        """PUBACK each stored QoS 1 message of the current connection, all in one write."""
+        with self._ack_lock:
+            mids = mids_to_acknowledge(batch, self._connection)
+            if mids:
+                send_pubacks(self._client, mids)
 
     def _write_until_done(self, batch: list[Incoming]) -> bool:
         delay = 0.5
@@ -189,3 +215,37 @@ class IngestConsumer:
                     )
                     return False
                 delay = min(delay * 2, 10)
+
+
+def mids_to_acknowledge(batch: list[Incoming], connection: int) -> list[int]:
+    """The packet ids to acknowledge: QoS 1 messages that came on `connection` (QoS 2 is
+    not subscribed to; an earlier connection's ids may now name other messages)."""
+    return [
+        item.mid
+        for item in batch
+        if item.qos == 1 and item.mid is not None and item.connection == connection
+    ]
+
+
+_PUBACK = struct.Struct("!BBH")
+
+
+def send_pubacks(client: mqtt.Client, mids: list[int]) -> None:
+    """Acknowledge QoS 1 messages in one write to the socket.
+
+    `Client.ack` queues one packet per message and wakes paho's network thread for each
+    (a write to its socket pair): per message, that cost as much as storing the message. A
+    PUBACK is 4 bytes (type, length 2, packet id), so a batch's acknowledgements are packed
+    into one buffer and queued once, through paho's own packet queue (its `ack` does the
+    same for one). Without that internal (another paho version), one `ack` each."""
+    queue_packet = getattr(client, "_packet_queue", None)
+    if queue_packet is None or getattr(client, "_protocol", None) not in (
+        mqtt.MQTTv311,
+        mqtt.MQTTv5,
+        mqtt.MQTTv31,
+    ):
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    packets = b"".join(_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids)
+    queue_packet(mqtt.PUBACK, packets, 0, 0)

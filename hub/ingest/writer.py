@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from hub.maintenance_store import incident_from_event
@@ -28,7 +30,7 @@ from hub.models import (
 )
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope
 from protocol.messages import Status, Telemetry, decode_message
-from protocol.topics import TopicKind, parse_topic
+from protocol.topics import TopicKind, TopicParts, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Incoming:
     payload: bytes
     mid: int | None = None
     qos: int = 0
+    connection: int = 0  # which broker connection delivered it (the consumer's count)
 
 
 @dataclass
@@ -75,6 +78,116 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=4096)
+def _parse_topic(name: str) -> TopicParts:
+    """Topics repeat (one per machine and kind): parsed once each. Raises ValueError."""
+    return parse_topic(name)
+
+
+_SQLITE_DEFAULT_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _sqlite_stores_iso(column_type: Any) -> bool:
+    impl = getattr(column_type, "impl", column_type)
+    storage = impl.dialect_impl(sqlite.dialect())
+    return getattr(storage, "_storage_format", None) == _SQLITE_DEFAULT_FORMAT
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """What SQLAlchemy writes for an aware timestamp on SQLite (UTC, no zone, microseconds),
+    made by `isoformat` instead of a %-format of seven attributes."""
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+_EVENT_COLUMNS = ("id", "site", "machine", "seq", "ts", "type", "data", "received_at")
+
+
+class EventInsert:
+    """The batch's events in one statement that skips known ids and returns the new ones.
+
+    Written on the driver's connection with the column types' own bind conversions, so the
+    stored values are exactly what the ORM stores, without SQLAlchemy's per-row bookkeeping
+    (that bookkeeping was a third of the ingest's time). SQLite: one multi-row VALUES per
+    chunk, `ON CONFLICT DO NOTHING RETURNING id`. PostgreSQL: one `INSERT ... SELECT FROM
+    unnest(arrays)` per batch, the same clause. Either way a concurrent worker's copy of the
+    same envelope is skipped by the primary key, never applied twice.
+    """
+
+    SQLITE_CHUNK = 500  # 8 columns: 4,000 variables, well under SQLite's 32,766
+
+    def __init__(self, engine: Engine) -> None:
+        table = Event.__table__  # type: ignore[attr-defined]
+        self.dialect = engine.dialect.name
+        convert = {
+            name: table.c[name].type._cached_bind_processor(engine.dialect)
+            for name in ("id", "ts", "received_at")
+        }
+        self._id = convert["id"] or (lambda value: value)
+        self._ts = convert["ts"] or (lambda value: value)
+        if self.dialect == "sqlite" and _sqlite_stores_iso(table.c.ts.type):
+            self._ts = sqlite_timestamp  # the same text, from C (a third of the row's cost)
+        self._received = convert["received_at"] or (lambda value: value)
+        self._json = engine.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        columns = ", ".join(_EVENT_COLUMNS)
+        if self.dialect == "postgresql":
+            # Arrays sent in binary (%b): psycopg's text form escapes each element in Python.
+            casts = ("uuid", "text", "text", "int8", "timestamptz", "text", "text", "timestamptz")
+            arrays = ", ".join(f"%b::{cast}[]" for cast in casts)
+            self._pg_sql = (
+                f"INSERT INTO event ({columns}) SELECT i, s, m, q, t, k, d::json, r "
+                f"FROM unnest({arrays}) AS batch(i, s, m, q, t, k, d, r) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+        self._sqlite_head = f"INSERT INTO event ({columns}) VALUES "
+        self._sqlite_sql: dict[int, str] = {}
+
+    def __call__(
+        self, conn: Connection, events: Sequence[tuple[str, Envelope]], received_at: datetime
+    ) -> set[uuid.UUID]:
+        """Insert, and return the ids that were new."""
+        if not events:
+            return set()
+        ids = [env.id for _, env in events]
+        stored = [self._id(i) for i in ids]
+        by_stored = dict(zip(stored, ids, strict=True))
+        sites = [site for site, _ in events]
+        machines = [env.machine for _, env in events]
+        seqs = [env.seq for _, env in events]
+        stamps = [self._ts(env.ts) for _, env in events]
+        types = [env.type.value for _, env in events]
+        dumps = self._json
+        data = [dumps(env.data) for _, env in events]
+        received = self._received(received_at)
+        new: set[uuid.UUID] = set()
+        if self.dialect == "postgresql":
+            params = (stored, sites, machines, seqs, stamps, types, data, [received] * len(ids))
+            for (value,) in conn.exec_driver_sql(self._pg_sql, params):
+                new.add(value if isinstance(value, uuid.UUID) else by_stored[value])
+            return new
+        rows = list(zip(stored, sites, machines, seqs, stamps, types, data, strict=True))
+        for start in range(0, len(rows), self.SQLITE_CHUNK):
+            chunk = rows[start : start + self.SQLITE_CHUNK]
+            params_flat: list[Any] = []
+            for row in chunk:
+                params_flat.extend(row)
+                params_flat.append(received)
+            for (value,) in conn.exec_driver_sql(
+                self._sqlite_statement(len(chunk)), tuple(params_flat)
+            ):
+                new.add(by_stored[value])
+        return new
+
+    def _sqlite_statement(self, rows: int) -> str:
+        sql = self._sqlite_sql.get(rows)
+        if sql is None:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+            sql = f"{self._sqlite_head}{values} ON CONFLICT (id) DO NOTHING RETURNING id"
+            self._sqlite_sql[rows] = sql
+        return sql
+
+
 class IngestWriter:
     def __init__(
         self,
@@ -85,12 +198,8 @@ class IngestWriter:
         self.engine = engine
         self.stats = stats or IngestStats()
         self.on_sessions_ended = on_sessions_ended
-        dialect = engine.dialect.name
-        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        table = Event.__table__  # type: ignore[attr-defined]
-        self._insert_events = (
-            insert_fn(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
-        )
+        self._insert_events = EventInsert(engine)
+        self._sequences = SequenceTracker(engine.dialect.name)
 
     def write_batch(self, items: list[Incoming]) -> None:
         """Store what can be stored and dead-letter the rest, all in one transaction.
@@ -108,7 +217,7 @@ class IngestWriter:
         now = datetime.now(UTC)
         for item in items:
             try:
-                parts = parse_topic(item.topic)
+                parts = _parse_topic(item.topic)
             except ValueError as exc:
                 dead.append(_dead(item, "bad_topic", str(exc), now))
                 continue
@@ -163,30 +272,16 @@ class IngestWriter:
         after_commit: Callable[[], None] | None = None
         with Session(self.engine) as session, session.begin():
             if events:
-                rows = [
-                    {
-                        "id": env.id,
-                        "site": site,
-                        "machine": env.machine,
-                        "seq": env.seq,
-                        "ts": env.ts,
-                        "type": env.type.value,
-                        "data": env.data,
-                        "received_at": now,
-                    }
-                    for site, env in events.values()
-                ]
-                # executemany form: compiled once and cached, sent in multi-row batches by
-                # SQLAlchemy's insertmanyvalues; conflicting ids are skipped, not returned.
-                result = session.execute(self._insert_events, rows)
-                new_ids = {row[0] for row in result}
+                conn = session.connection()
+                new_ids = self._insert_events(conn, list(events.values()), now)
                 fresh = sorted((events[i] for i in new_ids), key=lambda e: (e[1].machine, e[1].seq))
                 for site, env in fresh:
-                    _apply_session(session, site, env)
-                    _apply_machine_use(session, site, env)
-                    if env.type is EventType.INCIDENT_REPORTED:
-                        incident_from_event(session, site, env)  # a maintenance ticket
-                gaps = _track_sequences(session, fresh)
+                    if env.type in _BOOKKEEPING:
+                        _apply_session(session, site, env)
+                        _apply_machine_use(session, site, env)
+                        if env.type is EventType.INCIDENT_REPORTED:
+                            incident_from_event(session, site, env)  # a maintenance ticket
+                gaps = self._sequences(conn, fresh)
                 if self.on_sessions_ended is not None:
                     ended = [
                         e.data["session_id"] for _, e in fresh if e.type is EventType.SESSION_ENDED
@@ -219,6 +314,22 @@ class IngestWriter:
             batches=1,
             gaps_detected=gaps,
         )
+
+
+# The event types that make rows besides the event itself (sessions, busy periods, jobs,
+# tickets); the others (badge decisions, agent start, commands...) are only stored.
+_BOOKKEEPING = frozenset(
+    {
+        EventType.SESSION_STARTED,
+        EventType.SESSION_ENDED,
+        EventType.MACHINE_BUSY,
+        EventType.MACHINE_IDLE,
+        EventType.JOB_STARTED,
+        EventType.JOB_FINISHED,
+        EventType.JOB_FAILED,
+        EventType.INCIDENT_REPORTED,
+    }
+)
 
 
 def _dead(item: Incoming, reason: str, detail: str, now: datetime) -> dict[str, Any]:
@@ -324,38 +435,66 @@ def _apply_machine_use(session: Session, site: str, env: Envelope) -> None:
         session.add(job)
 
 
-def _track_sequences(session: Session, fresh: list[tuple[str, Envelope]]) -> int:
-    """Update each agent's highest seq and count; returns how many new gaps appeared."""
-    per_agent: dict[tuple[str, str], list[Envelope]] = {}
-    for site, env in fresh:
-        per_agent.setdefault((site, env.machine), []).append(env)
-    if not per_agent:
-        return 0
-    machines = {machine for _, machine in per_agent}
-    rows = {
-        (row.site, row.machine): row
-        for row in session.exec(
-            select(AgentSeq).where(AgentSeq.machine.in_(machines))  # type: ignore[attr-defined]
+class SequenceTracker:
+    """Each agent's highest seq and count of events seen, for gap detection and repair.
+
+    One upsert per batch whatever the number of agents in it; the count is added and the
+    highest seq kept by the database itself, so ingest workers writing at the same time
+    cannot lose each other's updates."""
+
+    def __init__(self, dialect: str) -> None:
+        greatest = "GREATEST" if dialect == "postgresql" else "max"
+        mark = "%s" if dialect == "postgresql" else "?"
+        self._row = f"({mark}, {mark}, {mark}, {mark}, {mark})"
+        self._head = "INSERT INTO agent_seq (site, machine, max_seq, seen, last_event_at) VALUES "
+        self._tail = (
+            " ON CONFLICT (site, machine) DO UPDATE SET"
+            f" max_seq = {greatest}(agent_seq.max_seq, excluded.max_seq),"
+            " seen = agent_seq.seen + excluded.seen,"
+            f" last_event_at = {greatest}("
+            "COALESCE(agent_seq.last_event_at, excluded.last_event_at), excluded.last_event_at)"
         )
-    }
-    new_gaps = 0
-    for (site, machine), envs in per_agent.items():
-        row = rows.get((site, machine)) or AgentSeq(site=site, machine=machine)
-        before = row.missing
-        row.max_seq = max(row.max_seq, max(e.seq for e in envs))
-        row.seen += len(envs)
-        row.last_event_at = max(e.ts for e in envs)
-        if row.missing > before:
-            new_gaps += row.missing - before
-            log.debug(
-                "agent %s/%s: %d event(s) not seen yet below seq %d",
-                site,
-                machine,
-                row.missing,
-                row.max_seq,
+        self._stamp = AgentSeq.__table__.c.last_event_at.type  # type: ignore[attr-defined]
+
+    def __call__(self, conn: Connection, fresh: list[tuple[str, Envelope]]) -> int:
+        """Record the batch's new events; returns how many new gaps appeared."""
+        per_agent: dict[tuple[str, str], tuple[int, int, datetime]] = {}
+        for site, env in fresh:
+            key = (site, env.machine)
+            top, count, last = per_agent.get(key, (0, 0, env.ts))
+            per_agent[key] = (max(top, env.seq), count + 1, max(last, env.ts))
+        if not per_agent:
+            return 0
+        table = AgentSeq.__table__  # type: ignore[attr-defined]
+        before = {
+            (site, machine): (max_seq, seen)
+            for site, machine, max_seq, seen in conn.execute(
+                select(table.c.site, table.c.machine, table.c.max_seq, table.c.seen).where(
+                    table.c.machine.in_({machine for _, machine in per_agent})
+                )
             )
-        session.add(row)
-    return new_gaps
+        }
+        stamp = self._stamp._cached_bind_processor(conn.dialect) or (lambda value: value)
+        params: list[Any] = []
+        new_gaps = 0
+        for (site, machine), (top, count, last) in sorted(per_agent.items()):
+            params.extend((site, machine, top, count, stamp(last)))
+            # The gap as this batch sees it (a concurrent worker's events may fill it).
+            old_top, old_seen = before.get((site, machine), (0, 0))
+            missing_before = max(0, old_top - old_seen)
+            missing_after = max(0, max(old_top, top) - (old_seen + count))
+            if missing_after > missing_before:
+                new_gaps += missing_after - missing_before
+                log.debug(
+                    "agent %s/%s: %d event(s) not seen yet below seq %d",
+                    site,
+                    machine,
+                    missing_after,
+                    max(old_top, top),
+                )
+        sql = self._head + ", ".join([self._row] * len(per_agent)) + self._tail
+        conn.exec_driver_sql(sql, tuple(params))
+        return new_gaps
 
 
 def _apply_status(session: Session, machine: str, status: Status | None, now: datetime) -> None:
