@@ -57,12 +57,14 @@ def allowlist_body(
         ),
         {"machine_type": machine.machine_type_id, "left": MemberStatus.LEFT.name},
     ).all()
-    # Members on a prepaid-only plan whose balance is empty (hub/billing_store.py): a few at
-    # most, so a second small query rather than a join over every badge.
+    # Members whose sessions draw an empty prepaid-only balance (hub/billing_store.py): their
+    # own, or their payer's when a company or school pays for them, as the drawdown does. A
+    # few at most, so a second small query rather than a join over every badge.
     empty_balance = set(
         session.execute(
             text(
-                "SELECT m.ref FROM billing_account a JOIN member m ON m.id = a.member_id "
+                "SELECT m.ref FROM member m "
+                "JOIN billing_account a ON a.member_id = COALESCE(m.payer_id, m.id) "
                 "WHERE a.prepaid_only AND a.balance_cents <= 0"
             )
         ).scalars()
