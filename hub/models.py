@@ -120,6 +120,9 @@ class Machine(MachineBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     machine_type_id: int = Field(foreign_key="machine_type.id")
     agent_id: str | None = Field(default=None, max_length=63)
+    # The MQTT topic of a smart plug (Tasmota, Shelly) the agent reads on the lab's broker:
+    # `atelier hub mqtt-credentials` lets the machine's account read it.
+    plug_topic: str | None = Field(default=None, max_length=200)
     locked: bool = False
     lock_reason: str | None = None
     acl_version: int = 0

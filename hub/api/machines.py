@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from pydantic import field_validator
 from sqlalchemy import func
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
 from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, Allow, CurrentUser, SessionDep
@@ -25,11 +25,18 @@ from hub.models import (
     TelemetryPoint,
     TelemetrySample,
 )
+from hub.mqtt_accounts import check_plug_topic
 from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
 types_router = APIRouter(prefix="/api/v1/machine-types", tags=["machines"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No machine with this code"}}
+PLUG_TOPIC_HELP = (
+    "The one topic a smart plug the agent reads publishes its power on, on this broker "
+    "(`tele/<topic>/SENSOR` for Tasmota, `<topic>/status/switch:<channel>` for Shelly Gen2, "
+    "`shellies/<topic>/relay/<channel>/power` for Gen1): `atelier hub mqtt-credentials` lets "
+    "the machine's account read it."
+)
 
 
 class MachineCreate(SQLModel):
@@ -40,11 +47,17 @@ class MachineCreate(SQLModel):
     kind: MachineKind = MachineKind.OTHER
     machine_type: str
     agent_id: str | None = None
+    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
 
     @field_validator("code", "site")
     @classmethod
     def _slug(cls, value: str) -> str:
         return check_slug(value, "code/site")
+
+    @field_validator("plug_topic")
+    @classmethod
+    def _plug(cls, value: str | None) -> str | None:
+        return None if value is None else check_plug_topic(value)
 
 
 class MachineUpdate(SQLModel):
@@ -53,6 +66,12 @@ class MachineUpdate(SQLModel):
     kind: MachineKind | None = None
     machine_type: str | None = None
     agent_id: str | None = None
+    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP + " Null: none.")
+
+    @field_validator("plug_topic")
+    @classmethod
+    def _plug(cls, value: str | None) -> str | None:
+        return None if value is None else check_plug_topic(value)
 
 
 class LockRequest(SQLModel):
@@ -95,12 +114,27 @@ def _printing(machine: Machine) -> bool:
     return machine.kind == "printer" and telemetry.get("progress") is not None
 
 
+def member_names(session: Session, refs: set[str]) -> dict[str, str]:
+    """The names of these members, by ref, in one query: never the whole member table."""
+    if not refs:
+        return {}
+    rows = session.exec(select(Member.ref, Member.name).where(col(Member.ref).in_(sorted(refs))))
+    return {ref: name for ref, name in rows}
+
+
 def machines_public(session: Session) -> list[MachinePublic]:
     types = {t.id: t.code for t in session.exec(select(MachineType))}
-    members = {m.ref: m.name for m in session.exec(select(Member))}
+    machines = [
+        (machine, *machine_state(machine))
+        for machine in session.exec(select(Machine).order_by(Machine.code))
+    ]
+    # Only the members in a session shown: the live dashboard calls this every second.
+    members = member_names(
+        session,
+        {live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)},
+    )
     out = []
-    for machine in session.exec(select(Machine).order_by(Machine.code)):
-        state, live = machine_state(machine)
+    for machine, state, live in machines:
         started = live.get("started_at") if live else None
         telemetry = machine.last_telemetry or {}
         out.append(
@@ -233,6 +267,7 @@ def create_machine(
         kind=body.kind,
         machine_type_id=mtype.id or 0,
         agent_id=body.agent_id,
+        plug_topic=body.plug_topic,
     )
     session.add(machine)
     audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
