@@ -190,6 +190,8 @@ def create_member(
 
 
 def _existing_member(session: Session, member_id: int) -> Member:
+    if not 1 <= member_id <= MAX_ID:  # beyond a database's ids: unknown, not a driver error
+        raise PageError(404, f"no member with id {member_id}")
     try:
         return get_member(session, member_id)
     except HTTPException as exc:

@@ -16,8 +16,8 @@ from sqlmodel import col, select
 
 from hub.api import badges as badges_api
 from hub.api.changes import get_member
-from hub.api.deps import MANAGE, SessionDep
-from hub.models import Machine, User
+from hub.api.deps import MANAGE, MAX_ID, SessionDep
+from hub.models import Machine, Member, User
 from hub.web.csrf import Checked
 from hub.web.render import Page, render
 
@@ -33,11 +33,18 @@ def _online(session: SessionDep) -> list[Machine]:
     )
 
 
+def _member(session: SessionDep, member_id: int) -> Member:
+    """The member of the URL; an id beyond a database's (32-bit) ids is unknown, as any other."""
+    if not 1 <= member_id <= MAX_ID:
+        raise HTTPException(status_code=404, detail=f"no member with id {member_id}")
+    return get_member(session, member_id)
+
+
 @router.get("/members/{member_id}/tap", response_class=HTMLResponse)
 def tap_form(
     request: Request, member_id: int, session: SessionDep, user: Annotated[User, Page(MANAGE)]
 ) -> Response:
-    member = get_member(session, member_id)
+    member = _member(session, member_id)
     return render(
         request,
         FRAGMENT,
@@ -54,7 +61,7 @@ def ask_for_a_card(
     user: Annotated[User, Page(MANAGE)],
     machine: Annotated[str, Form(max_length=63)],
 ) -> Response:
-    member = get_member(session, member_id)
+    member = _member(session, member_id)
     try:
         asked = badges_api.ask_for_a_card(
             badges_api.ReadRequest(machine=machine), session, user, request
@@ -95,7 +102,7 @@ def wait_for_the_card(
     machine: Annotated[str, Query(max_length=63)],
     until: Annotated[datetime, Query()],
 ) -> Response:
-    member = get_member(session, member_id)
+    member = _member(session, member_id)
     read = badges_api.card_read(request_id, machine, session)
     context: dict[str, object] = {
         "member": member,

@@ -23,7 +23,7 @@ from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
-from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, STAFF, TRAINERS, SessionDep
+from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, MAX_ID, STAFF, TRAINERS, SessionDep
 from hub.api.sessions import list_events, list_sessions
 from hub.imports import _is_trainer
 from hub.maintenance_service import task_states
@@ -45,6 +45,15 @@ from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def _stored_id(value: int, unknown: str) -> int:
+    """An id from the URL, if a database can hold it; else the answer to an unknown id (404).
+
+    PostgreSQL's ids are 32-bit: a larger one must not reach the driver (a 500)."""
+    if not 1 <= value <= MAX_ID:
+        raise HTTPException(status_code=404, detail=unknown)
+    return value
 
 
 # --- members ------------------------------------------------------------------------------
@@ -73,6 +82,13 @@ def members_page(
     )
 
 
+def _existing_member(session: Session, member_id: int) -> Member:
+    try:
+        return get_member(session, _stored_id(member_id, f"no member with id {member_id}"))
+    except HTTPException as exc:
+        raise PageError(exc.status_code, str(exc.detail)) from None
+
+
 def _member_page(
     request: Request,
     session: Session,
@@ -83,10 +99,7 @@ def _member_page(
     problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    try:
-        member = get_member(session, member_id)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+    member = _existing_member(session, member_id)
     badges = (
         badges_api.badges(session, member_id=member_id, uid=None, active=None, limit=100, offset=0)
         if may(user, MANAGE)
@@ -126,6 +139,8 @@ def enrol_badge(
     user: Annotated[User, Page(MANAGE)],
     uid: Annotated[str, Form(max_length=40)],
 ) -> Response:
+    # An unknown member is the page's 404, before anything is tried (and rolled back).
+    _existing_member(session, member_id)
     try:
         badge = badges_api.enrol(
             badges_api.BadgeCreate(uid=uid, member_id=member_id),
@@ -151,6 +166,7 @@ def revoke_badge(
     user: Annotated[User, Page(MANAGE)],
 ) -> Response:
     try:
+        badge_id = _stored_id(badge_id, f"no badge with id {badge_id}")
         badge = badges_api.revoke(badge_id, session, user, request, background)
     except HTTPException as exc:
         raise PageError(exc.status_code, str(exc.detail)) from None
@@ -446,7 +462,7 @@ def sign_off(
     """The API's sign-off, signed by the member this login belongs to."""
     try:
         result = maintenance_api.sign_off(
-            task_id,
+            _stored_id(task_id, f"no maintenance task {task_id}"),
             maintenance_api.SignOffCreate(machine=machine, note=note),
             session,
             user,
@@ -497,7 +513,12 @@ def close(
     resolution: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        maintenance_api.resolve_incident(incident_id, IncidentClose(note=resolution), session, user)
+        maintenance_api.resolve_incident(
+            _stored_id(incident_id, f"no incident {incident_id}"),
+            IncidentClose(note=resolution),
+            session,
+            user,
+        )
     except PROBLEMS as exc:
         session.rollback()
         return _maintenance_page(
