@@ -53,12 +53,39 @@ def request_token(request: Request) -> str | None:
     )
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse_cross_site(request: Request) -> None:
+    """A change signed in by the web cookie must come from the hub's own pages.
+
+    The cookie is SameSite=Lax, so browsers already keep it off cross-site POSTs; this is the
+    second lock (OWASP's check of the standard headers): a browser says where a request comes
+    from (`Sec-Fetch-Site`, `Origin`), and one from another site is refused. Scripts and tools
+    send neither header and sign in with a bearer token anyway."""
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise HTTPException(status_code=403, detail="cross-site request refused")
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        host = origin.split("://", 1)[-1].rstrip("/").lower()
+        if host != request.headers.get("host", "").lower():
+            raise HTTPException(
+                status_code=403,
+                detail="cross-site request refused: the Origin is not this hub "
+                "(behind a proxy, pass the Host header on: proxy_set_header Host $host)",
+            )
+    elif origin == "null":
+        raise HTTPException(status_code=403, detail="cross-site request refused")
+
+
 def get_current_user(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     raw = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
+    if raw and credentials is None and request.method not in SAFE_METHODS:
+        refuse_cross_site(request)
     user = user_for_token(session, raw) if raw else None
     if user is None:
         raise HTTPException(

@@ -371,3 +371,44 @@ def test_a_badge_revoked_through_the_api_leaves_the_retained_list_at_once(
     finally:
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_a_change_signed_by_the_web_cookie_must_come_from_the_hub_itself(lab) -> None:
+    """A page on another site cannot make a signed-in browser change anything (CSRF)."""
+    client, tokens, _ = lab
+    signed = client.post(
+        "/api/v1/auth/login", json={"username": "test-admin", "password": PASSWORD}
+    )
+    assert signed.status_code == 200 and client.cookies.get("atelier_session")
+    body = {"name": "Forged Member", "email": "forged@example.org"}
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},  # a sandboxed frame or a file
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://testserver.evil.example"},
+    ):
+        refused = client.post("/api/v1/members", json=body, headers=headers)
+        assert refused.status_code == 403, headers
+        assert "cross-site" in refused.json()["detail"]
+    # Reading is not a change; the hub's own pages, and tools without a browser's headers, may.
+    assert (
+        client.get("/api/v1/members", headers={"Origin": "https://evil.example"}).status_code == 200
+    )
+    same = client.post("/api/v1/members", json=body, headers={"Origin": "http://testserver"})
+    assert same.status_code == 201, same.text
+    other = {"name": "Second", "email": "second@example.org"}
+    assert (
+        client.post(
+            "/api/v1/members", json=other, headers={"Sec-Fetch-Site": "same-origin"}
+        ).status_code
+        == 201
+    )
+    # A bearer token is not sent by a browser on its own: no origin check for it.
+    client.cookies.clear()
+    third = {"name": "Third", "email": "third@example.org"}
+    with_token = client.post(
+        "/api/v1/members",
+        json=third,
+        headers={**bearer(tokens[Role.MANAGER]), "Origin": "https://tools.example"},
+    )
+    assert with_token.status_code == 201
