@@ -152,10 +152,13 @@ def mqtt_credentials(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """One broker account per machine, confined to its own topics; the hub's reads all."""
+    """One broker account per machine, confined to its own topics; the hub's reads all.
+
+    A machine with a plug_topic also gets an account for its smart plug, plug-<code>, allowed
+    to publish that topic only; its password is in the secrets directory like the agents'."""
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations
-    from hub.mqtt_accounts import write_credentials
+    from hub.mqtt_accounts import secret_path, write_credentials
 
     settings = load_settings(config)
     if not settings.mqtt_username:
@@ -168,7 +171,7 @@ def mqtt_credentials(
     run_migrations(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
-        accounts = write_credentials(
+        written = write_credentials(
             engine,
             password_file=password_file,
             acl_file=acl_file,
@@ -177,12 +180,20 @@ def mqtt_credentials(
             hub_password=settings.mqtt_password,
             rotate=set(rotate or []),
         )
+    except ValueError as exc:  # a plug topic or an account name the ACL cannot take
+        typer.echo(f"nothing written: {exc}", err=True)
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
     typer.echo(
-        f"{len(accounts)} agent account(s) and the hub's written to {password_file} "
-        f"and {acl_file}; agent passwords are in {secrets_dir}"
+        f"{len(written.agents)} agent account(s), {len(written.plugs)} plug account(s) and the "
+        f"hub's written to {password_file} and {acl_file}; passwords are in {secrets_dir}"
     )
+    for plug in written.plugs:
+        typer.echo(
+            f"plug of {plug.machine}: MQTT user {plug.username}, may publish {plug.topic} only; "
+            f"password in {secret_path(secrets_dir, plug.username)}"
+        )
     typer.echo("reload the broker to apply: systemctl reload mosquitto (or kill -HUP)")
 
 

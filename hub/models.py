@@ -121,7 +121,8 @@ class Machine(MachineBase, table=True):
     machine_type_id: int = Field(foreign_key="machine_type.id")
     agent_id: str | None = Field(default=None, max_length=63)
     # The MQTT topic of a smart plug (Tasmota, Shelly) the agent reads on the lab's broker:
-    # `atelier hub mqtt-credentials` lets the machine's account read it.
+    # `atelier hub mqtt-credentials` lets the machine's account read it and writes the plug's
+    # own account (plug-<code>), which may publish it only.
     plug_topic: str | None = Field(default=None, max_length=200)
     locked: bool = False
     lock_reason: str | None = None
@@ -145,6 +146,15 @@ class MachinePublic(MachineBase):
     session_started_at: datetime | None = None
     progress: float | None = None  # printing, from the latest telemetry
     telemetry: dict[str, Any] | None = None
+    # The machine's settings only its administrators edit: in answers to an admin only, and
+    # left out (not null) for every other role; see hub/api/machines.py.
+    agent_id: str | None = Field(
+        default=None, description="The agent's broker account, when not the code (admins only)"
+    )
+    plug_topic: str | None = Field(
+        default=None,
+        description="The smart plug topic the agent reads on the broker (admins only)",
+    )
 
 
 # --- trainings ----------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Each agent gets its own account, allowed to publish only its machine's event, telemetry and
 status topics and to read only its own acl and cmd topics (and its smart plug's topic, when the
-machine names one); the hub's account reads everything.
-Passwords are generated once and kept in a secrets directory (one 0600 file per machine, for
-provisioning the Pi); the password file holds only Mosquitto's PBKDF2-SHA512 hashes.
+machine names one); the hub's account reads everything. A machine with a plug topic also gets
+an account for the plug itself, `plug-<machine code>`, allowed to publish that one topic only.
+Passwords are generated once and kept in a secrets directory (one 0600 file per account, for
+provisioning the Pi or typing into the plug's web page); the password file holds only
+Mosquitto's PBKDF2-SHA512 hashes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from protocol.topics import ROOT, TopicKind, topic
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for $7$ (PBKDF2-SHA512)
 PLUG_TOPIC_MAX = 200
+PLUG_USER_PREFIX = "plug-"
 
 
 def check_plug_topic(value: str) -> str:
@@ -64,6 +67,61 @@ class Account:
     plug_topic: str | None = None  # a smart plug the agent reads on this broker
 
 
+@dataclass(frozen=True)
+class PlugAccount:
+    """The account a machine's smart plug publishes with: its one topic, write only."""
+
+    username: str
+    machine: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What `write_credentials` wrote: the agents' accounts and their plugs'."""
+
+    agents: list[Account]
+    plugs: list[PlugAccount]
+
+
+def plug_username(machine: str) -> str:
+    return f"{PLUG_USER_PREFIX}{machine}"
+
+
+def plug_accounts(accounts: list[Account]) -> list[PlugAccount]:
+    """One account per machine naming a plug topic, the topic checked as an ACL line needs."""
+    plugs = []
+    for account in accounts:
+        if account.plug_topic is None:
+            continue
+        assert account.machine is not None
+        try:
+            checked = check_plug_topic(account.plug_topic)
+        except ValueError as exc:  # the API refuses these: only a hand-edited row has one
+            raise ValueError(f"machine {account.machine}: {exc}") from None
+        plugs.append(PlugAccount(plug_username(account.machine), account.machine, checked))
+    return plugs
+
+
+def _check_unique(hub_user: str, accounts: list[Account], plugs: list[PlugAccount]) -> None:
+    """Two accounts under one name would share a password line and an ACL block."""
+    owners: dict[str, str] = {hub_user: "the hub"}
+    named = [(a.username, f"machine {a.machine}'s agent") for a in accounts]
+    named += [(p.username, f"machine {p.machine}'s plug") for p in plugs]
+    for username, owner in named:
+        if username in owners:
+            raise ValueError(
+                f"broker account {username!r} would be both {owners[username]} and {owner}: "
+                "rename the machine or change its agent_id"
+            )
+        owners[username] = owner
+
+
+def secret_path(secrets_dir: Path, username: str) -> Path:
+    """Where an account's password is kept, in clear, readable by root only (0600)."""
+    return secrets_dir / f"{username}.mqtt-password"
+
+
 def _secret(path: Path, rotate: bool) -> str:
     if path.exists() and not rotate:
         return path.read_text().strip()
@@ -83,6 +141,9 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def acl_text(hub_user: str, accounts: list[Account]) -> str:
+    """The ACL: the hub's block, then each agent's, each followed by its plug's if it has one."""
+    plugs = {p.machine: p for p in plug_accounts(accounts)}
+    _check_unique(hub_user, accounts, list(plugs.values()))
     lines = [
         "# Written by `atelier hub mqtt-credentials` from the machines table; do not edit.",
         f"user {hub_user}",
@@ -97,11 +158,11 @@ def acl_text(hub_user: str, accounts: list[Account]) -> str:
             lines.append(f"topic write {topic(account.site, account.machine, kind)}")
         for kind in (TopicKind.ACL, TopicKind.CMD):
             lines.append(f"topic read {topic(account.site, account.machine, kind)}")
-        if account.plug_topic is not None:
-            try:
-                lines.append(f"topic read {check_plug_topic(account.plug_topic)}")
-            except ValueError as exc:  # the API refuses these: only a hand-edited row has one
-                raise ValueError(f"machine {account.machine}: {exc}") from None
+        plug = plugs.get(account.machine)
+        if plug is not None:
+            lines.append(f"topic read {plug.topic}")
+            # The plug may publish its one topic; anything else it sends the broker drops.
+            lines += ["", f"user {plug.username}", f"topic write {plug.topic}"]
         lines.append("")
     return "\n".join(lines)
 
@@ -116,8 +177,8 @@ def write_credentials(
     hub_password: str | None,
     rotate: set[str] | None = None,
     file_mode: int = 0o640,
-) -> list[Account]:
-    """Write the password file and ACL for every machine; returns the agent accounts."""
+) -> Credentials:
+    """Write the password file and ACL for every machine and plug; returns the accounts."""
     rotate = rotate or set()
     with Session(engine) as session:
         machines = session.exec(select(Machine).order_by(Machine.code)).all()
@@ -125,15 +186,15 @@ def write_credentials(
         Account(username=m.agent_id or m.code, site=m.site, machine=m.code, plug_topic=m.plug_topic)
         for m in machines
     ]
-    acl = acl_text(hub_user, accounts)  # first: a refused plug topic leaves every file as it was
+    # First: a refused plug topic or a name taken twice leaves every file as it was.
+    acl = acl_text(hub_user, accounts)
+    plugs = plug_accounts(accounts)
     if hub_password is None:
-        hub_password = _secret(secrets_dir / f"{hub_user}.mqtt-password", hub_user in rotate)
+        hub_password = _secret(secret_path(secrets_dir, hub_user), hub_user in rotate)
     entries = [f"{hub_user}:{mosquitto_hash(hub_password)}"]
-    for account in accounts:
-        password = _secret(
-            secrets_dir / f"{account.username}.mqtt-password", account.username in rotate
-        )
-        entries.append(f"{account.username}:{mosquitto_hash(password)}")
+    for username in [a.username for a in accounts] + [p.username for p in plugs]:
+        password = _secret(secret_path(secrets_dir, username), username in rotate)
+        entries.append(f"{username}:{mosquitto_hash(password)}")
     _write(password_file, "\n".join(entries) + "\n", file_mode)
     _write(acl_file, acl, file_mode)
-    return accounts
+    return Credentials(agents=accounts, plugs=plugs)

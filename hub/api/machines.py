@@ -24,6 +24,7 @@ from hub.models import (
     PrintJob,
     TelemetryPoint,
     TelemetrySample,
+    User,
 )
 from hub.mqtt_accounts import check_plug_topic
 from protocol.topics import check_slug
@@ -35,7 +36,8 @@ PLUG_TOPIC_HELP = (
     "The one topic a smart plug the agent reads publishes its power on, on this broker "
     "(`tele/<topic>/SENSOR` for Tasmota, `<topic>/status/switch:<channel>` for Shelly Gen2, "
     "`shellies/<topic>/relay/<channel>/power` for Gen1): `atelier hub mqtt-credentials` lets "
-    "the machine's account read it."
+    "the machine's account read it and gives the plug an account, plug-<code>, that may "
+    "publish it and nothing else."
 )
 
 
@@ -122,7 +124,11 @@ def member_names(session: Session, refs: set[str]) -> dict[str, str]:
     return {ref: name for ref, name in rows}
 
 
-def machines_public(session: Session) -> list[MachinePublic]:
+def machines_public(session: Session, *, admin_fields: bool = False) -> list[MachinePublic]:
+    """Every machine with its live state; with `admin_fields`, its agent_id and plug_topic too.
+
+    Without them those fields are left unset, and the routes (`response_model_exclude_unset`)
+    leave unset fields out of the JSON: other roles get no key rather than a misleading null."""
     types = {t.id: t.code for t in session.exec(select(MachineType))}
     machines = [
         (machine, *machine_state(machine))
@@ -137,8 +143,12 @@ def machines_public(session: Session) -> list[MachinePublic]:
     for machine, state, live in machines:
         started = live.get("started_at") if live else None
         telemetry = machine.last_telemetry or {}
+        admin: dict[str, Any] = (
+            {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
+        )
         out.append(
             MachinePublic(
+                **admin,
                 id=machine.id or 0,
                 code=machine.code,
                 name=machine.name,
@@ -161,10 +171,20 @@ def machines_public(session: Session) -> list[MachinePublic]:
     return out
 
 
-@router.get("", response_model=list[MachinePublic], dependencies=[Allow(EVERYONE)])
-def list_machines(session: SessionDep) -> list[MachinePublic]:
+def sees_admin_fields(user: User) -> bool:
+    """Who gets agent_id and plug_topic in machine answers: those who may change them."""
+    return user.role in ADMIN
+
+
+@router.get(
+    "",
+    response_model=list[MachinePublic],
+    dependencies=[Allow(EVERYONE)],
+    response_model_exclude_unset=True,  # the admin fields, unset for others
+)
+def list_machines(session: SessionDep, user: CurrentUser) -> list[MachinePublic]:
     """Every machine with its live state: offline, idle, in_use, busy or locked."""
-    return machines_public(session)
+    return machines_public(session, admin_fields=sees_admin_fields(user))
 
 
 @router.get(
@@ -228,18 +248,22 @@ def machine_telemetry(
     return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]
 
 
-def _one(session: Session, code: str) -> MachinePublic:
-    for machine in machines_public(session):
+def _one(session: Session, code: str, user: User) -> MachinePublic:
+    for machine in machines_public(session, admin_fields=sees_admin_fields(user)):
         if machine.code == code:
             return machine
     raise HTTPException(status_code=404, detail=f"no machine {code!r}")
 
 
 @router.get(
-    "/{code}", response_model=MachinePublic, responses=NOT_FOUND, dependencies=[Allow(EVERYONE)]
+    "/{code}",
+    response_model=MachinePublic,
+    responses=NOT_FOUND,
+    dependencies=[Allow(EVERYONE)],
+    response_model_exclude_unset=True,  # the admin fields, unset for others
 )
-def read_machine(code: str, session: SessionDep) -> MachinePublic:
-    return _one(session, code)
+def read_machine(code: str, session: SessionDep, user: CurrentUser) -> MachinePublic:
+    return _one(session, code, user)
 
 
 @router.post(
@@ -248,6 +272,7 @@ def read_machine(code: str, session: SessionDep) -> MachinePublic:
     status_code=201,
     dependencies=[Allow(ADMIN)],
     responses={409: {"description": "The code is taken"}},
+    response_model_exclude_unset=True,  # the admin fields, unset for others
 )
 def create_machine(
     body: MachineCreate,
@@ -273,11 +298,15 @@ def create_machine(
     audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
     session.commit()
     republish(request, background, [body.code])
-    return _one(session, body.code)
+    return _one(session, body.code, user)
 
 
 @router.patch(
-    "/{code}", response_model=MachinePublic, responses=NOT_FOUND, dependencies=[Allow(ADMIN)]
+    "/{code}",
+    response_model=MachinePublic,
+    responses=NOT_FOUND,
+    dependencies=[Allow(ADMIN)],
+    response_model_exclude_unset=True,  # the admin fields, unset for others
 )
 def update_machine(
     code: str,
@@ -299,7 +328,7 @@ def update_machine(
     audit(session, user, "machine.update", "machine", code, fields=sorted(body.model_fields_set))
     session.commit()
     republish(request, background, [code])
-    return _one(session, code)
+    return _one(session, code, user)
 
 
 @router.delete(
@@ -349,7 +378,7 @@ def _set_lock(
     )
     session.commit()
     republish(request, background, [code])
-    return _one(session, code)
+    return _one(session, code, user)
 
 
 @router.post(
@@ -357,6 +386,7 @@ def _set_lock(
     response_model=MachinePublic,
     responses=NOT_FOUND,
     dependencies=[Allow(MAINTAINERS)],
+    response_model_exclude_unset=True,  # the admin fields, unset for others
 )
 def lock(
     code: str,
@@ -377,6 +407,7 @@ def lock(
     response_model=MachinePublic,
     responses=NOT_FOUND,
     dependencies=[Allow(MAINTAINERS)],
+    response_model_exclude_unset=True,  # the admin fields, unset for others
 )
 def unlock(
     code: str,

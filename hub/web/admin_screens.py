@@ -35,6 +35,7 @@ from hub.models import (
     Role,
     User,
 )
+from hub.mqtt_accounts import PLUG_TOPIC_MAX
 from hub.web.csrf import Checked
 from hub.web.i18n import N_
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
@@ -257,7 +258,16 @@ def update_member(
 
 
 # --- machines and machine types -----------------------------------------------------------
-MACHINE_FIELDS = ["code", "name", "site", "location", "kind", "machine_type", "agent_id"]
+MACHINE_FIELDS = [
+    "code",
+    "name",
+    "site",
+    "location",
+    "kind",
+    "machine_type",
+    "agent_id",
+    "plug_topic",
+]
 
 
 def _machine_form(
@@ -296,7 +306,8 @@ def new_machine_page(
 ) -> Response:
     site = request.app.state.settings.site
     values = {"code": "", "name": "", "site": site, "location": "", "kind": "other"}
-    return _machine_form(request, session, user, values | {"machine_type": "", "agent_id": ""})
+    blank = {"machine_type": "", "agent_id": "", "plug_topic": ""}
+    return _machine_form(request, session, user, values | blank)
 
 
 @router.post("/machines/new", response_class=HTMLResponse, dependencies=[Checked])
@@ -312,6 +323,7 @@ def create_machine(
     kind: Annotated[str, Form(max_length=20)] = "other",
     machine_type: Annotated[str, Form(max_length=63)] = "",
     agent_id: Annotated[str, Form(max_length=63)] = "",
+    plug_topic: Annotated[str, Form(max_length=PLUG_TOPIC_MAX)] = "",
 ) -> Response:
     values = {
         "code": code,
@@ -321,6 +333,7 @@ def create_machine(
         "kind": kind,
         "machine_type": machine_type,
         "agent_id": agent_id,
+        "plug_topic": plug_topic,
     }
     try:
         if not name.strip():
@@ -335,6 +348,7 @@ def create_machine(
                     "kind": kind,
                     "machine_type": machine_type,
                     "agent_id": _text(agent_id),
+                    "plug_topic": _text(plug_topic),
                 }
             ),
             session,
@@ -376,6 +390,7 @@ def edit_machine_page(
         "kind": machine.kind.value if hasattr(machine.kind, "value") else machine.kind,
         "machine_type": _type_code(session, machine),
         "agent_id": machine.agent_id or "",
+        "plug_topic": machine.plug_topic or "",
     }
     return _machine_form(request, session, user, values, machine=machine)
 
@@ -392,6 +407,7 @@ def update_machine(
     kind: Annotated[str, Form(max_length=20)] = "other",
     machine_type: Annotated[str, Form(max_length=63)] = "",
     agent_id: Annotated[str, Form(max_length=63)] = "",
+    plug_topic: Annotated[str, Form(max_length=PLUG_TOPIC_MAX)] = "",
 ) -> Response:
     machine = _existing_machine(session, code)
     values = {
@@ -402,6 +418,7 @@ def update_machine(
         "kind": kind,
         "machine_type": machine_type,
         "agent_id": agent_id,
+        "plug_topic": plug_topic,
     }
     try:
         if not name.strip():
@@ -415,6 +432,7 @@ def update_machine(
                     "kind": kind,
                     "machine_type": machine_type,
                     "agent_id": _text(agent_id),
+                    "plug_topic": _text(plug_topic),
                 }
             ),
             session,

@@ -473,6 +473,62 @@ def test_an_admin_creates_and_edits_machines_and_types(hub: TestClient) -> None:
     assert renamed.status_code == 200 and 'value="Tour"' in renamed.text
 
 
+def test_an_admin_sets_and_clears_a_machines_plug_topic(hub: TestClient) -> None:
+    token = sign_in(hub, "test-admin", PASSWORD)
+    form = hub.get("/web/machines/laser-1/edit")
+    assert 'name="plug_topic"' in form.text and "Smart plug topic" in form.text
+    base = {"name": "Laser", "machine_type": "laser", "kind": "laser", "csrf": token}
+    # The API's own rule and message, next to the field; nothing is saved.
+    refused = hub.post("/web/machines/laser-1/edit", data=base | {"plug_topic": "tele/+/SENSOR"})
+    assert refused.status_code == 422 and 'id="plug_topic-error"' in refused.text
+    assert "name the one topic, without + or # wildcards" in refused.text
+    assert 'value="tele/+/SENSOR"' in refused.text  # kept in the field to correct
+    theirs = hub.post("/web/machines/laser-1/edit", data=base | {"plug_topic": "atelier/v1/x"})
+    assert theirs.status_code == 422 and "not a $ topic nor one of Atelier" in theirs.text
+    saved = hub.post(
+        "/web/machines/laser-1/edit", data=base | {"plug_topic": " tele/plug-laser/SENSOR "}
+    )
+    assert saved.status_code == 200
+    assert hub.get("/api/v1/machines/laser-1").json()["plug_topic"] == "tele/plug-laser/SENSOR"
+    assert 'value="tele/plug-laser/SENSOR"' in hub.get("/web/machines/laser-1/edit").text
+    cleared = hub.post("/web/machines/laser-1/edit", data=base | {"plug_topic": ""})
+    assert cleared.status_code == 200
+    assert hub.get("/api/v1/machines/laser-1").json()["plug_topic"] is None
+    made = hub.post(
+        "/web/machines/new",
+        data={
+            "code": "laser-2",
+            "name": "Laser 2",
+            "site": "lab",
+            "machine_type": "laser",
+            "plug_topic": "shellies/laser-2/relay/0/power",
+            "csrf": token,
+        },
+    )
+    assert made.status_code == 200
+    machine = hub.get("/api/v1/machines/laser-2").json()
+    assert machine["plug_topic"] == "shellies/laser-2/relay/0/power"
+    bad = hub.post(
+        "/web/machines/new",
+        data={
+            "code": "laser-3",
+            "name": "Laser 3",
+            "site": "lab",
+            "machine_type": "laser",
+            "plug_topic": "tele/plug laser/SENSOR",
+            "csrf": token,
+        },
+    )
+    assert bad.status_code == 422 and 'id="plug_topic-error"' in bad.text
+    assert "printable ASCII without spaces" in bad.text
+    assert hub.get("/api/v1/machines/laser-3").status_code == 404
+    # In French: the label and hint are translated, the API's reason stays in English.
+    hub.cookies.set("atelier_lang", "fr")
+    french = hub.post("/web/machines/laser-1/edit", data=base | {"plug_topic": "#"})
+    assert "Topic de la prise connectée (facultatif)" in french.text
+    assert "name the one topic, without + or # wildcards" in french.text
+
+
 def test_an_admin_manages_users_and_everyone_their_own_tokens(hub: TestClient) -> None:
     engine = hub.app.state.engine
     with Session(engine) as session:
