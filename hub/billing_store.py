@@ -6,12 +6,14 @@ import csv
 import gc
 import logging
 import re
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +34,6 @@ from hub.domain.billing import (
 from hub.domain.billing import Statement as DomainStatement
 from hub.domain.billing import StatementLine as DomainLine
 from hub.models import (
-    BusyPeriod,
     Machine,
     MachineSession,
     MachineType,
@@ -480,6 +481,15 @@ def _utc_bounds(first: date, nxt: date, tz: ZoneInfo) -> tuple[datetime, datetim
     )
 
 
+# The trainer's own session ended by a hand-over to a trainee under supervision, and
+# maintenance, are duty: told by the query as a small number rather than read as two strings
+# per session (a tenth of the session query on SQLite).
+_DUTIES = (DutyRole.NONE, DutyRole.TRAINER, DutyRole.MAINTAINER)
+_DUTY_SQL = (
+    "CASE WHEN s.mode = 'maintenance' THEN 2 WHEN s.end_reason = 'handover' THEN 1 ELSE 0 END"
+)
+
+
 def _usage(
     session: Session,
     first: date,
@@ -490,69 +500,30 @@ def _usage(
     member_ref: str | None = None,
 ) -> list[UsageRecord]:
     """The month's finished sessions (by local start day) as billing sees them, read as plain
-    columns in two queries: a month is tens of thousands of sessions, and an ORM object per
-    row cost ten times the reading itself. With `member_ref`, only that member's sessions,
-    and sessions still open are left out rather than refused."""
+    driver rows: a month is tens of thousands of sessions, and an ORM object per row cost ten
+    times the reading itself. With `member_ref`, only that member's sessions, and sessions
+    still open are left out rather than refused."""
+    return _read_usage(session, first, nxt, tz, people, member_ref=member_ref)[0]
+
+
+def _read_usage(
+    session: Session,
+    first: date,
+    nxt: date,
+    tz: ZoneInfo,
+    people: dict[str, _Person],
+    *,
+    member_ref: str | None = None,
+) -> tuple[list[UsageRecord], dict[str, str] | None]:
+    """`_usage`, and on SQLite each session's start as stored (the text of its UTC time), which
+    its statement line stores again: taken as read, not made again from the datetime (None on
+    PostgreSQL, whose COPY takes the datetimes)."""
     start, end = _utc_bounds(first, nxt, tz)
-    connection = session.connection()
-    started_at, ended_at, as_utc = _times_read_fast(connection.dialect.name)
-    query = sa.select(
-        col(MachineSession.id),
-        col(MachineSession.machine),
-        col(MachineSession.member_ref),
-        col(MachineSession.mode),
-        col(MachineSession.end_reason),
-        started_at,
-        ended_at,
-        col(MachineSession.busy_s),
-    ).where(col(MachineSession.started_at) >= start, col(MachineSession.started_at) < end)
-    # The agent reports busy time at the end of a session; busy periods are the same time
-    # seen from the machine, and cover a session whose end report lacked it.
-    busy_query = (
-        sa.select(col(BusyPeriod.session_id), func.sum(BusyPeriod.busy_s).label("busy"))
-        .where(col(BusyPeriod.started_at) >= start - timedelta(days=2))
-        .where(col(BusyPeriod.started_at) < end + timedelta(days=2))
-        .where(col(BusyPeriod.session_id).is_not(None))
-        .group_by(col(BusyPeriod.session_id))
-    )
-    if member_ref is not None:
-        query = query.where(col(MachineSession.member_ref) == member_ref)
-        busy_query = busy_query.where(col(BusyPeriod.member_ref) == member_ref)
-    # Core, not the ORM's execute: its row loading layer alone cost as much as the reading;
-    # all() at once, not row by row: that was a third slower.
-    if connection.dialect.name == "postgresql":
-        # PostgreSQL joins the sums in faster than it sends them as rows of their own
-        # (October: 0.19 s against 0.29 s); SQLite the other way round (0.33 against 0.29).
-        summed = busy_query.subquery()
-        joined = query.add_columns(summed.c.busy).outerjoin_from(
-            MachineSession, summed, summed.c.session_id == col(MachineSession.id)
-        )
-        rows = [
-            (sid, machine, ref, mode, end_reason, as_utc(started), as_utc(ended), busy_s, summed_s)
-            for sid, machine, ref, mode, end_reason, started, ended, busy_s, summed_s in (
-                connection.execute(joined).all()
-            )
-        ]
-    else:
-        busy_of: dict[Any, Any] = dict(connection.execute(busy_query).tuples().all())
-        rows = [
-            (
-                sid,
-                machine,
-                ref,
-                mode,
-                end_reason,
-                as_utc(started),
-                as_utc(ended),
-                busy_s,
-                busy_of.get(sid),
-            )
-            for sid, machine, ref, mode, end_reason, started, ended, busy_s in (
-                connection.execute(query).all()
-            )
-        ]
-    still_open = sorted((row[5], row[0]) for row in rows if row[6] is None)
-    if still_open and member_ref is None:
+    rows, busy_of = _month_rows(session.connection(), start, end, member_ref)
+    sqlite = busy_of is not None
+    as_utc = _sqlite_utc if sqlite else _aware_utc
+    if member_ref is None and any(row[5] is None for row in rows):
+        still_open = sorted((as_utc(row[4]), row[0]) for row in rows if row[5] is None)
         shown = ", ".join(sid for _, sid in still_open[:5]) + (
             " ..." if len(still_open) > 5 else ""
         )
@@ -570,67 +541,132 @@ def _usage(
         .all()
     )
     refs_by_id = {person.id: ref for ref, person in people.items()}
-    maintainer, trainer, nobody = DutyRole.MAINTAINER, DutyRole.TRAINER, DutyRole.NONE
+    billed_as = {
+        ref: (person.category, refs_by_id.get(person.payer_id) if person.payer_id else None)
+        for ref, person in people.items()
+    }
+    stored_starts: dict[str, str] = {}
+    fromisoformat = datetime.fromisoformat
     records = []
-    for sid, machine, ref, mode, end_reason, started_at, ended_at, busy_s, summed_s in rows:
-        if ended_at is None or started_at is None:
+    # One pass from the driver's rows to the records: the times made UTC datetimes here, the
+    # busy sums taken from the row (joined in) or from the dict (read apart).
+    for sid, machine, ref, duty, started_as_read, ended_as_read, busy_s, summed_s in rows:
+        if ended_as_read is None or started_as_read is None:
             continue
-        person = people.get(ref)
-        if person is None:
+        if busy_of is None:
+            started_at, ended_at = _aware_utc(started_as_read), _aware_utc(ended_as_read)
+        else:  # SQLite: the text of UTC times, parsed here, not by a call per value
+            summed_s = busy_of.get(sid)
+            # SQLAlchemy's own form, "YYYY-MM-DD HH:MM:SS.ffffff", is stored again as read:
+            # the same text _sqlite_time would make of it (checked where the other ISO 8601
+            # forms of that length differ). Any other form goes by _sqlite_utc.
+            if (
+                len(started_as_read) == 26
+                and started_as_read[10] == " "
+                and started_as_read[7] == "-"
+                and started_as_read[19] == "."
+            ):
+                started_at = fromisoformat(started_as_read + "+00:00")
+                stored_starts[sid] = started_as_read
+            else:
+                started_at = _sqlite_utc(started_as_read)
+                stored_starts[sid] = _sqlite_time(started_at)
+            ended_at = (
+                fromisoformat(ended_as_read + "+00:00")
+                if len(ended_as_read) == 26
+                else _sqlite_utc(ended_as_read)
+            )
+        who = billed_as.get(ref)
+        if who is None:
             raise BillingError(f"session {sid}: member {ref} is not known to the hub")
         machine_type = machine_types.get(machine)
         if machine_type is None:
             raise BillingError(f"session {sid}: machine {machine} is not known to the hub")
-        # The trainer's own session ended by a hand-over to a trainee under supervision, and
-        # maintenance, are duty.
-        duty = (
-            maintainer if mode == "maintenance" else trainer if end_reason == "handover" else nobody
-        )
         busy = max(busy_s or 0.0, summed_s or 0.0)
         records.append(
             UsageRecord(
-                session_id=sid,
-                member_ref=ref,
-                machine=machine,
-                machine_type=machine_type,
-                category=person.category,
-                started_at=started_at,
-                ended_at=max(ended_at, started_at),
-                busy_seconds=int(round(busy)),
-                duty=duty,
-                payer_ref=refs_by_id.get(person.payer_id) if person.payer_id else None,
+                sid,
+                ref,
+                machine,
+                machine_type,
+                who[0],
+                started_at,
+                ended_at if ended_at >= started_at else started_at,
+                int(round(busy)),
+                _DUTIES[duty],
+                who[1],
             )
         )
-    return records
+    return records, stored_starts if sqlite else None
 
 
-def _sqlite_utc(text: str | None) -> datetime | None:
-    if text is None:
-        return None
+def _month_rows(
+    connection: sa.Connection, start: datetime, end: datetime, member_ref: str | None
+) -> tuple[list[tuple[Any, ...]], dict[str, float] | None]:
+    """The sessions started in [start, end) as the driver's own tuples: (id, machine,
+    member_ref, duty as an index of _DUTIES, started_at, ended_at, busy_s, the sum of its busy
+    periods), and, on SQLite, those sums by session apart (the rows' own are NULL there; None
+    on PostgreSQL).
+
+    The driver's cursor, not SQLAlchemy's result: its rows, and UTCDateTime's conversion of
+    each value, cost about as much as the query. Times come as the driver gives them: SQLite's
+    text of the UTC time, PostgreSQL's aware datetimes (see `_sqlite_utc`, `_aware_utc`).
+    """
+    postgres = connection.dialect.name == "postgresql"
+    near = timedelta(days=2)
+    times = {"start": start, "end": end, "near_start": start - near, "near_end": end + near}
+    params: dict[str, Any] = {
+        # SQLite compares the stored text: the bounds in the same form.
+        **(times if postgres else {name: _sqlite_time(value) for name, value in times.items()}),
+        "member_ref": member_ref,
+    }
+
+    def mark(name: str) -> str:
+        return f"%({name})s" if postgres else f":{name}"
+
+    def of_member(column: str) -> str:
+        return f" AND {column} = {mark('member_ref')}" if member_ref is not None else ""
+
+    # The agent reports busy time at the end of a session; busy periods are the same time
+    # seen from the machine, and cover a session whose end report lacked it.
+    busy_sql = (
+        "SELECT session_id, sum(busy_s) AS busy FROM busy_period"
+        f" WHERE started_at >= {mark('near_start')} AND started_at < {mark('near_end')}"
+        f" AND session_id IS NOT NULL{of_member('member_ref')} GROUP BY session_id"
+    )
+    sessions_sql = (
+        f"SELECT s.id, s.machine, s.member_ref, {_DUTY_SQL}, s.started_at, s.ended_at, s.busy_s,"
+        " {summed} FROM session AS s{joined}"
+        f" WHERE s.started_at >= {mark('start')} AND s.started_at < {mark('end')}"
+        f"{of_member('s.member_ref')}"
+    )
+    driver: Any = connection.connection.driver_connection
+    if postgres:
+        # PostgreSQL joins the sums in faster than it sends them as rows of their own
+        # (October: 0.17 s against 0.24 s); SQLite the other way round (0.28 against 0.24).
+        joined = sessions_sql.format(
+            summed="b.busy",
+            joined=f" LEFT OUTER JOIN ({busy_sql}) AS b ON b.session_id = s.id",
+        )
+        with driver.cursor() as cursor:
+            cursor.execute(joined, params)
+            return cursor.fetchall(), None
+    busy_of = dict(driver.execute(busy_sql, params).fetchall())
+    sessions = sessions_sql.format(summed="NULL", joined="")
+    return driver.execute(sessions, params).fetchall(), busy_of
+
+
+def _sqlite_utc(text: str) -> datetime:
     if len(text) == 26:  # SQLAlchemy's form of a UTC time: the offset parsed in, no replace()
         return datetime.fromisoformat(text + "+00:00")
     value = datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _aware_utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
         return value
     return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _times_read_fast(
-    dialect: str,
-) -> tuple[Any, Any, Callable[[Any], datetime | None]]:
-    """A session's start and end columns and how to make them UTC datetimes, bypassing
-    UTCDateTime: its conversion, a few Python calls per value, cost as much as the query
-    for a month's 85,000 timestamps. Same values: SQLite's text parsed by the C parser,
-    PostgreSQL's aware datetimes moved to UTC."""
-    started, ended = col(MachineSession.started_at), col(MachineSession.ended_at)
-    if dialect == "sqlite":
-        return sa.type_coerce(started, sa.String()), sa.type_coerce(ended, sa.String()), _sqlite_utc
-    kind = sa.DateTime(timezone=True)
-    return sa.type_coerce(started, kind), sa.type_coerce(ended, kind), _aware_utc
 
 
 def month_statements(session: Session, month: str, kind: str = STATEMENT) -> list[Statement]:
@@ -692,8 +728,9 @@ def close_month(
     that is already closed returns its statements unchanged. The caller commits.
 
     Set-based: the month is read in a few plain queries, priced by the pure rules, and
-    written with one multi-row insert per table; a lab-year's October (2,000 statements,
-    42,646 lines) takes about 3.3 times the bare SELECT of its rows (docs/performance.md).
+    written with bulk inserts (COPY, multi-row INSERTs); a lab-year's October (2,000
+    statements, 42,646 lines) takes 2.2-2.8 times the bare SELECT of its rows
+    (docs/performance.md).
     """
     with _cycle_collection_paused():
         return _close_month(session, month, tz=tz, now=now, actor=actor)
@@ -723,7 +760,7 @@ def _close_month(
     if datetime.combine(nxt, time(), tz) > now:
         raise BillingError(f"--month {month} is not over yet; close it from {nxt} on")
     people = _people(session)
-    records = _usage(session, first, nxt, tz, people)
+    records, stored_starts = _read_usage(session, first, nxt, tz, people)
     try:
         computed = bill_month(records, all_rates(session), month, tz)
     except NoRateError as exc:
@@ -739,20 +776,21 @@ def _close_month(
 
     # What the ingest drew provisionally at each session's end goes back first; each
     # statement then draws what it can, so the statements are the same with or without it.
-    month_sessions = {record.session_id for record in records}
+    pending = session.execute(
+        select(
+            BalanceMovement.id,
+            BalanceMovement.member_id,
+            BalanceMovement.cents,
+            BalanceMovement.note,
+        ).where(
+            BalanceMovement.kind == PROVISIONAL,
+            col(BalanceMovement.statement_id).is_(None),
+        )
+    ).all()
+    month_sessions = {record.session_id for record in records} if pending else set()
     provisional = [
         (movement_id, account_id, cents, note[len(_PROVISIONAL_NOTE) :])
-        for movement_id, account_id, cents, note in session.execute(
-            select(
-                BalanceMovement.id,
-                BalanceMovement.member_id,
-                BalanceMovement.cents,
-                BalanceMovement.note,
-            ).where(
-                BalanceMovement.kind == PROVISIONAL,
-                col(BalanceMovement.statement_id).is_(None),
-            )
-        )
+        for movement_id, account_id, cents, note in pending
         if note[len(_PROVISIONAL_NOTE) :] in month_sessions
     ]
     given_back: dict[int, int] = defaultdict(int)
@@ -764,6 +802,9 @@ def _close_month(
         balance[account_id] += cents
 
     created = utcnow()
+    # What the drivers take: SQLite's text for a time (SQLAlchemy's form), PostgreSQL's COPY
+    # the datetime itself.
+    created_as_stored: Any = created if stored_starts is None else _sqlite_time(created)
     statement_rows: list[dict[str, Any]] = []
     for number, computed_statement in enumerate(computed, start=1):
         payer = people[computed_statement.payer_ref]
@@ -784,7 +825,7 @@ def _close_month(
                 "total_cents": total,
                 "prepaid_cents": drawn,
                 "due_cents": total - drawn,
-                "created_at": created,
+                "created_at": created_as_stored,
             }
         )
     _bulk_insert(
@@ -804,20 +845,29 @@ def _close_month(
     )
     ids = [id_of_number[row["number"]] for row in statement_rows]
     # Tuples in _LINE_COLUMNS order: a dict per line cost more than the insert's own work.
+    # On SQLite a line's start is its session's as read, the same text _sqlite_time makes.
     line_rows = [
         (
             statement_id,
             position,
-            line.session_id,
-            line.member_ref,
-            line.machine,
-            line.started_at,
-            line.billed_minutes,
-            line.cents,
-            line.explanation[:2000],
+            sid,
+            member_ref,
+            machine,
+            started_at if stored_starts is None else stored_starts[sid],
+            billed_minutes,
+            cents,
+            explanation[:2000],
         )
         for statement_id, computed_statement in zip(ids, computed, strict=True)
-        for position, line in enumerate(computed_statement.lines, start=1)
+        for position, (
+            sid,
+            member_ref,
+            machine,
+            started_at,
+            billed_minutes,
+            cents,
+            explanation,
+        ) in enumerate(computed_statement.lines, start=1)
     ]
     _bulk_insert(session, "statement_line", _LINE_COLUMNS, line_rows)
 
@@ -909,43 +959,48 @@ _LINE_COLUMNS = (
 )
 
 
-_TIME_COLUMNS = frozenset({"started_at", "created_at"})
-
-
 def _bulk_insert(
     session: Session, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    """Rows (tuples in `columns` order) straight to the driver: COPY on PostgreSQL, one
-    executemany on SQLite.
+    """Rows (tuples in `columns` order, values as the driver takes them: on SQLite a time as
+    the text `_sqlite_time` makes) straight to the driver: a binary COPY on PostgreSQL,
+    multi-row INSERTs on SQLite.
 
     SQLAlchemy's per-row parameter handling cost more than the database's own insert of a
-    month's tens of thousands of lines; what it would do for timestamps is done here.
+    month's tens of thousands of lines.
     """
     if not rows:
         return
     session.flush()  # anything pending goes first, in the same transaction
     connection = session.connection()
+    driver: Any = connection.connection.driver_connection
     names = ", ".join(columns)
     if connection.dialect.name == "postgresql":
-        driver: Any = connection.connection.driver_connection
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        with driver.cursor() as cursor:
+            # The binary format, typed as the table's columns are (read from the catalog),
+            # spares psycopg and the server the text of every value: 10-15 % of the insert.
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            )
+            type_of = dict(cursor.fetchall())
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([type_of[name] for name in columns])
+                for row in rows:
+                    copy.write_row(row)
         return
-    # SQLite keeps a UTCDateTime as SQLAlchemy's text form of the UTC time.
-    times = [i for i, name in enumerate(columns) if name in _TIME_COLUMNS]
-    text_rows: Sequence[Sequence[Any]] = rows
-    if times:
-        editable = [list(row) for row in rows]
-        for values in editable:
-            for i in times:
-                values[i] = _sqlite_time(values[i])
-        text_rows = [tuple(values) for values in editable]  # what exec_driver_sql accepts
-    marks = ", ".join("?" for _ in columns)
-    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", text_rows)
+    # A few hundred rows per INSERT: a third faster than one executemany of single rows.
+    per_insert = max(
+        1, min(500, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns))
+    )
+    values = "(" + ", ".join("?" for _ in columns) + ")"
+    head = f"INSERT INTO {table} ({names}) VALUES "
+    full = head + ", ".join([values] * per_insert)
+    for at in range(0, len(rows), per_insert):
+        part = rows[at : at + per_insert]
+        sql = full if len(part) == per_insert else head + ", ".join([values] * len(part))
+        driver.execute(sql, list(chain.from_iterable(part)))
 
 
 def _sqlite_time(value: datetime) -> str:

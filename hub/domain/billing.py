@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from operator import attrgetter
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from protocol.envelope import DenyReason
@@ -52,9 +51,14 @@ class Rate:
             raise ValueError("prices must not be negative")
 
 
-@dataclass(frozen=True)
-class UsageRecord:
-    """One finished session as billing sees it."""
+class UsageRecord(NamedTuple):
+    """One finished session as billing sees it.
+
+    A named tuple, immutable as a frozen dataclass would be: a month makes one per session,
+    tens of thousands, and a frozen dataclass's __init__ (one object.__setattr__ per field)
+    takes over three times as long (1.1 against 0.34 µs; with StatementLine's, some 55 ms of
+    closing a month of 42,646 sessions).
+    """
 
     session_id: str
     member_ref: str
@@ -219,10 +223,33 @@ def price_session(
     priced at its own day's rate, the start fee, the minimum, then the daily cap per local day
     (`charged_today_cents` says what the member was already charged on each day).
     """
+    lines, billed, included_used, by_day = _price(
+        record,
+        record.started_at.astimezone(tz),
+        _book(rates),
+        tz,
+        already_used_included_minutes,
+        charged_today_cents,
+    )
+    return Charge(record.session_id, lines, billed, included_used, dict(by_day))
+
+
+# A charge as `bill_month` uses it, without the `Charge` made for each of a month's tens of
+# thousands of sessions: (lines, billed minutes, included minutes used, (day, cents) pairs).
+_Priced = tuple[tuple[ChargeLine, ...], int, int, tuple[tuple[date, int], ...]]
+
+
+def _price(
+    record: UsageRecord,
+    start: datetime,
+    book: RateBook,
+    tz: ZoneInfo,
+    already_used_included_minutes: int,
+    charged_today_cents: Mapping[date, int],
+) -> _Priced:
+    """`price_session`, given the session's start in the lab's zone."""
     if record.ended_at < record.started_at:
         raise ValueError(f"session {record.session_id}: ended_at is before started_at")
-    book = _book(rates)
-    start = record.started_at.astimezone(tz)
     end = record.ended_at.astimezone(tz)
     day = start.date()
     # Nearly every session is within one local day, so within one rate: priced without the
@@ -241,11 +268,17 @@ def price_session(
             already_used_included_minutes,
             charged_today_cents,
         )
-    return _price_pieces(
+    charge = _price_pieces(
         record,
         _parts_by_midnight(record, book, tz),
         already_used_included_minutes,
         charged_today_cents,
+    )
+    return (
+        charge.lines,
+        charge.billed_minutes,
+        charge.included_minutes_used,
+        tuple(charge.cents_by_day.items()),
     )
 
 
@@ -256,10 +289,10 @@ def _price_one_day(
     seconds: float,
     already_used_included_minutes: int,
     charged_today_cents: Mapping[date, int],
-) -> Charge:
+) -> _Priced:
     """`_price_pieces` for a session of one piece, rule for rule, with nothing to share out."""
     if record.duty is not DutyRole.NONE:
-        return Charge(record.session_id, (_DUTY_LINES[record.duty],), 0, 0, {})
+        return _DUTY_LINES[record.duty], 0, 0, ()
     if rate.basis == "busy":
         measured = min(float(record.busy_seconds), seconds)
         what = "busy time"
@@ -268,7 +301,7 @@ def _price_one_day(
         what = "session time"
     started_minutes = -(-int(round(measured)) // 60)
     if started_minutes == 0:
-        return Charge(record.session_id, (ChargeLine("Nothing to bill: no " + what, 0),), 0, 0, {})
+        return (ChargeLine("Nothing to bill: no " + what, 0),), 0, 0, ()
     unit = rate.rounding_minutes
     billed = -(-started_minutes // unit) * unit
     lines: list[ChargeLine] = []
@@ -302,16 +335,10 @@ def _price_one_day(
                 ChargeLine(f"Daily cap of {_euros(cap)} reached on {day.isoformat()}", -over)
             )
             cents_of_day -= over
-    return Charge(
-        record.session_id,
-        tuple(lines),
-        billed,
-        free,
-        {} if cents_of_day is None else {day: cents_of_day},
-    )
+    return tuple(lines), billed, free, () if cents_of_day is None else ((day, cents_of_day),)
 
 
-_DUTY_LINES = {duty: ChargeLine(f"Free: {duty.value} on duty", 0) for duty in DutyRole}
+_DUTY_LINES = {duty: (ChargeLine(f"Free: {duty.value} on duty", 0),) for duty in DutyRole}
 
 
 @lru_cache(maxsize=65536)
@@ -407,8 +434,9 @@ def _price_pieces(
     return Charge(record.session_id, tuple(lines), billed, included_used, dict(cents_by_day))
 
 
-@dataclass(frozen=True)
-class StatementLine:
+class StatementLine(NamedTuple):
+    """One session on a statement (a named tuple for the reason given on UsageRecord)."""
+
     session_id: str
     member_ref: str
     machine: str
@@ -450,46 +478,39 @@ def bill_month(
     """
     first, nxt = _month_bounds(month)
     book = _book(rates)
-    chosen = sorted(
-        (r for r in records if first <= r.started_at.astimezone(tz).date() < nxt),
-        key=attrgetter("started_at", "session_id"),
-    )
+    # Each session's local start is made once, for the month's bounds and for its price;
+    # sorted as (started_at, session_id), then in input order, as a key sort would.
+    chosen = [
+        (record.started_at, record.session_id, i, record, start)
+        for i, record in enumerate(records)
+        if first <= (start := record.started_at.astimezone(tz)).date() < nxt
+    ]
+    chosen.sort()
     included: dict[tuple[str, str, str], int] = {}
     # A daily cap is a rate's, so it counts what the member paid that day on that machine type.
     per_day: dict[tuple[str, str], dict[date, int]] = {}
     by_payer: dict[str, list[StatementLine]] = defaultdict(list)
-    for record in chosen:
-        key = (record.member_ref, record.machine_type, record.category)
-        daily = per_day.get((record.member_ref, record.machine_type))
+    for _, _, _, record, start in chosen:
+        sid, member, machine, machine_type, category, started_at, _, _, _, payer = record
+        key = (member, machine_type, category)
+        daily = per_day.get((member, machine_type))
         if daily is None:
-            daily = per_day[record.member_ref, record.machine_type] = {}
-        charge = price_session(
-            record,
-            book,
-            tz=tz,
-            already_used_included_minutes=included.get(key, 0),
-            charged_today_cents=daily,
+            daily = per_day[member, machine_type] = {}
+        lines, billed, included_used, by_day = _price(
+            record, start, book, tz, included.get(key, 0), daily
         )
-        if charge.included_minutes_used:
-            included[key] = included.get(key, 0) + charge.included_minutes_used
-        for day, cents in charge.cents_by_day.items():
+        if included_used:
+            included[key] = included.get(key, 0) + included_used
+        for day, cents in by_day:
             daily[day] = daily.get(day, 0) + cents
-        lines = charge.lines
         # Most charges are one line: no sum nor join to make for them.
         if len(lines) == 1:
             cents, explanation = lines[0].cents, lines[0].explanation
         else:
-            cents, explanation = charge.cents, "; ".join([line.explanation for line in lines])
-        by_payer[record.payer_ref or record.member_ref].append(
-            StatementLine(
-                record.session_id,
-                record.member_ref,
-                record.machine,
-                record.started_at,
-                charge.billed_minutes,
-                cents,
-                explanation,
-            )
+            cents = sum([line.cents for line in lines])
+            explanation = "; ".join([line.explanation for line in lines])
+        by_payer[payer or member].append(
+            StatementLine(sid, member, machine, started_at, billed, cents, explanation)
         )
     return [Statement(payer, month, tuple(by_payer[payer])) for payer in sorted(by_payer)]
 

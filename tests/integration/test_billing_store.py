@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from pypdf import PdfReader
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
@@ -219,6 +220,68 @@ def test_closing_the_worked_example_from_database_rows(engine) -> None:  # type:
         assert snapshot(session, "2026-10") == first
         assert session.exec(select(func.count()).select_from(Statement)).one() == 3
         assert session.exec(select(func.count()).select_from(StatementLine)).one() == 10
+
+
+def test_duty_is_free_and_each_line_stores_its_session_start(engine) -> None:  # type: ignore[no-untyped-def]
+    """Maintenance (the session's mode) and a trainer's hand-over (its end) are free; every
+    line stores its session's start, on SQLite in SQLAlchemy's own text form even when the
+    session's text was written in another ISO form."""
+    starts = {
+        "MAINT": datetime(2026, 11, 3, 9, 0, 0, 250000, tzinfo=UTC),
+        "HAND": datetime(2026, 11, 4, 9, 0, tzinfo=UTC),
+        "PAID-T": datetime(2026, 11, 5, 9, 0, tzinfo=UTC),
+        "PAID-S": datetime(2026, 11, 6, 9, 0, 0, 5, tzinfo=UTC),
+    }
+    with Session(engine) as session:
+        for sid, start in starts.items():
+            session.add(
+                MachineSession(
+                    id=sid,
+                    site="lab",
+                    machine="laser-1",
+                    member_ref="alice",
+                    mode="maintenance" if sid == "MAINT" else "normal",
+                    started_at=start,
+                    ended_at=start + timedelta(hours=1),
+                    end_reason="handover" if sid == "HAND" else "badge_out",
+                )
+            )
+        session.commit()
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:  # the same instants, written as other programs might
+            for sid, text in (
+                ("PAID-T", "2026-11-05T09:00:00"),
+                ("PAID-S", "2026-11-06T09:00:00.000005"),
+            ):
+                session.execute(
+                    sa.text("UPDATE session SET started_at = :t WHERE id = :id"),
+                    {"t": text, "id": sid},
+                )
+            session.commit()
+        close_month(session, "2026-11", tz=PARIS, now=datetime(2026, 12, 2, tzinfo=UTC), actor="t")
+        session.commit()
+        [statement] = [s for s in month_statements(session, "2026-11") if s.payer_ref == "alice"]
+        lines = {
+            line.session_id: line
+            for line in lines_of(session, statement)
+            if line.session_id in starts
+        }
+        assert (lines["MAINT"].cents, lines["MAINT"].explanation) == (
+            0,
+            "Free: maintainer on duty",
+        )
+        assert (lines["HAND"].cents, lines["HAND"].explanation) == (0, "Free: trainer on duty")
+        for sid in ("PAID-T", "PAID-S"):
+            assert (lines[sid].billed_minutes, lines[sid].cents) == (60, 1600)
+        assert {sid: line.started_at for sid, line in lines.items()} == starts
+        if sqlite:
+            rows = session.execute(sa.text("SELECT session_id, started_at FROM statement_line"))
+            assert {sid: text for sid, text in rows if sid in starts} == {
+                "MAINT": "2026-11-03 09:00:00.250000",
+                "HAND": "2026-11-04 09:00:00.000000",
+                "PAID-T": "2026-11-05 09:00:00.000000",
+                "PAID-S": "2026-11-06 09:00:00.000005",
+            }
 
 
 def test_two_closes_at_once_make_one_set_of_statements(engine) -> None:  # type: ignore[no-untyped-def]
