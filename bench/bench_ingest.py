@@ -3,8 +3,11 @@
 Each consumer first creates its persistent session, then goes away while the publishers
 send the burst (the broker queues it), then comes back and drains the queue: the rate is
 messages stored (or counted) per second of draining. In the same run:
-- a bare paho subscriber that only counts (the ceiling),
-- Atelier's ingest (validate, batch, dedupe, commit, then acknowledge),
+- a bare paho subscriber that only counts (the ceiling of one process),
+- Atelier's ingest, one consumer (validate, batch, dedupe, commit, then acknowledge),
+- Atelier's ingest as the hub plus one worker process on an MQTT 5 shared subscription
+  (`ingest_shared_group` and `atelier hub ingest --shared`), the way a lab spreads the
+  ingest over a second core,
 - a naive consumer that validates and commits one row per message,
 on SQLite and, when ATELIER_TEST_DATABASE_URL is set, PostgreSQL.
 
@@ -15,6 +18,7 @@ Run: ATELIER_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -58,16 +63,32 @@ def session_props() -> Properties:
     return props
 
 
-def create_session(broker: MosquittoBroker, client_id: str) -> None:
+def create_session(broker: MosquittoBroker, client_id: str, group: str | None = None) -> None:
     """Subscribe once with a persistent session, then leave: the broker queues for us."""
     client = v5_client(broker, client_id)
     done = threading.Event()
     client.on_subscribe = lambda *a: done.set()
     client.connect(broker.host, broker.port, clean_start=False, properties=session_props())
-    client.subscribe("atelier/v1/+/+/event", qos=1)
+    topic = "atelier/v1/+/+/event"
+    client.subscribe(f"$share/{group}/{topic}" if group else topic, qos=1)
     client.loop_start()
     if not done.wait(10):
         raise RuntimeError("subscription not acknowledged")
+    client.disconnect()
+    client.loop_stop()
+
+
+def drop_session(broker: MosquittoBroker, client_id: str) -> None:
+    """End a persistent session, so that it queues nothing of the next steps' bursts (an
+    offline member of a shared group would even take its share of them)."""
+    client = v5_client(broker, client_id)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(broker.host, broker.port, clean_start=True, properties=props)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
     client.disconnect()
     client.loop_stop()
 
@@ -143,8 +164,8 @@ def count_rows(url: str) -> int:
         engine.dispose()
 
 
-def drain_atelier(broker: MosquittoBroker, client_id: str, url: str, expected: int) -> float:
-    settings = get_settings(
+def ingest_settings(broker: MosquittoBroker, url: str) -> Any:
+    return get_settings(
         None,
         database_url=url,
         mqtt_host=broker.host,
@@ -152,25 +173,120 @@ def drain_atelier(broker: MosquittoBroker, client_id: str, url: str, expected: i
         mqtt_username=broker.hub_user,
         mqtt_password=broker.hub_password,
     )
+
+
+def drain_atelier(
+    broker: MosquittoBroker,
+    client_id: str,
+    url: str,
+    expected: int,
+    group: str | None = None,
+    workers: list[tuple[Any, Any]] | None = None,
+) -> float:
+    """Drain with the hub's consumer; with `workers` ((start, stop) events of worker
+    processes already waiting), they start with it on the same shared subscription."""
+    settings = ingest_settings(broker, url)
     engine = make_engine(url)
-    consumer = IngestConsumer(settings, engine, client_id=client_id)
+    consumer = IngestConsumer(settings, engine, client_id=client_id, shared_group=group)
     begun = time.perf_counter()
+    for start, _ in workers or []:
+        start.set()
     consumer.start()
     try:
-        while consumer.stats.stored < expected:
-            if time.perf_counter() - begun > 900:
-                raise RuntimeError(f"ingest stored {consumer.stats.stored} of {expected}")
-            time.sleep(0.01)
+        if not workers:
+            while consumer.stats.stored < expected:
+                if time.perf_counter() - begun > 900:
+                    raise RuntimeError(f"ingest stored {consumer.stats.stored} of {expected}")
+                time.sleep(0.01)
+        else:  # the rows are the workers' common count
+            while count_rows(url) < expected:
+                if time.perf_counter() - begun > 900:
+                    raise RuntimeError(f"ingest stored {count_rows(url)} of {expected}")
+                time.sleep(0.02)
         elapsed = time.perf_counter() - begun
     finally:
         consumer.stop()
         engine.dispose()
+        for _, stop in workers or []:
+            stop.set()
     stored = count_rows(url)
     if stored != expected or consumer.stats.duplicates:
         raise RuntimeError(
             f"stored {stored}, expected {expected}, duplicates {consumer.stats.duplicates}"
         )
     return expected / elapsed
+
+
+def worker_process(
+    broker_host: str,
+    broker_port: int,
+    user: str,
+    password: str,
+    url: str,
+    client_id: str,
+    group: str,
+    start: Any,
+    stop: Any,
+    report: Any,
+) -> None:
+    """An ingest worker in its own process (its own interpreter lock), imported and
+    waiting before the clock starts, as `atelier hub ingest --shared` runs."""
+    settings = get_settings(
+        None,
+        database_url=url,
+        mqtt_host=broker_host,
+        mqtt_port=broker_port,
+        mqtt_username=user,
+        mqtt_password=password,
+    )
+    engine = make_engine(url)
+    consumer = IngestConsumer(settings, engine, client_id=client_id, shared_group=group)
+    start.wait()
+    consumer.start()
+    stop.wait()
+    consumer.stop()
+    engine.dispose()
+    report.put(consumer.stats.as_dict())
+
+
+def drain_shared(
+    broker: MosquittoBroker, client_ids: list[str], group: str, url: str, expected: int
+) -> float:
+    context = multiprocessing.get_context("spawn")
+    report = context.Queue()
+    events = [(context.Event(), context.Event()) for _ in client_ids[1:]]
+    processes = [
+        context.Process(
+            target=worker_process,
+            args=(
+                broker.host,
+                broker.port,
+                broker.hub_user,
+                broker.hub_password,
+                url,
+                client_id,
+                group,
+                start,
+                stop,
+                report,
+            ),
+        )
+        for client_id, (start, stop) in zip(client_ids[1:], events, strict=True)
+    ]
+    for process in processes:
+        process.start()
+    time.sleep(3)  # imported and waiting (spawn starts a fresh interpreter)
+    try:
+        rate = drain_atelier(broker, client_ids[0], url, expected, group, events)
+    finally:
+        for _, stop in events:
+            stop.set()
+        for process in processes:
+            process.join(30)
+    duplicates = sum(report.get(timeout=10)["duplicates"] for _ in processes)
+    if duplicates:
+        raise RuntimeError(f"the workers saw {duplicates} duplicates")
+    return rate
 
 
 def drain_naive(broker: MosquittoBroker, client_id: str, url: str, expected: int) -> float:
@@ -229,20 +345,32 @@ def run(
     steps: list[tuple[str, int, Callable[[str, str, int], float] | None]] = [
         ("bare", count, None),
         ("atelier", count, None),
+        ("atelier+1", count, None),
         ("naive", naive_count, None),
     ]
     for name, n, _ in steps:
         with database(kind, workdir) as url:
             migrate(url)
             client_id = f"bench-{kind}-{name}"
-            create_session(broker, client_id)
+            client_ids = [client_id]
+            group = f"bench-{kind}-shared"  # a group name cannot hold "+"
+            if name == "atelier+1":
+                client_ids = [f"{group}-hub", f"{group}-worker"]
+                for one in client_ids:
+                    create_session(broker, one, group=group)
+            else:
+                create_session(broker, client_id)
             publish_burst(broker, n)
             if name == "bare":
                 rates[name] = drain_bare(broker, client_id, n)
             elif name == "atelier":
                 rates[name] = drain_atelier(broker, client_id, url, n)
+            elif name == "atelier+1":
+                rates[name] = drain_shared(broker, client_ids, group, url, n)
             else:
                 rates[name] = drain_naive(broker, client_id, url, n)
+            for one in client_ids:
+                drop_session(broker, one)
         print(f"  {kind:<10} {name:<8} {n:>7} messages  {rates[name]:>9.0f} msg/s", flush=True)
     return rates
 
@@ -266,13 +394,14 @@ def main() -> None:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     for kind, rates in results.items():
-        print(
-            f"{kind}: atelier {rates['atelier']:.0f} msg/s = "
-            f"{100 * rates['atelier'] / rates['bare']:.0f}% of the bare subscriber "
-            f"({rates['bare']:.0f} msg/s), {rates['atelier'] / rates['naive']:.1f}x the naive "
-            f"consumer ({rates['naive']:.0f} msg/s); 0 lost, 0 duplicated "
-            f"(goal: >= 60% and >= 10x)"
-        )
+        for name, label in (("atelier", "one consumer"), ("atelier+1", "hub + 1 worker")):
+            print(
+                f"{kind}: atelier, {label}: {rates[name]:.0f} msg/s = "
+                f"{100 * rates[name] / rates['bare']:.0f}% of the bare subscriber "
+                f"({rates['bare']:.0f} msg/s), {rates[name] / rates['naive']:.1f}x the naive "
+                f"consumer ({rates['naive']:.0f} msg/s); 0 lost, 0 duplicated "
+                f"(goal: >= 60% and >= 10x)"
+            )
 
 
 if __name__ == "__main__":

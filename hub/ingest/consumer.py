@@ -52,6 +52,7 @@ class IngestConsumer:
         self.connected = False
         # paho's thread appends, the writer pops: a deque needs no lock for either.
         self._incoming: deque[Incoming] = deque()
+        self._batch_max = settings.ingest_batch_max
         self._arrived = threading.Event()
         # The connection a message came on; acks and reconnects take turns (see the docstring).
         self._connection = 0
@@ -156,32 +157,34 @@ class IngestConsumer:
         log.warning("ingest disconnected from the broker: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._incoming.append(
+        incoming = self._incoming
+        incoming.append(
             Incoming(message.topic, message.payload, message.mid, message.qos, self._connection)
         )
-        if not self._arrived.is_set():
+        # The writer is woken by the first message and by a full batch, not by every one:
+        # in a burst each wake-up would cost a thread switch per message.
+        waiting = len(incoming)
+        if (waiting == 1 or waiting >= self._batch_max) and not self._arrived.is_set():
             self._arrived.set()
 
     # writer thread
     def _take_batch(self) -> list[Incoming]:
         """Up to `ingest_batch_max` messages, waiting at most `ingest_batch_ms` after the
         first for the batch to fill."""
-        if not self._incoming:
+        incoming, limit = self._incoming, self._batch_max
+        if not incoming:
             self._arrived.clear()
-            if not self._incoming and not self._arrived.wait(0.2):
+            if not incoming and not self._arrived.wait(0.2):
                 return []
-        limit = self.settings.ingest_batch_max
-        batch: list[Incoming] = []
         deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
-        while True:
-            while self._incoming and len(batch) < limit:
-                batch.append(self._incoming.popleft())
+        while len(incoming) < limit:
             remaining = deadline - time.monotonic()
-            if len(batch) >= limit or remaining <= 0:
-                return batch
+            if remaining <= 0:
+                break
             self._arrived.clear()
-            if not self._incoming:
-                self._arrived.wait(remaining)
+            if len(incoming) < limit:
+                self._arrived.wait(remaining)  # woken when a full batch is waiting
+        return [incoming.popleft() for _ in range(min(limit, len(incoming)))]
 
     def _run_writer(self) -> None:
         while not (self._stop.is_set() and not self._incoming):
