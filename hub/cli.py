@@ -150,12 +150,26 @@ def mqtt_credentials(
     rotate: Annotated[
         list[str] | None, typer.Option(help="give this account a new password (repeat for several)")
     ] = None,
+    bridges: Annotated[
+        bool,
+        typer.Option(
+            "--bridges",
+            help="on a regional broker: an account bridge-<site> for every site in the machines "
+            "table, for that site broker's bridge",
+        ),
+    ] = False,
+    bridge_site: Annotated[
+        list[str] | None,
+        typer.Option(help="a bridge-<site> account for this site too (repeat for several)"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """One broker account per machine, confined to its own topics; the hub's reads all.
 
     A machine with a plug_topic also gets an account for its smart plug, plug-<code>, allowed
-    to publish that topic only; its password is in the secrets directory like the agents'."""
+    to publish that topic only; its password is in the secrets directory like the agents'.
+    With --bridges (or --bridge-site), each site's bridge gets an account bridge-<site>,
+    allowed to publish its site's events, telemetry and status and to read its acl and cmd."""
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations
     from hub.mqtt_accounts import secret_path, write_credentials
@@ -179,16 +193,28 @@ def mqtt_credentials(
             hub_user=settings.mqtt_username,
             hub_password=settings.mqtt_password,
             rotate=set(rotate or []),
+            bridges=bridges,
+            bridge_sites=bridge_site or [],
         )
-    except ValueError as exc:  # a plug topic or an account name the ACL cannot take
+    except ValueError as exc:  # a plug topic, site or account name the ACL cannot take
         typer.echo(f"nothing written: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
+    counts = f"{len(written.agents)} agent account(s), {len(written.plugs)} plug account(s)"
+    if bridges or bridge_site:
+        counts += f", {len(written.bridges)} bridge account(s)"
     typer.echo(
-        f"{len(written.agents)} agent account(s), {len(written.plugs)} plug account(s) and the "
-        f"hub's written to {password_file} and {acl_file}; passwords are in {secrets_dir}"
+        f"{counts} and the hub's written to {password_file} and {acl_file}; "
+        f"passwords are in {secrets_dir}"
     )
+    for bridge in written.bridges:
+        typer.echo(
+            f"bridge of site {bridge.site}: MQTT user {bridge.username}, may publish "
+            f"atelier/v1/{bridge.site}/+/event, telemetry and status and read its acl and cmd "
+            f"only; password in {secret_path(secrets_dir, bridge.username)} "
+            f"(broker_bridge_password on {bridge.site}'s broker)"
+        )
     for plug in written.plugs:
         typer.echo(
             f"plug of {plug.machine}: MQTT user {plug.username}, may publish {plug.topic} only; "

@@ -7,6 +7,10 @@ an account for the plug itself, `plug-<machine code>`, allowed to publish that o
 Passwords are generated once and kept in a secrets directory (one 0600 file per account, for
 provisioning the Pi or typing into the plug's web page); the password file holds only
 Mosquitto's PBKDF2-SHA512 hashes.
+
+On a regional broker (several sites, each site's broker bridged to it: deploy/mosquitto/
+bridge.conf.j2) each site's bridge gets an account too, `bridge-<site>`, allowed to publish its
+own site's event, telemetry and status topics and to read its own site's acl and cmd topics.
 """
 
 from __future__ import annotations
@@ -15,18 +19,24 @@ import base64
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.models import Machine
-from protocol.topics import ROOT, TopicKind, topic
+from protocol.topics import ROOT, TopicKind, check_slug, subscription, topic
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for $7$ (PBKDF2-SHA512)
 PLUG_TOPIC_MAX = 200
 PLUG_USER_PREFIX = "plug-"
+BRIDGE_USER_PREFIX = "bridge-"
+# What crosses a site's bridge (deploy/mosquitto/bridge.conf.j2 bridges atelier/v1/<site>/#
+# both ways): the agents' streams out to the region, the hub's allow-lists and commands in.
+BRIDGE_OUT = (TopicKind.EVENT, TopicKind.TELEMETRY, TopicKind.STATUS)
+BRIDGE_IN = (TopicKind.ACL, TopicKind.CMD)
 
 
 def check_plug_topic(value: str) -> str:
@@ -77,15 +87,46 @@ class PlugAccount:
 
 
 @dataclass(frozen=True)
+class BridgeAccount:
+    """A site broker's bridge, on the regional broker: that site's topics only."""
+
+    username: str
+    site: str
+
+    def acl_lines(self) -> list[str]:
+        """Publish the site's event/telemetry/status, read its acl/cmd: what the hub sends.
+
+        Mosquitto lets any client subscribe to any filter and checks `read` per message, so
+        the bridge's subscription to atelier/v1/<site>/# brings it its own acl and cmd only
+        (not its own agents' events back, nor another site's), and what it publishes outside
+        the three kinds of its own site is dropped."""
+        lines = [f"user {self.username}"]
+        lines += [f"topic write {subscription(kind, site=self.site)}" for kind in BRIDGE_OUT]
+        lines += [f"topic read {subscription(kind, site=self.site)}" for kind in BRIDGE_IN]
+        return lines
+
+
+@dataclass(frozen=True)
 class Credentials:
-    """What `write_credentials` wrote: the agents' accounts and their plugs'."""
+    """What `write_credentials` wrote: the agents' accounts, their plugs' and the bridges'."""
 
     agents: list[Account]
     plugs: list[PlugAccount]
+    bridges: list[BridgeAccount] = field(default_factory=list)
 
 
 def plug_username(machine: str) -> str:
     return f"{PLUG_USER_PREFIX}{machine}"
+
+
+def bridge_username(site: str) -> str:
+    return f"{BRIDGE_USER_PREFIX}{site}"
+
+
+def bridge_accounts(sites: Iterable[str]) -> list[BridgeAccount]:
+    """One account per site (each named once, in order), the site checked as a topic level."""
+    unique = sorted({check_slug(site, "bridge site") for site in sites})
+    return [BridgeAccount(bridge_username(site), site) for site in unique]
 
 
 def plug_accounts(accounts: list[Account]) -> list[PlugAccount]:
@@ -103,16 +144,23 @@ def plug_accounts(accounts: list[Account]) -> list[PlugAccount]:
     return plugs
 
 
-def _check_unique(hub_user: str, accounts: list[Account], plugs: list[PlugAccount]) -> None:
+def _check_unique(
+    hub_user: str,
+    accounts: list[Account],
+    plugs: list[PlugAccount],
+    bridges: Sequence[BridgeAccount] = (),
+) -> None:
     """Two accounts under one name would share a password line and an ACL block."""
     owners: dict[str, str] = {hub_user: "the hub"}
-    named = [(a.username, f"machine {a.machine}'s agent") for a in accounts]
+    named = [(b.username, f"site {b.site}'s bridge") for b in bridges]
+    named += [(a.username, f"machine {a.machine}'s agent") for a in accounts]
     named += [(p.username, f"machine {p.machine}'s plug") for p in plugs]
     for username, owner in named:
         if username in owners:
             raise ValueError(
                 f"broker account {username!r} would be both {owners[username]} and {owner}: "
                 "rename the machine or change its agent_id"
+                + (" (or the hub's mqtt_username)" if owners[username] == "the hub" else "")
             )
         owners[username] = owner
 
@@ -140,10 +188,11 @@ def _write(path: Path, text: str, mode: int) -> None:
     tmp.replace(path)
 
 
-def acl_text(hub_user: str, accounts: list[Account]) -> str:
-    """The ACL: the hub's block, then each agent's, each followed by its plug's if it has one."""
+def acl_text(hub_user: str, accounts: list[Account], bridges: Sequence[BridgeAccount] = ()) -> str:
+    """The ACL: the hub's block, each site bridge's, then each agent's, each followed by its
+    plug's if it has one."""
     plugs = {p.machine: p for p in plug_accounts(accounts)}
-    _check_unique(hub_user, accounts, list(plugs.values()))
+    _check_unique(hub_user, accounts, list(plugs.values()), bridges)
     lines = [
         "# Written by `atelier hub mqtt-credentials` from the machines table; do not edit.",
         f"user {hub_user}",
@@ -151,6 +200,8 @@ def acl_text(hub_user: str, accounts: list[Account]) -> str:
         "topic readwrite $share/#",
         "",
     ]
+    for bridge in bridges:
+        lines += [*bridge.acl_lines(), ""]
     for account in accounts:
         assert account.site is not None and account.machine is not None
         lines.append(f"user {account.username}")
@@ -177,8 +228,13 @@ def write_credentials(
     hub_password: str | None,
     rotate: set[str] | None = None,
     file_mode: int = 0o640,
+    bridges: bool = False,
+    bridge_sites: Iterable[str] = (),
 ) -> Credentials:
-    """Write the password file and ACL for every machine and plug; returns the accounts."""
+    """Write the password file and ACL for every machine and plug; returns the accounts.
+
+    With `bridges`, also an account for the bridge of every site in the machines table (for a
+    regional broker); `bridge_sites` names sites to give one whether or not they have machines."""
     rotate = rotate or set()
     with Session(engine) as session:
         machines = session.exec(select(Machine).order_by(Machine.code)).all()
@@ -186,15 +242,18 @@ def write_credentials(
         Account(username=m.agent_id or m.code, site=m.site, machine=m.code, plug_topic=m.plug_topic)
         for m in machines
     ]
-    # First: a refused plug topic or a name taken twice leaves every file as it was.
-    acl = acl_text(hub_user, accounts)
+    sites = list(bridge_sites) + ([m.site for m in machines] if bridges else [])
+    # First: a refused plug topic or site, or a name taken twice, leaves every file as it was.
+    bridge_list = bridge_accounts(sites)
+    acl = acl_text(hub_user, accounts, bridge_list)
     plugs = plug_accounts(accounts)
     if hub_password is None:
         hub_password = _secret(secret_path(secrets_dir, hub_user), hub_user in rotate)
     entries = [f"{hub_user}:{mosquitto_hash(hub_password)}"]
-    for username in [a.username for a in accounts] + [p.username for p in plugs]:
+    usernames = [b.username for b in bridge_list] + [a.username for a in accounts]
+    for username in usernames + [p.username for p in plugs]:
         password = _secret(secret_path(secrets_dir, username), username in rotate)
         entries.append(f"{username}:{mosquitto_hash(password)}")
     _write(password_file, "\n".join(entries) + "\n", file_mode)
     _write(acl_file, acl, file_mode)
-    return Credentials(agents=accounts, plugs=plugs)
+    return Credentials(agents=accounts, plugs=plugs, bridges=bridge_list)

@@ -22,7 +22,12 @@ from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
 from hub.models import Event, Machine
 from hub.seed import seed_demo
-from tests.support.bridge import BRIDGE_TEMPLATE, TcpLink, regional_broker, site_broker
+from tests.support.bridge import (
+    BRIDGE_TEMPLATE,
+    TcpLink,
+    regional_broker_from_hub,
+    site_broker,
+)
 from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import Proc, wait_until
@@ -117,7 +122,9 @@ def network(tmp_path: Path, database_url: str) -> Iterator[Network]:
         session.commit()
     engine.dispose()
 
-    regional, bridge_passwords = regional_broker(tmp_path / "regional", list(MACHINES))
+    # The region's accounts as `atelier hub mqtt-credentials --bridges` writes them.
+    regional, bridge_passwords = regional_broker_from_hub(tmp_path / "regional", database_url)
+    assert set(bridge_passwords) == set(MACHINES)
     started: list[MosquittoBroker | TcpLink | Proc] = []
     try:
         regional.start()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jinja2
 
+from hub.core.db import make_engine
+from hub.mqtt_accounts import bridge_accounts, secret_path, write_credentials
 from tests.support.mosquitto import ACL_TEMPLATE, MosquittoBroker, find_binary, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,8 +88,9 @@ class TcpLink:
 
 
 def regional_broker(workdir: Path, sites: list[str]) -> tuple[MosquittoBroker, dict[str, str]]:
-    """The region's broker: the hub's account (everything) and one bridge account per site,
-    confined to that site's tree. Returns the broker and each site's bridge password."""
+    """The region's broker: the hub's account (everything) and one bridge account per site
+    with the ACL `atelier hub mqtt-credentials --bridges` gives it, made here without a hub
+    database. Returns the broker and each site's bridge password."""
     workdir.mkdir(parents=True, exist_ok=True)
     passwd, acl = workdir / "passwd", workdir / "acl"
     tool = find_binary("mosquitto_passwd")
@@ -101,11 +104,39 @@ def regional_broker(workdir: Path, sites: list[str]) -> tuple[MosquittoBroker, d
         )
     acl.write_text(
         ACL_TEMPLATE.format(hub_user="hub")
-        + "".join(f"\nuser bridge-{s}\ntopic readwrite atelier/v1/{s}/#\n" for s in sites)
+        + "".join("\n" + "\n".join(b.acl_lines()) + "\n" for b in bridge_accounts(sites))
     )
     broker = MosquittoBroker(workdir, password_file=passwd, acl_file=acl)
     broker.hub_password = hub_password
     return broker, {s: accounts[f"bridge-{s}"] for s in sites}
+
+
+def regional_broker_from_hub(
+    workdir: Path, database_url: str
+) -> tuple[MosquittoBroker, dict[str, str]]:
+    """The region's broker on the files `mqtt-credentials --bridges` writes from the hub's
+    machines: the hub's account, every agent's and one bridge account per site. Returns the
+    broker and each site's bridge password (from the secrets directory, as a deploy reads it)."""
+    passwd, acl, secrets_dir = workdir / "passwd", workdir / "acl", workdir / "secrets"
+    hub_password = secrets.token_urlsafe(12)
+    engine = make_engine(database_url)
+    try:
+        written = write_credentials(
+            engine,
+            password_file=passwd,
+            acl_file=acl,
+            secrets_dir=secrets_dir,
+            hub_user="hub",
+            hub_password=hub_password,
+            bridges=True,
+        )
+    finally:
+        engine.dispose()
+    broker = MosquittoBroker(workdir, password_file=passwd, acl_file=acl)
+    broker.hub_password = hub_password
+    return broker, {
+        b.site: secret_path(secrets_dir, b.username).read_text().strip() for b in written.bridges
+    }
 
 
 def render_bridge(**values: object) -> str:
