@@ -24,6 +24,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.domain.billing import (
+    CategoryChange,
+    CategoryTimeline,
     DutyRole,
     NoRateError,
     Rate,
@@ -39,6 +41,7 @@ from hub.models import (
     MachineType,
     Member,
     MemberCategory,
+    MemberCategoryChange,
     UTCDateTime,
     utcnow,
 )
@@ -474,6 +477,41 @@ def _people(session: Session, refs: Collection[str] | None = None) -> dict[str, 
     }
 
 
+def _category_timelines(
+    session: Session, first: date, people: dict[str, _Person], member_ref: str | None
+) -> dict[str, CategoryTimeline]:
+    """By member ref, the timelines of members with a category change effective after
+    `first`: the only ones whose category from `first` on is not the current one. One query
+    for the month's members (they have few changes); every other member is billed in their
+    current category without a lookup."""
+    query = (
+        sa.select(
+            col(MemberCategoryChange.member_id),
+            col(MemberCategoryChange.effective_from),
+            col(MemberCategoryChange.previous_category),
+            col(MemberCategoryChange.category),
+        )
+        .where(col(MemberCategoryChange.effective_from) > first)
+        .order_by(
+            col(MemberCategoryChange.member_id),
+            col(MemberCategoryChange.effective_from),
+            col(MemberCategoryChange.id),
+        )
+    )
+    if member_ref is not None:
+        query = query.where(col(MemberCategoryChange.member_id) == people[member_ref].id)
+    changes: dict[int, list[CategoryChange]] = defaultdict(list)
+    for member_id, day, previous, category in session.execute(query):
+        changes[member_id].append(CategoryChange(day, previous, category))
+    if not changes:
+        return {}
+    return {
+        ref: CategoryTimeline(person.category, changes[person.id])
+        for ref, person in people.items()
+        if person.id in changes
+    }
+
+
 def _utc_bounds(first: date, nxt: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return (
         datetime.combine(first, time(), tz).astimezone(UTC),
@@ -541,8 +579,17 @@ def _read_usage(
         .all()
     )
     refs_by_id = {person.id: ref for ref, person in people.items()}
+    # A member whose category changed after the month's first day has a timeline: the
+    # category of each session is the one in force on its local start day.
+    timeline_of = _category_timelines(
+        session, first, people, member_ref if member_ref in people else None
+    )
     billed_as = {
-        ref: (person.category, refs_by_id.get(person.payer_id) if person.payer_id else None)
+        ref: (
+            person.category,
+            refs_by_id.get(person.payer_id) if person.payer_id else None,
+            timeline_of.get(ref),
+        )
         for ref, person in people.items()
     }
     stored_starts: dict[str, str] = {}
@@ -589,7 +636,7 @@ def _read_usage(
                 ref,
                 machine,
                 machine_type,
-                who[0],
+                who[0] if who[2] is None else who[2].on(started_at.astimezone(tz).date()),
                 started_at,
                 ended_at if ended_at >= started_at else started_at,
                 int(round(busy)),

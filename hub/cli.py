@@ -280,7 +280,19 @@ def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> No
     try:
         from hub.audit import cli_actor
 
-        report = importer(engine, text, dry_run=dry_run, progress=progress, actor=cli_actor())
+        if kind == "members":
+            from zoneinfo import ZoneInfo
+
+            report = import_members(
+                engine,
+                text,
+                dry_run=dry_run,
+                progress=progress,
+                actor=cli_actor(),
+                tz=ZoneInfo(settings.timezone),  # the lab's today, for category changes
+            )
+        else:
+            report = importer(engine, text, dry_run=dry_run, progress=progress, actor=cli_actor())
     except ImportFileError as exc:
         typer.echo(f"{file}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -296,6 +308,10 @@ def _run_import(kind: str, file: Path, dry_run: bool, config: Path | None) -> No
         f"{file}: {verb} {report.created} {kind} ({report.skipped} already known, "
         f"{report.rows} rows)"
     )
+    changes = report.category_changes
+    if changes:
+        verb_change = "would change" if dry_run else "changed"
+        typer.echo(f"{file}: {verb_change} the category of {changes} known member(s), from today")
     if not dry_run and report.created:
         typer.echo(
             "machines get their new allow-lists at the hub's next publication "

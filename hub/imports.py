@@ -1,6 +1,9 @@
 """CSV imports of members and trainings: every bad row reported by line, nothing half-imported.
 
-Members: `name,email,category,badges` (badges separated by `;`, as hex UIDs).
+Members: `name,email,category,badges` (badges separated by `;`, as hex UIDs). A member already
+known by email is not imported again; a category given for them that differs from theirs is a
+category change, effective today in the lab's zone and recorded in their history
+(hub/category_history.py).
 Trainings: `member_email,machine_type,level,expires,supervised_only,granted_by_email`; the
 grantor must hold a valid `trainer` training for that machine type (the same rule as in the
 hub), and is recorded as the one who granted it.
@@ -15,11 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.audit import record
+from hub.category_history import CategoryChangeError, change_category
 from hub.models import (
     Badge,
     MachineType,
@@ -49,7 +54,8 @@ class ImportReport:
     rows: int = 0
     errors: list[str] = field(default_factory=list)  # "line 7: email: ... (fix)"
     created: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already known (by email); those whose category changed included
+    category_changes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -110,11 +116,20 @@ def import_members(
     dry_run: bool = False,
     actor: str = "import",
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+    tz: ZoneInfo | None = None,
 ) -> ImportReport:
+    """`tz` is the lab's zone, whose today a category change takes effect from (the hub's
+    settings' when None)."""
     rows = _read(text, MEMBER_COLUMNS)
     report = ImportReport(rows=len(rows))
+    if tz is None:
+        from hub.core.settings import get_settings
+
+        tz = ZoneInfo(get_settings().timezone)
     with Session(engine) as session:
-        known_emails = {m.email.lower() for m in session.exec(select(Member)) if m.email}
+        known = {m.email.lower(): m for m in session.exec(select(Member)) if m.email}
+        known_emails = set(known)
+        recategorised: list[tuple[Member, MemberCategory]] = []
         known_badges = {b.uid for b in session.exec(select(Badge)) if b.revoked_at is None}
         seen_emails: dict[str, int] = {}
         seen_badges: dict[str, int] = {}
@@ -128,15 +143,23 @@ def import_members(
                 errors.append(f"email: {email!r} is not an email address")
             if email and email in seen_emails:
                 errors.append(f"email: {email} is already on line {seen_emails[email]}")
-            if email in known_emails and email:
-                report.skipped += 1
-                continue  # already a member: imports can be run again
-            category = row.get("category", "").lower() or "individual"
+            given_category = row.get("category", "").lower()
+            category = given_category or "individual"
             if category not in {c.value for c in MemberCategory}:
                 errors.append(
                     f"category: {category!r} is not one of "
                     + ", ".join(c.value for c in MemberCategory)
                 )
+            if email in known_emails and email:
+                # Already a member: imports can be run again. A category given for them that
+                # differs is a change (an empty cell leaves theirs alone).
+                report.skipped += 1
+                if given_category and given_category != known[email].category.value:
+                    if given_category in {c.value for c in MemberCategory}:
+                        recategorised.append((known[email], MemberCategory(given_category)))
+                    else:
+                        report.errors += [f"line {line}: {e}" for e in errors if "category" in e]
+                continue
             badges: list[str] = []
             for raw in filter(None, (b.strip() for b in row.get("badges", "").split(";"))):
                 try:
@@ -161,7 +184,27 @@ def import_members(
             )
         if report.errors or dry_run:
             report.created = 0 if report.errors else len(new)
+            report.category_changes = 0 if report.errors else len(recategorised)
             return report
+        for member, new_category in recategorised:
+            previous = member.category.value
+            try:
+                change_category(session, member, new_category, actor=actor, tz=tz)
+            except CategoryChangeError as exc:  # today is never in a closed month; kept safe
+                session.rollback()
+                report.errors.append(f"category: {member.email}: {exc}")
+                return report
+            record(
+                session,
+                actor=actor,
+                action="member.update",
+                entity="member",
+                entity_id=member.ref,
+                fields=["category"],
+                category=new_category.value,
+                previous_category=previous,
+            )
+        report.category_changes = len(recategorised)
         for member, badges in new:
             session.add(member)
             session.flush()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Date, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -83,6 +83,21 @@ class Member(MemberBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(default_factory=new_member_ref, unique=True, index=True, max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+
+
+class MemberCategoryChange(SQLModel, table=True):
+    """A member's category changing from a lab-local day on; billing prices each session with
+    the category in force on its start day (hub/category_history.py). No row for a member:
+    the current category applies to every open month."""
+
+    __tablename__ = "member_category_change"
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    category: str = Field(max_length=20)
+    previous_category: str = Field(max_length=20)
+    effective_from: date = Field(sa_column=Column(Date, nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    actor: str = Field(default="", max_length=100)
 
 
 class MemberPublic(MemberBase):

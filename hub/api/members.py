@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from pydantic import field_validator
 from sqlalchemy import func, or_
 from sqlmodel import Session, SQLModel, col, select
 
-from hub.api.changes import audit, get_member, invalid, republish
+from hub.api.changes import actor, audit, get_member, invalid, republish
 from hub.api.deps import ADMIN, MANAGE, STAFF, Allow, CurrentUser, Id, PathId, SessionDep
+from hub.category_history import CategoryChangeError, change_category
 from hub.member_data import erase_member, export_member
 from hub.models import (
     Badge,
@@ -18,6 +21,7 @@ from hub.models import (
     Member,
     MemberBase,
     MemberCategory,
+    MemberCategoryChange,
     MemberPublic,
     MemberStatus,
     Training,
@@ -50,6 +54,9 @@ class MemberUpdate(SQLModel):
     name: str | None = None
     email: str | None = None
     category: MemberCategory | None = None
+    # The lab-local day a new category takes effect (billing prices each session with the
+    # category of its start day); today when not given. Not inside a closed billing month.
+    category_from: date | None = None
     status: MemberStatus | None = None
     payer_id: Id | None = None
 
@@ -125,7 +132,13 @@ def read_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> Me
 
 
 @router.patch(
-    "/{member_id}", response_model=MemberPublic, responses=NOT_FOUND, dependencies=[Allow(MANAGE)]
+    "/{member_id}",
+    response_model=MemberPublic,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "category_from is inside or before a closed billing month"},
+    },
+    dependencies=[Allow(MANAGE)],
 )
 def update_member(
     member_id: PathId,
@@ -144,9 +157,33 @@ def update_member(
     for field in ("name", "category", "status"):
         if field in changes and changes[field] is None:
             raise invalid(f"{field}", "may not be null")
+    category = changes.pop("category", None)
+    category_from = changes.pop("category_from", None)
+    if category_from is not None and category is None:
+        raise invalid("category_from", "give it with the new category")
+    change = None
+    if category is not None:
+        try:
+            change = change_category(
+                session,
+                member,
+                category,
+                actor=actor(user),
+                tz=ZoneInfo(request.app.state.settings.timezone),
+                effective_from=category_from,
+            )
+        except CategoryChangeError as exc:
+            if exc.closed:
+                raise HTTPException(status_code=409, detail=str(exc)) from None
+            raise invalid("category_from", str(exc).removeprefix("category_from: ")) from None
     member.sqlmodel_update(changes)
     session.add(member)
-    audit(session, user, "member.update", "member", member.ref, fields=sorted(changes))
+    fields = sorted([*changes, *(["category"] if change is not None else [])])
+    detail: dict[str, Any] = {"fields": fields}
+    if change is not None:
+        detail["category"] = change.category
+        detail["category_from"] = change.effective_from.isoformat()
+    audit(session, user, "member.update", "member", member.ref, **detail)
     session.commit()
     session.refresh(member)
     if "status" in changes:  # suspension or return reaches every machine
@@ -180,6 +217,11 @@ def delete_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> 
             "to `left`, or erase their personal data (POST .../erase)",
         )
     audit(session, user, "member.delete", "member", member.ref)
+    for change in session.exec(
+        select(MemberCategoryChange).where(MemberCategoryChange.member_id == member_id)
+    ):
+        session.delete(change)  # a member entered by mistake: their category fixes go too
+    session.flush()
     session.delete(member)
     session.commit()
 

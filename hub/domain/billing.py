@@ -159,6 +159,35 @@ class RateBook:
         return found
 
 
+class CategoryChange(NamedTuple):
+    """A member's category changing from `effective_from` (lab time) on."""
+
+    effective_from: date
+    previous: str
+    category: str
+
+
+class CategoryTimeline:
+    """A member's category on each day, from their changes and their current category.
+
+    On a day, the category in force is the one the first change effective after that day
+    replaced; with no change after it, the current one (so a member without changes is
+    billed in their current category, and the history needs no first row). A bisection.
+    """
+
+    __slots__ = ("_days", "_previous", "current")
+
+    def __init__(self, current: str, changes: Iterable[CategoryChange]) -> None:
+        ordered = sorted(changes, key=lambda c: c.effective_from)  # stable: recorded order
+        self.current = current
+        self._days = [c.effective_from for c in ordered]
+        self._previous = [c.previous for c in ordered]
+
+    def on(self, day: date) -> str:
+        at = bisect_right(self._days, day)
+        return self._previous[at] if at < len(self._days) else self.current
+
+
 def _book(rates: Sequence[Rate] | RateBook) -> RateBook:
     return rates if isinstance(rates, RateBook) else RateBook(rates)
 

@@ -1,0 +1,120 @@
+"""A member's category over time: every change recorded here, from a lab-local day on.
+
+Billing prices each session with the category in force on its local start day
+(`hub.domain.billing.CategoryTimeline`); statistics keep using the current category. The
+members API, the web member form (through the API's function) and the CSV import all change
+a category through `change_category`, which refuses a day inside or before a closed billing
+month: a closed month's statements are frozen, so its categories are too.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from hub.billing_store import BillingMonth, parse_month
+from hub.models import Member, MemberCategory, MemberCategoryChange
+
+FIELD = "category_from"
+
+
+class CategoryChangeError(ValueError):
+    """A change that cannot be recorded; the message starts with the field it is about.
+    `closed` says the day falls in (or before) a closed billing month: a conflict with the
+    lab's books (409) rather than a malformed request (422)."""
+
+    def __init__(self, message: str, *, closed: bool = False) -> None:
+        super().__init__(message)
+        self.closed = closed
+
+
+def lab_today(tz: ZoneInfo, now: datetime | None = None) -> date:
+    return (now or datetime.now(tz)).astimezone(tz).date()
+
+
+def first_open_day(session: Session) -> date | None:
+    """The first day after the latest closed billing month (None when none is closed)."""
+    latest = session.exec(select(sa.func.max(BillingMonth.month))).one()
+    return None if latest is None else parse_month(latest)[1]
+
+
+def change_category(
+    session: Session,
+    member: Member,
+    category: MemberCategory | str,
+    *,
+    actor: str,
+    tz: ZoneInfo,
+    effective_from: date | None = None,
+    now: datetime | None = None,
+) -> MemberCategoryChange | None:
+    """Set the member's category and record the change, effective from `effective_from`
+    (today in the lab's zone when None). Returns the change, or None when the category is the
+    same (nothing to record). The caller commits.
+
+    Refused: a day after today (a change is recorded when it happens), a day before the
+    member's latest change (the history is a chain, each change replacing the one before it),
+    and a day inside or before a closed billing month.
+    """
+    new = MemberCategory(category)
+    if new == member.category:
+        if effective_from is not None:
+            raise CategoryChangeError(
+                f"{FIELD}: the member is already in category {new.value}; give it with a new "
+                "category"
+            )
+        return None
+    today = lab_today(tz, now)
+    day = effective_from or today
+    if day > today:
+        raise CategoryChangeError(
+            f"{FIELD}: {day} is after today ({today} in the lab); record the change on the day"
+        )
+    open_from = first_open_day(session)
+    if open_from is not None and day < open_from:
+        closed = (open_from - timedelta(days=1)).strftime("%Y-%m")
+        raise CategoryChangeError(
+            f"{FIELD}: {day} is in or before the closed billing month {closed}, whose statements "
+            f"cannot change; give {open_from} or later",
+            closed=True,
+        )
+    if member.id is not None:
+        latest = session.exec(
+            select(sa.func.max(MemberCategoryChange.effective_from)).where(
+                MemberCategoryChange.member_id == member.id
+            )
+        ).one()
+        if latest is not None and day < latest:
+            raise CategoryChangeError(
+                f"{FIELD}: {day} is before the member's latest category change, effective "
+                f"{latest}; give {latest} or later"
+            )
+    else:
+        session.add(member)
+        session.flush()
+    assert member.id is not None
+    change = MemberCategoryChange(
+        member_id=member.id,
+        category=new.value,
+        previous_category=member.category.value,
+        effective_from=day,
+        actor=actor[:100],
+    )
+    member.category = new
+    session.add(member)
+    session.add(change)
+    return change
+
+
+def history(session: Session, member_id: int) -> list[MemberCategoryChange]:
+    """A member's changes, oldest first."""
+    return list(
+        session.exec(
+            select(MemberCategoryChange)
+            .where(MemberCategoryChange.member_id == member_id)
+            .order_by(col(MemberCategoryChange.effective_from), col(MemberCategoryChange.id))
+        ).all()
+    )
