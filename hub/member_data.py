@@ -12,7 +12,16 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from hub.models import Badge, Event, MachineSession, MachineType, Member, MemberStatus, Training
+from hub.models import (
+    Badge,
+    Event,
+    MachineSession,
+    MachineType,
+    Member,
+    MemberCategoryChange,
+    MemberStatus,
+    Training,
+)
 
 ERASED_NAME = "(erased)"
 # Events whose data may carry the member's card UID.
@@ -30,6 +39,11 @@ def export_member(session: Session, member: Member) -> dict[str, Any]:
     types = {t.id: t.code for t in session.exec(select(MachineType))}
     badges = session.exec(select(Badge).where(Badge.member_id == member.id)).all()
     trainings = session.exec(select(Training).where(Training.member_id == member.id)).all()
+    categories = session.exec(
+        select(MemberCategoryChange)
+        .where(MemberCategoryChange.member_id == member.id)
+        .order_by(MemberCategoryChange.effective_from, MemberCategoryChange.id)  # type: ignore[arg-type]
+    ).all()
     sessions = session.exec(
         select(MachineSession)
         .where(MachineSession.member_ref == member.ref)
@@ -49,6 +63,16 @@ def export_member(session: Session, member: Member) -> dict[str, Any]:
             "status": member.status.value,
             "created_at": iso(member.created_at),
         },
+        # What billing priced them as, and from when (hub/category_history.py).
+        "category_changes": [
+            {
+                "from": c.previous_category,
+                "to": c.category,
+                "effective_from": c.effective_from.isoformat(),
+                "recorded_at": iso(c.recorded_at),
+            }
+            for c in categories
+        ],
         "badges": [
             {"uid": b.uid, "enrolled_at": iso(b.enrolled_at), "revoked_at": iso(b.revoked_at)}
             for b in badges

@@ -100,6 +100,7 @@ def test_export_holds_everything_about_the_member(lab: str, tmp_path: Path) -> N
     assert [b["uid"] for b in data["badges"]] == ["04C3D4E5"]
     assert {t["machine_type"] for t in data["trainings"]} == {"laser", "printer"}
     assert len(data["sessions"]) == 2 and data["sessions"][0]["duration_s"] == 600
+    assert data["category_changes"] == []
     missing = runner.invoke(app, ["hub", "member", "export", "nobody@example.org"])
     assert missing.exit_code == 2
 
@@ -123,3 +124,33 @@ def test_erasure_removes_identity_and_keeps_the_history(lab: str) -> None:
         dumped = json.dumps([e.data for e in session.exec(select(Event))])
         assert "04C3D4E5" not in dumped and "Hugo" not in dumped
     engine.dispose()
+
+
+def test_export_holds_the_category_history(lab: str) -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from hub.category_history import change_category
+    from hub.member_data import export_member
+    from hub.models import MemberCategory
+
+    engine = make_engine(lab)
+    try:
+        with Session(engine) as session:
+            hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
+            before = hugo.category
+            change_category(
+                session,
+                hugo,
+                MemberCategory.STUDENT if before != MemberCategory.STUDENT else "professional",
+                actor="test",
+                tz=ZoneInfo("Europe/Paris"),
+                effective_from=date(2026, 11, 1),
+            )
+            session.commit()
+            data = export_member(session, hugo)
+        [change] = data["category_changes"]
+        assert change["from"] == before.value and change["to"] == hugo.category.value
+        assert change["effective_from"] == "2026-11-01" and change["recorded_at"]
+    finally:
+        engine.dispose()
