@@ -191,6 +191,24 @@ def is_closed(session: Session, month: str) -> bool:
     return session.get(BillingMonth, month) is not None
 
 
+# Any number, the same in every process: PostgreSQL's advisory lock for the books.
+_BOOKS_LOCK = 0x4174656C  # "Atel"
+
+
+def lock_books(session: Session) -> None:
+    """Hold the lab's books until the transaction ends: closing a month and changing what a
+    closed month depends on (a member's category from a day) take turns, so a change cannot
+    slip in between a close's reading its members and its committing the month. PostgreSQL:
+    a transaction-level advisory lock. SQLite: a write that changes nothing, which takes the
+    database's one write lock (readers are not held up). Whoever comes second waits, then
+    sees what the first committed."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOKS_LOCK})
+    else:
+        connection.execute(sa.text("UPDATE billing_month SET month = month WHERE 1 = 0"))
+
+
 # --- rates --------------------------------------------------------------------------------
 RATE_FIELDS = [
     "machine_type",
@@ -802,10 +820,11 @@ def _close_month(
     session: Session, month: str, *, tz: ZoneInfo, now: datetime, actor: str
 ) -> Closing:
     first, nxt = parse_month(month)
-    if is_closed(session, month):
-        return Closing(month, _heads(session, month), already_closed=True)
     if datetime.combine(nxt, time(), tz) > now:
         raise BillingError(f"--month {month} is not over yet; close it from {nxt} on")
+    lock_books(session)  # no category change between reading the members and committing
+    if session.exec(select(BillingMonth.month).where(BillingMonth.month == month)).first():
+        return Closing(month, _heads(session, month), already_closed=True)
     people = _people(session)
     records, stored_starts = _read_usage(session, first, nxt, tz, people)
     try:

@@ -4,7 +4,8 @@ Billing prices each session with the category in force on its local start day
 (`hub.domain.billing.CategoryTimeline`); statistics keep using the current category. The
 members API, the web member form (through the API's function) and the CSV import all change
 a category through `change_category`, which refuses a day inside or before a closed billing
-month: a closed month's statements are frozen, so its categories are too.
+month: a closed month's statements are frozen, so its categories are too. A change and a
+month's close take turns on the books' lock (`hub.billing_store.lock_books`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from hub.billing_store import BillingMonth, parse_month
+from hub.billing_store import BillingMonth, lock_books, parse_month
 from hub.models import Member, MemberCategory, MemberCategoryChange
 
 FIELD = "category_from"
@@ -73,6 +74,7 @@ def change_category(
         raise CategoryChangeError(
             f"{FIELD}: {day} is after today ({today} in the lab); record the change on the day"
         )
+    lock_books(session)  # a month being closed now is closed before we look
     open_from = first_open_day(session)
     if open_from is not None and day < open_from:
         closed = (open_from - timedelta(days=1)).strftime("%Y-%m")

@@ -347,3 +347,90 @@ def test_the_import_records_a_category_change_of_a_known_member(database_url: st
         assert not bad.ok and "teacher" in bad.errors[0]
     finally:
         engine.dispose()
+
+
+def _in_thread(work):  # type: ignore[no-untyped-def]
+    """Run `work` in a thread; the result (or the exception) is in the returned dict."""
+    import threading
+
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_change_waits_for_a_close_in_progress_then_is_refused(engine: Engine) -> None:
+    """The close holds the books from before it reads the members until it commits: a change
+    into the month being closed waits, then sees the month closed."""
+    from hub.billing_store import lock_books
+
+    closing = Session(engine)
+    lock_books(closing)  # where close_month starts; the rest of the close follows below
+
+    def change() -> object:
+        with Session(engine) as session:
+            change = change_category(
+                session,
+                dana(session),
+                "professional",
+                actor="manager",
+                tz=PARIS,
+                effective_from=date(2026, 10, 15),
+                now=NOW,
+            )
+            session.commit()
+            return change
+
+    thread, outcome = _in_thread(change)
+    thread.join(0.5)
+    assert thread.is_alive(), f"the change did not wait for the close: {outcome}"
+    closing.add(BillingMonth(month="2026-10", closed_by="manager", timezone="Europe/Paris"))
+    closing.commit()
+    closing.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    error = outcome.get("error")
+    assert isinstance(error, CategoryChangeError) and error.closed, outcome
+    with Session(engine) as session:
+        assert dana(session).category == MemberCategory.STUDENT
+        assert history(session, dana(session).id or 0) == []
+
+
+def test_a_close_waits_for_a_change_in_progress_and_bills_with_it(engine: Engine) -> None:
+    """A change that took the books first is committed before the close reads the members:
+    the close prices October's sessions from the 15th in the new category."""
+    changing = Session(engine)
+    change_category(
+        changing,
+        dana(changing),
+        "professional",
+        actor="manager",
+        tz=PARIS,
+        effective_from=date(2026, 10, 15),
+        now=NOW,
+    )
+
+    def close() -> object:
+        with Session(engine) as session:
+            closing = close_month(session, "2026-10", tz=PARIS, now=NOW, actor="manager")
+            session.commit()
+            return closing
+
+    thread, outcome = _in_thread(close)
+    thread.join(0.5)
+    assert thread.is_alive(), f"the close did not wait for the change: {outcome}"
+    changing.commit()
+    changing.close()
+    thread.join(60)
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    with Session(engine) as session:
+        (statement,) = [s for s in month_statements(session, "2026-10") if s.payer_ref == "dana"]
+        # D1 6,00 + D2 9,00 as a student; D3 15,00 + D4 30,00 as a professional.
+        assert statement.total_cents == 600 + 900 + 1500 + 3000
