@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +14,7 @@ from sqlmodel import Session, SQLModel, col, select
 from hub.api.changes import actor, audit, get_member, invalid, republish
 from hub.api.deps import ADMIN, MANAGE, STAFF, Allow, CurrentUser, Id, PathId, SessionDep
 from hub.category_history import CategoryChangeError, change_category
+from hub.category_history import history as category_history
 from hub.member_data import erase_member, export_member
 from hub.models import (
     Badge,
@@ -129,6 +130,30 @@ def create_member(body: MemberCreate, session: SessionDep, user: CurrentUser) ->
 def read_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> Member:
     _own_or(user, member_id, STAFF)
     return get_member(session, member_id)
+
+
+class CategoryChangePublic(SQLModel):
+    category: MemberCategory
+    previous_category: MemberCategory
+    effective_from: date
+    recorded_at: datetime
+    actor: str
+
+
+@router.get(
+    "/{member_id}/categories",
+    response_model=list[CategoryChangePublic],
+    responses=NOT_FOUND,
+)
+def read_category_history(
+    member_id: PathId, session: SessionDep, user: CurrentUser
+) -> list[MemberCategoryChange]:
+    """The member's category changes, oldest first: each is in force from its lab-local day
+    until the next one (billing prices a session in the category of its start day). Empty
+    when the category never changed."""
+    _own_or(user, member_id, MANAGE)
+    get_member(session, member_id)
+    return category_history(session, member_id)
 
 
 @router.patch(

@@ -76,7 +76,7 @@ def field_errors(exc: Exception, fields: list[str]) -> dict[str, str]:
         return out
     message = error_message(exc)
     lowered = message.lower()
-    for name in fields:
+    for name in sorted(fields, key=len, reverse=True):  # category_from before category
         if lowered.startswith(name) or f" {name} " in lowered or f"{name}:" in lowered:
             return {name: message}
     return {"": message}
@@ -103,7 +103,7 @@ def _members(session: Session) -> list[Member]:
 
 
 # --- members ------------------------------------------------------------------------------
-MEMBER_FIELDS = ["name", "email", "category", "status", "payer_id"]
+MEMBER_FIELDS = ["name", "email", "category", "category_from", "status", "payer_id"]
 
 
 def _member_form(
@@ -137,12 +137,13 @@ def _member_form(
 
 
 def _member_values(
-    name: str, email: str, category: str, status: str, payer_id: str
+    name: str, email: str, category: str, status: str, payer_id: str, category_from: str = ""
 ) -> dict[str, Any]:
     return {
         "name": name,
         "email": email,
         "category": category,
+        "category_from": category_from,
         "status": status,
         "payer_id": payer_id,
     }
@@ -224,25 +225,27 @@ def update_member(
     name: Annotated[str, Form(max_length=200)] = "",
     email: Annotated[str, Form(max_length=320)] = "",
     category: Annotated[str, Form(max_length=20)] = "individual",
+    category_from: Annotated[str, Form(max_length=10)] = "",
     status: Annotated[str, Form(max_length=20)] = "active",
     payer_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     member = _existing_member(session, member_id)
-    values = _member_values(name, email, category, status, payer_id)
+    values = _member_values(name, email, category, status, payer_id, category_from)
     try:
         if not name.strip():
             raise invalid("name", "give the member's name")
+        changes: dict[str, Any] = {
+            "name": name.strip(),
+            "email": _text(email),
+            "category": category,
+            "status": status,
+            "payer_id": _id(payer_id, "payer_id"),
+        }
+        if category_from.strip():  # empty: a new category takes effect today
+            changes["category_from"] = category_from.strip()
         members_api.update_member(
             member_id,
-            members_api.MemberUpdate.model_validate(
-                {
-                    "name": name.strip(),
-                    "email": _text(email),
-                    "category": category,
-                    "status": status,
-                    "payer_id": _id(payer_id, "payer_id"),
-                }
-            ),
+            members_api.MemberUpdate.model_validate(changes),
             session,
             user,
             request,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -74,7 +74,15 @@ def _money(context: Any, cents: int | None) -> str:
     return format_currency(cents / 100, "EUR", locale=context["lang"])
 
 
-templates.env.filters.update(when=_when, number=_number, money=_money)
+@pass_context
+def _day(context: Any, value: date | None) -> str:
+    """A calendar day (the lab's own, e.g. when a category takes effect), the reader's way."""
+    if value is None:
+        return "—"
+    return format_date(value, "medium", locale=context["lang"])
+
+
+templates.env.filters.update(when=_when, day=_day, number=_number, money=_money)
 
 
 class PageError(Exception):

@@ -25,6 +25,7 @@ from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
 from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, MAX_ID, STAFF, TRAINERS, SessionDep
 from hub.api.sessions import list_events, list_sessions
+from hub.category_history import history as category_history
 from hub.imports import _is_trainer
 from hub.maintenance_service import task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
@@ -115,6 +116,8 @@ def _member_page(
             "member": member,
             "badges": badges,
             "trainings": trainings,
+            # What billing priced them as, and from when (the members API's own list).
+            "categories": category_history(session, member_id) if may(user, MANAGE) else [],
             "notice": notice,
             "problem": problem,
         },

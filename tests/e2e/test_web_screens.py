@@ -421,6 +421,54 @@ def test_a_manager_creates_and_edits_a_member_and_sees_refusals_by_the_field(
         assert actions.count("member.create") == 1 and "member.update" in actions
 
 
+def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestClient) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from hub.billing_store import BillingMonth
+
+    token = sign_in(hub, "test-manager", PASSWORD)
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        lea = session.exec(select(Member).where(Member.email == "lea@example.org")).one()
+        fields = {"name": lea.name, "email": lea.email or "", "status": lea.status.value}
+        before = lea.category.value
+    new = "professional" if before != "professional" else "student"
+    today = datetime.now(ZoneInfo(get_settings().timezone)).date()
+    first = today.replace(day=1)
+    previous = first - timedelta(days=1)
+    with Session(engine) as session:
+        session.add(BillingMonth(month=previous.strftime("%Y-%m"), timezone="Europe/Paris"))
+        session.commit()
+    form = hub.get(f"/web/members/{lea.id}/edit")
+    assert 'name="category_from" type="date"' in form.text
+    closed = hub.post(
+        f"/web/members/{lea.id}/edit",
+        data={**fields, "category": new, "category_from": previous.isoformat(), "csrf": token},
+    )
+    assert closed.status_code == 422
+    assert 'id="category_from-error">category_from: ' in closed.text
+    assert "closed billing month" in closed.text
+    assert f'value="{previous.isoformat()}"' in closed.text  # what was typed stays
+    not_a_day = hub.post(
+        f"/web/members/{lea.id}/edit",
+        data={**fields, "category": new, "category_from": "15/10/2026", "csrf": token},
+    )
+    assert not_a_day.status_code == 422 and 'id="category_from-error"' in not_a_day.text
+    saved = hub.post(
+        f"/web/members/{lea.id}/edit",
+        data={**fields, "category": new, "category_from": first.isoformat(), "csrf": token},
+    )
+    assert saved.status_code == 200
+    assert "Category history" in saved.text
+    row = re.search(r"categories-heading.*?<tbody>(.*?)</tbody>", saved.text, re.S)
+    assert row is not None and new in row.group(1) and before in row.group(1)
+    api = hub.get(f"/api/v1/members/{lea.id}/categories").json()
+    assert [(c["previous_category"], c["category"], c["effective_from"]) for c in api] == [
+        (before, new, first.isoformat())
+    ]
+
+
 def test_an_admin_creates_and_edits_machines_and_types(hub: TestClient) -> None:
     token = sign_in(hub, "test-admin", PASSWORD)
     bad = hub.post(

@@ -308,6 +308,15 @@ def test_the_api_records_a_change_and_refuses_a_closed_month(lab) -> None:  # ty
         ("professional", "company", today),
     ]
     assert all(c.actor.startswith("user:") for c in rows)
+    listed = client.get(f"/api/v1/members/{zid}/categories", headers=manager)
+    assert listed.status_code == 200
+    assert [
+        (c["previous_category"], c["category"], c["effective_from"]) for c in listed.json()
+    ] == [
+        ("student", "professional", first_of_month.isoformat()),
+        ("professional", "company", today.isoformat()),
+    ]
+    assert client.get("/api/v1/members/999999/categories", headers=manager).status_code == 404
     audit = client.get("/api/v1/audit", headers=bearer(tokens[Role.ADMIN])).json()
     assert audit[0]["action"] == "member.update"
 
