@@ -83,6 +83,14 @@ def members_page(
     )
 
 
+def _members_by_id(session: Session, ids: set[int]) -> dict[int, Member]:
+    """These members, by id, in one query: a page never loads the whole member table."""
+    wanted = sorted(i for i in ids if 1 <= i <= MAX_ID)
+    if not wanted:
+        return {}
+    return {m.id: m for m in session.exec(select(Member).where(col(Member.id).in_(wanted))) if m.id}
+
+
 def _existing_member(session: Session, member_id: int) -> Member:
     try:
         return get_member(session, _stored_id(member_id, f"no member with id {member_id}"))
@@ -202,7 +210,6 @@ def _trainings_page(
 ) -> Response:
     now = datetime.now(UTC)
     types = {t.id: t for t in session.exec(select(MachineType))}
-    names = {m.id: m for m in session.exec(select(Member))}
     # No API call lists trainings by expiry date; this query is the page's own.
     expiring = session.exec(
         select(Training)
@@ -219,6 +226,8 @@ def _trainings_page(
         if q
         else []
     )
+    # Only the members this page names: never the whole member table.
+    names = _members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
     chosen = names.get(member_id) if member_id else None
     held = (
         trainings_api.list_trainings(
@@ -341,7 +350,11 @@ def _machine_page(
         )
     except HTTPException:
         history = []  # a member login without a member record has no sessions to see
-    names = {m.ref: m.name for m in session.exec(select(Member))} if may(user, STAFF) else {}
+    names = (
+        machines_api.member_names(session, {s.member_ref for s in history})
+        if may(user, STAFF)
+        else {}
+    )
     events = (
         list_events(session, machine=code, type=None, since=None, until=None, limit=30)
         if may(user, STAFF)
@@ -685,13 +698,9 @@ def billing_view(
         if month
         else []
     )
-    names = {m.id: m for m in session.exec(select(Member))}
-    accounts = [
-        (names.get(a.member_id), a)
-        for a in session.exec(
-            select(BillingAccount).order_by(col(BillingAccount.balance_cents))
-        ).all()
-    ]
+    held = session.exec(select(BillingAccount).order_by(col(BillingAccount.balance_cents))).all()
+    names = _members_by_id(session, {a.member_id for a in held})
+    accounts = [(names.get(a.member_id), a) for a in held]
     rates = session.exec(
         select(BillingRate).order_by(
             col(BillingRate.machine_type),

@@ -195,3 +195,18 @@ def test_the_dashboard_and_its_stream_read_only_the_member_in_session(
     # One statement per tick, each returning the one member in session.
     assert reads.statements >= 1 and reads.statements == len(reads.rows)
     assert set(reads.rows) == {1}
+
+
+@pytest.mark.parametrize("path", ["/web/machines/laser-1", "/web/trainings", "/web/billing"])
+def test_the_machine_trainings_and_billing_pages_read_only_the_members_they_name(
+    dashboard: tuple[TestClient, dict[str, str]], path: str
+) -> None:
+    """They used to load every member to look up a few names."""
+    client, headers = dashboard
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with member_reads(engine) as reads:
+        page = client.get(path, headers=headers)
+    assert page.status_code == 200
+    assert all(rows <= 1 for rows in reads.rows), reads.rows  # never MEMBERS
+    if path == "/web/machines/laser-1":  # its one session names Ada
+        assert "Ada Lovelace" in page.text and reads.rows
