@@ -31,16 +31,3 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-class HistoryFreePin(MockPin):  # type: ignore[misc]
-    """A mock pin that, like a real one, keeps no history of its changes."""
-
-    def _change_state(self, value: bool) -> bool:
-        changed = bool(super()._change_state(value))
-        del self.states[:-1]
-        return changed
-
-
-def history_free_factory() -> MockFactory:
-    return MockFactory(pin_class=HistoryFreePin)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -41,33 +38,17 @@ def check_config(
 def run(
     config: ConfigOpt, log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info"
 ) -> None:
-    """Run the agent until SIGTERM/SIGINT; the relay is opened on every way out."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    cfg = _load(config)
-    from edge.agent import Agent
-    from edge.hardware.readers import EdgeError
+    """Run the agent until SIGTERM/SIGINT; the relay is opened on every way out.
 
-    agent = Agent(cfg)
-    done = threading.Event()
+    systemd runs the same agent as `atelier-agent --config FILE`, which leaves Typer out."""
+    from edge.service import LOG_LEVELS, run_agent
 
-    def _stop(signum: int, frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        agent.start()
-    except (EdgeError, OSError) as exc:
-        agent.stop()
-        typer.echo(f"the agent could not start: {exc}", err=True)
-        raise typer.Exit(1) from None
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        agent.stop()
+    if log_level.lower() not in LOG_LEVELS:
+        typer.echo(f"--log-level {log_level!r}: give one of {', '.join(LOG_LEVELS)}", err=True)
+        raise typer.Exit(2)
+    code = run_agent(config, log_level.lower())
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("tap")

@@ -15,11 +15,28 @@ from edge.config import AgentConfig, PinFactoryName
 log = logging.getLogger(__name__)
 
 
+MOCK_PIN_HISTORY = 100
+
+
+def _recent_states_factory() -> Any:
+    """gpiozero's mock pins, keeping their last changes only: MockPin appends every change
+    to a list, so a simulated machine (the demo, a test lab) running for weeks grew without
+    end. Real pins keep no history at all."""
+    from gpiozero.pins.mock import MockFactory, MockPin
+
+    class RecentStatesPin(MockPin):  # type: ignore[misc]
+        def _change_state(self, value: bool) -> bool:
+            changed = bool(super()._change_state(value))
+            if len(self.states) > 2 * MOCK_PIN_HISTORY:
+                del self.states[:-MOCK_PIN_HISTORY]
+            return changed
+
+    return MockFactory(pin_class=RecentStatesPin)
+
+
 def make_pin_factory(name: PinFactoryName) -> Any:
     if name == "mock":
-        from gpiozero.pins.mock import MockFactory
-
-        return MockFactory()
+        return _recent_states_factory()
     if name == "lgpio":
         from gpiozero.pins.lgpio import LGPIOFactory
 

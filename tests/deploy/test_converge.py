@@ -306,9 +306,7 @@ def test_units_are_written(converged: dict[str, object]) -> None:
     ):
         assert owner(root, f"/etc/systemd/system/{unit}") == ("root", "root", 0o644)
     edge = (root / "etc/systemd/system/atelier-edge.service").read_text()
-    assert (
-        "ExecStart=/opt/atelier/venv/bin/atelier edge run --config /etc/atelier/edge.toml" in edge
-    )
+    assert "ExecStart=/opt/atelier/venv/bin/atelier-agent --config /etc/atelier/edge.toml" in edge
     assert "SupplementaryGroups=gpio spi input" in edge
     assert owner(root, "/etc/atelier/credentials/mqtt-password") == ("root", "root", 0o600)
     assert (

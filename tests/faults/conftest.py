@@ -1,7 +1,7 @@
 """The fault suite's lab: a real Mosquitto, `atelier hub serve` as a process, a fleet of agents.
 
 Agents run in this process (`Agent`, with the `sim` reader and, where a scenario needs it, an
-injected clock) or as `atelier edge run` processes (to be SIGKILLed). An agent may reach the
+injected clock) or as `atelier-agent` processes (to be SIGKILLed). An agent may reach the
 broker through a `Link`, a TCP relay the test can cut like a pulled cable. Each scenario
 reports events produced (the agents' sequence numbers), stored and duplicated (the hub's
 rows) and the time to recover; the figures are printed, collected into
@@ -35,7 +35,7 @@ from hub.seed import seed_demo
 from tests.support.databases import postgres_url, throwaway_postgres_database
 from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MosquittoBroker
-from tests.support.processes import Proc, wait_until
+from tests.support.processes import Proc, agent_command, wait_until
 
 HUGO = "04C3D4E5"  # trained on lasers in the demo data; every fleet machine is a laser
 ALLOWLIST_TTL_HOURS = 12
@@ -187,7 +187,7 @@ class FleetAgent:
 
 
 class ProcessAgent:
-    """`atelier edge run` as a process, tapped through its sim socket."""
+    """`atelier-agent` (what systemd runs) as a process, tapped through its sim socket."""
 
     def __init__(self, lab: FaultLab, machine: str, config: Path, link: Link | None) -> None:
         self.lab = lab
@@ -202,8 +202,9 @@ class ProcessAgent:
     def start(self) -> None:
         self.runs += 1
         self.proc = Proc(
-            ["edge", "run", "--config", str(self.config)],
+            ["--config", str(self.config)],
             log=self.lab.tmp / f"{self.machine}-{self.runs}.log",
+            program=agent_command(),
         )
         wait_until(
             lambda: request(self.socket, {"op": "state"})["acl_version"],

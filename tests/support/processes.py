@@ -22,8 +22,23 @@ def atelier_command() -> list[str]:
     return [sys.executable, str(REPO / "atelier_cli.py")]
 
 
+def agent_command() -> list[str]:
+    """`atelier-agent`, the agent as systemd runs it (edge/service.py)."""
+    exe = Path(sys.executable).with_name("atelier-agent")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "edge.service"]
+
+
 class Proc:
-    def __init__(self, args: list[str], *, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+    ) -> None:
         self.args = args
         self.log = log
         full_env = os.environ.copy()
@@ -32,7 +47,7 @@ class Proc:
         self._terminated = False
         self._log_handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            [*atelier_command(), *args],
+            [*(program or atelier_command()), *args],
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -108,3 +108,21 @@ def test_stop_opens_the_relay(rig) -> None:
     agent.stop()
     assert relay.state == 1
     agent.stop()  # safe twice
+
+
+def test_the_configured_mock_pins_keep_only_their_recent_changes() -> None:
+    """A simulated machine runs for weeks: its mock relay must not remember every change."""
+    from gpiozero import OutputDevice
+
+    from edge.hardware.outputs import MOCK_PIN_HISTORY, make_pin_factory
+
+    relay = OutputDevice(17, pin_factory=make_pin_factory("mock"))
+    try:
+        for _ in range(5 * MOCK_PIN_HISTORY):
+            relay.on()
+            relay.off()
+        assert MOCK_PIN_HISTORY <= len(relay.pin.states) <= 2 * MOCK_PIN_HISTORY
+        assert [s.state for s in relay.pin.states[-2:]] == [True, False]
+        assert relay.value == 0
+    finally:
+        relay.close()
