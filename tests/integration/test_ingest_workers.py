@@ -7,6 +7,7 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,23 +18,28 @@ from sqlmodel import Session, select
 from hub.core.db import make_engine, migrate
 from hub.models import Event, MachineSession
 from protocol import EventType, encode_envelope, new_envelope
+from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, wait_until
 
 MACHINES = ["laser-1", "printer-1", "printer-2"]
 
 
+def hub_settings(
+    broker: MosquittoBroker, database_url: str, tmp: Path, **extra_env: str
+) -> HubSettings:
+    """The hub's settings, which its workers share (the same data_dir: the same key)."""
+    return HubSettings(
+        data_dir=tmp / "hub",
+        database_url=database_url,
+        site="lab",
+        broker=broker,
+        extra_env={"ATELIER_INGEST_BATCH_MS": "20", **extra_env},
+    )
+
+
 def worker_env(broker: MosquittoBroker, database_url: str, tmp: Path) -> dict[str, str]:
-    return {
-        "ATELIER_DATA_DIR": str(tmp / "hub"),
-        "ATELIER_DATABASE_URL": database_url,
-        "ATELIER_SITE": "lab",
-        "ATELIER_MQTT_HOST": broker.host,
-        "ATELIER_MQTT_PORT": str(broker.port),
-        "ATELIER_MQTT_USERNAME": broker.hub_user,
-        "ATELIER_MQTT_PASSWORD": broker.hub_password,
-        "ATELIER_INGEST_BATCH_MS": "20",
-    }
+    return hub_settings(broker, database_url, tmp).env()
 
 
 def stored(database_url: str) -> int:
@@ -207,15 +213,17 @@ def test_the_hub_joins_the_workers_group_and_drops_its_old_subscription(
     import httpx
 
     from tests.support.api import admin_headers
-    from tests.support.mosquitto import free_port
 
     migrate(database_url)
     headers = admin_headers(database_url)
-    port = free_port()
-    env = {**worker_env(mosquitto, database_url, tmp_path), "ATELIER_HTTP_PORT": str(port)}
+    settings = hub_settings(mosquitto, database_url, tmp_path)
+    env = settings.env()
 
     def serve(name: str, extra: dict[str, str]) -> Proc:
-        hub = Proc(["hub", "serve"], log=tmp_path / f"{name}.log", env={**env, **extra})
+        hub = start_hub(
+            replace(settings, extra_env={**settings.extra_env, **extra}),
+            log=tmp_path / f"{name}.log",
+        )
         wait_until(
             lambda: "ingest subscribed" in hub.output(), timeout=60, what="the hub", proc=hub
         )
@@ -239,7 +247,7 @@ def test_the_hub_joins_the_workers_group_and_drops_its_old_subscription(
         total = burst(mosquitto, 600)
         wait_until(lambda: stored(database_url) >= total, timeout=120, what="all events", proc=hub)
         hub_counts = httpx.get(
-            f"http://127.0.0.1:{port}/api/v1/ingest/stats", headers=headers, timeout=5
+            f"{settings.url}/api/v1/ingest/stats", headers=headers, timeout=5
         ).json()
     finally:
         worker.signal(signal.SIGTERM)
