@@ -220,6 +220,12 @@ def mqtt_credentials(
             f"plug of {plug.machine}: MQTT user {plug.username}, may publish {plug.topic} only; "
             f"password in {secret_path(secrets_dir, plug.username)}"
         )
+    if written.removed:
+        typer.echo(
+            f"deleted the kept password of {len(written.removed)} account(s) no longer in the "
+            f"machines table: {', '.join(written.removed)} (a machine given one of these names "
+            "later gets a new password)"
+        )
     typer.echo("reload the broker to apply: systemctl reload mosquitto (or kill -HUP)")
 
 

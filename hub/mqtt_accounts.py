@@ -6,7 +6,8 @@ machine names one); the hub's account reads everything. A machine with a plug to
 an account for the plug itself, `plug-<machine code>`, allowed to publish that one topic only.
 Passwords are generated once and kept in a secrets directory (one 0600 file per account, for
 provisioning the Pi or typing into the plug's web page); the password file holds only
-Mosquitto's PBKDF2-SHA512 hashes.
+Mosquitto's PBKDF2-SHA512 hashes. The password of an account that is gone (a machine deleted
+or renamed) is deleted with it, so a new machine of that name never inherits it.
 
 On a regional broker (several sites, each site's broker bridged to it: deploy/mosquitto/
 bridge.conf.j2) each site's bridge gets an account too, `bridge-<site>`, allowed to publish its
@@ -33,6 +34,7 @@ PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for $7$ (PBKDF2-SHA512)
 PLUG_TOPIC_MAX = 200
 PLUG_USER_PREFIX = "plug-"
 BRIDGE_USER_PREFIX = "bridge-"
+SECRET_SUFFIX = ".mqtt-password"
 # What crosses a site's bridge (deploy/mosquitto/bridge.conf.j2 bridges atelier/v1/<site>/#
 # both ways): the agents' streams out to the region, the hub's allow-lists and commands in.
 BRIDGE_OUT = (TopicKind.EVENT, TopicKind.TELEMETRY, TopicKind.STATUS)
@@ -113,6 +115,9 @@ class Credentials:
     agents: list[Account]
     plugs: list[PlugAccount]
     bridges: list[BridgeAccount] = field(default_factory=list)
+    # Accounts whose kept password was deleted: no longer in the machines table, so a machine
+    # given the same name later gets a new password, not the one an old Pi or plug still holds.
+    removed: list[str] = field(default_factory=list)
 
 
 def plug_username(machine: str) -> str:
@@ -167,7 +172,7 @@ def _check_unique(
 
 def secret_path(secrets_dir: Path, username: str) -> Path:
     """Where an account's password is kept, in clear, readable by root only (0600)."""
-    return secrets_dir / f"{username}.mqtt-password"
+    return secrets_dir / f"{username}{SECRET_SUFFIX}"
 
 
 def _secret(path: Path, rotate: bool) -> str:
@@ -256,4 +261,21 @@ def write_credentials(
         entries.append(f"{username}:{mosquitto_hash(password)}")
     _write(password_file, "\n".join(entries) + "\n", file_mode)
     _write(acl_file, acl, file_mode)
-    return Credentials(agents=accounts, plugs=plugs, bridges=bridge_list)
+    kept = {hub_user, *usernames, *(p.username for p in plugs)}
+    removed = _remove_stale_secrets(secrets_dir, kept)
+    return Credentials(agents=accounts, plugs=plugs, bridges=bridge_list, removed=removed)
+
+
+def _remove_stale_secrets(secrets_dir: Path, kept: set[str]) -> list[str]:
+    """Delete the kept passwords of machines' and plugs' accounts the password file no longer
+    has. A bridge's password is kept: bridges are named by the command's options, not by the
+    machines table, and a site left out of one run gets its bridge's password back on the next
+    (delete `bridge-<site>.mqtt-password` by hand to retire a site)."""
+    removed = []
+    for path in sorted(secrets_dir.glob("*" + SECRET_SUFFIX)):
+        username = path.name.removesuffix(SECRET_SUFFIX)
+        if username in kept or username.startswith(BRIDGE_USER_PREFIX):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(username)
+    return removed

@@ -137,3 +137,57 @@ def test_each_agent_is_confined_to_its_own_topics(tmp_path: Path, monkeypatch) -
         ],
     )
     assert (agents / "laser-1.mqtt-password").read_text() != before
+
+
+def test_a_gone_machines_password_is_deleted_and_never_handed_to_its_successor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlmodel import select
+
+    from hub.models import Machine
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+    monkeypatch.setenv("ATELIER_DATABASE_URL", url)
+    monkeypatch.setenv("ATELIER_MQTT_USERNAME", "hub")
+    monkeypatch.setenv("ATELIER_MQTT_PASSWORD", "hub-secret")
+    passwd, acl, agents = tmp_path / "passwd", tmp_path / "acl", tmp_path / "agents"
+    command = ["hub", "mqtt-credentials", "--password-file", str(passwd)]
+    command += ["--acl-file", str(acl), "--secrets-dir", str(agents)]
+
+    def write(*extra: str) -> str:
+        result = runner.invoke(app, [*command, *extra])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    write("--bridge-site", "annexe")
+    laser = (agents / "laser-1.mqtt-password").read_text()
+    old_printer = (agents / "printer-2.mqtt-password").read_text()
+    assert (agents / "bridge-annexe.mqtt-password").exists()
+
+    with Session(engine) as session:  # printer-2 is given away
+        session.delete(session.exec(select(Machine).where(Machine.code == "printer-2")).one())
+        session.commit()
+    output = write()
+    assert (
+        "deleted the kept password of 1 account(s) no longer in the machines table: printer-2"
+        in output
+    )
+    assert not (agents / "printer-2.mqtt-password").exists()
+    assert "printer-2:" not in passwd.read_text()
+    assert (agents / "laser-1.mqtt-password").read_text() == laser  # the others untouched
+    # A bridge's password is kept, though this run left the annexe out: named again, the
+    # annexe's broker gets its bridge account back with the password it has.
+    assert (agents / "bridge-annexe.mqtt-password").exists()
+    assert "deleted" not in write()  # nothing more to delete
+
+    # A new machine named printer-2 gets a password of its own, not the old Pi's.
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+        session.commit()
+    write()
+    assert (agents / "printer-2.mqtt-password").read_text() != old_printer
+    engine.dispose()
