@@ -5,9 +5,9 @@ send the burst (the broker queues it), then comes back and drains the queue: the
 messages stored (or counted) per second of draining. In the same run:
 - a bare paho subscriber that only counts (the ceiling of one process),
 - Atelier's ingest, one consumer (validate, batch, dedupe, commit, then acknowledge),
-- Atelier's ingest as the hub plus one worker process on an MQTT 5 shared subscription
-  (`ingest_shared_group` and `atelier hub ingest --shared`), the way a lab spreads the
-  ingest over a second core,
+- Atelier's ingest as the hub plus one worker on an MQTT 5 shared subscription: the hub's
+  consumer (`ingest_shared_group`) and `atelier hub ingest --shared ... --worker 2` run as a
+  process, the way a lab spreads the ingest over a second core,
 - a naive consumer that validates and commits one row per message,
 on SQLite and, when ATELIER_TEST_DATABASE_URL is set, PostgreSQL.
 
@@ -18,9 +18,13 @@ Run: ATELIER_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,6 +49,7 @@ from tests.support.databases import throwaway_postgres_database
 from tests.support.mosquitto import MosquittoBroker
 
 PUBLISHERS = 50
+REPO = Path(__file__).resolve().parents[1]
 
 
 def v5_client(broker: MosquittoBroker, client_id: str) -> mqtt.Client:
@@ -181,19 +186,18 @@ def drain_atelier(
     url: str,
     expected: int,
     group: str | None = None,
-    workers: list[tuple[Any, Any]] | None = None,
+    *,
+    shared: bool = False,
 ) -> float:
-    """Drain with the hub's consumer; with `workers` ((start, stop) events of worker
-    processes already waiting), they start with it on the same shared subscription."""
+    """Drain with the hub's consumer; `shared`: a worker process is draining the same shared
+    subscription, and the rows are counted in the database (their common count)."""
     settings = ingest_settings(broker, url)
     engine = make_engine(url)
     consumer = IngestConsumer(settings, engine, client_id=client_id, shared_group=group)
     begun = time.perf_counter()
-    for start, _ in workers or []:
-        start.set()
     consumer.start()
     try:
-        if not workers:
+        if not shared:
             while consumer.stats.stored < expected:
                 if time.perf_counter() - begun > 900:
                     raise RuntimeError(f"ingest stored {consumer.stats.stored} of {expected}")
@@ -207,8 +211,6 @@ def drain_atelier(
     finally:
         consumer.stop()
         engine.dispose()
-        for _, stop in workers or []:
-            stop.set()
     stored = count_rows(url)
     if stored != expected or consumer.stats.duplicates:
         raise RuntimeError(
@@ -217,75 +219,77 @@ def drain_atelier(
     return expected / elapsed
 
 
-def worker_process(
-    broker_host: str,
-    broker_port: int,
-    user: str,
-    password: str,
-    url: str,
-    client_id: str,
-    group: str,
-    start: Any,
-    stop: Any,
-    report: Any,
-) -> None:
-    """An ingest worker in its own process (its own interpreter lock), imported and
-    waiting before the clock starts, as `atelier hub ingest --shared` runs."""
-    settings = get_settings(
-        None,
-        database_url=url,
-        mqtt_host=broker_host,
-        mqtt_port=broker_port,
-        mqtt_username=user,
-        mqtt_password=password,
+def worker_config(broker: MosquittoBroker, url: str, group: str, workdir: Path) -> Path:
+    """The hub.toml a worker reads (`atelier hub ingest --config`), as a lab writes it."""
+    path = workdir / f"{group}.toml"
+    path.write_text(
+        "\n".join(
+            [
+                f'data_dir = "{workdir / (group + "-data")}"',
+                f'database_url = "{url}"',
+                f'mqtt_host = "{broker.host}"',
+                f"mqtt_port = {broker.port}",
+                f'mqtt_username = "{broker.hub_user}"',
+                f'mqtt_password = "{broker.hub_password}"',
+                f'mqtt_client_id = "{group}"',
+                f'ingest_shared_group = "{group}"',
+                "",
+            ]
+        )
     )
-    engine = make_engine(url)
-    consumer = IngestConsumer(settings, engine, client_id=client_id, shared_group=group)
-    start.wait()
-    consumer.start()
-    stop.wait()
-    consumer.stop()
-    engine.dispose()
-    report.put(consumer.stats.as_dict())
+    return path
+
+
+def worker_command() -> list[str]:
+    exe = Path(sys.executable).with_name("atelier")
+    return [str(exe)] if exe.exists() else [sys.executable, str(REPO / "atelier_cli.py")]
 
 
 def drain_shared(
-    broker: MosquittoBroker, client_ids: list[str], group: str, url: str, expected: int
+    broker: MosquittoBroker, hub_id: str, group: str, url: str, expected: int, workdir: Path
 ) -> float:
-    context = multiprocessing.get_context("spawn")
-    report = context.Queue()
-    events = [(context.Event(), context.Event()) for _ in client_ids[1:]]
-    processes = [
-        context.Process(
-            target=worker_process,
-            args=(
-                broker.host,
-                broker.port,
-                broker.hub_user,
-                broker.hub_password,
-                url,
-                client_id,
+    """The hub's consumer plus `atelier hub ingest --shared GROUP --worker 2`, the command a
+    lab runs (atelier-ingest@2.service), as a process. The clock starts when the worker has
+    connected (its start-up, imports and migration check, is not counted, as the hub's is
+    not), with the hub's consumer started at that moment."""
+    config = worker_config(broker, url, group, workdir)
+    log_path = workdir / f"{group}-worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [
+                *worker_command(),
+                "hub",
+                "ingest",
+                "--config",
+                str(config),
+                "--shared",
                 group,
-                start,
-                stop,
-                report,
-            ),
+                "--worker",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        for client_id, (start, stop) in zip(client_ids[1:], events, strict=True)
-    ]
-    for process in processes:
-        process.start()
-    time.sleep(3)  # imported and waiting (spawn starts a fresh interpreter)
-    try:
-        rate = drain_atelier(broker, client_ids[0], url, expected, group, events)
-    finally:
-        for _, stop in events:
-            stop.set()
-        for process in processes:
-            process.join(30)
-    duplicates = sum(report.get(timeout=10)["duplicates"] for _ in processes)
-    if duplicates:
-        raise RuntimeError(f"the workers saw {duplicates} duplicates")
+        try:
+            deadline = time.monotonic() + 60
+            while "ingest connected to" not in log_path.read_text(errors="replace"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not start: {log_path.read_text()}")
+                time.sleep(0.002)
+            rate = drain_atelier(broker, hub_id, url, expected, group, shared=True)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+    stopped = re.search(r"ingest worker 2 stopped: (\{.*\})", log_path.read_text())
+    if stopped is None:
+        raise RuntimeError(f"the worker did not report its counts: {log_path.read_text()}")
+    counts = json.loads(stopped.group(1))
+    if counts["duplicates"]:
+        raise RuntimeError(f"the worker saw {counts['duplicates']} duplicates")
+    print(
+        f"    (the worker stored {counts['stored']}, the hub {expected - counts['stored']})",
+        flush=True,
+    )
     return rate
 
 
@@ -354,8 +358,8 @@ def run(
             client_id = f"bench-{kind}-{name}"
             client_ids = [client_id]
             group = f"bench-{kind}-shared"  # a group name cannot hold "+"
-            if name == "atelier+1":
-                client_ids = [f"{group}-hub", f"{group}-worker"]
+            if name == "atelier+1":  # the hub, and the worker as the CLI names it
+                client_ids = [f"{group}-hub", f"{group}-ingest-2"]
                 for one in client_ids:
                     create_session(broker, one, group=group)
             else:
@@ -366,7 +370,7 @@ def run(
             elif name == "atelier":
                 rates[name] = drain_atelier(broker, client_id, url, n)
             elif name == "atelier+1":
-                rates[name] = drain_shared(broker, client_ids, group, url, n)
+                rates[name] = drain_shared(broker, client_ids[0], group, url, n, workdir)
             else:
                 rates[name] = drain_naive(broker, client_id, url, n)
             for one in client_ids:
