@@ -132,6 +132,17 @@ def demo_command(
     pace: Annotated[float, typer.Option(help="seconds between simulated badge taps")] = 4.0,
 ) -> None:
     """Hub + embedded broker + simulated machines; Ctrl-C stops everything."""
+    import importlib.util
+
+    # The simulated machines are real agents: they need the agent's packages as well.
+    missing = [name for name in ("gpiozero", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        typer.echo(
+            f"the demo runs the hub and simulated agents, and {', '.join(missing)} is not "
+            "installed: pip install 'atelier[hub,edge]' (or run `make demo`)",
+            err=True,
+        )
+        raise typer.Exit(2)
     import uvicorn
     from sqlmodel import Session
 

@@ -19,22 +19,23 @@ from nacl.signing import SigningKey
 REPO = Path(__file__).resolve().parents[2]
 HUB_ONLY = ["sqlmodel", "sqlalchemy", "fastapi", "uvicorn", "alembic", "pydantic_settings"]
 
-PRELUDE = textwrap.dedent(
-    f"""
-    import sys
-    class _NotOnThePi:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {HUB_ONLY!r}:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
-    sys.meta_path.insert(0, _NotOnThePi())
-    """
-)
+
+def prelude(absent: list[str]) -> str:
+    """Code that makes these top-level packages impossible to import, as if not installed
+    (`import` raises ModuleNotFoundError naming them, `find_spec` finds nothing)."""
+    return f"import sys\nsys.modules.update(dict.fromkeys({absent!r}))\n"
+
+
+PRELUDE = prelude(HUB_ONLY)
 
 
 def run_as_on_a_pi(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return run_without(HUB_ONLY, code)
+
+
+def run_without(absent: list[str], code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        [sys.executable, "-c", prelude(absent) + textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -82,7 +83,10 @@ def test_edge_commands_run_without_the_hub_and_load_none_of_it(
             atelier_cli.main(["edge", "check-config", {str(edge_toml)!r}])
         except SystemExit as exit:
             code = exit.code
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("hub", *{HUB_ONLY!r}))
+        loaded = sorted(
+            m for m, mod in sys.modules.items()
+            if mod is not None and m.split(".")[0] in ("hub", *{HUB_ONLY!r})
+        )
         print("exit", code, "loaded", loaded)
         """,
         tmp_path,
@@ -158,3 +162,13 @@ def test_atelier_agent_runs_the_agent_and_stops_on_sigterm(tmp_path: Path, edge_
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_the_demo_on_a_hub_only_install_names_what_to_install() -> None:
+    """`atelier[hub]` alone: the hub's commands work, the demo (real agents) says what to add."""
+    done = run_without(
+        ["gpiozero"], "import atelier_cli; atelier_cli.main(['demo', '--port', '1'])"
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "gpiozero is not installed: pip install 'atelier[hub,edge]'" in done.stderr
+    assert "Traceback" not in done.stderr
