@@ -251,12 +251,12 @@ class Agent:
 
             return SimReader(self.config.sim_socket, self._handle_sim_request)
         if kind == "mfrc522":
-            from edge.hardware.mfrc522_reader import MFRC522Reader  # type: ignore[import-not-found]
+            from edge.hardware.mfrc522_reader import MFRC522Reader
 
-            return MFRC522Reader.from_config(self.config)  # type: ignore[no-any-return]
-        from edge.hardware.keyboard_reader import KeyboardReader  # type: ignore[import-not-found]
+            return MFRC522Reader.from_config(self.config)
+        from edge.hardware.keyboard_reader import KeyboardReader
 
-        return KeyboardReader.from_config(self.config)  # type: ignore[no-any-return]
+        return KeyboardReader.from_config(self.config)
 
     def _wire_inputs(self) -> None:
         assert self.devices is not None

@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class MqttTransport:
     def start(self) -> None:
         props = None
         if self.v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 7 * 24 * 3600
         self._client.connect_async(
             self._host,
@@ -119,7 +120,7 @@ class MqttTransport:
         client: mqtt.Client,
         userdata: object,
         flags: object,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         if reason_code.is_failure:
@@ -135,7 +136,7 @@ class MqttTransport:
         client: mqtt.Client,
         userdata: object,
         flags: object,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         was = self.connected
@@ -154,7 +155,7 @@ class MqttTransport:
         client: mqtt.Client,
         userdata: object,
         mid: int,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         if not reason_code.is_failure:
