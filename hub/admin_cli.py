@@ -65,7 +65,7 @@ def revoke_badge(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a badge (lost, stolen, returned): no machine opens for it any more."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from hub.models import Badge
     from protocol.badges import normalise_uid
@@ -78,7 +78,7 @@ def revoke_badge(
 
     def apply(session: Any) -> str:
         badge = session.exec(
-            select(Badge).where(Badge.uid == uid, Badge.revoked_at.is_(None))
+            select(Badge).where(Badge.uid == uid, col(Badge.revoked_at).is_(None))
         ).first()
         if badge is None:
             raise LookupError(f"no active badge {uid}")

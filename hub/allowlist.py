@@ -9,6 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import column, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -182,7 +183,7 @@ class AllowListPublisher:
         client: mqtt.Client,
         userdata: object,
         flags: object,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         if reason_code.is_failure:

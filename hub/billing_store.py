@@ -74,7 +74,7 @@ class BillingRate(SQLModel, table=True):
     rounding_minutes: int = 1
     daily_cap_cents: int | None = None
     included_minutes_per_month: int = 0
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
     def as_rate(self) -> Rate:
         return Rate(
@@ -110,7 +110,7 @@ class BalanceMovement(SQLModel, table=True):
     __tablename__ = "balance_movement"
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="member.id", index=True)
-    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     kind: str = Field(max_length=20)  # topup, charge, credit
     cents: int
     statement_id: int | None = Field(default=None, foreign_key="statement.id")
@@ -123,7 +123,7 @@ class BillingMonth(SQLModel, table=True):
 
     __tablename__ = "billing_month"
     month: str = Field(primary_key=True, max_length=7)
-    closed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    closed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_by: str = Field(default="", max_length=100)
     timezone: str = Field(max_length=64)
 
@@ -143,7 +143,7 @@ class Statement(SQLModel, table=True):
     total_cents: int = 0
     prepaid_cents: int = 0  # drawn from the prepaid balance (negative: given back)
     due_cents: int = 0  # what is left to pay
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class StatementLine(SQLModel, table=True):
@@ -154,7 +154,7 @@ class StatementLine(SQLModel, table=True):
     session_id: str = Field(max_length=64)
     member_ref: str = Field(max_length=20)
     machine: str = Field(max_length=63)
-    started_at: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = Field(sa_type=UTCDateTime)
     billed_minutes: int
     cents: int
     explanation: str = Field(default="", max_length=2000)

@@ -102,8 +102,14 @@ def usage(
             write_usage_xlsx(engine, out, start=first, end=after, tz=tz, detail=detail, **options)
         else:
             chunks = usage_chunks(
-                engine, fmt, start=first, end=after, tz=tz, detail=detail, **options
-            )  # type: ignore[arg-type]
+                engine,
+                "csv" if fmt == "csv" else "json",  # checked against FORMATS above
+                start=first,
+                end=after,
+                tz=tz,
+                detail=detail,
+                **options,
+            )
             if out is None:
                 for chunk in chunks:
                     sys.stdout.write(chunk)

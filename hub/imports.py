@@ -297,10 +297,11 @@ def import_trainings(
                 report.errors += [f"line {line}: {e}" for e in errors]
                 continue
             assert member is not None and mtype is not None and grantor is not None
+            assert member.id is not None and mtype.id is not None
             new.append(
                 Training(
                     member_id=member.id,
-                    machine_type_id=mtype.id,  # type: ignore[arg-type]
+                    machine_type_id=mtype.id,
                     level=TrainingLevel(level),
                     granted_by_id=grantor.id,
                     granted_at=moment,

@@ -46,7 +46,7 @@ class MaintenanceTaskRow(SQLModel, table=True):
     every_days: int | None = None
     critical: bool = False
     active: bool = True
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class MaintenanceSignOff(SQLModel, table=True):
@@ -58,7 +58,7 @@ class MaintenanceSignOff(SQLModel, table=True):
     task_id: int = Field(foreign_key="maintenance_task.id")
     machine_id: int = Field(foreign_key="machine.id")
     member_id: int = Field(foreign_key="member.id")
-    signed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    signed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     counter_hours: float  # the task's counter on the machine when the work was signed off
     note: str = Field(default="", max_length=2000)
 
@@ -76,8 +76,8 @@ class Incident(SQLModel, table=True):
     reported_by: str = Field(default="", max_length=100)  # who typed it, when not a member
     text: str = Field(default="", max_length=2000)
     event_id: uuid.UUID | None = Field(default=None, unique=True)
-    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
-    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_by: str | None = Field(default=None, max_length=100)
     resolution: str = Field(default="", max_length=2000)
 
@@ -88,8 +88,8 @@ class Downtime(SQLModel, table=True):
     __tablename__ = "downtime"
     id: int | None = Field(default=None, primary_key=True)
     machine_id: int = Field(foreign_key="machine.id", index=True)
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cause: DowntimeCause = DowntimeCause.MANUAL
     reason: str = Field(default="", max_length=500)
     incident_id: int | None = Field(default=None, foreign_key="incident.id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.models import (
     Badge,
@@ -47,7 +47,7 @@ def export_member(session: Session, member: Member) -> dict[str, Any]:
     sessions = session.exec(
         select(MachineSession)
         .where(MachineSession.member_ref == member.ref)
-        .order_by(MachineSession.started_at)
+        .order_by(col(MachineSession.started_at))
     ).all()
 
     def iso(value: datetime | None) -> str | None:

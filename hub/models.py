@@ -82,7 +82,7 @@ class MemberBase(SQLModel):
 class Member(MemberBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(default_factory=new_member_ref, unique=True, index=True, max_length=20)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class MemberCategoryChange(SQLModel, table=True):
@@ -96,7 +96,7 @@ class MemberCategoryChange(SQLModel, table=True):
     category: str = Field(max_length=20)
     previous_category: str = Field(max_length=20)
     effective_from: date = Field(sa_column=Column(Date, nullable=False))
-    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     actor: str = Field(default="", max_length=100)
 
 
@@ -110,8 +110,8 @@ class Badge(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(index=True, max_length=20)
     member_id: int = Field(foreign_key="member.id", index=True)
-    enrolled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    enrolled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 # --- machines -----------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class Machine(MachineBase, table=True):
     online: bool = False
     last_telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     last_status: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class MachinePublic(MachineBase):
@@ -179,8 +179,8 @@ class Training(SQLModel, table=True):
     machine_type_id: int = Field(foreign_key="machine_type.id", index=True)
     level: TrainingLevel = TrainingLevel.USER
     granted_by_id: int | None = Field(default=None, foreign_key="member.id")
-    granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     supervised_only: bool = False
 
 
@@ -191,10 +191,10 @@ class Event(SQLModel, table=True):
     site: str = Field(max_length=63)
     machine: str = Field(max_length=63)
     seq: int
-    ts: datetime = Field(sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
+    ts: datetime = Field(sa_type=UTCDateTime, index=True)
     type: str = Field(max_length=40, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class MachineSession(SQLModel, table=True):
@@ -208,8 +208,8 @@ class MachineSession(SQLModel, table=True):
     badge: str = Field(default="", max_length=20)
     mode: str = Field(default="normal", max_length=20)
     supervisor_ref: str | None = Field(default=None, max_length=20)
-    started_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     end_reason: str | None = Field(default=None, max_length=40)
     duration_s: float | None = None
     busy_s: float = 0.0
@@ -222,7 +222,7 @@ class DeadLetter(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     reason: str = Field(max_length=40, index=True)
     detail: str = Field(max_length=2000)
-    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
 class AgentSeq(SQLModel, table=True):
@@ -235,7 +235,7 @@ class AgentSeq(SQLModel, table=True):
     machine: str = Field(max_length=63)
     max_seq: int = 0
     seen: int = 0
-    last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def missing(self) -> int:
@@ -268,8 +268,8 @@ class BusyPeriod(SQLModel, table=True):
     source: str = Field(max_length=20)
     session_id: str | None = Field(default=None, max_length=64, index=True)
     member_ref: str | None = Field(default=None, max_length=20, index=True)
-    started_at: datetime = Field(sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     busy_s: float | None = None
 
 
@@ -284,8 +284,8 @@ class PrintJob(SQLModel, table=True):
     file: str = Field(default="", max_length=255)
     session_id: str | None = Field(default=None, max_length=64)
     member_ref: str | None = Field(default=None, max_length=20, index=True)
-    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_s: float | None = None
     state: str = Field(default="printing", max_length=20)  # printing, finished, failed
     error: str | None = Field(default=None, max_length=500)
@@ -307,7 +307,7 @@ class TelemetrySample(SQLModel, table=True):
     __table_args__ = (Index("ix_telemetry_machine_ts", "machine", "ts"),)
     id: int | None = Field(default=None, primary_key=True)
     machine: str = Field(max_length=63)
-    ts: datetime = Field(sa_type=UTCDateTime)  # type: ignore[call-overload]
+    ts: datetime = Field(sa_type=UTCDateTime)
     resolution_s: int = 0  # 0: as received; 60: the mean of a minute
     values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -323,7 +323,7 @@ class AuditEntry(SQLModel, table=True):
 
     __tablename__ = "audit"
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)  # type: ignore[call-overload]
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     actor: str = Field(max_length=100)
     action: str = Field(max_length=60, index=True)
     entity: str = Field(max_length=40)
@@ -361,8 +361,8 @@ class User(SQLModel, table=True):
     member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     active: bool = True
     failed_logins: int = 0
-    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class UserPublic(SQLModel):
@@ -385,10 +385,10 @@ class ApiToken(SQLModel, table=True):
     kind: str = Field(default="api", max_length=10)
     token_hash: str = Field(unique=True, index=True, max_length=64)
     prefix: str = Field(max_length=12)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
-    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TokenPublic(SQLModel):
@@ -410,4 +410,4 @@ class RetentionRule(SQLModel, table=True):
     __tablename__ = "retention"
     kind: str = Field(primary_key=True, max_length=20)  # telemetry, events, dead_letters
     days: float | None = None
-    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # type: ignore[call-overload]
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.core.db import rowcount
 from hub.core.settings import Settings
 from hub.models import DeadLetter, Event, RetentionRule, utcnow
 from hub.telemetry import compact
@@ -83,14 +84,11 @@ def purge(engine: Engine, settings: Settings, *, now: datetime) -> dict[str, Any
         events = dead = 0
         if rules["events"] is not None:
             cutoff = now - timedelta(days=rules["events"])
-            events = session.execute(delete(Event).where(col(Event.ts) < cutoff)).rowcount or 0
+            events = rowcount(session.execute(delete(Event).where(col(Event.ts) < cutoff)))
         if rules["dead_letters"] is not None:
             cutoff = now - timedelta(days=rules["dead_letters"])
-            dead = (
-                session.execute(
-                    delete(DeadLetter).where(col(DeadLetter.received_at) < cutoff)
-                ).rowcount
-                or 0
+            dead = rowcount(
+                session.execute(delete(DeadLetter).where(col(DeadLetter.received_at) < cutoff))
             )
         session.commit()
     counts["events"] = int(events)

@@ -130,7 +130,7 @@ def seed_demo(session: Session, *, site: str = "lab") -> None:
 
 def demo_badges(session: Session) -> list[tuple[str, str]]:
     """(badge uid, member name) of every seeded member, for the simulated taps."""
-    rows = session.exec(select(Badge, Member).join(Member)).all()  # type: ignore[arg-type]
+    rows = session.exec(select(Badge, Member).join(Member)).all()
     return [(badge.uid, member.name) for badge, member in rows]
 
 

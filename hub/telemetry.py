@@ -16,6 +16,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.core.db import rowcount
 from hub.core.settings import Settings
 from hub.models import TelemetrySample
 
@@ -50,17 +51,14 @@ def compact(
     keep_cutoff = now - timedelta(days=keep_days)
     merged_rows = removed_raw = 0
     with Session(engine) as session:
-        deleted = (
-            session.execute(
-                delete(TelemetrySample).where(col(TelemetrySample.ts) < keep_cutoff)
-            ).rowcount
-            or 0
+        deleted = rowcount(
+            session.execute(delete(TelemetrySample).where(col(TelemetrySample.ts) < keep_cutoff))
         )
         while True:
             rows = session.exec(
                 select(TelemetrySample)
                 .where(TelemetrySample.resolution_s == 0, col(TelemetrySample.ts) < raw_cutoff)
-                .order_by(TelemetrySample.machine, TelemetrySample.ts)
+                .order_by(col(TelemetrySample.machine), col(TelemetrySample.ts))
                 .limit(CHUNK)
             ).all()
             if not rows:

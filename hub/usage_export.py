@@ -229,11 +229,11 @@ def _lookups(engine: Engine) -> _Lookups:
             ref: str(cat)
             for ref, cat in conn.execute(sa.select(Member.ref, Member.category))  # type: ignore[call-overload]
         }
-        types = dict(
+        types: dict[str, str] = dict(
             conn.execute(
                 sa.select(Machine.code, MachineType.code).join(  # type: ignore[call-overload]
                     MachineType,
-                    Machine.machine_type_id == MachineType.id,  # type: ignore[arg-type]
+                    Machine.machine_type_id == MachineType.id,
                 )
             ).all()
         )
@@ -809,7 +809,7 @@ def _maintenance(engine: Engine, t0: datetime, t1: datetime, now: datetime) -> M
 
 def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]]:
     usage = review.usage
-    summary = [
+    summary: list[list[Any]] = [
         ["year", review.year],
         ["site", review.site],
         ["sessions", usage.totals["sessions"]],

@@ -56,7 +56,7 @@ def _user(session: Any, username: str) -> Any:
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
 
 
 @user_app.command("add")

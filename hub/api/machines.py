@@ -216,8 +216,8 @@ def machine_counters(code: str, session: SessionDep) -> MachineCounters:
     return MachineCounters(
         machine=code,
         sessions=int(count),
-        session_hours=round(float(seconds) / 3600, 4),
-        busy_hours=round(float(busy) / 3600, 4),
+        session_hours=round(float(seconds or 0) / 3600, 4),
+        busy_hours=round(float(busy or 0) / 3600, 4),
         jobs=int(jobs),
         jobs_failed=int(failed),
     )

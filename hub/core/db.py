@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlmodel import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -36,6 +36,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (`Session.execute` gives a CursorResult for them)."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
 def alembic_config(url: str) -> Any:

@@ -23,6 +23,7 @@ from collections import deque
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -82,7 +83,7 @@ class IngestConsumer:
         self._thread.start()
         props = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 7 * 24 * 3600  # keep our queue while we restart
         self._client.connect_async(
             self.settings.mqtt_host,
@@ -106,7 +107,7 @@ class IngestConsumer:
         client: mqtt.Client,
         userdata: object,
         flags: object,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         if reason_code.is_failure:
@@ -129,7 +130,7 @@ class IngestConsumer:
         client: mqtt.Client,
         userdata: object,
         mid: int,
-        reason_codes: list[mqtt.ReasonCode],
+        reason_codes: list[ReasonCode],
         properties: object,
     ) -> None:
         if mid != self._event_sub_mid:
@@ -149,7 +150,7 @@ class IngestConsumer:
         client: mqtt.Client,
         userdata: object,
         flags: object,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: object,
     ) -> None:
         self.connected = False
@@ -158,8 +159,10 @@ class IngestConsumer:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         incoming = self._incoming
+        # paho's annotation allows a bytearray; it hands bytes (no cast: this runs per message)
+        payload: bytes = message.payload  # type: ignore[assignment]
         incoming.append(
-            Incoming(message.topic, message.payload, message.mid, message.qos, self._connection)
+            Incoming(message.topic, payload, message.mid, message.qos, self._connection)
         )
         # The writer is woken by the first message and by a full batch, not by every one:
         # in a burst each wake-up would cost a thread switch per message.

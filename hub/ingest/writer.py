@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.maintenance_store import incident_from_event
 from hub.models import (
@@ -129,7 +129,7 @@ class EventInsert:
         if self.dialect == "sqlite" and _sqlite_stores_iso(table.c.ts.type):
             self._ts = sqlite_timestamp  # the same text, from C (a third of the row's cost)
         self._received = convert["received_at"] or (lambda value: value)
-        self._json = engine.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        self._json = engine.dialect._json_serializer or json.dumps
         columns = ", ".join(_EVENT_COLUMNS)
         if self.dialect == "postgresql":
             # Arrays sent in binary (%b): psycopg's text form escapes each element in Python.
@@ -297,8 +297,8 @@ class IngestWriter:
             for machine, sample in latest_telemetry.items():
                 session.execute(
                     update(Machine)
-                    .where(Machine.code == machine)
-                    .values(  # type: ignore[arg-type]
+                    .where(col(Machine.code) == machine)
+                    .values(
                         last_telemetry={"ts": sample.model_dump(mode="json")["ts"], **sample.values}
                     )
                 )
@@ -400,9 +400,9 @@ def _apply_machine_use(session: Session, site: str, env: Envelope) -> None:
         session.flush()
         open_period = session.exec(
             select(BusyPeriod)
-            .where(BusyPeriod.machine == env.machine, BusyPeriod.ended_at.is_(None))  # type: ignore[union-attr]
-            .order_by(BusyPeriod.started_at.desc())
-        ).first()  # type: ignore[attr-defined]
+            .where(BusyPeriod.machine == env.machine, col(BusyPeriod.ended_at).is_(None))
+            .order_by(col(BusyPeriod.started_at).desc())
+        ).first()
         if open_period is None:  # the start was lost or is still on its way: keep what we know
             open_period = BusyPeriod(
                 site=site,
