@@ -111,6 +111,37 @@ def change_category(
     return change
 
 
+def undo_latest_change(session: Session, member: Member) -> MemberCategoryChange:
+    """Take back the member's latest category change (one recorded by mistake): the member is
+    in its previous category again, as if it had never been recorded. Refused when there is
+    none, or when its day is in or before a closed billing month (that month was billed with
+    it: credit it instead). Returns the deleted change; the caller audits and commits."""
+    lock_books(session)  # as a change: never while a month is being closed
+    assert member.id is not None
+    latest = session.exec(
+        select(MemberCategoryChange)
+        .where(MemberCategoryChange.member_id == member.id)
+        .order_by(
+            col(MemberCategoryChange.effective_from).desc(), col(MemberCategoryChange.id).desc()
+        )
+    ).first()
+    if latest is None:
+        raise CategoryChangeError(f"{FIELD}: the member's category has never changed")
+    open_from = first_open_day(session)
+    if open_from is not None and latest.effective_from < open_from:
+        closed = (open_from - timedelta(days=1)).strftime("%Y-%m")
+        raise CategoryChangeError(
+            f"{FIELD}: the latest change, effective {latest.effective_from}, is in or before the "
+            f"closed billing month {closed}, which was billed with it; correct it with a "
+            "credit note and a new change",
+            closed=True,
+        )
+    member.category = MemberCategory(latest.previous_category)
+    session.add(member)
+    session.delete(latest)
+    return latest
+
+
 def history(session: Session, member_id: int) -> list[MemberCategoryChange]:
     """A member's changes, oldest first."""
     return list(

@@ -13,7 +13,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from hub.api.changes import actor, audit, get_member, invalid, republish
 from hub.api.deps import ADMIN, MANAGE, STAFF, Allow, CurrentUser, Id, PathId, SessionDep
-from hub.category_history import CategoryChangeError, change_category
+from hub.category_history import CategoryChangeError, change_category, undo_latest_change
 from hub.category_history import history as category_history
 from hub.member_data import erase_member, export_member
 from hub.models import (
@@ -154,6 +154,40 @@ def read_category_history(
     _own_or(user, member_id, MANAGE)
     get_member(session, member_id)
     return category_history(session, member_id)
+
+
+@router.delete(
+    "/{member_id}/categories/latest",
+    response_model=CategoryChangePublic,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "No change recorded, or its day is in a closed billing month"},
+    },
+    dependencies=[Allow(MANAGE)],
+)
+def undo_category_change(
+    member_id: PathId, session: SessionDep, user: CurrentUser
+) -> CategoryChangePublic:
+    """Take back the member's latest category change (recorded by mistake): they are in
+    their previous category again. Not once a closed billing month was priced with it."""
+    member = get_member(session, member_id)
+    try:
+        undone = undo_latest_change(session, member)
+    except CategoryChangeError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    audit(
+        session,
+        user,
+        "member.category_undo",
+        "member",
+        member.ref,
+        category=undone.category,
+        category_from=undone.effective_from.isoformat(),
+        back_to=undone.previous_category,
+    )
+    taken_back = CategoryChangePublic.model_validate(undone, from_attributes=True)
+    session.commit()
+    return taken_back
 
 
 @router.patch(

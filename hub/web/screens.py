@@ -141,6 +141,33 @@ def member_page(
     return _member_page(request, session, user, member_id)
 
 
+@router.post(
+    "/members/{member_id}/categories/undo", response_class=HTMLResponse, dependencies=[Checked]
+)
+def undo_category_change(
+    request: Request,
+    member_id: int,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+) -> Response:
+    """The member page's "take back the latest change": the API's own rule and audit."""
+    _existing_member(session, member_id)
+    try:
+        undone = members_api.undo_category_change(member_id, session, user)
+    except PROBLEMS as exc:
+        session.rollback()
+        return _member_page(
+            request, session, user, member_id, problem=error_message(exc), status_code=409
+        )
+    return _member_page(
+        request,
+        session,
+        user,
+        member_id,
+        notice=f"category change taken back: {undone.previous_category.value} again",
+    )
+
+
 @router.post("/members/{member_id}/badges", response_class=HTMLResponse, dependencies=[Checked])
 def enrol_badge(
     request: Request,

@@ -468,6 +468,22 @@ def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestC
         (before, new, first.isoformat())
     ]
 
+    # Taken back from the page: a trainer may not, a manager may, once (then nothing is left).
+    undo = f"/web/members/{lea.id}/categories/undo"
+    assert hub.post(undo).status_code == 403  # no form token
+    taken = hub.post(undo, data={"csrf": token})
+    assert taken.status_code == 200
+    assert f"category change taken back: {before} again" in taken.text
+    assert "categories-heading" not in taken.text  # no history left to show
+    with Session(engine) as session:
+        assert session.get(Member, lea.id).category.value == before
+    again = hub.post(undo, data={"csrf": token})
+    assert again.status_code == 409 and "never changed" in again.text
+    hub.cookies.clear()
+    trainer = sign_in(hub, "test-trainer", PASSWORD)
+    refused = hub.post(undo, data={"csrf": trainer})
+    assert refused.status_code == 403 and "not open to your role" in refused.text
+
 
 def test_an_admin_creates_and_edits_machines_and_types(hub: TestClient) -> None:
     token = sign_in(hub, "test-admin", PASSWORD)

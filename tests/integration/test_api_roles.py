@@ -65,6 +65,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("POST", "/api/v1/members/{other}/erase", None, {A}),
     ("GET", "/api/v1/members/{own}/categories", None, {M, G, A}),
     ("GET", "/api/v1/members/{other}/categories", None, MANAGE),
+    ("DELETE", "/api/v1/members/{other}/categories/latest", None, MANAGE),
     ("GET", "/api/v1/badges", None, MANAGE),
     ("POST", "/api/v1/badges", {"uid": "0A0B0C0D", "member_id": 2}, MANAGE),
     ("POST", "/api/v1/badges/{badge}/revoke", None, MANAGE),

@@ -317,8 +317,25 @@ def test_the_api_records_a_change_and_refuses_a_closed_month(lab) -> None:  # ty
         ("professional", "company", today.isoformat()),
     ]
     assert client.get("/api/v1/members/999999/categories", headers=manager).status_code == 404
+    # A change recorded by mistake is taken back, the latest first, down to none.
+    undo = f"/api/v1/members/{zid}/categories/latest"
+    undone = client.delete(undo, headers=manager)
+    assert undone.status_code == 200 and undone.json()["category"] == "company"
+    assert client.get(f"/api/v1/members/{zid}", headers=manager).json()["category"] == (
+        "professional"
+    )
+    assert client.delete(undo, headers=manager).json()["previous_category"] == "student"
+    assert client.get(f"/api/v1/members/{zid}", headers=manager).json()["category"] == "student"
+    assert client.get(f"/api/v1/members/{zid}/categories", headers=manager).json() == []
+    none_left = client.delete(undo, headers=manager)
+    assert none_left.status_code == 409 and "never changed" in none_left.json()["detail"]
     audit = client.get("/api/v1/audit", headers=bearer(tokens[Role.ADMIN])).json()
-    assert audit[0]["action"] == "member.update"
+    assert [a["action"] for a in audit[:3]] == [
+        "member.category_undo",
+        "member.category_undo",
+        "member.update",
+    ]
+    assert audit[0]["detail"]["back_to"] == "student"
 
 
 IMPORTED = """name,email,category,badges
@@ -443,3 +460,27 @@ def test_a_close_waits_for_a_change_in_progress_and_bills_with_it(engine: Engine
         (statement,) = [s for s in month_statements(session, "2026-10") if s.payer_ref == "dana"]
         # D1 6,00 + D2 9,00 as a student; D3 15,00 + D4 30,00 as a professional.
         assert statement.total_cents == 600 + 900 + 1500 + 3000
+
+
+def test_a_change_a_closed_month_was_billed_with_cannot_be_taken_back(engine: Engine) -> None:
+    from hub.category_history import undo_latest_change
+
+    with Session(engine) as session:
+        change_category(
+            session,
+            dana(session),
+            "professional",
+            actor="manager",
+            tz=PARIS,
+            effective_from=date(2026, 10, 15),
+            now=NOW,
+        )
+        session.commit()
+        close_month(session, "2026-10", tz=PARIS, now=NOW, actor="manager")
+        session.commit()
+        with pytest.raises(CategoryChangeError, match="closed billing month 2026-10") as refused:
+            undo_latest_change(session, dana(session))
+        assert refused.value.closed
+        session.rollback()
+        assert dana(session).category == MemberCategory.PROFESSIONAL
+        assert len(history(session, dana(session).id or 0)) == 1
