@@ -99,7 +99,55 @@ def _id(value: str, field: str) -> int | None:
 
 
 def _members(session: Session) -> list[Member]:
+    """For linking a login to a member (the users pages, admins only)."""
     return list(session.exec(select(Member).order_by(col(Member.name)).limit(2000)).all())
+
+
+PAYER_SUGGESTIONS = 500
+
+
+def _payer_suggestions(session: Session, member: Member | None) -> list[tuple[str, str]]:
+    """(what to type, name) for the payer field's suggestions: members in category company
+    (the companies and schools that pay for their people) and those paying for someone
+    already; any other member is found by email or number. Never the whole member table."""
+    payers = select(Member.payer_id).where(col(Member.payer_id).is_not(None))
+    rows = session.exec(
+        select(Member)
+        .where((Member.category == MemberCategory.COMPANY) | col(Member.id).in_(payers))
+        .order_by(col(Member.name))
+        .limit(PAYER_SUGGESTIONS)
+    ).all()
+    return [(_payer_key(m), m.name) for m in rows if member is None or m.id != member.id]
+
+
+def _payer(session: Session, member: Member) -> Member | None:
+    return session.get(Member, member.payer_id) if member.payer_id else None
+
+
+def _payer_key(member: Member) -> str:
+    return member.email or str(member.id)
+
+
+def _payer_id(session: Session, value: str) -> int | None:
+    """The payer field: empty (they pay themselves), a member number, or an email."""
+    value = value.strip()
+    if not value or value.isdigit():
+        return _id(value, "payer_id")
+    found = session.exec(select(Member.id).where(Member.email == value.lower())).first()
+    if found is None:
+        found = session.exec(select(Member.id).where(Member.ref == value)).first()
+    if found is None:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "payer_id"),
+                    "msg": f"no member with email or number {value!r}; leave empty when "
+                    "they pay for themselves",
+                }
+            ]
+        )
+    return int(found)
 
 
 # --- members ------------------------------------------------------------------------------
@@ -127,9 +175,7 @@ def _member_form(
             "problem": errors.get(""),
             "categories": list(MemberCategory),
             "statuses": list(MemberStatus),
-            "payers": [
-                (m.id, m.name) for m in _members(session) if member is None or m.id != member.id
-            ],
+            "payers": _payer_suggestions(session, member),
         },
         user=user,
         status_code=status_code,
@@ -165,7 +211,7 @@ def create_member(
     email: Annotated[str, Form(max_length=320)] = "",
     category: Annotated[str, Form(max_length=20)] = "individual",
     status: Annotated[str, Form(max_length=20)] = "active",
-    payer_id: Annotated[str, Form(max_length=12)] = "",
+    payer_id: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     values = _member_values(name, email, category, status, payer_id)
     try:
@@ -178,7 +224,7 @@ def create_member(
                     "email": _text(email),
                     "category": category,
                     "status": status,
-                    "payer_id": _id(payer_id, "payer_id"),
+                    "payer_id": _payer_id(session, payer_id),
                 }
             ),
             session,
@@ -210,7 +256,7 @@ def edit_member_page(
         member.email or "",
         member.category.value,
         member.status.value,
-        str(member.payer_id or ""),
+        _payer_key(payer) if (payer := _payer(session, member)) else "",
     )
     return _member_form(request, session, user, values, member=member)
 
@@ -227,7 +273,7 @@ def update_member(
     category: Annotated[str, Form(max_length=20)] = "individual",
     category_from: Annotated[str, Form(max_length=10)] = "",
     status: Annotated[str, Form(max_length=20)] = "active",
-    payer_id: Annotated[str, Form(max_length=12)] = "",
+    payer_id: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     member = _existing_member(session, member_id)
     values = _member_values(name, email, category, status, payer_id, category_from)
@@ -239,7 +285,7 @@ def update_member(
             "email": _text(email),
             "category": category,
             "status": status,
-            "payer_id": _id(payer_id, "payer_id"),
+            "payer_id": _payer_id(session, payer_id),
         }
         if category_from.strip():  # empty: a new category takes effect today
             changes["category_from"] = category_from.strip()

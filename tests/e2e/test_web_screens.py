@@ -421,6 +421,38 @@ def test_a_manager_creates_and_edits_a_member_and_sees_refusals_by_the_field(
         assert actions.count("member.create") == 1 and "member.update" in actions
 
 
+def test_the_payer_is_given_by_email_or_number_with_companies_suggested(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        acme = Member(name="ACME SARL", email="compta@acme.example", category="company")
+        session.add(acme)
+        session.commit()
+        lea = session.exec(select(Member).where(Member.email == "lea@example.org")).one()
+        acme_id, lea_id = acme.id, lea.id
+    fields = {"name": lea.name, "email": "lea@example.org", "category": lea.category.value}
+    form = hub.get(f"/web/members/{lea_id}/edit")
+    assert '<option value="compta@acme.example">ACME SARL</option>' in form.text
+    unknown = hub.post(
+        f"/web/members/{lea_id}/edit",
+        data={**fields, "payer_id": "nobody@acme.example", "csrf": token},
+    )
+    assert unknown.status_code == 422
+    assert 'id="payer_id-error">no member with email or number' in unknown.text
+    by_email = hub.post(
+        f"/web/members/{lea_id}/edit",
+        data={**fields, "payer_id": "COMPTA@acme.example", "csrf": token},
+    )
+    assert by_email.status_code == 200
+    with Session(engine) as session:
+        assert session.get(Member, lea_id).payer_id == acme_id
+    # The form shows the payer by email; an empty field: Léa pays for herself again.
+    assert 'value="compta@acme.example"' in hub.get(f"/web/members/{lea_id}/edit").text
+    hub.post(f"/web/members/{lea_id}/edit", data={**fields, "payer_id": "", "csrf": token})
+    with Session(engine) as session:
+        assert session.get(Member, lea_id).payer_id is None
+
+
 def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestClient) -> None:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo

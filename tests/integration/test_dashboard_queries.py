@@ -197,11 +197,14 @@ def test_the_dashboard_and_its_stream_read_only_the_member_in_session(
     assert set(reads.rows) == {1}
 
 
-@pytest.mark.parametrize("path", ["/web/machines/laser-1", "/web/trainings", "/web/billing"])
+@pytest.mark.parametrize(
+    "path", ["/web/machines/laser-1", "/web/trainings", "/web/billing", "/web/members/new"]
+)
 def test_the_machine_trainings_and_billing_pages_read_only_the_members_they_name(
     dashboard: tuple[TestClient, dict[str, str]], path: str
 ) -> None:
-    """They used to load every member to look up a few names."""
+    """They used to load every member to look up a few names (the member form: to offer
+    every member as a payer)."""
     client, headers = dashboard
     engine = client.app.state.engine  # type: ignore[attr-defined]
     with member_reads(engine) as reads:
