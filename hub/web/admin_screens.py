@@ -16,6 +16,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request, Up
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from hub.api import accounts as accounts_api
@@ -113,7 +114,7 @@ def _payer_suggestions(session: Session, member: Member | None) -> list[tuple[st
     payers = select(Member.payer_id).where(col(Member.payer_id).is_not(None))
     rows = session.exec(
         select(Member)
-        .where((Member.category == MemberCategory.COMPANY) | col(Member.id).in_(payers))
+        .where(or_(col(Member.category) == MemberCategory.COMPANY, col(Member.id).in_(payers)))
         .order_by(col(Member.name))
         .limit(PAYER_SUGGESTIONS)
     ).all()
