@@ -99,11 +99,6 @@ def _id(value: str, field: str) -> int | None:
     return int(value)
 
 
-def _members(session: Session) -> list[Member]:
-    """For linking a login to a member (the users pages, admins only)."""
-    return list(session.exec(select(Member).order_by(col(Member.name)).limit(2000)).all())
-
-
 PAYER_SUGGESTIONS = 500
 
 
@@ -131,9 +126,15 @@ def _payer_key(member: Member) -> str:
 
 def _payer_id(session: Session, value: str) -> int | None:
     """The payer field: empty (they pay themselves), a member number, or an email."""
+    return _member_by_text(session, value, "payer_id", "leave empty when they pay for themselves")
+
+
+def _member_by_text(session: Session, value: str, field: str, hint: str) -> int | None:
+    """A member typed into a form: their number or their email (or their pseudonymous ref);
+    None when empty. An unknown one is a mistake in `field`."""
     value = value.strip()
     if not value or value.isdigit():
-        return _id(value, "payer_id")
+        return _id(value, field)
     found = session.exec(select(Member.id).where(Member.email == value.lower())).first()
     if found is None:
         found = session.exec(select(Member.id).where(Member.ref == value)).first()
@@ -142,9 +143,8 @@ def _payer_id(session: Session, value: str) -> int | None:
             [
                 {
                     "type": "value_error",
-                    "loc": ("body", "payer_id"),
-                    "msg": f"no member with email or number {value!r}; leave empty when "
-                    "they pay for themselves",
+                    "loc": ("body", field),
+                    "msg": f"no member with email or number {value!r}; {hint}",
                 }
             ]
         )
@@ -601,14 +601,19 @@ def _users_page(
     status_code: int = 200,
 ) -> Response:
     errors = errors or {}
-    members = _members(session)
+    users = accounts_api.list_users(session, limit=1000, offset=0)
+    linked = sorted({u.member_id for u in users if u.member_id})
+    names = (
+        dict(session.exec(select(Member.id, Member.name).where(col(Member.id).in_(linked))).all())
+        if linked
+        else {}
+    )
     return render(
         request,
         "users.html",
         {
-            "users": accounts_api.list_users(session, limit=1000, offset=0),
-            "names": {m.id: m.name for m in members},
-            "member_options": [(m.id, m.name) for m in members],
+            "users": users,
+            "names": names,  # only the members linked to a login
             "roles": list(Role),
             "v": values or {"username": "", "role": "member", "member_id": ""},
             "errors": errors,
@@ -634,7 +639,7 @@ def create_user(
     username: Annotated[str, Form(max_length=80)] = "",
     password: Annotated[str, Form(max_length=200)] = "",
     role: Annotated[str, Form(max_length=20)] = "member",
-    member_id: Annotated[str, Form(max_length=12)] = "",
+    member_id: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     values = {"username": username, "role": role, "member_id": member_id}
     try:
@@ -644,7 +649,7 @@ def create_user(
                     "username": username.strip(),
                     "password": password,
                     "role": role,
-                    "member_id": _id(member_id, "member_id"),
+                    "member_id": _member_by_text(session, member_id, "member_id", LINKED_HINT),
                 }
             ),
             session,
@@ -673,7 +678,7 @@ def _user_page(
         "user.html",
         {
             "target": target,
-            "member_options": [(m.id, m.name) for m in _members(session)],
+            "v": {"member_id": _linked_key(session, target)},
             "roles": list(Role),
             "tokens": accounts_api.list_tokens(session, user, target.id),
             "errors": errors,
@@ -683,6 +688,14 @@ def _user_page(
         user=user,
         status_code=status_code,
     )
+
+
+def _linked_key(session: Session, target: User) -> str:
+    member = session.get(Member, target.member_id) if target.member_id else None
+    return _payer_key(member) if member else ""
+
+
+LINKED_HINT = "leave empty for a login without a member"
 
 
 def _existing_user(session: Session, user_id: int) -> User:
@@ -726,11 +739,15 @@ def update_user(
     session: SessionDep,
     user: Annotated[User, Page(ADMIN)],
     role: Annotated[str, Form(max_length=20)] = "member",
-    member_id: Annotated[str, Form(max_length=12)] = "",
+    member_id: Annotated[str, Form(max_length=320)] = "",
     active: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     try:
-        body = {"role": role, "member_id": _id(member_id, "member_id"), "active": bool(active)}
+        body = {
+            "role": role,
+            "member_id": _member_by_text(session, member_id, "member_id", LINKED_HINT),
+            "active": bool(active),
+        }
     except RequestValidationError as exc:
         target = _existing_user(session, user_id)
         errors = field_errors(exc, USER_FIELDS)
@@ -911,10 +928,11 @@ def purge_now(
 # Billing has no API routes: these call the store functions `atelier hub billing` calls,
 # with the same audit rows, and re-publish the lists when a balance or plan changes.
 def _billing_member(session: Session, member_id: str) -> Member:
-    chosen = _id(member_id, "member_id")
+    hint = "give the member by email or number"
+    chosen = _member_by_text(session, member_id, "member_id", hint)
     member = session.get(Member, chosen) if chosen else None
     if member is None:
-        raise invalid("member_id", "pick a member")
+        raise invalid("member_id", hint)
     return member
 
 
@@ -947,7 +965,7 @@ def top_up(
     session: SessionDep,
     background: BackgroundTasks,
     user: Annotated[User, Page(MANAGE)],
-    member_id: Annotated[str, Form(max_length=12)] = "",
+    member_id: Annotated[str, Form(max_length=320)] = "",
     amount: Annotated[str, Form(max_length=20)] = "",
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
@@ -984,7 +1002,7 @@ def set_plan(
     session: SessionDep,
     background: BackgroundTasks,
     user: Annotated[User, Page(MANAGE)],
-    member_id: Annotated[str, Form(max_length=12)] = "",
+    member_id: Annotated[str, Form(max_length=320)] = "",
     plan: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     from hub.billing_store import set_plan as store

@@ -744,8 +744,10 @@ def billing_view(
             "statements": statements,
             "accounts": accounts,
             "rates": rates,
+            # Suggestions for the top-up and plan forms: the account holders; any other
+            # member is typed by email or number (a lab's whole member table is not sent).
             "member_options": [
-                (m.id, m.name) for m in sorted(names.values(), key=lambda m: m.name)
+                (m.email or str(m.id), m.name) for m in sorted(names.values(), key=lambda m: m.name)
             ],
             "type_options": [
                 (t.code, f"{t.name} ({t.code})")

@@ -681,11 +681,18 @@ def test_an_admin_manages_users_and_everyone_their_own_tokens(hub: TestClient) -
     # The admin promotes her, then disables her: her web session ends at once.
     hub.cookies.clear()
     token = sign_in(hub, "test-admin", PASSWORD)
-    promoted = hub.post(
+    stranger = hub.post(
         f"/web/users/{lea_user.id}",
-        data={"role": "trainer", "member_id": str(lea.id), "active": "1", "csrf": token},
+        data={"role": "trainer", "member_id": "nobody@example.org", "active": "1", "csrf": token},
+    )
+    assert stranger.status_code == 422
+    assert 'id="member_id-error">no member with email or number' in stranger.text
+    promoted = hub.post(  # the member given by email this time
+        f"/web/users/{lea_user.id}",
+        data={"role": "trainer", "member_id": "lea@example.org", "active": "1", "csrf": token},
     )
     assert promoted.status_code == 200 and "user saved" in promoted.text
+    assert 'value="lea@example.org"' in promoted.text  # the linked member, by email
     short = hub.post(f"/web/users/{lea_user.id}/password", data={"password": "x", "csrf": token})
     assert short.status_code == 422 and 'id="password-error"' in short.text
     disabled = hub.post(
@@ -740,7 +747,14 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
     )
     assert wrong.status_code == 422 and 'id="topup_amount-error">amount' in wrong.text
     nobody = hub.post("/web/billing/topup", data={"member_id": "", "amount": "5", "csrf": token})
-    assert nobody.status_code == 422 and 'id="topup_member_id-error">pick a member' in nobody.text
+    assert nobody.status_code == 422
+    assert 'id="topup_member_id-error">give the member by email or number' in nobody.text
+    stranger = hub.post(
+        "/web/billing/topup",
+        data={"member_id": "nobody@example.org", "amount": "5", "csrf": token},
+    )
+    assert stranger.status_code == 422
+    assert 'id="topup_member_id-error">no member with email or number' in stranger.text
     topped = hub.post(
         "/web/billing/topup",
         data={"member_id": str(hugo.id), "amount": "12,50", "note": "receipt 42", "csrf": token},
@@ -750,10 +764,19 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
         "/web/billing/plan", data={"member_id": str(hugo.id), "plan": "prepaid", "csrf": token}
     )
     assert planned.status_code == 200
+    # Any member is typed by email, account or not; account holders are suggested.
+    assert '<option value="hugo@example.org">Hugo Petit</option>' in planned.text
+    by_email = hub.post(
+        "/web/billing/topup",
+        data={"member_id": "LEA@example.org", "amount": "3", "csrf": token},
+    )
+    assert by_email.status_code == 200 and "+3,00 €" in by_email.text
     with Session(engine) as session:
         account = session.get(BillingAccount, hugo.id)
         assert account.balance_cents == 1250 and account.prepaid_only
-        move = session.exec(select(BalanceMovement)).one()
+        move = session.exec(
+            select(BalanceMovement).where(BalanceMovement.member_id == hugo.id)
+        ).one()
         assert move.note == "receipt 42" and move.actor == "user:test-manager"
     rate = {
         "machine_type": "laser",
