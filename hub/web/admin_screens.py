@@ -113,14 +113,15 @@ def _payer_suggestions(session: Session, member: Member | None) -> list[tuple[st
         .order_by(col(Member.name))
         .limit(PAYER_SUGGESTIONS)
     ).all()
-    return [(_payer_key(m), m.name) for m in rows if member is None or m.id != member.id]
+    return [(_member_key(m), m.name) for m in rows if member is None or m.id != member.id]
 
 
 def _payer(session: Session, member: Member) -> Member | None:
     return session.get(Member, member.payer_id) if member.payer_id else None
 
 
-def _payer_key(member: Member) -> str:
+def _member_key(member: Member) -> str:
+    """How a form shows a member it names: their email, or their number when they have none."""
     return member.email or str(member.id)
 
 
@@ -257,7 +258,7 @@ def edit_member_page(
         member.email or "",
         member.category.value,
         member.status.value,
-        _payer_key(payer) if (payer := _payer(session, member)) else "",
+        _member_key(payer) if (payer := _payer(session, member)) else "",
     )
     return _member_form(request, session, user, values, member=member)
 
@@ -692,7 +693,7 @@ def _user_page(
 
 def _linked_key(session: Session, target: User) -> str:
     member = session.get(Member, target.member_id) if target.member_id else None
-    return _payer_key(member) if member else ""
+    return _member_key(member) if member else ""
 
 
 LINKED_HINT = "leave empty for a login without a member"
