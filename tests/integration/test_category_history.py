@@ -126,25 +126,18 @@ def dana(session: Session) -> Member:
     return session.exec(select(Member).where(Member.ref == "dana")).one()
 
 
+def dana_becomes(
+    session: Session, category: MemberCategory | str, day: date, actor: str = "manager"
+) -> MemberCategoryChange | None:
+    """Dana's category changes from `day`, recorded on NOW (not committed)."""
+    return change_category(
+        session, dana(session), category, actor=actor, tz=PARIS, effective_from=day, now=NOW
+    )
+
+
 def record_dana_changes(session: Session) -> None:
-    change_category(
-        session,
-        dana(session),
-        MemberCategory.PROFESSIONAL,
-        actor="user:manager",
-        tz=PARIS,
-        effective_from=date(2026, 10, 15),
-        now=NOW,
-    )
-    change_category(
-        session,
-        dana(session),
-        "company",
-        actor="user:manager",
-        tz=PARIS,
-        effective_from=date(2026, 11, 2),
-        now=NOW,
-    )
+    dana_becomes(session, MemberCategory.PROFESSIONAL, date(2026, 10, 15), actor="user:manager")
+    dana_becomes(session, "company", date(2026, 11, 2), actor="user:manager")
     session.commit()
 
 
@@ -202,47 +195,15 @@ def test_a_change_inside_or_before_a_closed_month_is_refused(engine: Engine) -> 
         session.commit()
         for day in (date(2026, 10, 20), date(2026, 9, 1)):
             with pytest.raises(CategoryChangeError, match="category_from.*2026-10") as refused:
-                change_category(
-                    session,
-                    dana(session),
-                    "professional",
-                    actor="test",
-                    tz=PARIS,
-                    effective_from=day,
-                    now=NOW,
-                )
+                dana_becomes(session, "professional", day, actor="test")
             assert refused.value.closed
         with pytest.raises(CategoryChangeError, match="after today") as future:
-            change_category(
-                session,
-                dana(session),
-                "professional",
-                actor="test",
-                tz=PARIS,
-                effective_from=date(2026, 11, 24),
-                now=NOW,
-            )
+            dana_becomes(session, "professional", date(2026, 11, 24), actor="test")
         assert not future.value.closed
-        change_category(
-            session,
-            dana(session),
-            "professional",
-            actor="test",
-            tz=PARIS,
-            effective_from=date(2026, 11, 10),
-            now=NOW,
-        )
+        dana_becomes(session, "professional", date(2026, 11, 10), actor="test")
         session.commit()
         with pytest.raises(CategoryChangeError, match="before the member's latest"):
-            change_category(
-                session,
-                dana(session),
-                "company",
-                actor="test",
-                tz=PARIS,
-                effective_from=date(2026, 11, 5),
-                now=NOW,
-            )
+            dana_becomes(session, "company", date(2026, 11, 5), actor="test")
         session.rollback()
         assert dana(session).category == MemberCategory.PROFESSIONAL
         assert len(session.exec(select(MemberCategoryChange)).all()) == 1
@@ -402,15 +363,7 @@ def test_a_change_waits_for_a_close_in_progress_then_is_refused(engine: Engine) 
 
     def change() -> object:
         with Session(engine) as session:
-            change = change_category(
-                session,
-                dana(session),
-                "professional",
-                actor="manager",
-                tz=PARIS,
-                effective_from=date(2026, 10, 15),
-                now=NOW,
-            )
+            change = dana_becomes(session, "professional", date(2026, 10, 15))
             session.commit()
             return change
 
@@ -433,15 +386,7 @@ def test_a_close_waits_for_a_change_in_progress_and_bills_with_it(engine: Engine
     """A change that took the books first is committed before the close reads the members:
     the close prices October's sessions from the 15th in the new category."""
     changing = Session(engine)
-    change_category(
-        changing,
-        dana(changing),
-        "professional",
-        actor="manager",
-        tz=PARIS,
-        effective_from=date(2026, 10, 15),
-        now=NOW,
-    )
+    dana_becomes(changing, "professional", date(2026, 10, 15))
 
     def close() -> object:
         with Session(engine) as session:
@@ -466,15 +411,7 @@ def test_a_change_a_closed_month_was_billed_with_cannot_be_taken_back(engine: En
     from hub.category_history import undo_latest_change
 
     with Session(engine) as session:
-        change_category(
-            session,
-            dana(session),
-            "professional",
-            actor="manager",
-            tz=PARIS,
-            effective_from=date(2026, 10, 15),
-            now=NOW,
-        )
+        dana_becomes(session, "professional", date(2026, 10, 15))
         session.commit()
         close_month(session, "2026-10", tz=PARIS, now=NOW, actor="manager")
         session.commit()
