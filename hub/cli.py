@@ -162,6 +162,21 @@ def mqtt_credentials(
         list[str] | None,
         typer.Option(help="a bridge-<site> account for this site too (repeat for several)"),
     ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="accounts only for the machines (and plugs) of this site (repeat for several): "
+            "a site broker's own; default every machine"
+        ),
+    ] = None,
+    no_agents: Annotated[
+        bool,
+        typer.Option(
+            "--no-agents",
+            help="no machine or plug accounts at all: a regional broker all of whose sites "
+            "bridge (their agents connect to their site broker)",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """One broker account per machine, confined to its own topics; the hub's reads all.
@@ -174,6 +189,9 @@ def mqtt_credentials(
     from hub.core.db import migrate as run_migrations
     from hub.mqtt_accounts import secret_path, write_credentials
 
+    if no_agents and site:
+        typer.echo("--no-agents and --site: give one or the other", err=True)
+        raise typer.Exit(2)
     settings = load_settings(config)
     if not settings.mqtt_username:
         typer.echo(
@@ -195,12 +213,16 @@ def mqtt_credentials(
             rotate=set(rotate or []),
             bridges=bridges,
             bridge_sites=bridge_site or [],
+            sites=site or [],
+            agents=not no_agents,
         )
     except ValueError as exc:  # a plug topic, site or account name the ACL cannot take
         typer.echo(f"nothing written: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
+    for name in sorted(set(site or []) - {a.site for a in written.agents}):
+        typer.echo(f"--site {name}: no machine of that site in the machines table", err=True)
     counts = f"{len(written.agents)} agent account(s), {len(written.plugs)} plug account(s)"
     if bridges or bridge_site:
         counts += f", {len(written.bridges)} bridge account(s)"

@@ -235,18 +235,25 @@ def write_credentials(
     file_mode: int = 0o640,
     bridges: bool = False,
     bridge_sites: Iterable[str] = (),
+    sites: Iterable[str] = (),
+    agents: bool = True,
 ) -> Credentials:
     """Write the password file and ACL for every machine and plug; returns the accounts.
 
     With `bridges`, also an account for the bridge of every site in the machines table (for a
-    regional broker); `bridge_sites` names sites to give one whether or not they have machines."""
+    regional broker); `bridge_sites` names sites to give one whether or not they have machines.
+    `sites`, when given, limits the machines' and plugs' accounts to those sites' machines (a
+    site broker: its own); without `agents`, none at all (a regional broker all of whose sites
+    bridge: their agents connect to their site broker)."""
     rotate = rotate or set()
     with Session(engine) as session:
         machines = session.exec(select(Machine).order_by(Machine.code)).all()
-    accounts = [
+    wanted = {check_slug(site, "site") for site in sites}
+    every = [
         Account(username=m.agent_id or m.code, site=m.site, machine=m.code, plug_topic=m.plug_topic)
         for m in machines
     ]
+    accounts = [a for a in every if agents and (not wanted or a.site in wanted)]
     sites = list(bridge_sites) + ([m.site for m in machines] if bridges else [])
     # First: a refused plug topic or site, or a name taken twice, leaves every file as it was.
     bridge_list = bridge_accounts(sites)
@@ -261,7 +268,9 @@ def write_credentials(
         entries.append(f"{username}:{mosquitto_hash(password)}")
     _write(password_file, "\n".join(entries) + "\n", file_mode)
     _write(acl_file, acl, file_mode)
-    kept = {hub_user, *usernames, *(p.username for p in plugs)}
+    # Another site's machines keep their passwords: only a machine gone from the table loses it.
+    kept = {hub_user, *usernames, *(a.username for a in every)}
+    kept |= {plug_username(a.machine) for a in every if a.plug_topic and a.machine}
     removed = _remove_stale_secrets(secrets_dir, kept)
     return Credentials(agents=accounts, plugs=plugs, bridges=bridge_list, removed=removed)
 

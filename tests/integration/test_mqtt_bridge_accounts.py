@@ -280,3 +280,36 @@ def test_a_site_bridge_carries_its_own_site_and_nothing_else(
                 part.close()
             else:
                 part.stop()
+
+
+def test_a_site_broker_gets_its_own_sites_accounts_and_a_regional_one_none(
+    tmp_path: Path, two_sites: str
+) -> None:
+    out = tmp_path / "out"
+    everyone = credentials(out)
+    assert everyone.exit_code == 0, everyone.output
+    south_secret = (out / "secrets" / "printer-1.mqtt-password").read_text()
+
+    south = credentials(out, "--site", "south")  # south's broker: printer-1 only
+    assert south.exit_code == 0, south.output
+    users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
+    assert users == ["hub", "printer-1"]
+    assert "user laser-1" not in (out / "acl").read_text()
+    # North's machines keep their passwords for north's own run: only a gone machine loses it.
+    assert "deleted" not in south.output
+    assert (out / "secrets" / "laser-1.mqtt-password").exists()
+    assert (out / "secrets" / "printer-1.mqtt-password").read_text() == south_secret
+
+    regional = credentials(out, "--bridges", "--no-agents")
+    assert regional.exit_code == 0, regional.output
+    assert "0 agent account(s), 0 plug account(s), 2 bridge account(s)" in regional.output
+    users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
+    assert users == ["hub", "bridge-north", "bridge-south"]
+
+    nowhere = credentials(out, "--site", "east")
+    assert nowhere.exit_code == 0
+    assert "--site east: no machine of that site" in nowhere.output
+    both = credentials(out, "--site", "north", "--no-agents")
+    assert both.exit_code == 2 and "give one or the other" in both.output
+    bad = credentials(out, "--site", "North!")
+    assert bad.exit_code == 2 and "site 'North!' is not a valid id" in bad.output
