@@ -122,7 +122,7 @@ def network(tmp_path: Path, database_url: str) -> Iterator[Network]:
         session.commit()
     engine.dispose()
 
-    # The region's accounts as `atelier hub mqtt-credentials --bridges` writes them.
+    # The region's accounts as `atelier hub mqtt-credentials --bridges --no-agents` writes them.
     regional, bridge_passwords = regional_broker_from_hub(tmp_path / "regional", database_url)
     assert set(bridge_passwords) == set(MACHINES)
     started: list[MosquittoBroker | TcpLink | Proc] = []

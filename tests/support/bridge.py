@@ -114,9 +114,10 @@ def regional_broker(workdir: Path, sites: list[str]) -> tuple[MosquittoBroker, d
 def regional_broker_from_hub(
     workdir: Path, database_url: str
 ) -> tuple[MosquittoBroker, dict[str, str]]:
-    """The region's broker on the files `mqtt-credentials --bridges` writes from the hub's
-    machines: the hub's account, every agent's and one bridge account per site. Returns the
-    broker and each site's bridge password (from the secrets directory, as a deploy reads it)."""
+    """The region's broker on the files `mqtt-credentials --bridges --no-agents` writes from
+    the hub's machines: the hub's account and one bridge account per site, no agent's (every
+    agent connects to its site's broker). Returns the broker and each site's bridge password
+    (from the secrets directory, as a deploy reads it)."""
     passwd, acl, secrets_dir = workdir / "passwd", workdir / "acl", workdir / "secrets"
     hub_password = secrets.token_urlsafe(12)
     engine = make_engine(database_url)
@@ -129,6 +130,7 @@ def regional_broker_from_hub(
             hub_user="hub",
             hub_password=hub_password,
             bridges=True,
+            agents=False,
         )
     finally:
         engine.dispose()
