@@ -42,6 +42,15 @@ def first_open_day(session: Session) -> date | None:
     return None if latest is None else parse_month(latest)[1]
 
 
+def _closed_month_holding(session: Session, day: date) -> tuple[str, date] | None:
+    """The latest closed billing month and the first open day, when `day` is in or before
+    that month (its statements, so its categories, are frozen); None when `day` is open."""
+    open_from = first_open_day(session)
+    if open_from is None or day >= open_from:
+        return None
+    return (open_from - timedelta(days=1)).strftime("%Y-%m"), open_from
+
+
 def change_category(
     session: Session,
     member: Member,
@@ -75,9 +84,8 @@ def change_category(
             f"{FIELD}: {day} is after today ({today} in the lab); record the change on the day"
         )
     lock_books(session)  # a month being closed now is closed before we look
-    open_from = first_open_day(session)
-    if open_from is not None and day < open_from:
-        closed = (open_from - timedelta(days=1)).strftime("%Y-%m")
+    if (closing := _closed_month_holding(session, day)) is not None:
+        closed, open_from = closing
         raise CategoryChangeError(
             f"{FIELD}: {day} is in or before the closed billing month {closed}, whose statements "
             f"cannot change; give {open_from} or later",
@@ -127,9 +135,8 @@ def undo_latest_change(session: Session, member: Member) -> MemberCategoryChange
     ).first()
     if latest is None:
         raise CategoryChangeError(f"{FIELD}: the member's category has never changed")
-    open_from = first_open_day(session)
-    if open_from is not None and latest.effective_from < open_from:
-        closed = (open_from - timedelta(days=1)).strftime("%Y-%m")
+    if (closing := _closed_month_holding(session, latest.effective_from)) is not None:
+        closed, _ = closing
         raise CategoryChangeError(
             f"{FIELD}: the latest change, effective {latest.effective_from}, is in or before the "
             f"closed billing month {closed}, which was billed with it; correct it with a "

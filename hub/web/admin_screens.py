@@ -39,7 +39,7 @@ from hub.models import (
 from hub.mqtt_accounts import PLUG_TOPIC_MAX
 from hub.web.csrf import Checked
 from hub.web.i18n import N_
-from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
+from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 RATE_CSV_MAX = 1_000_000
@@ -113,16 +113,11 @@ def _payer_suggestions(session: Session, member: Member | None) -> list[tuple[st
         .order_by(col(Member.name))
         .limit(PAYER_SUGGESTIONS)
     ).all()
-    return [(_member_key(m), m.name) for m in rows if member is None or m.id != member.id]
+    return [(member_key(m), m.name) for m in rows if member is None or m.id != member.id]
 
 
 def _payer(session: Session, member: Member) -> Member | None:
     return session.get(Member, member.payer_id) if member.payer_id else None
-
-
-def _member_key(member: Member) -> str:
-    """How a form shows a member it names: their email, or their number when they have none."""
-    return member.email or str(member.id)
 
 
 def _payer_id(session: Session, value: str) -> int | None:
@@ -258,7 +253,7 @@ def edit_member_page(
         member.email or "",
         member.category.value,
         member.status.value,
-        _member_key(payer) if (payer := _payer(session, member)) else "",
+        member_key(payer) if (payer := _payer(session, member)) else "",
     )
     return _member_form(request, session, user, values, member=member)
 
@@ -603,12 +598,8 @@ def _users_page(
 ) -> Response:
     errors = errors or {}
     users = accounts_api.list_users(session, limit=1000, offset=0)
-    linked = sorted({u.member_id for u in users if u.member_id})
-    names = (
-        dict(session.exec(select(Member.id, Member.name).where(col(Member.id).in_(linked))).all())
-        if linked
-        else {}
-    )
+    linked = members_api.members_by_id(session, {u.member_id for u in users if u.member_id})
+    names = {member_id: m.name for member_id, m in linked.items()}
     return render(
         request,
         "users.html",
@@ -693,7 +684,7 @@ def _user_page(
 
 def _linked_key(session: Session, target: User) -> str:
     member = session.get(Member, target.member_id) if target.member_id else None
-    return _member_key(member) if member else ""
+    return member_key(member) if member else ""
 
 
 LINKED_HINT = "leave empty for a login without a member"

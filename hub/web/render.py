@@ -85,6 +85,12 @@ def _day(context: Any, value: date | None) -> str:
 templates.env.filters.update(when=_when, day=_day, number=_number, money=_money)
 
 
+def member_key(member: Any) -> str:
+    """How a form shows a member it names, and what it takes back: their email, or their
+    number when they have none (hub/web/admin_screens.py resolves either)."""
+    return member.email or str(member.id)
+
+
 class PageError(Exception):
     """A page refused: shown as a page (or a redirect to the login), not as JSON."""
 

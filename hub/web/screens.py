@@ -41,7 +41,7 @@ from hub.models import (
 )
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
-from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
+from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
@@ -81,14 +81,6 @@ def members_page(
         {"members": rows, "q": q or "", "category": chosen, "categories": list(MemberCategory)},
         user=user,
     )
-
-
-def _members_by_id(session: Session, ids: set[int]) -> dict[int, Member]:
-    """These members, by id, in one query: a page never loads the whole member table."""
-    wanted = sorted(i for i in ids if 1 <= i <= MAX_ID)
-    if not wanted:
-        return {}
-    return {m.id: m for m in session.exec(select(Member).where(col(Member.id).in_(wanted))) if m.id}
 
 
 def _existing_member(session: Session, member_id: int) -> Member:
@@ -254,7 +246,7 @@ def _trainings_page(
         else []
     )
     # Only the members this page names: never the whole member table.
-    names = _members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
+    names = members_api.members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
     chosen = names.get(member_id) if member_id else None
     held = (
         trainings_api.list_trainings(
@@ -726,7 +718,7 @@ def billing_view(
         else []
     )
     held = session.exec(select(BillingAccount).order_by(col(BillingAccount.balance_cents))).all()
-    names = _members_by_id(session, {a.member_id for a in held})
+    names = members_api.members_by_id(session, {a.member_id for a in held})
     accounts = [(names.get(a.member_id), a) for a in held]
     rates = session.exec(
         select(BillingRate).order_by(
@@ -747,7 +739,7 @@ def billing_view(
             # Suggestions for the top-up and plan forms: the account holders; any other
             # member is typed by email or number (a lab's whole member table is not sent).
             "member_options": [
-                (m.email or str(m.id), m.name) for m in sorted(names.values(), key=lambda m: m.name)
+                (member_key(m), m.name) for m in sorted(names.values(), key=lambda m: m.name)
             ],
             "type_options": [
                 (t.code, f"{t.name} ({t.code})")
