@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlmodel import Session
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
@@ -30,9 +30,8 @@ def client(broker: MosquittoBroker, user: str, password: str, name: str) -> mqtt
     return c
 
 
-def test_each_agent_is_confined_to_its_own_topics(tmp_path: Path, monkeypatch) -> None:
-    if find_binary("mosquitto") is None:
-        pytest.skip("mosquitto is not installed")
+def demo_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The demo machines at site lab in a SQLite hub, and the CLI's settings for it."""
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     migrate(url)
     engine = make_engine(url)
@@ -42,20 +41,33 @@ def test_each_agent_is_confined_to_its_own_topics(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("ATELIER_DATABASE_URL", url)
     monkeypatch.setenv("ATELIER_MQTT_USERNAME", "hub")
     monkeypatch.setenv("ATELIER_MQTT_PASSWORD", "hub-secret")
-    passwd, acl, agents = tmp_path / "passwd", tmp_path / "acl", tmp_path / "agents"
-    result = runner.invoke(
+    return url
+
+
+def credentials(tmp_path: Path, *extra: str) -> Result:
+    """`atelier hub mqtt-credentials` writing passwd, acl and agents/ under tmp_path."""
+    return runner.invoke(
         app,
         [
             "hub",
             "mqtt-credentials",
             "--password-file",
-            str(passwd),
+            str(tmp_path / "passwd"),
             "--acl-file",
-            str(acl),
+            str(tmp_path / "acl"),
             "--secrets-dir",
-            str(agents),
+            str(tmp_path / "agents"),
+            *extra,
         ],
     )
+
+
+def test_each_agent_is_confined_to_its_own_topics(tmp_path: Path, monkeypatch) -> None:
+    if find_binary("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    demo_lab(tmp_path, monkeypatch)
+    passwd, acl, agents = tmp_path / "passwd", tmp_path / "acl", tmp_path / "agents"
+    result = credentials(tmp_path)
     assert result.exit_code == 0, result.output
     assert "4 agent account(s)" in result.output
     assert passwd.stat().st_mode & 0o777 == 0o640
@@ -146,20 +158,11 @@ def test_a_gone_machines_password_is_deleted_and_never_handed_to_its_successor(
 
     from hub.models import Machine
 
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-    monkeypatch.setenv("ATELIER_DATABASE_URL", url)
-    monkeypatch.setenv("ATELIER_MQTT_USERNAME", "hub")
-    monkeypatch.setenv("ATELIER_MQTT_PASSWORD", "hub-secret")
-    passwd, acl, agents = tmp_path / "passwd", tmp_path / "acl", tmp_path / "agents"
-    command = ["hub", "mqtt-credentials", "--password-file", str(passwd)]
-    command += ["--acl-file", str(acl), "--secrets-dir", str(agents)]
+    engine = make_engine(demo_lab(tmp_path, monkeypatch))
+    passwd, agents = tmp_path / "passwd", tmp_path / "agents"
 
     def write(*extra: str) -> str:
-        result = runner.invoke(app, [*command, *extra])
+        result = credentials(tmp_path, *extra)
         assert result.exit_code == 0, result.output
         return result.output
 
