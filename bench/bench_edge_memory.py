@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edge.agent import Agent
 from edge.config import parse_config
+from tests.support.processes import agent_command
 
 
 def rss_mb() -> float:
@@ -63,11 +64,6 @@ def sign_list(workdir: Path) -> str:
         )
     )
     return public_key_b64(key.public_key())
-
-
-def agent_program() -> list[str]:
-    exe = Path(sys.executable).with_name("atelier-agent")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "edge.service"]
 
 
 def process_rss_mb(pid: int) -> float:
@@ -113,7 +109,7 @@ def run_process(workdir: Path, public_key: str, sessions: int) -> None:
     config = write_config(workdir, public_key)
     log = (workdir / "agent.log").open("wb")
     agent = subprocess.Popen(
-        [*agent_program(), "--config", str(config), "--log-level", "warning"],
+        [*agent_command(), "--config", str(config), "--log-level", "warning"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,9 +46,9 @@ from hub.models import Event
 from protocol import EventType, decode_envelope, encode_envelope, new_envelope
 from tests.support.databases import throwaway_postgres_database
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.processes import atelier_command
 
 PUBLISHERS = 50
-REPO = Path(__file__).resolve().parents[1]
 
 
 def v5_client(broker: MosquittoBroker, client_id: str) -> mqtt.Client:
@@ -240,11 +239,6 @@ def worker_config(broker: MosquittoBroker, url: str, group: str, workdir: Path) 
     return path
 
 
-def worker_command() -> list[str]:
-    exe = Path(sys.executable).with_name("atelier")
-    return [str(exe)] if exe.exists() else [sys.executable, str(REPO / "atelier_cli.py")]
-
-
 def drain_shared(
     broker: MosquittoBroker, hub_id: str, group: str, url: str, expected: int, workdir: Path
 ) -> float:
@@ -257,7 +251,7 @@ def drain_shared(
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
             [
-                *worker_command(),
+                *atelier_command(),
                 "hub",
                 "ingest",
                 "--config",
