@@ -96,15 +96,17 @@ def allowlist_body(
         for uid, ref, status, level, expires, supervised in best.values()
     ]
     if bump_version:
+        floor = version_floor(now, reported=_reported_version(machine), machine=machine.code)
         # One atomic UPDATE: on PostgreSQL it holds the machine's row lock until commit, so
         # the hub and a CLI command publishing at once can never sign two lists with the
-        # same version (SQLite serialises writers anyway).
+        # same version (SQLite serialises writers anyway). The stored counter keeps two lists
+        # of the same millisecond apart; the floor keeps a restored counter from going back.
         machine.acl_version = session.execute(
             text(
-                "UPDATE machine SET acl_version = acl_version + 1 "
-                "WHERE id = :id RETURNING acl_version"
+                "UPDATE machine SET acl_version = CASE WHEN acl_version >= :floor "
+                "THEN acl_version + 1 ELSE :floor END WHERE id = :id RETURNING acl_version"
             ),
-            {"id": machine.id},
+            {"id": machine.id, "floor": floor},
         ).scalar_one()
     return {
         "v": 1,
@@ -118,6 +120,43 @@ def allowlist_body(
         "lock_reason": machine.lock_reason,
         "entries": entries,
     }
+
+
+# How far ahead of this hub's clock an agent's reported version may be and still count (a
+# hub whose clock ran ahead, then was restored from a backup). Beyond it the number cannot be
+# one this hub signed: a rogue agent account must not push its machine's versions to the top
+# of the range, where the next list could not be numbered.
+MAX_REPORTED_AHEAD = timedelta(days=30)
+
+
+def version_floor(now: datetime, *, reported: int | None = None, machine: str = "") -> int:
+    """The lowest version a list issued at `now` may carry: its issue time in milliseconds
+    since the epoch, and above the version the machine's agent last reported holding.
+
+    Versions therefore never go backwards across a database restored from a backup, nor
+    for a machine deleted and created again under the same code: the clock has moved on
+    since the agent's list was signed, and the agent's own report covers a clock that has
+    not. Within one millisecond the stored counter (`acl_version + 1`) keeps them apart."""
+    issued_ms = int(now.timestamp() * 1000)
+    if reported is None:
+        return issued_ms
+    limit = int((now + MAX_REPORTED_AHEAD).timestamp() * 1000)
+    if reported > limit:
+        log.warning(
+            "machine %s reports holding allow-list version %d, beyond any this hub signed "
+            "(its clock is %s); ignored",
+            machine,
+            reported,
+            utc_iso(now),
+        )
+        return issued_ms
+    return max(issued_ms, reported + 1)
+
+
+def _reported_version(machine: Machine) -> int | None:
+    """The list version the agent said it holds in its last status (None when unknown)."""
+    reported = (machine.last_status or {}).get("acl_version")
+    return reported if isinstance(reported, int) and not isinstance(reported, bool) else None
 
 
 def build_allowlist(

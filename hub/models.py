@@ -8,7 +8,16 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -141,7 +150,8 @@ class Machine(MachineBase, table=True):
     plug_topic: str | None = Field(default=None, max_length=200)
     locked: bool = False
     lock_reason: str | None = None
-    acl_version: int = 0
+    # Never below the time of issue in ms since the epoch (hub/allowlist.py): a BIGINT.
+    acl_version: int = Field(default=0, sa_type=BigInteger)
     online: bool = False
     last_telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     last_status: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -161,6 +171,13 @@ class MachinePublic(MachineBase):
     session_started_at: datetime | None = None
     progress: float | None = None  # printing, from the latest telemetry
     telemetry: dict[str, Any] | None = None
+    # The allow-list: the version the hub issued last, the one the agent reports holding,
+    # whether they agree (None: offline, or not reported), and the reason code of the last
+    # list the agent refused since it accepted one (stale, bad_signature, expired, ...).
+    acl_version: int = 0
+    agent_acl_version: int | None = None
+    acl_current: bool | None = None
+    acl_refused: str | None = None
     # The machine's settings only its administrators edit: in answers to an admin only, and
     # left out (not null) for every other role; see hub/api/machines.py.
     agent_id: str | None = Field(

@@ -36,6 +36,7 @@ from protocol.topics import SLUG_PATTERN
 
 # 5,000 members with a few badges each fit comfortably; the event limit does not apply here.
 MAX_ALLOWLIST_BYTES = 4 * 1024 * 1024
+MAX_LIST_VERSION = 2**63 - 1  # the hub's machine.acl_version is a BIGINT
 
 TrainingLevel = Literal["user", "trainer", "maintainer"]
 
@@ -65,7 +66,9 @@ class AllowList(BaseModel):
     site: str = Field(pattern=SLUG_PATTERN)
     machine: str = Field(pattern=SLUG_PATTERN)
     machine_type: str
-    version: int = Field(ge=1)  # strictly increasing per machine; an agent refuses older ones
+    # Strictly increasing per machine, an agent refuses older ones; the hub never issues one
+    # below the time of issue in ms since the epoch, so a restored database cannot go back.
+    version: int = Field(ge=1, le=MAX_LIST_VERSION)
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     locked: bool = False
@@ -83,6 +86,14 @@ class AllowList(BaseModel):
         if self._index is None or self._index[0] != id(self.entries):
             self._index = (id(self.entries), {e.badge: e for e in self.entries})
         return self._index[1]
+
+
+class ListRefused(ProtocolError):
+    """A list signed by the hub but not taken: `offered` is its (signed) version."""
+
+    def __init__(self, reason: str, detail: str, offered: int) -> None:
+        super().__init__(reason, detail)
+        self.offered = offered
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -165,7 +176,8 @@ def verify_allowlist(
 ) -> AllowList:
     """Check signature, expiry and version, or raise ProtocolError saying which failed.
 
-    Reason codes: not_json, unsigned, bad_signature, invalid_field, expired, stale.
+    Reason codes: not_json, unsigned, bad_signature, invalid_field, expired, stale; the
+    last two are a ListRefused, which carries the version the list offered.
     """
     body = open_signed(
         payload, public_key, field="list", what="allow-list", max_bytes=MAX_ALLOWLIST_BYTES
@@ -178,9 +190,13 @@ def verify_allowlist(
         raise ProtocolError("invalid_field", f"allow-list field '{where}': {err['msg']}") from None
     moment = now or datetime.now(UTC)
     if allowlist.expires_at <= moment:
-        raise ProtocolError("expired", f"allow-list expired at {utc_iso(allowlist.expires_at)}")
+        raise ListRefused(
+            "expired", f"allow-list expired at {utc_iso(allowlist.expires_at)}", allowlist.version
+        )
     if current_version is not None and allowlist.version <= current_version:
-        raise ProtocolError(
-            "stale", f"allow-list version {allowlist.version} is not newer than {current_version}"
+        raise ListRefused(
+            "stale",
+            f"allow-list version {allowlist.version} is not newer than {current_version}",
+            allowlist.version,
         )
     return allowlist
