@@ -41,9 +41,9 @@ from edge.hardware.readers import BadgeRead, BadgeReader
 from edge.integrations.busy import AnyBusy, BusySource
 from edge.journal import Journal, JournalFull
 from edge.transport import MqttTransport, Will
-from protocol.allowlist import AllowList, load_public_key, verify_allowlist
+from protocol.allowlist import AllowList, ListRefused, load_public_key, verify_allowlist
 from protocol.badges import normalise_uid
-from protocol.commands import verify_command
+from protocol.commands import MAX_AGE, verify_command
 from protocol.envelope import EventType, ProtocolError
 from protocol.messages import CommandName, Status, Telemetry
 from protocol.topics import TopicKind, topic
@@ -108,8 +108,11 @@ class Agent:
         self._enrolment: tuple[str, float] | None = None
         self._octoprint: Any = None
         self._busy_sources: list[BusySource] = []
-        # Ids of the last commands applied: QoS 1 may deliver one twice, an attacker may replay.
+        # Ids of the commands applied: QoS 1 may deliver one twice, an attacker may replay a
+        # captured one. Kept in the journal too, so a restart does not forget them.
         self._seen_commands: deque[uuid.UUID] = deque(maxlen=1000)
+        # The last allow-list refused since one was accepted: (reason code, offered version).
+        self._acl_refused: tuple[str, int | None] | None = None
         self._power_meter: Any = None
         self._any_busy = AnyBusy()
         self._running = False
@@ -594,6 +597,7 @@ class Agent:
         assert self.journal is not None
         state["backlog"] = self.journal.backlog()  # a query: outside the lock
         state["journal_full"] = self.journal.full
+        state["last_seq"] = self.journal.last_seq
         return state
 
     def _machine_state(self) -> dict[str, Any]:
@@ -616,6 +620,8 @@ class Agent:
             "busy": self.machine.busy,
             "locked": self.machine.locked,
             "acl_version": self.allowlist.version if self.allowlist else None,
+            "acl_refused": self._acl_refused[0] if self._acl_refused else None,
+            "acl_offered": self._acl_refused[1] if self._acl_refused else None,
             "connected": bool(self.transport and self.transport.connected),
             "enrolling": self._enrolling(),
         }
@@ -691,6 +697,9 @@ class Agent:
             reader_ok=bool(self._reader and self._reader.healthy),
             backlog=state["backlog"],
             acl_version=state["acl_version"],
+            acl_refused=state["acl_refused"],
+            acl_offered=state["acl_offered"],
+            last_seq=state["last_seq"] or None,
             # Status takes additive fields: the hub sees a full journal at once.
             journal="full" if state["journal_full"] else "ok",
         )
@@ -723,19 +732,22 @@ class Agent:
                 payload, self._public_key, now=self._clock(), current_version=current
             )
         except ProtocolError as exc:
-            if exc.reason != "stale" or current is None:
-                log.warning("allow-list refused (%s): %s", exc.reason, exc.detail)
+            offered = exc.offered if isinstance(exc, ListRefused) else None
+            if exc.reason == "stale" and offered == current:
+                return  # the list in force, delivered again (retained, on each reconnect)
+            self._refuse_allowlist(exc.reason, exc.detail, offered)
             return
         if new.machine != self.config.agent.machine:
-            log.warning(
-                "allow-list for machine %s refused: this is %s",
-                new.machine,
-                self.config.agent.machine,
+            self._refuse_allowlist(
+                "wrong_machine",
+                f"the list is for machine {new.machine}, this is {self.config.agent.machine}",
+                new.version,
             )
             return
         self._save_allowlist(payload)  # the file first, outside the lock (an fsync)
         with self._state_lock:
             self.allowlist = new
+            self._acl_refused = None
             now = self._clock()
             if new.locked and not self.machine.locked:
                 self._lock_from_list = True
@@ -746,6 +758,20 @@ class Agent:
             self._publish_status()
         log.info("allow-list version %s accepted (%d badges)", new.version, len(new.entries))
 
+    def _refuse_allowlist(self, reason: str, detail: str, offered: int | None) -> None:
+        """One line in the log, and the reason in every status until a list is accepted:
+        the hub shows and alerts on an agent that keeps an old list (a restored hub whose
+        versions went back, a list signed by another key)."""
+        log.warning(
+            "allow-list refused (%s): %s; keeping version %s",
+            reason,
+            detail,
+            self.allowlist.version if self.allowlist else "none",
+        )
+        with self._state_lock:
+            self._acl_refused = (reason, offered)
+        self._publish_status()
+
     def _on_command(self, payload: bytes) -> None:
         now = self._clock()
         try:
@@ -755,10 +781,14 @@ class Agent:
         except ProtocolError as exc:
             log.warning("command refused (%s): %s", exc.reason, exc.detail)
             return
-        if cmd.id in self._seen_commands:
+        assert self.journal is not None
+        if cmd.id in self._seen_commands or self.journal.command_applied(str(cmd.id)):
             log.warning("command %s refused: already applied (a replay)", cmd.id)
             return
         self._seen_commands.append(cmd.id)
+        # Written before the command acts: a crash in between cannot let it be applied twice.
+        if not self.journal.remember_command(str(cmd.id), cmd.ts, forget_before=now - 2 * MAX_AGE):
+            log.warning("command %s: disk full, remembered for this run only", cmd.id)
         if cmd.cmd is CommandName.SYNC:
             from_seq = cmd.args.get("from_seq")
             if isinstance(from_seq, int) and from_seq > 0:

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS event (
 CREATE INDEX IF NOT EXISTS event_unsent ON event (seq) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (id INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS command (id TEXT PRIMARY KEY, ts TEXT NOT NULL);
 """
 
 # Samples kept while the broker is away; older ones give way to newer ones.
@@ -52,6 +53,11 @@ MEMORY_KEEP = 10_000
 
 class JournalFull(sqlite3.OperationalError):
     """The disk is full and the in-memory reserve too: the event could not be kept."""
+
+
+def _sortable(value: datetime) -> str:
+    """UTC with microseconds always written, so that text order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -341,6 +347,23 @@ class Journal:
     def forget_telemetry(self, upto_id: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM telemetry WHERE id <= ?", (upto_id,))
+
+    # -- hub commands already applied -------------------------------------------------------
+    def command_applied(self, command_id: str) -> bool:
+        """True when a command with this id was applied before, in this run or an earlier one."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM command WHERE id=?", (command_id,)).fetchone()
+        return row is not None
+
+    def remember_command(self, command_id: str, ts: datetime, *, forget_before: datetime) -> bool:
+        """Record a command as applied, before it is applied, and forget those issued before
+        `forget_before` (the agent refuses them by age anyway). False when the disk had no
+        room: the caller still knows the id for this run."""
+        with self._lock:
+            self._try("DELETE FROM command WHERE ts < ?", (_sortable(forget_before),))
+            return self._try(
+                "INSERT OR IGNORE INTO command (id, ts) VALUES (?, ?)", (command_id, _sortable(ts))
+            )
 
     # -- sessions and settings ------------------------------------------------------------
     def open_session(self) -> OpenSession | None:

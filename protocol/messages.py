@@ -13,6 +13,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
 from protocol.topics import SLUG_PATTERN
 
+_BIGINT_MAX = 2**63 - 1  # list versions and sequence numbers are BIGINT columns at the hub
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -37,7 +39,14 @@ class Status(_Message):
     locked: bool | None = None
     reader_ok: bool | None = None
     backlog: int | None = None
-    acl_version: int | None = None
+    acl_version: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    # The last allow-list the agent refused, while it has not accepted a newer one: the
+    # reason code (`stale`, `bad_signature`, `expired`, ...) and the version it offered.
+    acl_refused: str | None = Field(default=None, max_length=40)
+    acl_offered: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    # The sequence number of the agent's newest event: the hub repairs a gap at the tail
+    # (events it never received after the last one it has) as it does one in the middle.
+    last_seq: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
 
     @field_serializer("ts")
     def _ts(self, value: datetime | None) -> str | None:
