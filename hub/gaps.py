@@ -3,6 +3,12 @@
 The agent keeps its last 10,000 sent events in its journal, so whatever the hub missed (a
 first start before its subscription existed, a broker that lost a queue) comes back; the
 envelope id makes the repeats harmless.
+
+A hole in the middle shows in the sequence numbers the hub has. A hole at the tail (the
+agent's last events, sent and acknowledged by a broker that then lost them) does not: no
+later event arrives to reveal it. The agent's heartbeat (its retained status) carries its
+newest sequence number, `last_seq`; when that stays above the highest the hub has stored,
+with nothing waiting in the agent's backlog, the tail is asked for like any other hole.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.models import AgentSeq
+from hub.models import AgentSeq, Machine
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,25 @@ def gaps_to_repair(
     return found
 
 
+def tail_gaps(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
+    """(site, machine) -> (highest seq stored, agent's last_seq) for online agents whose
+    heartbeat reports events the hub has not stored and nothing left to send."""
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    with Session(engine) as session:
+        stored = {(r.site, r.machine): r.max_seq for r in session.exec(select(AgentSeq))}
+        for machine in session.exec(select(Machine).where(Machine.online == True)):  # noqa: E712
+            status = machine.last_status or {}
+            last_seq, backlog = status.get("last_seq"), status.get("backlog")
+            if not isinstance(last_seq, int) or isinstance(last_seq, bool):
+                continue
+            if isinstance(backlog, int) and backlog > 0:
+                continue  # still sending: the events are on their way
+            top = stored.get((machine.site, machine.code), 0)
+            if last_seq > top:
+                found[(machine.site, machine.code)] = (top, last_seq)
+    return found
+
+
 class GapRepairer:
     """Checks every `period_s` and sends `sync` with `from_seq` through `send_command`."""
 
@@ -65,6 +90,9 @@ class GapRepairer:
         self.engine = engine
         self.send_command = send_command
         self.period_s, self.settle = period_s, timedelta(seconds=settle_s)
+        # Tail gaps as first seen: (highest seq stored then, when). Asked for once the same
+        # tail has stayed missing for `settle` (a status can overtake its last events).
+        self._tails: dict[tuple[str, str], tuple[int, datetime]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gap-repair", daemon=True)
 
@@ -76,14 +104,32 @@ class GapRepairer:
         self._thread.join(timeout=10)
 
     def check_once(self) -> int:
-        asked = 0
-        for site, machine, from_seq in gaps_to_repair(
-            self.engine, now=datetime.now(UTC), settle=self.settle
-        ):
+        now = datetime.now(UTC)
+        asks = {
+            (site, machine): from_seq
+            for site, machine, from_seq in gaps_to_repair(self.engine, now=now, settle=self.settle)
+        }
+        tails = tail_gaps(self.engine)
+        for key, (top, last_seq) in tails.items():
+            seen = self._tails.get(key)
+            if seen is None or seen[0] != top:
+                self._tails[key] = seen = (top, now)  # new, or events arrived since
+            if key not in asks and now - seen[1] >= self.settle:
+                log.warning(
+                    "%s/%s reports events up to seq %d, the hub has up to %d: asking for the "
+                    "tail again",
+                    key[0],
+                    key[1],
+                    last_seq,
+                    top,
+                )
+                asks[key] = top + 1
+        for key in set(self._tails) - set(tails):
+            del self._tails[key]
+        for (site, machine), from_seq in sorted(asks.items()):
             log.info("asking %s/%s to send its events again from seq %d", site, machine, from_seq)
             self.send_command(site, machine, "sync", {"from_seq": from_seq})  # type: ignore[operator]
-            asked += 1
-        return asked
+        return len(asks)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
