@@ -57,6 +57,10 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.compactor.start()
             app.state.gap_repairer = GapRepairer(engine, app.state.publisher.send_command)
             app.state.gap_repairer.start()
+            from hub.allowlist_watch import AllowListWatch
+
+            app.state.allowlist_watch = AllowListWatch(engine, app.state.publisher.publish)
+            app.state.allowlist_watch.start()
             from hub.maintenance_service import MaintenanceWatch
 
             app.state.maintenance_watch = MaintenanceWatch(
@@ -76,6 +80,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         finally:
             if start_ingest:
                 app.state.maintenance_watch.stop()
+                app.state.allowlist_watch.stop()
                 app.state.publisher.stop()
                 app.state.compactor.stop()
                 app.state.gap_repairer.stop()

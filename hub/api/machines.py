@@ -10,6 +10,7 @@ from pydantic import field_validator
 from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from hub.allowlist_watch import list_state
 from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
 from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, Allow, CurrentUser, SessionDep
 from hub.models import (
@@ -143,6 +144,7 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
     for machine, state, live in machines:
         started = live.get("started_at") if live else None
         telemetry = machine.last_telemetry or {}
+        held = list_state(machine)
         admin: dict[str, Any] = (
             {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
         )
@@ -166,6 +168,10 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
                 session_started_at=datetime.fromisoformat(started) if started else None,
                 progress=telemetry.get("progress") if state == "printing" else None,
                 telemetry=telemetry if machine.online and telemetry else None,
+                acl_version=machine.acl_version,
+                agent_acl_version=held.held if held else None,
+                acl_current=held.is_current if held else None,
+                acl_refused=held.refused if held else None,
             )
         )
     return out

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, select
 
+from hub.allowlist_watch import list_state
 from hub.api.deps import MANAGE, Allow
 from hub.api.machines import machine_state
 from hub.models import Machine
@@ -42,12 +43,29 @@ class HubCollector(Collector):
             "1 for the machine's current state",
             labels=["machine", "state"],
         )
+        lists = GaugeMetricFamily(
+            "atelier_machine_allowlist_current",
+            "1 when the machine's agent holds the hub's current allow-list, 0 when it holds "
+            "another or refused one (online machines that report their version)",
+            labels=["machine"],
+        )
         with Session(self.app.state.engine) as session:
             for machine in session.exec(select(Machine).order_by(Machine.code)):
                 current, _ = machine_state(machine)
                 for name in STATES:
                     state.add_metric([machine.code, name], 1 if name == current else 0)
+                held = list_state(machine)
+                if held is not None:
+                    lists.add_metric([machine.code], 1 if held.is_current else 0)
         yield state
+        yield lists
+        watch = getattr(self.app.state, "allowlist_watch", None)
+        alerts = CounterMetricFamily(
+            "atelier_allowlist_behind_alerts",
+            "Machines found holding another allow-list than the current one since start",
+        )
+        alerts.add_metric([], watch.alerts if watch is not None else 0)
+        yield alerts
 
 
 @router.get("/metrics", response_class=Response)

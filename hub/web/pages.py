@@ -27,7 +27,7 @@ from hub.maintenance_service import task_states
 from hub.models import ApiToken, MachinePublic, MachineSession, User
 from hub.web.csrf import require_csrf
 from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of
-from hub.web.render import STATE_LABELS, PageError, fragment, render, signed_in
+from hub.web.render import LIST_REFUSALS, STATE_LABELS, PageError, fragment, render, signed_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -159,6 +159,7 @@ def card_context(machine: MachinePublic, due: list[str]) -> dict[str, Any]:
         "temperatures": temperatures,
         "minutes_left": int(left // 60) if isinstance(left, int | float) else None,
         "due": due,
+        "acl_refused": LIST_REFUSALS.get(machine.acl_refused or "", machine.acl_refused),
     }
 
 

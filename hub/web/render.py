@@ -31,7 +31,7 @@ from hub.api.deps import (
 from hub.auth import user_for_token
 from hub.models import Role, User
 from hub.web.csrf import csrf_token, set_presession, start_presession
-from hub.web.i18n import LANGUAGES, language_of, translator
+from hub.web.i18n import LANGUAGES, N_, language_of, translator
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -107,6 +107,14 @@ STATE_LABELS = {
     "busy": "Working",
     "printing": "Printing",
     "locked": "Locked out",
+}
+
+# Why an agent refused the hub's allow-list (its `acl_refused` code), for the machine card.
+LIST_REFUSALS = {
+    "stale": N_("It refused a list older than its own: was the hub restored from a backup?"),
+    "bad_signature": N_("It refused a list signed with another key than the one in its config."),
+    "expired": N_("It refused a list that had already expired: check the hub's clock."),
+    "wrong_machine": N_("It refused a list made for another machine."),
 }
 
 # The menu: each entry is shown only to the roles whose API it uses (same sets as the API).
