@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.allowlist import AllowListPublisher, build_allowlist
+from hub.allowlist import AllowListPublisher, allowlist_body, build_allowlist
 from hub.allowlist_watch import AllowListWatch
 from hub.api.machines import machines_public
 from hub.core.db import make_engine, migrate
@@ -360,3 +360,36 @@ def test_a_tail_gap_waits_for_the_settle_time(hub: Hub) -> None:
         assert asked[-1] == ("lab", "laser-1", "sync", {"from_seq": last})
     finally:
         agent.stop()
+
+
+def test_versions_rise_within_a_millisecond_and_jump_above_the_agents_report(
+    database_url: str,
+) -> None:
+    """The rule as the database applies it (one UPDATE), on SQLite and PostgreSQL."""
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            seed_demo(session, site="lab")
+        now, ttl = datetime(2026, 12, 7, 12, tzinfo=UTC), timedelta(hours=1)
+        issued_ms = int(now.timestamp() * 1000)
+        with Session(engine) as session:
+            laser = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+            first = allowlist_body(session, laser, now=now, ttl=ttl)["version"]
+            assert first == issued_ms  # the demo's small counter jumps to the time of issue
+            assert allowlist_body(session, laser, now=now, ttl=ttl)["version"] == first + 1
+            # The hub's clock went back an hour: the stored counter still rises.
+            back = allowlist_body(session, laser, now=now - ttl, ttl=ttl)["version"]
+            assert back == first + 2
+            # The agent says it holds a list from a hub whose clock ran a day ahead.
+            ahead = issued_ms + 86_400_000
+            laser.last_status = {"acl_version": ahead}
+            session.add(laser)
+            session.flush()
+            assert allowlist_body(session, laser, now=now, ttl=ttl)["version"] == ahead + 1
+            session.commit()
+        with Session(engine) as session:
+            stored = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+            assert stored.acl_version == ahead + 1
+    finally:
+        engine.dispose()
