@@ -15,6 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
@@ -25,17 +26,20 @@ from edge.config import parse_config
 from hub.allowlist import AllowListPublisher, allowlist_body, build_allowlist
 from hub.allowlist_watch import AllowListWatch
 from hub.api.machines import machines_public
+from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import Settings, get_settings
 from hub.gaps import GapRepairer
 from hub.ingest.consumer import IngestConsumer
-from hub.models import AgentSeq, Badge, Event, Machine
+from hub.models import AgentSeq, Badge, Event, Machine, Role
 from hub.seed import seed_demo
 from protocol.allowlist import public_key_b64, sign_allowlist
 from protocol.commands import sign_command
 from protocol.messages import Command, CommandName
 from tests.deploy.test_backup import run_backup
+from tests.e2e.web import sign_in
+from tests.support.api import PASSWORD, bearer, role_tokens
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import wait_until
 
@@ -393,3 +397,50 @@ def test_versions_rise_within_a_millisecond_and_jump_above_the_agents_report(
             assert stored.acl_version == ahead + 1
     finally:
         engine.dispose()
+
+
+def test_the_dashboard_the_api_and_metrics_show_a_machine_behind(
+    database_url: str, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+        for machine in session.exec(select(Machine)):
+            machine.acl_version = 1_796_000_000_000
+            machine.online = True
+            behind = machine.code == "laser-1"
+            machine.last_status = {
+                "v": 1,
+                "machine": machine.code,
+                "state": "online",
+                "acl_version": machine.acl_version + (5 if behind else 0),
+                **({"acl_refused": "stale", "acl_offered": machine.acl_version} if behind else {}),
+            }
+            session.add(machine)
+        session.commit()
+    tokens = role_tokens(engine)
+    engine.dispose()
+    app = create_app(
+        get_settings(None, database_url=database_url, data_dir=tmp_path), start_ingest=False
+    )
+    with TestClient(app) as client:
+        machines = client.get("/api/v1/machines", headers=bearer(tokens[Role.MANAGER])).json()
+        by_code = {m["code"]: m for m in machines}
+        assert (by_code["laser-1"]["acl_current"], by_code["laser-1"]["acl_refused"]) == (
+            False,
+            "stale",
+        )
+        assert by_code["laser-1"]["agent_acl_version"] == 1_796_000_000_005
+        assert by_code["printer-1"]["acl_current"] is True
+        metrics = client.get("/metrics", headers=bearer(tokens[Role.MANAGER])).text
+        assert 'atelier_machine_allowlist_current{machine="laser-1"} 0.0' in metrics
+        assert 'atelier_machine_allowlist_current{machine="printer-1"} 1.0' in metrics
+
+        sign_in(client, "test-manager", PASSWORD)
+        english = client.get("/").text
+        assert english.count("Allow-list not current") == 1
+        assert "was the hub restored from a backup?" in english
+        french = client.get("/", headers={"Accept-Language": "fr"}).text
+        assert french.count("Liste d’accès pas à jour") == 1
+        assert "le hub a-t-il été restauré depuis une sauvegarde ?" in french
