@@ -21,9 +21,14 @@ ConfigOpt = Annotated[
 ]
 
 
-def _change(config: Path | None, apply: Any, machines: list[str] | None = None) -> None:
-    """Run `apply(session)` (which returns a sentence, or raises LookupError), commit, then
-    publish the affected allow-lists."""
+def _change(
+    config: Path | None,
+    apply: Any,
+    machines: list[str] | None = None,
+    after_commit: Any = None,
+) -> None:
+    """Run `apply(session)` (which returns a sentence, or raises LookupError), commit, run
+    `after_commit(engine)` if given, then publish the affected allow-lists."""
     from sqlmodel import Session
 
     from hub.allowlist import publish_once
@@ -42,6 +47,8 @@ def _change(config: Path | None, apply: Any, machines: list[str] | None = None) 
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(2) from None
             session.commit()
+        if after_commit is not None:
+            after_commit(engine)
         typer.echo(done)
         try:
             count = publish_once(
@@ -263,7 +270,9 @@ def erase_member_command(
     yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Erase a member's name, email and card UIDs; history stays under their reference."""
+    """Erase a member's name, email, card UIDs and login; history stays under their
+    reference."""
+    from hub.core.db import forget_erased
     from hub.member_data import erase_member, find_member
 
     if not yes:
@@ -283,10 +292,13 @@ def erase_member_command(
         )
         return (
             f"member {member.ref} erased: {counts['badges']} badge(s) revoked, card UIDs "
-            f"removed from {counts['sessions']} session(s) and {counts['events']} event(s)"
+            f"removed from {counts['sessions']} session(s) and {counts['events']} event(s), "
+            f"{counts['logins']} login(s) disabled and {counts['tokens']} token(s) revoked, "
+            f"{counts['audit']} audit entr(ies), {counts['statements']} statement(s), "
+            f"{counts['dead_letters']} dead letter(s) and {counts['notes']} note(s) cleaned"
         )
 
-    _change(config, apply)
+    _change(config, apply, after_commit=forget_erased)
 
 
 @telemetry_app.command("compact")

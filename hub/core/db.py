@@ -32,10 +32,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # What is deleted or overwritten is zeroed on disk, not left in free pages: an
+            # erased member's name must not survive in the file (hub/member_data.py).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def forget_erased(engine: Engine) -> bool:
+    """After an erasure has committed: copy SQLite's write-ahead log into the database and
+    empty it, so the old pages (with the erased name and UIDs) are gone from the -wal file too.
+
+    False when a reader kept the log from being emptied (the next checkpoint will); PostgreSQL
+    keeps old row versions until VACUUM, see docs/security.md."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 def rowcount(result: Result[Any]) -> int:
