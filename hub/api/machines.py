@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
-from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, Allow, CurrentUser, SessionDep
+from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, STAFF, Allow, CurrentUser, SessionDep
 from hub.models import (
     BusyPeriod,
     Machine,
@@ -124,21 +124,35 @@ def member_names(session: Session, refs: set[str]) -> dict[str, str]:
     return {ref: name for ref, name in rows}
 
 
-def machines_public(session: Session, *, admin_fields: bool = False) -> list[MachinePublic]:
-    """Every machine with its live state; with `admin_fields`, its agent_id and plug_topic too.
+def names_shown(user: User, members_see_names: bool) -> bool:
+    """Whether `user` sees who is using a machine: staff always; members only when the lab
+    says so (`members_see_who_uses_machines`), otherwise "in use" and their own name only."""
+    return user.role in STAFF or members_see_names
+
+
+def machines_public(
+    session: Session, *, viewer: User, members_see_names: bool, admin_fields: bool = False
+) -> list[MachinePublic]:
+    """Every machine with its live state as `viewer` may see it; with `admin_fields`, its
+    agent_id and plug_topic too.
 
     Without them those fields are left unset, and the routes (`response_model_exclude_unset`)
-    leave unset fields out of the JSON: other roles get no key rather than a misleading null."""
+    leave unset fields out of the JSON: other roles get no key rather than a misleading null.
+    `in_use_by` is the name of the member in session only when `names_shown`; otherwise it is
+    null, except on the viewer's own session."""
     types = {t.id: t.code for t in session.exec(select(MachineType))}
     machines = [
         (machine, *machine_state(machine))
         for machine in session.exec(select(Machine).order_by(Machine.code))
     ]
     # Only the members in a session shown: the live dashboard calls this every second.
-    members = member_names(
-        session,
-        {live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)},
-    )
+    in_session = {
+        live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)
+    }
+    if not names_shown(viewer, members_see_names):
+        own = session.get(Member, viewer.member_id) if viewer.member_id else None
+        in_session &= {own.ref} if own else set()
+    members = member_names(session, in_session)
     out = []
     for machine, state, live in machines:
         started = live.get("started_at") if live else None
@@ -161,7 +175,7 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
                 online=machine.online,
                 last_seen=machine.last_seen,
                 state=state,
-                in_use_by=members.get(live["member"], live["member"]) if live else None,
+                in_use_by=_in_use_by(live, members, names_shown(viewer, members_see_names)),
                 session_id=live.get("session_id") if live else None,
                 session_started_at=datetime.fromisoformat(started) if started else None,
                 progress=telemetry.get("progress") if state == "printing" else None,
@@ -169,6 +183,20 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
             )
         )
     return out
+
+
+def _in_use_by(live: dict[str, Any] | None, names: dict[str, str], shown: bool) -> str | None:
+    if not live:
+        return None
+    member = live.get("member")
+    if isinstance(member, str) and member in names:
+        return names[member]
+    # A reference nobody is known by (yet): staff see it, members see "in use" only.
+    return str(member) if shown and member is not None else None
+
+
+def members_see_names(request: Request) -> bool:
+    return bool(request.app.state.settings.members_see_who_uses_machines)
 
 
 def sees_admin_fields(user: User) -> bool:
@@ -182,9 +210,16 @@ def sees_admin_fields(user: User) -> bool:
     dependencies=[Allow(EVERYONE)],
     response_model_exclude_unset=True,  # the admin fields, unset for others
 )
-def list_machines(session: SessionDep, user: CurrentUser) -> list[MachinePublic]:
-    """Every machine with its live state: offline, idle, in_use, busy or locked."""
-    return machines_public(session, admin_fields=sees_admin_fields(user))
+def list_machines(session: SessionDep, user: CurrentUser, request: Request) -> list[MachinePublic]:
+    """Every machine with its live state: offline, idle, in_use, busy or locked. Who is using
+    it (`in_use_by`) only for staff, or for members when the lab's setting
+    `members_see_who_uses_machines` is on."""
+    return machines_public(
+        session,
+        viewer=user,
+        members_see_names=members_see_names(request),
+        admin_fields=sees_admin_fields(user),
+    )
 
 
 @router.get(
@@ -248,8 +283,13 @@ def machine_telemetry(
     return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]
 
 
-def _one(session: Session, code: str, user: User) -> MachinePublic:
-    for machine in machines_public(session, admin_fields=sees_admin_fields(user)):
+def _one(session: Session, code: str, user: User, request: Request) -> MachinePublic:
+    for machine in machines_public(
+        session,
+        viewer=user,
+        members_see_names=members_see_names(request),
+        admin_fields=sees_admin_fields(user),
+    ):
         if machine.code == code:
             return machine
     raise HTTPException(status_code=404, detail=f"no machine {code!r}")
@@ -262,8 +302,10 @@ def _one(session: Session, code: str, user: User) -> MachinePublic:
     dependencies=[Allow(EVERYONE)],
     response_model_exclude_unset=True,  # the admin fields, unset for others
 )
-def read_machine(code: str, session: SessionDep, user: CurrentUser) -> MachinePublic:
-    return _one(session, code, user)
+def read_machine(
+    code: str, session: SessionDep, user: CurrentUser, request: Request
+) -> MachinePublic:
+    return _one(session, code, user, request)
 
 
 @router.post(
@@ -298,7 +340,7 @@ def create_machine(
     audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
     session.commit()
     republish(request, background, [body.code])
-    return _one(session, body.code, user)
+    return _one(session, body.code, user, request)
 
 
 @router.patch(
@@ -328,7 +370,7 @@ def update_machine(
     audit(session, user, "machine.update", "machine", code, fields=sorted(body.model_fields_set))
     session.commit()
     republish(request, background, [code])
-    return _one(session, code, user)
+    return _one(session, code, user, request)
 
 
 @router.delete(
@@ -378,7 +420,7 @@ def _set_lock(
     )
     session.commit()
     republish(request, background, [code])
-    return _one(session, code, user)
+    return _one(session, code, user, request)
 
 
 @router.post(

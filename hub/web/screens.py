@@ -337,7 +337,9 @@ def certify(
 def machines_page(
     request: Request, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
 ) -> Response:
-    machines = machines_api.machines_public(session)
+    machines = machines_api.machines_public(
+        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    )
     counters = {m.code: machines_api.machine_counters(m.code, session) for m in machines}
     return render(request, "machines.html", {"machines": machines, "counters": counters}, user=user)
 
@@ -352,7 +354,10 @@ def _machine_page(
     problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    machine = next((m for m in machines_api.machines_public(session) if m.code == code), None)
+    machines = machines_api.machines_public(
+        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    )
+    machine = next((m for m in machines if m.code == code), None)
     if machine is None:
         raise PageError(404, f"no machine {code!r}")
     try:
