@@ -11,7 +11,16 @@ from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
-from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, STAFF, Allow, CurrentUser, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    EVERYONE,
+    MAINTAINERS,
+    STAFF,
+    Allow,
+    CurrentUser,
+    QueryMoment,
+    SessionDep,
+)
 from hub.models import (
     BusyPeriod,
     Machine,
@@ -267,8 +276,8 @@ def machine_counters(code: str, session: SessionDep) -> MachineCounters:
 def machine_telemetry(
     code: str,
     session: SessionDep,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[QueryMoment | None, Query(alias="from")] = None,
+    until: Annotated[QueryMoment | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[TelemetryPoint]:
     """Samples oldest first: raw for the last day, one per minute before that."""

@@ -23,7 +23,16 @@ from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
-from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, MAX_ID, STAFF, TRAINERS, SessionDep
+from hub.api.deps import (
+    EVERYONE,
+    MAINTAINERS,
+    MANAGE,
+    MAX_ID,
+    STAFF,
+    TRAINERS,
+    QueryDay,
+    SessionDep,
+)
 from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
 from hub.imports import _is_trainer
@@ -582,8 +591,8 @@ def _months(start: date, end: date) -> list[tuple[date, date]]:
 def stats_page(
     request: Request,
     user: Annotated[User, Page(MANAGE)],
-    since: Annotated[date | None, Query(alias="from")] = None,
-    until: Annotated[date | None, Query(alias="to")] = None,
+    since: Annotated[QueryDay | None, Query(alias="from")] = None,
+    until: Annotated[QueryDay | None, Query(alias="to")] = None,
 ) -> Response:
     tz = ZoneInfo(request.app.state.settings.timezone)
     today = datetime.now(tz).date()
