@@ -205,7 +205,7 @@ def tls_init(
     from hub.cli import load_settings
     from hub.core.db import make_engine, migrate
     from hub.models import Machine
-    from hub.tls import init_tls
+    from hub.tls import init_tls, tighten_keys
 
     settings = load_settings(config)
     migrate(settings.database_url)
@@ -214,7 +214,10 @@ def tls_init(
         machines = [m.agent_id or m.code for m in session.exec(select(Machine))]
     engine.dispose()
     names = broker_name or ["localhost", "127.0.0.1"]
+    tightened = tighten_keys(directory)
     written = init_tls(directory, site=settings.site, broker_names=names, agents=machines)
+    for path in tightened:
+        typer.echo(f"{path}: others could read this private key; now 0600 (owner only)")
     typer.echo(f"lab CA: {directory / 'ca.crt'} (keep {directory / 'ca.key'} offline if you can)")
     typer.echo(f"broker: {written['broker'].cert} for {', '.join(names)}")
     typer.echo(f"{len(machines)} agent certificate(s) in {directory / 'agents'}")
@@ -233,6 +236,7 @@ def export_member_command(
 
     from hub.cli import load_settings
     from hub.core.db import make_engine
+    from hub.core.files import private_file
     from hub.member_data import export_member, find_member
 
     settings = load_settings(config)
@@ -260,7 +264,7 @@ def export_member_command(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text + "\n")
+        private_file(out).write_text(text + "\n")  # personal data: owner only
         typer.echo(f"wrote {out}")
 
 

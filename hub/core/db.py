@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlmodel import create_engine
 
+from hub.core.files import private_file, tighten
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -16,7 +18,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Members' names, emails and card UIDs: created owner-only (SQLite gives the -wal
+            # and -shm files the database file's mode); one others may read is tightened.
+            if not path.exists():
+                private_file(path)
+            else:
+                tighten(path)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
