@@ -15,6 +15,9 @@ member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactiv
 machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
 telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry history.")
 tls_app = typer.Typer(no_args_is_help=True, help="TLS: the lab's own certificate authority.")
+training_app = typer.Typer(
+    no_args_is_help=True, help="Trainings: the first trainer of a new machine type."
+)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
@@ -303,6 +306,59 @@ def erase_member_command(
         )
 
     _change(config, apply, after_commit=forget_erased)
+
+
+@training_app.command("first-trainer")
+def first_trainer_command(
+    email: Annotated[str, typer.Argument(help="the member's email")],
+    machine_type: Annotated[
+        str, typer.Option("--machine-type", help="the machine type's code, e.g. laser")
+    ],
+    expires: Annotated[
+        str | None,
+        typer.Option(help="last day of the training, e.g. 2028-06-30 (default: no end)"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a member the first trainer of a machine type that has none yet (a new type);
+    from then on its trainers grant it. Audited as training.first_trainer."""
+    from datetime import date, time
+
+    from sqlmodel import select
+
+    from hub.member_data import find_member
+    from hub.models import MachineType
+    from hub.trainers import FirstTrainerError, appoint_first_trainer
+
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = datetime.combine(date.fromisoformat(expires), time.max, tzinfo=UTC)
+        except ValueError:
+            typer.echo(f"--expires {expires!r} is not a day like 2028-06-30", err=True)
+            raise typer.Exit(2) from None
+    flags = {"machine_type": "--machine-type", "expires_at": "--expires"}
+
+    def apply(session: Any) -> str:
+        member = find_member(session, email)
+        mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+        if mtype is None:
+            known = ", ".join(session.exec(select(MachineType.code)).all()) or "none yet"
+            raise LookupError(f"--machine-type: no machine type {machine_type!r} (known: {known})")
+        try:
+            appoint_first_trainer(
+                session,
+                member=member,
+                machine_type=mtype,
+                actor=cli_actor(),
+                now=datetime.now(UTC),
+                expires_at=expires_at,
+            )
+        except FirstTrainerError as exc:
+            raise LookupError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+        return f"{member.name} is now a trainer for {mtype.code}: they grant its trainings"
+
+    _change(config, apply)
 
 
 @telemetry_app.command("compact")
