@@ -42,8 +42,16 @@ from hub.models import (
 
 ERASED_NAME = "(erased)"
 ERASED = "ERASED"
-# Events whose data may carry the member's card UID.
+# Events whose data may carry the member's card UID, or text naming them (a job's file name,
+# a note typed at the machine).
 BADGE_EVENT_TYPES = ("badge.granted", "badge.denied", "badge.read", "session.started")
+PERSONAL_EVENT_TYPES = (
+    *BADGE_EVENT_TYPES,
+    "job.started",
+    "job.finished",
+    "job.failed",
+    "incident.reported",
+)
 # A password hash no password matches (argon2 hashes start with $argon2).
 UNUSABLE_PASSWORD = "!erased"
 
@@ -336,9 +344,9 @@ def erase_member(session: Session, member: Member) -> dict[str, int]:
         session.add(user)
 
     uid_list = sorted(who.uids)
-    for event in session.exec(select(Event).where(col(Event.type).in_(BADGE_EVENT_TYPES))):
+    for event in session.exec(select(Event).where(col(Event.type).in_(PERSONAL_EVENT_TYPES))):
         if event.data.get("member") == member.ref or event.data.get("badge") in uid_list:
-            event.data = {k: v for k, v in event.data.items() if k != "badge"}
+            event.data = who.scrub({k: v for k, v in event.data.items() if k != "badge"})
             session.add(event)
             counts["events"] += 1
 
@@ -382,6 +390,8 @@ def erase_member(session: Session, member: Member) -> dict[str, int]:
             line.explanation = who.scrub(line.explanation)
             session.add(line)
         # A dead letter is whatever arrived: a malformed badge event may hold a UID or a name.
+        # Read in Python (a payload is bytes, which the databases do not search alike); the
+        # retention rules keep the table to months of garbage.
         for letter in session.exec(select(DeadLetter)):
             text = bytes(letter.payload).decode("utf-8", "replace")
             if who.found(text) or who.found(letter.detail) or who.found(letter.topic):

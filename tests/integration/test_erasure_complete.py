@@ -43,6 +43,7 @@ EVENTS = f"atelier/v1/{SITE}/{MACHINE}/event"
 NAME, EMAIL, UID = "Hugo Petit", "hugo@example.org", "04C3D4E5"
 SECOND_UID = "0A1B2C3D"  # enrolled through the API during the test
 LOGIN = "hugo.petit"
+JOB_FILE = f"{NAME} bracket.gcode"  # people name their files after themselves
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _ingest(engine: Engine, ref: str) -> None:
             _event(1, EventType.BADGE_READ, badge=UID, request_id="r1"),
             _event(2, EventType.BADGE_GRANTED, badge=UID, member=ref, session_id="s1"),
             _event(3, EventType.SESSION_STARTED, session_id="s1", member=ref, badge=UID),
-            _event(4, EventType.JOB_STARTED, job_id="j1", file="bracket.gcode", member=ref),
+            _event(4, EventType.JOB_STARTED, job_id="j1", file=JOB_FILE, member=ref),
             _event(5, EventType.INCIDENT_REPORTED, source="button", note="lens", member=ref),
         ]
     )
@@ -235,7 +236,7 @@ def test_the_export_holds_login_tokens_money_statements_incidents_and_jobs(lab: 
         m["cents"] for m in data["balance_movements"]
     )
     assert [i["source"] for i in data["incidents"]] == ["button"]
-    assert [(j["job_id"], j["file"]) for j in data["print_jobs"]] == [("j1", "bracket.gcode")]
+    assert [(j["job_id"], j["file"]) for j in data["print_jobs"]] == [("j1", JOB_FILE)]
 
 
 def test_erasure_leaves_no_name_email_uid_or_login_anywhere(lab: Lab) -> None:
@@ -247,6 +248,7 @@ def test_erasure_leaves_no_name_email_uid_or_login_anywhere(lab: Lab) -> None:
         "statement.payer_name",
         "dead_letter.payload",
         "event.data",
+        "print_job.file",
         "machine.last_status",
         "user.username",
         "incident.text",
@@ -275,8 +277,10 @@ def test_erasure_leaves_no_name_email_uid_or_login_anywhere(lab: Lab) -> None:
     # The history is kept under the pseudonymous reference: sessions, statements, lines.
     export = lab.client.get(f"/api/v1/members/{lab.member_id}/export", headers=lab.admin).json()
     assert export["member"]["ref"] == lab.ref and export["member"]["name"] == "(erased)"
-    kept = ("sessions", "statement_lines", "print_jobs", "incidents", "balance_movements")
+    kept = ("sessions", "statement_lines", "incidents", "balance_movements")
     assert {k: export[k] for k in kept} == {k: exported.json()[k] for k in kept}
+    [job] = export["print_jobs"]  # the job stays; its file no longer names him
+    assert job == {**exported.json()["print_jobs"][0], "file": "ERASED bracket.gcode"}
     [statement] = export["statements"]
     assert statement["payer_name"] == "(erased)"
     assert statement["total_cents"] == exported.json()["statements"][0]["total_cents"]
