@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,6 +12,8 @@ from sqlmodel import create_engine
 
 from hub.core.files import private_file, tighten
 
+log = logging.getLogger(__name__)
+CHECKPOINT_WAIT_MS = 2000
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -59,7 +62,18 @@ def forget_erased(engine: Engine) -> bool:
     if engine.dialect.name != "sqlite":
         return True
     with engine.connect() as conn:
-        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        # Wait a little for readers to finish, not the 30 s a writer waits: the erasure has
+        # committed already, and the next checkpoint finishes the job.
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        finally:
+            conn.exec_driver_sql("PRAGMA busy_timeout=30000")
+    if busy:
+        log.warning(
+            "the write-ahead log could not be emptied after an erasure (a reader held it); "
+            "the next checkpoint will, or run: sqlite3 DB 'PRAGMA wal_checkpoint(TRUNCATE)'"
+        )
     return not busy
 
 

@@ -284,3 +284,30 @@ def test_erasure_leaves_no_name_email_uid_or_login_anywhere(lab: Lab) -> None:
     [statement] = export["statements"]
     assert statement["payer_name"] == "(erased)"
     assert statement["total_cents"] == exported.json()["statements"][0]["total_cents"]
+
+
+def test_a_reader_holding_the_log_is_reported_and_the_next_checkpoint_empties_it(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.core.db import forget_erased
+
+    migrate(sqlite_url)
+    engine = make_engine(sqlite_url)
+    wal = Path(make_url(sqlite_url).database or "").with_name("hub.db-wal")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE member SET name = name")
+        reader = engine.connect()
+        reader.exec_driver_sql("BEGIN")
+        reader.exec_driver_sql("SELECT count(*) FROM member").one()  # holds a snapshot
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO member (name, ref, category, status, created_at) "
+                "VALUES ('x', 'm-x', 'individual', 'active', '2026-01-01')"
+            )
+        assert forget_erased(engine) is False
+        assert "could not be emptied" in caplog.text and wal.stat().st_size > 0
+        reader.close()
+        assert forget_erased(engine) is True and wal.stat().st_size == 0
+    finally:
+        engine.dispose()
