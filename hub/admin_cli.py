@@ -15,15 +15,23 @@ member_app = typer.Typer(no_args_is_help=True, help="Members: suspend or reactiv
 machine_app = typer.Typer(no_args_is_help=True, help="Machines: lock out for maintenance.")
 telemetry_app = typer.Typer(no_args_is_help=True, help="Telemetry history.")
 tls_app = typer.Typer(no_args_is_help=True, help="TLS: the lab's own certificate authority.")
+training_app = typer.Typer(
+    no_args_is_help=True, help="Trainings: the first trainer of a new machine type."
+)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
 ]
 
 
-def _change(config: Path | None, apply: Any, machines: list[str] | None = None) -> None:
-    """Run `apply(session)` (which returns a sentence, or raises LookupError), commit, then
-    publish the affected allow-lists."""
+def _change(
+    config: Path | None,
+    apply: Any,
+    machines: list[str] | None = None,
+    after_commit: Any = None,
+) -> None:
+    """Run `apply(session)` (which returns a sentence, or raises LookupError), commit, run
+    `after_commit(engine)` if given, then publish the affected allow-lists."""
     from sqlmodel import Session
 
     from hub.allowlist import publish_once
@@ -42,6 +50,8 @@ def _change(config: Path | None, apply: Any, machines: list[str] | None = None) 
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(2) from None
             session.commit()
+        if after_commit is not None:
+            after_commit(engine)
         typer.echo(done)
         try:
             count = publish_once(
@@ -198,7 +208,7 @@ def tls_init(
     from hub.cli import load_settings
     from hub.core.db import make_engine, migrate
     from hub.models import Machine
-    from hub.tls import init_tls
+    from hub.tls import init_tls, tighten_keys
 
     settings = load_settings(config)
     migrate(settings.database_url)
@@ -207,7 +217,10 @@ def tls_init(
         machines = [m.agent_id or m.code for m in session.exec(select(Machine))]
     engine.dispose()
     names = broker_name or ["localhost", "127.0.0.1"]
+    tightened = tighten_keys(directory)
     written = init_tls(directory, site=settings.site, broker_names=names, agents=machines)
+    for path in tightened:
+        typer.echo(f"{path}: others could read this private key; now 0600 (owner only)")
     typer.echo(f"lab CA: {directory / 'ca.crt'} (keep {directory / 'ca.key'} offline if you can)")
     typer.echo(f"broker: {written['broker'].cert} for {', '.join(names)}")
     typer.echo(f"{len(machines)} agent certificate(s) in {directory / 'agents'}")
@@ -226,6 +239,7 @@ def export_member_command(
 
     from hub.cli import load_settings
     from hub.core.db import make_engine
+    from hub.core.files import private_file
     from hub.member_data import export_member, find_member
 
     settings = load_settings(config)
@@ -253,7 +267,7 @@ def export_member_command(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text + "\n")
+        private_file(out).write_text(text + "\n")  # personal data: owner only
         typer.echo(f"wrote {out}")
 
 
@@ -263,7 +277,9 @@ def erase_member_command(
     yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Erase a member's name, email and card UIDs; history stays under their reference."""
+    """Erase a member's name, email, card UIDs and login; history stays under their
+    reference."""
+    from hub.core.db import forget_erased
     from hub.member_data import erase_member, find_member
 
     if not yes:
@@ -283,8 +299,64 @@ def erase_member_command(
         )
         return (
             f"member {member.ref} erased: {counts['badges']} badge(s) revoked, card UIDs "
-            f"removed from {counts['sessions']} session(s) and {counts['events']} event(s)"
+            f"removed from {counts['sessions']} session(s) and {counts['events']} event(s), "
+            f"{counts['logins']} login(s) disabled and {counts['tokens']} token(s) revoked, "
+            f"{counts['audit']} audit entr(ies), {counts['statements']} statement(s), "
+            f"{counts['dead_letters']} dead letter(s) and {counts['notes']} note(s) cleaned"
         )
+
+    _change(config, apply, after_commit=forget_erased)
+
+
+@training_app.command("first-trainer")
+def first_trainer_command(
+    email: Annotated[str, typer.Argument(help="the member's email")],
+    machine_type: Annotated[
+        str, typer.Option("--machine-type", help="the machine type's code, e.g. laser")
+    ],
+    expires: Annotated[
+        str | None,
+        typer.Option(help="last day of the training, e.g. 2028-06-30 (default: no end)"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a member the first trainer of a machine type that has none yet (a new type);
+    from then on its trainers grant it. Audited as training.first_trainer."""
+    from datetime import date, time
+
+    from sqlmodel import select
+
+    from hub.member_data import find_member
+    from hub.models import MachineType
+    from hub.trainers import FirstTrainerError, appoint_first_trainer
+
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = datetime.combine(date.fromisoformat(expires), time.max, tzinfo=UTC)
+        except ValueError:
+            typer.echo(f"--expires {expires!r} is not a day like 2028-06-30", err=True)
+            raise typer.Exit(2) from None
+    flags = {"machine_type": "--machine-type", "expires_at": "--expires"}
+
+    def apply(session: Any) -> str:
+        member = find_member(session, email)
+        mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+        if mtype is None:
+            known = ", ".join(session.exec(select(MachineType.code)).all()) or "none yet"
+            raise LookupError(f"--machine-type: no machine type {machine_type!r} (known: {known})")
+        try:
+            appoint_first_trainer(
+                session,
+                member=member,
+                machine_type=mtype,
+                actor=cli_actor(),
+                now=datetime.now(UTC),
+                expires_at=expires_at,
+            )
+        except FirstTrainerError as exc:
+            raise LookupError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+        return f"{member.name} is now a trainer for {mtype.code}: they grant its trainings"
 
     _change(config, apply)
 

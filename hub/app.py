@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(members.router, responses=guarded)
     app.include_router(badges.router, responses=guarded)
     app.include_router(trainings.router, responses=guarded)
+    app.include_router(trainings.first_trainer_router, responses=guarded)
     app.include_router(machines.router, responses=guarded)
     app.include_router(machines.types_router, responses=guarded)
     app.include_router(sessions.router, responses=guarded)

@@ -23,6 +23,7 @@ from sqlalchemy import Column, Date, UniqueConstraint, bindparam, func, insert, 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from hub.core.files import private_file
 from hub.domain.billing import (
     CategoryChange,
     CategoryTimeline,
@@ -1349,7 +1350,7 @@ CSV_HEADER = [
 
 def write_csv(session: Session, statements: Sequence[Statement], path: Path, tz: ZoneInfo) -> Path:
     """One row per line, written as read (a month of many sessions stays small in memory)."""
-    with path.open("w", newline="", encoding="utf-8") as out:
+    with private_file(path).open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(CSV_HEADER)
         for statement in statements:
@@ -1440,7 +1441,7 @@ def write_pdf(
         pdf.add_page()
         pdf.set_font("Helvetica", "", 11)
         pdf.cell(0, 8, "Nothing to bill this month.")
-    pdf.output(str(path))
+    pdf.output(str(private_file(path)))
     return path
 
 

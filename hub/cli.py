@@ -256,13 +256,21 @@ app.add_typer(import_app, name="import")
 
 
 def _admin_apps() -> None:
-    from hub.admin_cli import badge_app, machine_app, member_app, telemetry_app, tls_app
+    from hub.admin_cli import (
+        badge_app,
+        machine_app,
+        member_app,
+        telemetry_app,
+        tls_app,
+        training_app,
+    )
 
     app.add_typer(badge_app, name="badge")
     app.add_typer(member_app, name="member")
     app.add_typer(machine_app, name="machine")
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
+    app.add_typer(training_app, name="training")
     from hub.users_cli import user_app
 
     app.add_typer(user_app, name="user")

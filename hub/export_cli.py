@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.core.files import private_file
+
 export_app = typer.Typer(
     no_args_is_help=True, help="Usage statistics (CSV, XLSX, JSON) and the yearly review."
 )
@@ -99,7 +101,9 @@ def usage(
     try:
         if fmt == "xlsx":
             assert out is not None
-            write_usage_xlsx(engine, out, start=first, end=after, tz=tz, detail=detail, **options)
+            write_usage_xlsx(
+                engine, private_file(out), start=first, end=after, tz=tz, detail=detail, **options
+            )
         else:
             chunks = usage_chunks(
                 engine,
@@ -115,7 +119,7 @@ def usage(
                     sys.stdout.write(chunk)
                 sys.stdout.flush()
             else:
-                with out.open("w", encoding="utf-8", newline="") as handle:
+                with private_file(out).open("w", encoding="utf-8", newline="") as handle:
                     for chunk in chunks:
                         handle.write(chunk)
     finally:
@@ -154,7 +158,7 @@ def review(
         result = yearly_review(engine, year, tz=tz, site=site, opening_spec=opening_hours)
     finally:
         engine.dispose()
-    write_review(result, fmt, out)
+    write_review(result, fmt, private_file(out))  # exports are owner-only (0600)
     if not result.maintenance.available:
         typer.echo(f"note: no maintenance section ({result.maintenance.note})", err=True)
     typer.echo(f"yearly review {year} written to {out}", err=True)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hub.core.files import tighten
+
 CA_YEARS = 10
 LEAF_YEARS = 3
 
@@ -34,6 +36,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a key file that existed keeps its mode through O_CREAT
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
 
@@ -140,6 +143,14 @@ def issue(
     _write_key(issued.key, key)
     _write_cert(issued.cert, cert)
     return issued
+
+
+def tighten_keys(directory: Path) -> list[Path]:
+    """Every private key under `directory` (`*.key`) made owner-only (0600): keys copied in
+    by hand or made by an older release may be readable by others. Returns those changed."""
+    if not directory.is_dir():
+        return []
+    return [path for path in sorted(directory.rglob("*.key")) if path.is_file() and tighten(path)]
 
 
 def init_tls(

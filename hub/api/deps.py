@@ -6,11 +6,12 @@ Routers only declare them: `user: CurrentUser`, or `dependencies=[Allow(*MANAGE)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from sqlmodel import Session
 
 from hub.auth import user_for_token
@@ -33,6 +34,30 @@ MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+# Days and times a query may name: the window the usage exports take (hub/usage_export.py).
+# Far outside it, arithmetic on the value (a year back, a time zone) overflows Python's
+# datetime and the database's types: a 422 naming the parameter, never a 500.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(3000, 1, 1)
+WINDOW = f"give a day from {EARLIEST_DAY} to {LATEST_DAY}"
+
+
+def _day_in_window(value: date) -> date:
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise ValueError(f"{value.isoformat()} is out of range: {WINDOW}")
+    return value
+
+
+def _moment_in_window(value: datetime) -> datetime:
+    """In the window, as UTC; a time without a zone is taken as UTC."""
+    if not EARLIEST_DAY <= value.date() <= LATEST_DAY:
+        raise ValueError(f"{value.isoformat()} is out of range: {WINDOW}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+QueryDay = Annotated[date, AfterValidator(_day_in_window)]
+QueryMoment = Annotated[datetime, AfterValidator(_moment_in_window)]
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -12,7 +12,16 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.allowlist_watch import list_state
 from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
-from hub.api.deps import ADMIN, EVERYONE, MAINTAINERS, Allow, CurrentUser, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    EVERYONE,
+    MAINTAINERS,
+    STAFF,
+    Allow,
+    CurrentUser,
+    QueryMoment,
+    SessionDep,
+)
 from hub.models import (
     BusyPeriod,
     Machine,
@@ -125,21 +134,35 @@ def member_names(session: Session, refs: set[str]) -> dict[str, str]:
     return {ref: name for ref, name in rows}
 
 
-def machines_public(session: Session, *, admin_fields: bool = False) -> list[MachinePublic]:
-    """Every machine with its live state; with `admin_fields`, its agent_id and plug_topic too.
+def names_shown(user: User, members_see_names: bool) -> bool:
+    """Whether `user` sees who is using a machine: staff always; members only when the lab
+    says so (`members_see_who_uses_machines`), otherwise "in use" and their own name only."""
+    return user.role in STAFF or members_see_names
+
+
+def machines_public(
+    session: Session, *, viewer: User, members_see_names: bool, admin_fields: bool = False
+) -> list[MachinePublic]:
+    """Every machine with its live state as `viewer` may see it; with `admin_fields`, its
+    agent_id and plug_topic too.
 
     Without them those fields are left unset, and the routes (`response_model_exclude_unset`)
-    leave unset fields out of the JSON: other roles get no key rather than a misleading null."""
+    leave unset fields out of the JSON: other roles get no key rather than a misleading null.
+    `in_use_by` is the name of the member in session only when `names_shown`; otherwise it is
+    null, except on the viewer's own session."""
     types = {t.id: t.code for t in session.exec(select(MachineType))}
     machines = [
         (machine, *machine_state(machine))
         for machine in session.exec(select(Machine).order_by(Machine.code))
     ]
     # Only the members in a session shown: the live dashboard calls this every second.
-    members = member_names(
-        session,
-        {live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)},
-    )
+    in_session = {
+        live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)
+    }
+    if not names_shown(viewer, members_see_names):
+        own = session.get(Member, viewer.member_id) if viewer.member_id else None
+        in_session &= {own.ref} if own else set()
+    members = member_names(session, in_session)
     out = []
     for machine, state, live in machines:
         started = live.get("started_at") if live else None
@@ -163,7 +186,7 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
                 online=machine.online,
                 last_seen=machine.last_seen,
                 state=state,
-                in_use_by=members.get(live["member"], live["member"]) if live else None,
+                in_use_by=_in_use_by(live, members, names_shown(viewer, members_see_names)),
                 session_id=live.get("session_id") if live else None,
                 session_started_at=datetime.fromisoformat(started) if started else None,
                 progress=telemetry.get("progress") if state == "printing" else None,
@@ -177,6 +200,20 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
     return out
 
 
+def _in_use_by(live: dict[str, Any] | None, names: dict[str, str], shown: bool) -> str | None:
+    if not live:
+        return None
+    member = live.get("member")
+    if isinstance(member, str) and member in names:
+        return names[member]
+    # A reference nobody is known by (yet): staff see it, members see "in use" only.
+    return str(member) if shown and member is not None else None
+
+
+def members_see_names(request: Request) -> bool:
+    return bool(request.app.state.settings.members_see_who_uses_machines)
+
+
 def sees_admin_fields(user: User) -> bool:
     """Who gets agent_id and plug_topic in machine answers: those who may change them."""
     return user.role in ADMIN
@@ -188,9 +225,16 @@ def sees_admin_fields(user: User) -> bool:
     dependencies=[Allow(EVERYONE)],
     response_model_exclude_unset=True,  # the admin fields, unset for others
 )
-def list_machines(session: SessionDep, user: CurrentUser) -> list[MachinePublic]:
-    """Every machine with its live state: offline, idle, in_use, busy or locked."""
-    return machines_public(session, admin_fields=sees_admin_fields(user))
+def list_machines(session: SessionDep, user: CurrentUser, request: Request) -> list[MachinePublic]:
+    """Every machine with its live state: offline, idle, in_use, busy or locked. Who is using
+    it (`in_use_by`) only for staff, or for members when the lab's setting
+    `members_see_who_uses_machines` is on."""
+    return machines_public(
+        session,
+        viewer=user,
+        members_see_names=members_see_names(request),
+        admin_fields=sees_admin_fields(user),
+    )
 
 
 @router.get(
@@ -238,8 +282,8 @@ def machine_counters(code: str, session: SessionDep) -> MachineCounters:
 def machine_telemetry(
     code: str,
     session: SessionDep,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[QueryMoment | None, Query(alias="from")] = None,
+    until: Annotated[QueryMoment | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[TelemetryPoint]:
     """Samples oldest first: raw for the last day, one per minute before that."""
@@ -254,8 +298,13 @@ def machine_telemetry(
     return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]
 
 
-def _one(session: Session, code: str, user: User) -> MachinePublic:
-    for machine in machines_public(session, admin_fields=sees_admin_fields(user)):
+def _one(session: Session, code: str, user: User, request: Request) -> MachinePublic:
+    for machine in machines_public(
+        session,
+        viewer=user,
+        members_see_names=members_see_names(request),
+        admin_fields=sees_admin_fields(user),
+    ):
         if machine.code == code:
             return machine
     raise HTTPException(status_code=404, detail=f"no machine {code!r}")
@@ -268,8 +317,10 @@ def _one(session: Session, code: str, user: User) -> MachinePublic:
     dependencies=[Allow(EVERYONE)],
     response_model_exclude_unset=True,  # the admin fields, unset for others
 )
-def read_machine(code: str, session: SessionDep, user: CurrentUser) -> MachinePublic:
-    return _one(session, code, user)
+def read_machine(
+    code: str, session: SessionDep, user: CurrentUser, request: Request
+) -> MachinePublic:
+    return _one(session, code, user, request)
 
 
 @router.post(
@@ -304,7 +355,7 @@ def create_machine(
     audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
     session.commit()
     republish(request, background, [body.code])
-    return _one(session, body.code, user)
+    return _one(session, body.code, user, request)
 
 
 @router.patch(
@@ -334,7 +385,7 @@ def update_machine(
     audit(session, user, "machine.update", "machine", code, fields=sorted(body.model_fields_set))
     session.commit()
     republish(request, background, [code])
-    return _one(session, code, user)
+    return _one(session, code, user, request)
 
 
 @router.delete(
@@ -384,7 +435,7 @@ def _set_lock(
     )
     session.commit()
     republish(request, background, [code])
-    return _one(session, code, user)
+    return _one(session, code, user, request)
 
 
 @router.post(

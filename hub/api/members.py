@@ -15,6 +15,7 @@ from hub.api.changes import actor, audit, get_member, invalid, republish
 from hub.api.deps import ADMIN, MANAGE, MAX_ID, STAFF, Allow, CurrentUser, Id, PathId, SessionDep
 from hub.category_history import CategoryChangeError, change_category, undo_latest_change
 from hub.category_history import history as category_history
+from hub.core.db import forget_erased
 from hub.member_data import erase_member, export_member
 from hub.models import (
     Badge,
@@ -312,10 +313,12 @@ def erase(
     request: Request,
     background: BackgroundTasks,
 ) -> dict[str, int]:
-    """Remove the name, email and card UIDs; keep the history under the member's reference."""
+    """Remove the name, email, card UIDs and login (wherever the hub copied them); keep the
+    history under the member's reference."""
     member = get_member(session, member_id)
     counts = erase_member(session, member)
     audit(session, user, "member.erase", "member", member.ref, **counts)
     session.commit()
+    forget_erased(request.app.state.engine)
     republish(request, background)
     return counts

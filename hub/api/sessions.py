@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import SQLModel, col, select
 
-from hub.api.deps import STAFF, Allow, CurrentUser, SessionDep
+from hub.api.deps import STAFF, Allow, CurrentUser, QueryMoment, SessionDep
 from hub.models import Event, MachineSession, Member, SessionPublic
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -32,8 +32,8 @@ def list_sessions(
     user: CurrentUser,
     machine: str | None = None,
     member: Annotated[str | None, Query(description="member reference, e.g. m-3fa2c1d0")] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[QueryMoment | None, Query(alias="from")] = None,
+    until: Annotated[QueryMoment | None, Query(alias="to")] = None,
     open_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -64,8 +64,8 @@ def list_events(
     session: SessionDep,
     machine: str | None = None,
     type: Annotated[str | None, Query(description="e.g. badge.denied")] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[QueryMoment | None, Query(alias="from")] = None,
+    until: Annotated[QueryMoment | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[EventPublic]:

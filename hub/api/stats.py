@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -12,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from hub.api.deps import QueryDay
 from hub.usage_export import (
     OPENING_HOURS_DEFAULT,
     UNDER_USED_DEFAULT,
@@ -53,8 +53,8 @@ def _spooled(suffix: str) -> Path:
 )
 def usage(
     request: Request,
-    since: Annotated[date, Query(alias="from", description="first day (lab time)")],
-    until: Annotated[date, Query(alias="to", description="the day after the last")],
+    since: Annotated[QueryDay, Query(alias="from", description="first day (lab time)")],
+    until: Annotated[QueryDay, Query(alias="to", description="the day after the last")],
     format: Literal["json", "csv", "xlsx"] = "json",
     period: Literal["day", "week", "month"] = "month",
     opening_hours: Annotated[

@@ -13,6 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from sqlmodel import Session, SQLModel, col, select
 
 from hub.api.changes import (
+    actor,
     audit,
     get_machine_type,
     invalid,
@@ -21,6 +22,7 @@ from hub.api.changes import (
     republish,
 )
 from hub.api.deps import (
+    ADMIN,
     MANAGE,
     STAFF,
     TRAINERS,
@@ -33,8 +35,10 @@ from hub.api.deps import (
 )
 from hub.imports import _is_trainer
 from hub.models import MachineType, Training, TrainingLevel, User
+from hub.trainers import FirstTrainerError, appoint_first_trainer
 
 router = APIRouter(prefix="/api/v1/trainings", tags=["trainings"])
+first_trainer_router = APIRouter(prefix="/api/v1/machine-types", tags=["trainings"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No training with this id"}}
 
 
@@ -257,3 +261,52 @@ def withdraw(
     session.delete(training)
     session.commit()
     republish(request, background, machines_of_type(session, mtype.id or 0))
+
+
+class FirstTrainer(SQLModel):
+    member_id: Id
+    expires_at: datetime | None = None
+
+
+@first_trainer_router.post(
+    "/{code}/first-trainer",
+    response_model=TrainingPublic,
+    status_code=201,
+    dependencies=[Allow(ADMIN)],
+    responses={
+        404: {"description": "No machine type with this code"},
+        409: {"description": "The machine type has trainers already: they grant it"},
+    },
+)
+def first_trainer(
+    code: str,
+    body: FirstTrainer,
+    session: SessionDep,
+    user: CurrentUser,
+    request: Request,
+    background: BackgroundTasks,
+) -> TrainingPublic:
+    """Appoint the first trainer of a machine type that has none (a new type): only an admin,
+    since no trainer exists to grant it. Audited (`training.first_trainer`)."""
+    mtype = session.exec(select(MachineType).where(MachineType.code == code)).first()
+    if mtype is None:
+        raise HTTPException(status_code=404, detail=f"no machine type {code!r}")
+    member = member_field(session, body.member_id)
+    expires_at = _aware(body.expires_at, "expires_at")
+    try:
+        training = appoint_first_trainer(
+            session,
+            member=member,
+            machine_type=mtype,
+            actor=actor(user),
+            now=datetime.now(UTC),
+            expires_at=expires_at,
+        )
+    except FirstTrainerError as exc:
+        if exc.conflict:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        raise invalid(exc.field, str(exc)) from None
+    session.commit()
+    session.refresh(training)
+    republish(request, background, machines_of_type(session, mtype.id or 0))
+    return _public(training, _codes(session))

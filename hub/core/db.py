@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, cast
 
@@ -9,6 +10,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlmodel import create_engine
 
+from hub.core.files import private_file, tighten
+
+log = logging.getLogger(__name__)
+CHECKPOINT_WAIT_MS = 2000
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -16,7 +21,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Members' names, emails and card UIDs: created owner-only (SQLite gives the -wal
+            # and -shm files the database file's mode); one others may read is tightened.
+            if not path.exists():
+                private_file(path)
+            else:
+                tighten(path)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -32,10 +44,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # What is deleted or overwritten is zeroed on disk, not left in free pages: an
+            # erased member's name must not survive in the file (hub/member_data.py).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def forget_erased(engine: Engine) -> bool:
+    """After an erasure has committed: copy SQLite's write-ahead log into the database and
+    empty it, so the old pages (with the erased name and UIDs) are gone from the -wal file too.
+
+    False when a reader kept the log from being emptied (the next checkpoint will); PostgreSQL
+    keeps old row versions until VACUUM, see docs/security.md."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        # Wait a little for readers to finish, not the 30 s a writer waits: the erasure has
+        # committed already, and the next checkpoint finishes the job.
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        finally:
+            conn.exec_driver_sql("PRAGMA busy_timeout=30000")
+    if busy:
+        log.warning(
+            "the write-ahead log could not be emptied after an erasure (a reader held it); "
+            "the next checkpoint will, or run: sqlite3 DB 'PRAGMA wal_checkpoint(TRUNCATE)'"
+        )
+    return not busy
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
 
+    # Whether members see who is using a machine (the dashboard, its live stream and the
+    # machines API); off, a member sees "in use" (and their own name), staff see the name.
+    members_see_who_uses_machines: bool = False
+
     allowlist_ttl_hours: float = Field(default=168, gt=0)
     telemetry_raw_hours: float = Field(default=24, gt=0)
     telemetry_downsample_s: int = Field(default=60, ge=1)

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from hub.api import badges as badges_api
 from hub.api.changes import get_member
-from hub.api.deps import MANAGE, MAX_ID, SessionDep
+from hub.api.deps import MANAGE, MAX_ID, QueryMoment, SessionDep
 from hub.models import Machine, Member, User
 from hub.web.csrf import Checked
 from hub.web.render import Page, render
@@ -100,7 +100,7 @@ def wait_for_the_card(
     session: SessionDep,
     user: Annotated[User, Page(MANAGE)],
     machine: Annotated[str, Query(max_length=63)],
-    until: Annotated[datetime, Query()],
+    until: Annotated[QueryMoment, Query()],
 ) -> Response:
     member = _member(session, member_id)
     read = badges_api.card_read(request_id, machine, session)

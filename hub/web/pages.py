@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from hub.api.accounts import client_address, failure_window, set_session_cookie
 from hub.api.deps import SESSION_COOKIE, STAFF, SessionDep
-from hub.api.machines import machines_public
+from hub.api.machines import machines_public, members_see_names
 from hub.api.sessions import list_events
 from hub.auth import LoginRefused, hash_token, login, revoke_token
 from hub.maintenance_service import task_states
@@ -170,7 +170,8 @@ def dashboard(request: Request, session: SessionDep) -> Response:
         return RedirectResponse("/login", status_code=303)
     tz = ZoneInfo(request.app.state.settings.timezone)
     due = maintenance_due(session)
-    cards = [card_context(m, due.get(m.code, [])) for m in machines_public(session)]
+    machines = machines_public(session, viewer=user, members_see_names=members_see_names(request))
+    cards = [card_context(m, due.get(m.code, [])) for m in machines]
     return render(
         request,
         "index.html",
@@ -199,6 +200,7 @@ async def stream(request: Request) -> Response:
     if user is None:
         raise PageError(401, "sign in first")
     staff = user.role in STAFF
+    see_names = members_see_names(request)
     if _streams["open"] >= STREAM_MAX:
         return Response("too many live dashboards open", status_code=503)
     lang = language_of(request)
@@ -214,7 +216,7 @@ async def stream(request: Request) -> Response:
                 f"card-{m.code}": fragment(
                     request, "_card.html", {"lang": lang, **card_context(m, due.get(m.code, []))}
                 )
-                for m in machines_public(session)
+                for m in machines_public(session, viewer=user, members_see_names=see_names)
             }
             if staff:
                 pieces["events"] = fragment(

@@ -23,7 +23,16 @@ from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
-from hub.api.deps import EVERYONE, MAINTAINERS, MANAGE, MAX_ID, STAFF, TRAINERS, SessionDep
+from hub.api.deps import (
+    EVERYONE,
+    MAINTAINERS,
+    MANAGE,
+    MAX_ID,
+    STAFF,
+    TRAINERS,
+    QueryDay,
+    SessionDep,
+)
 from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
 from hub.imports import _is_trainer
@@ -337,7 +346,9 @@ def certify(
 def machines_page(
     request: Request, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
 ) -> Response:
-    machines = machines_api.machines_public(session)
+    machines = machines_api.machines_public(
+        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    )
     counters = {m.code: machines_api.machine_counters(m.code, session) for m in machines}
     return render(request, "machines.html", {"machines": machines, "counters": counters}, user=user)
 
@@ -352,7 +363,10 @@ def _machine_page(
     problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    machine = next((m for m in machines_api.machines_public(session) if m.code == code), None)
+    machines = machines_api.machines_public(
+        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    )
+    machine = next((m for m in machines if m.code == code), None)
     if machine is None:
         raise PageError(404, f"no machine {code!r}")
     try:
@@ -577,8 +591,8 @@ def _months(start: date, end: date) -> list[tuple[date, date]]:
 def stats_page(
     request: Request,
     user: Annotated[User, Page(MANAGE)],
-    since: Annotated[date | None, Query(alias="from")] = None,
-    until: Annotated[date | None, Query(alias="to")] = None,
+    since: Annotated[QueryDay | None, Query(alias="from")] = None,
+    until: Annotated[QueryDay | None, Query(alias="to")] = None,
 ) -> Response:
     tz = ZoneInfo(request.app.state.settings.timezone)
     today = datetime.now(tz).date()
