@@ -316,7 +316,7 @@ class Agent:
                 return  # stopping: the relay stays open and nothing is decided
             now = self._clock()
             if read.present and self._enrolling():
-                answer = self._report_read(read.uid)
+                answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
                     read.uid, now, self._decider(read, now), present=read.present
@@ -488,6 +488,7 @@ class Agent:
                 now,
                 machine_running=machine_running,
                 secret_ok=read.secret_ok,
+                card_refusal=read.refusal,
                 supervisor_present=supervisor_present,
                 maintenance_window=time.monotonic() < self._maintenance_until,
                 machine_locked=self.machine.locked,
@@ -543,13 +544,20 @@ class Agent:
             self._enrolment = None
         return self._enrolment is not None
 
-    def _report_read(self, uid: str) -> dict[str, Any]:
+    def _report_read(
+        self, uid: str, card: str | None = None, refusal: str | None = None
+    ) -> dict[str, Any]:
         """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
         assert self._enrolment is not None and self.devices is not None
         request_id = self._enrolment[0]
         self._enrolment = None
         self._beep("end")
-        self._emit(EventType.BADGE_READ, {"badge": uid, "request_id": request_id})
+        data: dict[str, Any] = {"badge": uid, "request_id": request_id}
+        if card is not None:  # a secure reader's enrolment: what it did to the card
+            data["card"] = card
+            if refusal is not None:
+                data["card_refusal"] = refusal
+        self._emit(EventType.BADGE_READ, data)
         return {
             "ok": True,
             "decision": "read",
@@ -788,6 +796,9 @@ class Agent:
         elif name is CommandName.ENROL:
             window = min(300.0, float(args.get("window_s", ENROL_WINDOW_S)))
             self._enrolment = (str(args.get("request_id", "")), time.monotonic() + window)
+            start_enrolment = getattr(self._reader, "start_enrolment", None)
+            if start_enrolment is not None:
+                start_enrolment(window)  # a secure reader writes the site's keys on the card
             log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
 
     def _save_allowlist(self, payload: bytes) -> None:

@@ -86,10 +86,32 @@ class ReaderSection(_Section):
     device: int = Field(default=0, ge=0, le=2)
     rst_pin: int = Field(default=25, ge=0, le=27)
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)
+    # secure mode (protocol/card_keys.py): per-card keys derived from the site secret
     secure: bool = False
     secure_sector: int = Field(default=1, ge=1, le=15)
+    tag_sector: int = Field(default=2, ge=1, le=15)
     site_key_file: Path | None = None
+    # The key A blank cards come with (the transport key), used only to enrol them.
     sector_key: str = Field(default="FFFFFFFFFFFF", pattern=r"^[0-9A-Fa-f]{12}$")
+
+    @model_validator(mode="after")
+    def _secure_mode(self) -> ReaderSection:
+        if self.secure and self.type != "mfrc522":
+            raise ValueError(
+                'reader.secure needs reader.type = "mfrc522": only it reads the card\'s sectors'
+            )
+        if self.secure and self.site_key_file is None:
+            raise ValueError(
+                "reader.secure needs reader.site_key_file: the file holding the site secret "
+                "(at least 16 random bytes, the same on every reader of the site)"
+            )
+        if self.tag_sector == self.secure_sector:
+            raise ValueError(
+                f"reader.tag_sector and reader.secure_sector are both {self.tag_sector}: "
+                "give two different sectors (e.g. secure_sector = 1, tag_sector = 2)"
+            )
+        return self
+
     # keyboard (USB wedge)
     input_device: Path | None = None
     format: Literal["hex", "decimal10"] = "hex"

@@ -60,6 +60,11 @@ class DenyReason(StrEnum):
     MACHINE_ALREADY_RUNNING = "machine_already_running"
     IN_USE = "in_use"
     CARD_SECRET_MISMATCH = "card_secret_mismatch"
+    # Secure mode (protocol/card_keys.py), each a different card on the reader:
+    CARD_UID_CLONE = "card_uid_clone"  # the secret sector opens with no key we know
+    CARD_FACTORY_KEY = "card_factory_key"  # still on the factory key, with data on it
+    CARD_BLANK = "card_blank"  # a blank card: factory key, nothing written
+    CARD_OTHER_SITE = "card_other_site"  # another site's tag
 
 
 class ProtocolError(ValueError):

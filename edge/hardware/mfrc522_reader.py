@@ -27,7 +27,8 @@ from typing import Any
 
 from edge.hardware import iso14443
 from edge.hardware.readers import BadgeRead, OnBadge, ReaderError
-from edge.hardware.secure_card import card_secret, read_secret
+from edge.hardware.secure_card import CardEnrolError, check_card, enrol_card
+from protocol.card_keys import CardKeyError, check_site_secret
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,22 @@ class MFRC522Reader:
         misses_before_removed: int = 2,
         secure: bool = False,
         secure_sector: int = 1,
+        tag_sector: int = 2,
         site_key: bytes | None = None,
-        sector_key: bytes = b"\xff" * 6,
+        transport_key: bytes = b"\xff" * 6,
     ) -> None:
-        if secure and not site_key:
-            raise ReaderError("secure mode needs the site key (reader.site_key_file)")
+        if secure:
+            if not site_key:
+                raise ReaderError("secure mode needs the site secret (reader.site_key_file)")
+            try:
+                check_site_secret(site_key)
+            except CardKeyError as exc:
+                raise ReaderError(f"reader.site_key_file: {exc}") from None
         self.bus, self.device, self.rst_pin = bus, device, rst_pin
         self.poll_interval_s = poll_interval_s
         self.misses_before_removed = max(1, misses_before_removed)
-        self.secure, self.secure_sector = secure, secure_sector
-        self.site_key, self.sector_key = site_key, sector_key
+        self.secure, self.secure_sector, self.tag_sector = secure, secure_sector, tag_sector
+        self.site_key, self.transport_key = site_key, transport_key
         self.chip: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,11 +105,20 @@ class MFRC522Reader:
         self._present: str | None = None
         self._auth_uid: list[int] = []
         self._misses = 0
+        self._enrol_until = 0.0
+        self.enrol_error: str | None = None  # why the last enrolment refused its card
 
     @classmethod
     def from_config(cls, config: Any) -> MFRC522Reader:
         reader = config.reader
-        site_key = Path(reader.site_key_file).read_bytes().strip() if reader.site_key_file else None
+        site_key = None
+        if reader.site_key_file:
+            try:
+                site_key = Path(reader.site_key_file).read_bytes().strip()
+            except OSError as exc:
+                raise ReaderError(
+                    f"reader.site_key_file: cannot read {reader.site_key_file} ({exc.strerror})"
+                ) from None
         return cls(
             bus=reader.bus,
             device=reader.device,
@@ -110,9 +126,14 @@ class MFRC522Reader:
             poll_interval_s=reader.poll_interval_s,
             secure=reader.secure,
             secure_sector=reader.secure_sector,
+            tag_sector=reader.tag_sector,
             site_key=site_key,
-            sector_key=bytes.fromhex(reader.sector_key),
+            transport_key=bytes.fromhex(reader.sector_key),
         )
+
+    def start_enrolment(self, window_s: float) -> None:
+        """In secure mode, the next new card within the window gets this site's keys."""
+        self._enrol_until = time.monotonic() + window_s
 
     @property
     def healthy(self) -> bool:
@@ -131,6 +152,13 @@ class MFRC522Reader:
             self.chip = MFRC522(bus=self.bus, device=self.device, pin_mode=11, pin_rst=self.rst_pin)
         except (OSError, FileNotFoundError) as exc:
             raise ReaderError(f"SPI {self.bus}.{self.device} cannot be opened: {exc}") from exc
+        # The package adds a stderr handler per instance and logs every failed authentication
+        # as an error; secure mode fails some on purpose (to tell a clone from a blank card)
+        # and reports its own outcome.
+        package_log = self.chip.logger
+        for handler in list(package_log.handlers):
+            package_log.removeHandler(handler)
+        package_log.setLevel(logging.CRITICAL)
         version = self.chip.Read_MFRC522(VERSION)
         if version not in KNOWN_VERSIONS:
             raise ReaderError(
@@ -232,13 +260,48 @@ class MFRC522Reader:
         if uid == self._present:
             self._halt()
             return []
-        secret_ok = self._check_secret(uid, sak) if self.secure else None
+        read = self._secure_read(uid) if self.secure else BadgeRead(uid=uid, present=True)
+        # Halted while still authenticated (Crypto1 on): a card that authenticated
+        # understands only encrypted frames, the HLTA included.
         self._halt()
         if self.secure:
             self.chip.MFRC522_StopCrypto1()
         previous, self._present = self._present, uid
         reads = [BadgeRead(uid=previous, present=False)] if previous else []
-        return [*reads, BadgeRead(uid=uid, present=True, secret_ok=secret_ok)]
+        return [*reads, read]
+
+    def _secure_read(self, uid: str) -> BadgeRead:
+        assert self.site_key is not None
+        where: dict[str, Any] = {
+            "uid_hex": uid,
+            "auth_uid": self._auth_uid,
+            "site_secret": self.site_key,
+            "sector": self.secure_sector,
+            "tag_sector": self.tag_sector,
+        }
+        if time.monotonic() < self._enrol_until:
+            self._enrol_until = 0.0  # one card per enrolment
+            try:
+                done = enrol_card(
+                    self.chip, self._reselect, transport_key=self.transport_key, **where
+                )
+            except CardEnrolError as exc:
+                self.enrol_error = str(exc)
+                log.warning("enrolment refused: %s", exc)
+                return BadgeRead(uid, True, secret_ok=False, refusal=exc.reason, card="refused")
+            log.info("card %s enrolled as a secure card of this site (%s)", uid, done)
+            return BadgeRead(uid, True, secret_ok=True, card=done)
+        refusal = check_card(self.chip, self._reselect, **where)
+        if refusal is None:
+            return BadgeRead(uid, True, secret_ok=True)
+        return BadgeRead(uid, True, secret_ok=False, refusal=refusal.value)
+
+    def _reselect(self) -> list[int] | None:
+        """Wake and select the card again (after a failed authentication): its auth UID."""
+        for _ in range(2):
+            if self._wupa() & RX_IRQ and self._identify() is not None:
+                return list(self._auth_uid)
+        return None
 
     def _missed(self) -> list[BadgeRead]:
         if self._present is not None:
@@ -322,11 +385,6 @@ class MFRC522Reader:
                 self._auth_uid = uid_cln[:4]
                 return bytes(uid).hex().upper(), sak
         return None
-
-    def _check_secret(self, uid: str, sak: int) -> bool:
-        assert self.site_key is not None
-        found = read_secret(self.chip, self._auth_uid, self.secure_sector, self.sector_key)
-        return found is not None and found == card_secret(uid, self.site_key)
 
     def _halt(self) -> None:
         """HLTA, so the card stays quiet until the next poll's WUPA.

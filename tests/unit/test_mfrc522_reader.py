@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,22 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.hardware.readers import BadgeRead, ReaderError
-from tests.support.fake_rpi import FakeSpiBus
+from tests.support.fake_rpi import FakeSpiBus, install_fake_spi
 from tests.support.mfrc522_chip import T_MODE, TX_CONTROL, MifareClassic1K, crc_a
 
 UID = bytes.fromhex("04A1B2C3")
-SITE_KEY = b"site-key-of-the-lab"
 
 
 @pytest.fixture
-def spi(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSpiBus]:
-    bus = FakeSpiBus()
-    for name, module in bus.modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    # The package binds spidev/RPi.GPIO at import: import it afresh over the fakes.
-    for name in [n for n in sys.modules if n == "mfrc522" or n.startswith("mfrc522.")]:
-        monkeypatch.delitem(sys.modules, name)
-    yield bus
+def spi(monkeypatch: pytest.MonkeyPatch) -> FakeSpiBus:
+    return install_fake_spi(monkeypatch)
 
 
 @pytest.fixture
@@ -311,36 +303,6 @@ def test_the_polling_thread_reports_and_stops_promptly(reader, spi) -> None:
     reader.stop()
     assert time.monotonic() - started < 1.0
     assert reads[0] == BadgeRead(uid="04A1B2C3", present=True)
-
-
-def test_secure_mode_accepts_the_enrolled_card_and_refuses_a_clone(spi: FakeSpiBus) -> None:
-    from mfrc522 import MFRC522
-
-    from edge.hardware.mfrc522_reader import MFRC522Reader
-    from edge.hardware.secure_card import write_secret
-
-    chip = spi.chip()
-    enrolled = MifareClassic1K(uid=UID)
-    chip.place(enrolled)
-    writer = MFRC522(pin_mode=11, pin_rst=25)
-    assert write_secret(writer, "04A1B2C3", SITE_KEY, sector=2, key=b"\xff" * 6)
-    chip.remove()
-
-    secure = MFRC522Reader(secure=True, secure_sector=2, site_key=SITE_KEY)
-    secure.open()
-    chip.place(enrolled)
-    assert secure.poll_once() == [BadgeRead(uid="04A1B2C3", present=True, secret_ok=True)]
-    chip.remove()
-    secure.poll_once(), secure.poll_once()
-    chip.place(MifareClassic1K(uid=UID))  # same UID, no secret: a clone
-    assert secure.poll_once() == [BadgeRead(uid="04A1B2C3", present=True, secret_ok=False)]
-    chip.remove()
-    secure.poll_once(), secure.poll_once()
-    other_lab = MFRC522Reader(secure=True, secure_sector=2, site_key=b"another lab")
-    other_lab.chip = secure.chip
-    other_lab._healthy = True
-    chip.place(enrolled)
-    assert other_lab.poll_once()[0].secret_ok is False
 
 
 @pytest.mark.parametrize(
