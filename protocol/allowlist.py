@@ -52,10 +52,17 @@ class AllowEntry(BaseModel):
     training_expires_at: AwareDatetime | None = None
     # A hub-side rule (empty prepaid balance, quota) that refuses this member for now.
     block: DenyReason | None = None
+    # The member's trainings on other machine types (code: expiry or null), for accessories
+    # that need their own (a laser's rotary axis): see edge/domain/interlocks.py.
+    trainings: dict[str, AwareDatetime | None] = Field(default_factory=dict)
 
     @field_serializer("training_expires_at")
     def _exp(self, value: datetime | None) -> str | None:
         return utc_iso(value) if value else None
+
+    @field_serializer("trainings")
+    def _trainings(self, value: dict[str, datetime | None]) -> dict[str, str | None]:
+        return {code: utc_iso(at) if at else None for code, at in value.items()}
 
 
 class AllowList(BaseModel):

@@ -38,6 +38,9 @@ class Status(_Message):
     reader_ok: bool | None = None
     backlog: int | None = None
     acl_version: int | None = None
+    # Safety inputs by name, true when OK; accessory relays by name, true when on.
+    interlocks: dict[str, bool] | None = None
+    accessories: dict[str, bool] | None = None
 
     @field_serializer("ts")
     def _ts(self, value: datetime | None) -> str | None:

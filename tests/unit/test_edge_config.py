@@ -128,3 +128,25 @@ def test_secure_mode_settings_are_checked_with_the_fix(
         load_config(write(tmp_path, body))
     assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith("reader")
     assert names in caught.value.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("tables", "says"),
+    [
+        (
+            '[[interlock]]\nname = "lid"\nkind = "lid"\npin = 17\n',
+            "interlock 'lid': GPIO17 is already relay.pin",
+        ),
+        (
+            '[[accessory]]\nname = "fan"\npin = 5\n[[accessory]]\nname = "fan"\npin = 6\n',
+            "accessory: two share a name",
+        ),
+        ('[[interlock]]\nname = "lid"\nkind = "door"\npin = 5\n', "interlock.0.kind"),
+    ],
+)
+def test_interlocks_and_accessories_are_checked_with_the_fix(
+    tmp_path: Path, tables: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, valid(tmp_path) + tables))
+    assert says in caught.value.report()
