@@ -161,6 +161,8 @@ class MachinePublic(MachineBase):
     session_started_at: datetime | None = None
     progress: float | None = None  # printing, from the latest telemetry
     telemetry: dict[str, Any] | None = None
+    # The agent's safety inputs by name, true when OK (its last status; online only).
+    interlocks: dict[str, bool] | None = None
     # The machine's settings only its administrators edit: in answers to an admin only, and
     # left out (not null) for every other role; see hub/api/machines.py.
     agent_id: str | None = Field(

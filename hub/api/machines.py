@@ -166,6 +166,9 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
                 session_started_at=datetime.fromisoformat(started) if started else None,
                 progress=telemetry.get("progress") if state == "printing" else None,
                 telemetry=telemetry if machine.online and telemetry else None,
+                interlocks=(machine.last_status or {}).get("interlocks")
+                if machine.online
+                else None,
             )
         )
     return out
