@@ -106,10 +106,13 @@ def allowlist_body(
             "block": inactive
             if status != active
             else (untrained if level is None else (balance if ref in empty_balance else None)),
-            "trainings": trainings.get(ref, {}),
         }
         for uid, ref, status, level, expires, supervised in best.values()
     ]
+    for entry in entries:  # the key only where there is something (as the model dumps it)
+        held = trainings.get(entry["member"])
+        if held:
+            entry["trainings"] = held
     if bump_version:
         # One atomic UPDATE: on PostgreSQL it holds the machine's row lock until commit, so
         # the hub and a CLI command publishing at once can never sign two lists with the

@@ -32,8 +32,9 @@ def not_ok_at_start(interlocks: list[Interlock], ok: dict[str, bool]) -> list[st
 
 
 def gate(decision: Decision, interlocks: list[Interlock], ok: dict[str, bool]) -> Decision:
-    """No relay without its interlocks: a grant becomes a denial while one is not OK."""
-    if decision.granted and not decision.maintenance and not_ok_at_start(interlocks, ok):
+    """No relay without its interlocks: a grant becomes a denial while one is not OK. For
+    everybody, maintainers included: a lockout is the lab's rule, an interlock is physics."""
+    if decision.granted and not_ok_at_start(interlocks, ok):
         return Decision(False, DenyReason.INTERLOCK_OPEN, decision.entry)
     return decision
 
