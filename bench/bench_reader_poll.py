@@ -94,7 +94,7 @@ def main() -> None:
     results = {}
     for name, reader in (("before the HLTA fix", legacy_reader_class()()), ("now", ours)):
         reader.chip = ours.chip
-        reader._healthy = True
+        reader._configured = True
         card = MifareClassic1K(uid=CARD_UID)
         chip.place(card)
         reader.poll_once()

@@ -100,8 +100,11 @@ class MFRC522Reader:
         self.chip: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._healthy = False
-        self._health_note = "not opened"
+        # Whether the last poll completed; None until the first, so that first outcome is
+        # logged too (a reader dead from the start says so once).
+        self._healthy: bool | None = None
+        self._health_note = "not polled yet"
+        self._configured = False
         self._present: str | None = None
         self._auth_uid: list[int] = []
         self._misses = 0
@@ -137,7 +140,7 @@ class MFRC522Reader:
 
     @property
     def healthy(self) -> bool:
-        return self._healthy
+        return bool(self._healthy)
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -175,7 +178,6 @@ class MFRC522Reader:
                 version,
             )
         self._configure()
-        self._set_health(True, "reader ready")
 
     def _configure(self) -> None:
         """The package's full initialisation (soft reset, timer, CRC preset, antenna on),
@@ -183,6 +185,7 @@ class MFRC522Reader:
         self.chip.MFRC522_Init()
         self.chip.Write_MFRC522(T_RELOAD_H, 0)
         self.chip.Write_MFRC522(T_RELOAD_L, POLL_RELOAD_TICKS)
+        self._configured = True
 
     def _set_health(self, healthy: bool, note: str) -> None:
         """One log line per change of health, whatever the number of polls in between."""
@@ -195,12 +198,14 @@ class MFRC522Reader:
 
     def _reinitialise(self) -> bool:
         """After an unplug, a brown-out or a reset: initialise again in full if it answers."""
+        self._configured = False
         version = self.chip.Read_MFRC522(VERSION)
         if version not in KNOWN_VERSIONS:
             self._set_health(False, f"the MFRC522 stopped answering (VersionReg 0x{version:02X})")
             return False
         self._configure()
-        log.info("reader on SPI %d.%d initialised again", self.bus, self.device)
+        if self._healthy:  # while down, only the way back up is logged
+            log.info("reader on SPI %d.%d initialised again", self.bus, self.device)
         return True
 
     def start(self, on_badge: OnBadge) -> None:
@@ -238,7 +243,7 @@ class MFRC522Reader:
     # -- one poll --------------------------------------------------------------------------
     def poll_once(self) -> list[BadgeRead]:
         """Look for a card once; report a new card, or the previous one leaving."""
-        if not self._healthy and not self._reinitialise():
+        if not self._configured and not self._reinitialise():
             return []
         irq = self._wupa()
         if not irq & (RX_IRQ | TIMER_IRQ):
@@ -247,9 +252,10 @@ class MFRC522Reader:
                 return []
             irq = self._wupa()
             if not irq & (RX_IRQ | TIMER_IRQ):
+                self._configured = False  # initialised again on the next poll
                 self._set_health(False, "the MFRC522 answers but its polls do not complete")
                 return []
-        self._set_health(True, "polls complete again")
+        self._set_health(True, "its polls complete")
         if not irq & RX_IRQ:
             return self._missed()
         identity = self._identify(known=self._present)

@@ -128,7 +128,8 @@ def test_an_unplugged_reader_is_down_with_one_log_line_and_back_fully_initialise
     reader, spi, caplog: pytest.LogCaptureFixture
 ) -> None:
     chip = spi.chip()
-    assert reader.healthy
+    assert not reader.healthy  # opened, not polled yet
+    assert reader.poll_once() == [] and reader.healthy
     chip.unplug()
     with caplog.at_level(logging.INFO, logger="edge.hardware.mfrc522_reader"):
         for _ in range(20):
@@ -151,6 +152,7 @@ def test_a_reset_chip_is_initialised_again_before_its_poll_counts(
     reader, spi, reset: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     chip = spi.chip()
+    reader.poll_once()
     chip.place(MifareClassic1K(uid=UID))
     if reset == "brown_out":
         chip.brown_out()  # VersionReg still reads fine: only the polls tell
@@ -171,6 +173,7 @@ def test_reader_ok_is_false_while_the_chip_answers_but_cannot_poll(
     reader, spi, caplog: pytest.LogCaptureFixture
 ) -> None:
     chip = spi.chip()
+    reader.poll_once()
     chip.oscillator_ok = False  # a dead 27.12 MHz crystal: SPI works, the RF side does not
     with caplog.at_level(logging.INFO, logger="edge.hardware.mfrc522_reader"):
         for _ in range(10):
