@@ -235,6 +235,7 @@ class MFRC522Reader:
                 reads = self.poll_once()
             except Exception as exc:  # the SPI device itself failing (an OSError, mostly)
                 log.debug("reader poll failed", exc_info=True)
+                self._configured = False  # whatever state the chip is in, start again
                 self._set_health(False, f"the poll failed: {exc}")
                 continue
             for read in reads:
