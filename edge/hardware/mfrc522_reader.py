@@ -109,6 +109,7 @@ class MFRC522Reader:
         self._auth_uid: list[int] = []
         self._misses = 0
         self._enrol_until = 0.0
+        self._checking: str | None = None  # the UID a secure check is about
         self.enrol_error: str | None = None  # why the last enrolment refused its card
 
     @classmethod
@@ -262,7 +263,7 @@ class MFRC522Reader:
         identity = self._identify(known=self._present)
         if identity is None:
             return self._missed()  # a garbled or interrupted answer: as if nobody answered
-        uid, sak = identity
+        uid, _sak = identity
         self._misses = 0
         if uid == self._present:
             self._halt()
@@ -279,6 +280,7 @@ class MFRC522Reader:
 
     def _secure_read(self, uid: str) -> BadgeRead:
         assert self.site_key is not None
+        self._checking = uid
         where: dict[str, Any] = {
             "uid_hex": uid,
             "auth_uid": self._auth_uid,
@@ -304,10 +306,13 @@ class MFRC522Reader:
         return BadgeRead(uid, True, secret_ok=False, refusal=refusal.value)
 
     def _reselect(self) -> list[int] | None:
-        """Wake and select the card again (after a failed authentication): its auth UID."""
+        """Wake and select the card again (after a failed authentication): its auth UID, or
+        None when it has gone or another card answers (swapped in the middle of a check)."""
         for _ in range(2):
-            if self._wupa() & RX_IRQ and self._identify() is not None:
-                return list(self._auth_uid)
+            if self._wupa() & RX_IRQ:
+                identity = self._identify()
+                if identity is not None:
+                    return list(self._auth_uid) if identity[0] == self._checking else None
         return None
 
     def _missed(self) -> list[BadgeRead]:

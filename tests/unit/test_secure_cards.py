@@ -221,3 +221,30 @@ def test_enrol_card_command_needs_a_secure_reader_and_a_real_secret(
     result = runner.invoke(app, ["enrol-card", "--config", str(short)])
     assert result.exit_code == 2
     assert "reader.site_key_file" in result.stderr and "at least 16" in result.stderr
+
+
+def test_a_card_swapped_during_the_check_is_not_judged_by_the_other(spi: FakeSpiBus) -> None:
+    from edge.hardware.secure_card import check_card
+
+    reader = secure_reader(spi)
+    genuine = enrolled(reader, spi)
+    chip = spi.chip()
+    chip.place(MifareClassic1K(uid=bytes.fromhex("0A0B0C0D")))  # a blank card, another UID
+    reader._checking = "04A1B2C3"
+    # As if the genuine card's first authentication had failed and the reader now looked
+    # again: the blank card that answers is not taken for a blank copy of the genuine one.
+    assert reader._reselect() is None
+    chip.place(genuine)
+    assert reader._reselect() is not None
+    assert (
+        check_card(
+            reader.chip,
+            reader._reselect,
+            uid_hex="04A1B2C3",
+            auth_uid=list(UID),
+            site_secret=SITE,
+            sector=1,
+            tag_sector=2,
+        )
+        is None
+    )
