@@ -27,6 +27,7 @@ from typing import Any
 from edge import __version__
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
+from edge.domain.interlocks import gate
 from edge.domain.session import (
     Action,
     Beep,
@@ -36,6 +37,7 @@ from edge.domain.session import (
     SessionMachine,
     SessionRules,
 )
+from edge.hardware.interlocks import SafetyBoard
 from edge.hardware.outputs import Devices, build_devices
 from edge.hardware.readers import BadgeRead, BadgeReader
 from edge.integrations.busy import AnyBusy, BusySource
@@ -83,6 +85,7 @@ class Agent:
         self._status_due = False
         self._reader = reader
         self.devices: Devices | None = None
+        self.safety: SafetyBoard | None = None  # [[interlock]] inputs, [[accessory]] relays
         self.journal: Journal | None = None
         self.transport: MqttTransport | None = None
         self.allowlist: AllowList | None = None
@@ -135,8 +138,15 @@ class Agent:
         self.devices = build_devices(self.config, self._pin_factory)
         self.devices.open_relay()
         try:
+            self.safety = SafetyBoard(
+                self.config,
+                self.devices.pin_factory,
+                on_change=lambda name, ok: self._queue.put(("interlock", name, ok)),
+            )
             self._start_rest()
         except BaseException:
+            if self.safety is not None:
+                self.safety.close()
             self.devices.close()
             raise
 
@@ -291,6 +301,8 @@ class Agent:
                 self._reader.stop()
             except Exception:
                 log.exception("reader did not stop cleanly")
+        if self.safety is not None:
+            self.safety.close()
         if self.devices is not None:
             self.devices.close()
         if self.transport is not None:
@@ -319,7 +331,7 @@ class Agent:
                 return  # stopping: the relay stays open and nothing is decided
             now = self._clock()
             if read.present and self._enrolling():
-                answer = self._report_read(read.uid)
+                answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
                     read.uid, now, self._decider(read, now), present=read.present
@@ -389,7 +401,7 @@ class Agent:
         """One queued input. Whatever touches the session machine does so under the state
         lock; journal, broker and file work stays outside it (see the module docstring)."""
         kind = item[0]
-        if kind in ("busy", "integration", "incident"):
+        if kind in ("busy", "integration", "incident", "interlock"):
             with self._state_lock:
                 self._handle_locked(item, self._clock())
         elif kind == "state":
@@ -419,6 +431,9 @@ class Agent:
         elif kind == "incident":
             member = self.machine.session.member if self.machine.session else None
             self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
+        elif kind == "interlock":
+            self._check_interlocks(now)
+            self._publish_status()
 
     def _handle_telemetry(self, values: dict[str, Any], now: datetime) -> None:
         sample = Telemetry(machine=self.config.agent.machine, ts=now, values=values)
@@ -451,6 +466,9 @@ class Agent:
         with self._state_lock:
             now = self._clock()
             self._apply(self.machine.tick(now))
+            if self.safety is not None:
+                self.safety.apply(now)  # accessories' run-on
+                self._check_interlocks(now)  # grace periods running out
         if mono - self._last_heartbeat >= self.config.agent.heartbeat_s:
             self._publish_status()
         if mono - self._last_alive_write >= 5 and self.journal is not None:
@@ -485,16 +503,20 @@ class Agent:
     # -- decisions and actions ------------------------------------------------------------
     def _decider(self, read: BadgeRead, now: datetime) -> Callable[[bool, bool], Decision]:
         def decide_now(supervisor_present: bool, machine_running: bool) -> Decision:
-            return decide(
+            decision = decide(
                 read.uid,
                 self.allowlist,
                 now,
                 machine_running=machine_running,
                 secret_ok=read.secret_ok,
+                card_refusal=read.refusal,
                 supervisor_present=supervisor_present,
                 maintenance_window=time.monotonic() < self._maintenance_until,
                 machine_locked=self.machine.locked,
             )
+            if self.safety is None:
+                return decision
+            return gate(decision, self.safety.interlocks, self.safety.ok())
 
         return decide_now
 
@@ -515,11 +537,13 @@ class Agent:
                 changed = True
                 if self.devices.led is not None:
                     self.devices.led.on()
+                self._accessories_follow(True)
             elif isinstance(action, OpenRelay):
                 self.devices.open_relay()
                 changed = True
                 if self.devices.led is not None:
                     self.devices.led.off()
+                self._accessories_follow(False)
             elif isinstance(action, Beep):
                 self._beep(action.kind)
             elif isinstance(action, Emit):
@@ -527,6 +551,69 @@ class Agent:
                 if action.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED):
                     changed = True
         if changed:
+            self._publish_status()
+
+    def _accessories_follow(self, relay_closed: bool) -> None:
+        """Accessory relays follow the machine's; one needing its own training stays off for
+        a member without it, and says so (accessory.refused)."""
+        if self.safety is None:
+            return
+        now = self._clock()
+        if not relay_closed:
+            self.safety.machine_off(now)
+            return
+        session = self.machine.session
+        entry = self.allowlist.by_badge().get(session.badge) if session and self.allowlist else None
+        for accessory, reason in self.safety.machine_on(entry, now):
+            assert accessory.training is not None
+            self._emit(
+                EventType.ACCESSORY_REFUSED,
+                {
+                    "accessory": accessory.name,
+                    "training": accessory.training,
+                    "reason": reason.value,
+                    "member": session.member if session else "",
+                    "session_id": session.session_id if session else None,
+                },
+            )
+
+    def _check_interlocks(self, now: datetime) -> None:
+        """A safety input in fault while the relay is closed: an event, a warning on the
+        buzzer and LED, and (by default) the session ends; the relay opens once the machine
+        is not busy, or at once with session.cut_while_busy."""
+        if self.safety is None:
+            return
+        new, cleared = self.safety.fault_changes(now)
+        for interlock in new:
+            session = self.machine.session
+            action = "warned"
+            if session is not None and self.config.safety.on_fault == "end-session":
+                action = "session-ended"
+            elif session is None:
+                action = "none"
+            self._emit(
+                EventType.INTERLOCK_FAULT,
+                {
+                    "interlock": interlock.name,
+                    "kind": interlock.kind,
+                    "action": action,
+                    "session_id": session.session_id if session else None,
+                    "member": session.member if session else None,
+                },
+            )
+            log.warning("interlock %s (%s) in fault: %s", interlock.name, interlock.kind, action)
+            self._beep("warning")
+            if self.devices is not None and self.devices.led is not None:
+                self.devices.led.blink(on_time=0.2, off_time=0.2, background=True)
+            if action == "session-ended":
+                self._apply(self.machine.end_session(now, "interlock"))
+        for interlock in cleared:
+            self._emit(
+                EventType.INTERLOCK_CLEARED, {"interlock": interlock.name, "kind": interlock.kind}
+            )
+            if self.devices is not None and self.devices.led is not None:
+                (self.devices.led.on if self.machine.relay_closed else self.devices.led.off)()
+        if new or cleared:
             self._publish_status()
 
     def _beep(self, kind: str) -> None:
@@ -546,13 +633,20 @@ class Agent:
             self._enrolment = None
         return self._enrolment is not None
 
-    def _report_read(self, uid: str) -> dict[str, Any]:
+    def _report_read(
+        self, uid: str, card: str | None = None, refusal: str | None = None
+    ) -> dict[str, Any]:
         """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
         assert self._enrolment is not None and self.devices is not None
         request_id = self._enrolment[0]
         self._enrolment = None
         self._beep("end")
-        self._emit(EventType.BADGE_READ, {"badge": uid, "request_id": request_id})
+        data: dict[str, Any] = {"badge": uid, "request_id": request_id}
+        if card is not None:  # a secure reader's enrolment: what it did to the card
+            data["card"] = card
+            if refusal is not None:
+                data["card_refusal"] = refusal
+        self._emit(EventType.BADGE_READ, data)
         return {
             "ok": True,
             "decision": "read",
@@ -624,6 +718,8 @@ class Agent:
             "acl_offered": self._acl_refused[1] if self._acl_refused else None,
             "connected": bool(self.transport and self.transport.connected),
             "enrolling": self._enrolling(),
+            "interlocks": self.safety.ok() if self.safety else {},
+            "accessories": self.safety.accessories_on() if self.safety else {},
         }
 
     # -- events: journal first, then the broker ------------------------------------------
@@ -702,6 +798,8 @@ class Agent:
             last_seq=state["last_seq"] or None,
             # Status takes additive fields: the hub sees a full journal at once.
             journal="full" if state["journal_full"] else "ok",
+            interlocks=state["interlocks"] or None,
+            accessories=state["accessories"] or None,
         )
         self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
 
@@ -818,6 +916,9 @@ class Agent:
         elif name is CommandName.ENROL:
             window = min(300.0, float(args.get("window_s", ENROL_WINDOW_S)))
             self._enrolment = (str(args.get("request_id", "")), time.monotonic() + window)
+            start_enrolment = getattr(self._reader, "start_enrolment", None)
+            if start_enrolment is not None:
+                start_enrolment(window)  # a secure reader writes the site's keys on the card
             log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
 
     def _save_allowlist(self, payload: bytes) -> None:

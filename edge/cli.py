@@ -105,6 +105,57 @@ def state(config: ConfigOpt) -> None:
         raise typer.Exit(2) from None
 
 
+@app.command("enrol-card")
+def enrol_card(
+    config: ConfigOpt,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for a card on the reader", min=1, max=600)
+    ] = 30.0,
+) -> None:
+    """Make the card on a desk reader a secure card of this site (reader.secure = true).
+
+    Writes the card's own keys and secret, derived from the site secret and its UID, then
+    prints its UID to enrol on the hub. Stop the agent using the same reader first."""
+    import time
+
+    from edge.hardware.mfrc522_reader import MFRC522Reader
+    from edge.hardware.readers import ReaderError
+
+    cfg = _load(config)
+    if cfg.reader.type != "mfrc522" or not cfg.reader.secure:
+        typer.echo(
+            f'{config}: enrol-card writes secure cards: it needs reader.type = "mfrc522" and '
+            "reader.secure = true with reader.site_key_file",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        reader = MFRC522Reader.from_config(cfg)
+        reader.open()
+    except ReaderError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        reader.start_enrolment(wait)
+        typer.echo(f"show the card to the reader ({wait:.0f} s)...", err=True)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            read = next((r for r in reader.poll_once() if r.present), None)
+            if read is not None:
+                break
+            time.sleep(reader.poll_interval_s)
+        else:
+            typer.echo(f"no card was shown within {wait:.0f} s; try again", err=True)
+            raise typer.Exit(2)
+    finally:
+        reader.stop()
+    if read.card == "refused":
+        typer.echo(f"{reader.enrol_error} ({read.refusal})", err=True)
+        raise typer.Exit(2)
+    done = "keys written" if read.card == "written" else "already a secure card of this site"
+    typer.echo(f"{read.uid}: {done}; enrol it on the hub with this UID")
+
+
 @app.command("schema")
 def schema() -> None:
     """Print the machine config's JSON Schema (firmware_config/schema.json is this output)."""

@@ -86,10 +86,32 @@ class ReaderSection(_Section):
     device: int = Field(default=0, ge=0, le=2)
     rst_pin: int = Field(default=25, ge=0, le=27)
     poll_interval_s: float = Field(default=0.1, gt=0, le=5)
+    # secure mode (protocol/card_keys.py): per-card keys derived from the site secret
     secure: bool = False
     secure_sector: int = Field(default=1, ge=1, le=15)
+    tag_sector: int = Field(default=2, ge=1, le=15)
     site_key_file: Path | None = None
+    # The key A blank cards come with (the transport key), used only to enrol them.
     sector_key: str = Field(default="FFFFFFFFFFFF", pattern=r"^[0-9A-Fa-f]{12}$")
+
+    @model_validator(mode="after")
+    def _secure_mode(self) -> ReaderSection:
+        if self.secure and self.type != "mfrc522":
+            raise ValueError(
+                'reader.secure needs reader.type = "mfrc522": only it reads the card\'s sectors'
+            )
+        if self.secure and self.site_key_file is None:
+            raise ValueError(
+                "reader.secure needs reader.site_key_file: the file holding the site secret "
+                "(at least 16 random bytes, the same on every reader of the site)"
+            )
+        if self.tag_sector == self.secure_sector:
+            raise ValueError(
+                f"reader.tag_sector and reader.secure_sector are both {self.tag_sector}: "
+                "give two different sectors (e.g. secure_sector = 1, tag_sector = 2)"
+            )
+        return self
+
     # keyboard (USB wedge)
     input_device: Path | None = None
     format: Literal["hex", "decimal10"] = "hex"
@@ -105,6 +127,41 @@ class InputPin(_Section):
     pull_up: bool = False
     active_state: bool | None = None
     bounce_s: float = Field(default=0.05, ge=0, le=5)
+
+
+InterlockKind = Literal["extraction", "chiller_flow", "lid", "fire_suppression", "other"]
+
+
+class InterlockInput(InputPin):
+    """One [[interlock]]: an input that must be active (OK) for the relay to close.
+
+    Wire it so the input is active when the condition holds: air flowing (or the extractor
+    drawing current), coolant flowing, the lid closed, the fire suppression armed."""
+
+    name: str = Field(pattern=SLUG_PATTERN)
+    kind: InterlockKind
+    # Time the input may take to come up once the relay has closed (an extractor the agent
+    # itself starts, through an [[accessory]]); 0: it must be OK before the badge opens.
+    grace_s: float = Field(default=0, ge=0, le=600)
+
+
+class AccessoryOutput(OutputPin):
+    """One [[accessory]]: a relay that follows the machine's (extractor, air assist, rotary)."""
+
+    name: str = Field(pattern=SLUG_PATTERN)
+    # Keeps running this long after the machine's relay opens (an extractor clearing fumes).
+    run_on_s: float = Field(default=0, ge=0, le=24 * 3600)
+    # A machine type whose training the member needs for this accessory (a rotary axis):
+    # the hub lists each member's trainings in the allow-list; untrained, it stays off.
+    training: str | None = Field(default=None, pattern=SLUG_PATTERN)
+
+
+class SafetySection(_Section):
+    """[safety]: what an interlock fault during a session does."""
+
+    # "end-session": the session ends and the relay opens (only once the machine is no longer
+    # busy, unless session.cut_while_busy); "warn": buzzer and LED only.
+    on_fault: Literal["end-session", "warn"] = "end-session"
 
 
 class SessionSection(_Section):
@@ -253,6 +310,35 @@ class AgentConfig(_Section):
     octoprint: OctoPrintOptions | None = None
     power_meter: PowerMeterOptions | None = None
     ruida: RuidaOptions | None = None
+    interlock: list[InterlockInput] = Field(default_factory=list, max_length=8)
+    accessory: list[AccessoryOutput] = Field(default_factory=list, max_length=8)
+    safety: SafetySection = SafetySection()
+
+    @model_validator(mode="after")
+    def _pins_and_names_are_distinct(self) -> AgentConfig:
+        used: dict[int, str] = {self.relay.pin: "relay.pin"}
+        named: list[tuple[str, OutputPin | InputPin | None]] = [
+            ("led", self.led),
+            ("buzzer", self.buzzer),
+            ("busy_input", self.busy_input),
+            ("incident_button", self.incident_button),
+        ]
+        named += [(f"interlock {i.name!r}", i) for i in self.interlock]
+        named += [(f"accessory {a.name!r}", a) for a in self.accessory]
+        for where, device in named:
+            if device is None:
+                continue
+            if device.pin in used:
+                raise ValueError(
+                    f"{where}: GPIO{device.pin} is already {used[device.pin]}; "
+                    "give each device its own pin"
+                )
+            used[device.pin] = f"{where}.pin"
+        for kind, items in (("interlock", self.interlock), ("accessory", self.accessory)):
+            names = [item.name for item in items]
+            if len(names) != len(set(names)):
+                raise ValueError(f"{kind}: two share a name; give each its own name")
+        return self
 
     @model_validator(mode="after")
     def _reader_supports_mode(self) -> AgentConfig:

@@ -70,6 +70,20 @@ def allowlist_body(
             )
         ).scalars()
     )
+    # Each member's valid trainings on the other machine types, for the accessories that need
+    # their own (edge/domain/interlocks.py); supervised-only ones do not count.
+    trainings: dict[str, dict[str, str | None]] = {}
+    for ref, code, expires in session.execute(
+        text(
+            "SELECT m.ref, mt.code, t.expires_at FROM training t "
+            "JOIN member m ON m.id = t.member_id JOIN machine_type mt ON mt.id = t.machine_type_id "
+            "WHERE t.machine_type_id != :machine_type AND NOT t.supervised_only "
+            "AND m.status != :left ORDER BY m.ref, mt.code"
+        ).columns(column("ref"), column("code"), column("expires_at", UTCDateTime())),
+        {"machine_type": machine.machine_type_id, "left": MemberStatus.LEFT.name},
+    ).all():
+        if expires is None or _aware(expires) > now:
+            trainings.setdefault(ref, {})[code] = utc_iso(_aware(expires)) if expires else None
     best: dict[str, tuple[Any, ...]] = {}
     for row in rows:
         current = best.get(row[0])
@@ -95,6 +109,10 @@ def allowlist_body(
         }
         for uid, ref, status, level, expires, supervised in best.values()
     ]
+    for entry in entries:  # the key only where there is something (as the model dumps it)
+        held = trainings.get(entry["member"])
+        if held:
+            entry["trainings"] = held
     if bump_version:
         floor = version_floor(now, reported=_reported_version(machine), machine=machine.code)
         # One atomic UPDATE: on PostgreSQL it holds the machine's row lock until commit, so

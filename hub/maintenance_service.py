@@ -40,6 +40,7 @@ from hub.maintenance_store import (
 )
 from hub.models import (
     BusyPeriod,
+    Event,
     Machine,
     MachineSession,
     MachineType,
@@ -48,6 +49,7 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
+from protocol.envelope import EventType
 
 log = logging.getLogger(__name__)
 
@@ -572,4 +574,42 @@ def calendar(session: Session, *, now: datetime, site: str) -> str:
         [(task, machine, on) for task, machine, on in due if on is not None],
         site=site,
         generated_at=now,
+    )
+
+
+INTERLOCK_WINDOW = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class InterlockFaults:
+    """How often one interlock of one machine went into fault in the window."""
+
+    machine: str
+    interlock: str
+    kind: str
+    count: int
+    last_at: datetime
+
+
+def interlock_faults(
+    session: Session, *, now: datetime, window: timedelta = INTERLOCK_WINDOW
+) -> list[InterlockFaults]:
+    """The interlock.fault events of the window, counted per machine and interlock, most
+    frequent first: a chiller that trips every week wants servicing before it fails a job."""
+    rows = session.exec(
+        select(Event.machine, Event.ts, Event.data)
+        .where(Event.type == EventType.INTERLOCK_FAULT.value)
+        .where(col(Event.ts) >= now - window)
+    ).all()
+    counted: dict[tuple[str, str], tuple[str, int, datetime]] = {}
+    for machine, ts, data in rows:
+        key = (machine, str(data.get("interlock", "?")))
+        kind, count, last = counted.get(key, (str(data.get("kind", "?")), 0, ts))
+        counted[key] = (kind, count + 1, max(last, ts))
+    return sorted(
+        (
+            InterlockFaults(machine, name, kind, count, last)
+            for (machine, name), (kind, count, last) in counted.items()
+        ),
+        key=lambda f: (-f.count, f.machine, f.interlock),
     )

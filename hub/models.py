@@ -178,6 +178,8 @@ class MachinePublic(MachineBase):
     agent_acl_version: int | None = None
     acl_current: bool | None = None
     acl_refused: str | None = None
+    # The agent's safety inputs by name, true when OK (its last status; online only).
+    interlocks: dict[str, bool] | None = None
     # The machine's settings only its administrators edit: in answers to an admin only, and
     # left out (not null) for every other role; see hub/api/machines.py.
     agent_id: str | None = Field(

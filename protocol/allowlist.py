@@ -20,8 +20,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
+    model_serializer,
 )
 
 from protocol.envelope import PROTOCOL_VERSION, DenyReason, ProtocolError, utc_iso
@@ -53,10 +55,26 @@ class AllowEntry(BaseModel):
     training_expires_at: AwareDatetime | None = None
     # A hub-side rule (empty prepaid balance, quota) that refuses this member for now.
     block: DenyReason | None = None
+    # The member's trainings on other machine types (code: expiry or null), for accessories
+    # that need their own (a laser's rotary axis): see edge/domain/interlocks.py.
+    trainings: dict[str, AwareDatetime | None] = Field(default_factory=dict)
 
     @field_serializer("training_expires_at")
     def _exp(self, value: datetime | None) -> str | None:
         return utc_iso(value) if value else None
+
+    @field_serializer("trainings")
+    def _trainings(self, value: dict[str, datetime | None]) -> dict[str, str | None]:
+        return {code: utc_iso(at) if at else None for code, at in value.items()}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_trainings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Most members hold no other training: leaving the key out keeps a 5,000-member
+        # list as small (and as fast to sign) as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if not data.get("trainings"):
+            data.pop("trainings", None)
+        return data
 
 
 class AllowList(BaseModel):

@@ -42,6 +42,9 @@ class EventType(StrEnum):
     JOB_FAILED = "job.failed"
     INCIDENT_REPORTED = "incident.reported"
     AGENT_STARTED = "agent.started"
+    INTERLOCK_FAULT = "interlock.fault"  # a safety input went wrong (extraction, chiller...)
+    INTERLOCK_CLEARED = "interlock.cleared"
+    ACCESSORY_REFUSED = "accessory.refused"  # its own training missing: left off
 
 
 class DenyReason(StrEnum):
@@ -60,6 +63,12 @@ class DenyReason(StrEnum):
     MACHINE_ALREADY_RUNNING = "machine_already_running"
     IN_USE = "in_use"
     CARD_SECRET_MISMATCH = "card_secret_mismatch"
+    # Secure mode (protocol/card_keys.py), each a different card on the reader:
+    CARD_UID_CLONE = "card_uid_clone"  # the secret sector opens with no key we know
+    CARD_FACTORY_KEY = "card_factory_key"  # still on the factory key, with data on it
+    CARD_BLANK = "card_blank"  # a blank card: factory key, nothing written
+    CARD_OTHER_SITE = "card_other_site"  # another site's tag
+    INTERLOCK_OPEN = "interlock_open"  # extraction, chiller flow, lid or fire suppression not OK
 
 
 class ProtocolError(ValueError):
@@ -155,6 +164,29 @@ class IncidentReported(_Data):
     member: str | None = None
 
 
+class InterlockFault(_Data):
+    interlock: str
+    kind: str
+    # What the agent did: "session-ended" (relay opened, or held until the job ends),
+    # "warned" (buzzer and LED), "none" (no session: the next badge is refused).
+    action: str
+    session_id: str | None = None
+    member: str | None = None
+
+
+class InterlockCleared(_Data):
+    interlock: str
+    kind: str
+
+
+class AccessoryRefused(_Data):
+    accessory: str
+    training: str
+    reason: DenyReason
+    member: str
+    session_id: str | None = None
+
+
 class AgentStarted(_Data):
     version: str
     recovered_sessions: int = Field(default=0, ge=0)
@@ -175,6 +207,9 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.JOB_FAILED: JobEnded,
     EventType.INCIDENT_REPORTED: IncidentReported,
     EventType.AGENT_STARTED: AgentStarted,
+    EventType.INTERLOCK_FAULT: InterlockFault,
+    EventType.INTERLOCK_CLEARED: InterlockCleared,
+    EventType.ACCESSORY_REFUSED: AccessoryRefused,
 }
 
 

@@ -47,6 +47,9 @@ class Status(_Message):
     # The sequence number of the agent's newest event: the hub repairs a gap at the tail
     # (events it never received after the last one it has) as it does one in the middle.
     last_seq: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    # Safety inputs by name, true when OK; accessory relays by name, true when on.
+    interlocks: dict[str, bool] | None = None
+    accessories: dict[str, bool] | None = None
 
     @field_serializer("ts")
     def _ts(self, value: datetime | None) -> str | None:

@@ -28,6 +28,7 @@ def decide(
     *,
     machine_running: bool = False,
     secret_ok: bool | None = None,
+    card_refusal: str | None = None,
     supervisor_present: bool = False,
     maintenance_window: bool = False,
     machine_locked: bool = False,
@@ -36,7 +37,9 @@ def decide(
     not locked out (maintainers excepted), no hub-side block applies, and the machine is not
     already running. Everything else is a denial with its reason."""
     if secret_ok is False:
-        return Decision(False, DenyReason.CARD_SECRET_MISMATCH)
+        # Secure mode said why: a clone, a blank card, another site's card...
+        reason = DenyReason(card_refusal) if card_refusal else DenyReason.CARD_SECRET_MISMATCH
+        return Decision(False, reason)
     if allowlist is None:
         return Decision(False, DenyReason.NO_ALLOW_LIST)
     if allowlist.expires_at <= now:

@@ -21,12 +21,16 @@ class BadgeRead:
 
     `uid` is the card UID as uppercase hex without BCC (protocol.badges.normalise_uid).
     `secret_ok` is None when the reader does not check a card secret, else whether the
-    per-card secret written at enrolment matched (secure mode).
+    per-card secret written at enrolment matched (secure mode); `refusal` then says why not
+    (a protocol.envelope.DenyReason value). `card` is what an enrolment did to the card:
+    "written", "already" (it was a secure card of this site) or "refused".
     """
 
     uid: str
     present: bool = True
     secret_ok: bool | None = None
+    refusal: str | None = None
+    card: str | None = None
 
 
 OnBadge = Callable[[BadgeRead], None]

@@ -44,6 +44,9 @@ class CardRead(SQLModel):
     request_id: str
     machine: str
     badge: str | None = None  # null until the card is shown
+    # A secure reader's enrolment: "written", "already" or "refused" (then card_refusal).
+    card: str | None = None
+    card_refusal: str | None = None
 
 
 ENROL_WINDOW = timedelta(seconds=60)
@@ -181,7 +184,11 @@ def card_read(
         .where(col(Event.ts) >= since)
         .order_by(col(Event.ts).desc())
     ).all()
-    badge = next(
-        (e.data.get("badge") for e in events if e.data.get("request_id") == request_id), None
+    data = next((e.data for e in events if e.data.get("request_id") == request_id), {})
+    return CardRead(
+        request_id=request_id,
+        machine=machine,
+        badge=data.get("badge"),
+        card=data.get("card"),
+        card_refusal=data.get("card_refusal"),
     )
-    return CardRead(request_id=request_id, machine=machine, badge=badge)

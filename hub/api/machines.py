@@ -195,6 +195,9 @@ def machines_public(
                 agent_acl_version=held.held if held else None,
                 acl_current=held.is_current if held else None,
                 acl_refused=held.refused if held else None,
+                interlocks=(machine.last_status or {}).get("interlocks")
+                if machine.online
+                else None,
             )
         )
     return out

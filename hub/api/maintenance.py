@@ -13,6 +13,7 @@ from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
 from hub.maintenance_service import (
     MaintenanceError,
     UnknownTaskError,
+    interlock_faults,
     sign_off_task,
     task_states,
 )
@@ -45,6 +46,25 @@ class TaskDuePublic(SQLModel):
     days_left: int | None
     due_on: date | None  # a calendar date, or an estimate from the last 28 days of use
     last_signed_off_at: datetime | None
+
+
+class InterlockFaultsPublic(SQLModel):
+    machine: str
+    interlock: str
+    kind: str  # extraction, chiller_flow, lid, fire_suppression, other
+    count: int
+    last_at: datetime
+
+
+@router.get("/interlock-faults", response_model=list[InterlockFaultsPublic])
+def list_interlock_faults(session: SessionDep) -> list[InterlockFaultsPublic]:
+    """Interlock faults of the last 90 days per machine and interlock, most frequent first."""
+    return [
+        InterlockFaultsPublic(
+            machine=f.machine, interlock=f.interlock, kind=f.kind, count=f.count, last_at=f.last_at
+        )
+        for f in interlock_faults(session, now=datetime.now(UTC))
+    ]
 
 
 @router.get("/tasks", response_model=list[TaskDuePublic])

@@ -110,8 +110,15 @@ def wait_for_the_card(
         "request_id": request_id,
         "until": until.isoformat(),
     }
-    if read.badge:
-        context.update(step="read", badge=read.badge)
+    if read.badge and read.card == "refused":
+        problem = (
+            "this card is another site's: use a blank card"
+            if read.card_refusal == "card_other_site"
+            else "this card was set up elsewhere and its keys cannot be written: use a blank card"
+        )
+        context.update(step="choose", machines=_online(session), problem=problem)
+    elif read.badge:
+        context.update(step="read", badge=read.badge, card=read.card)
     elif datetime.now(UTC) > until.astimezone(UTC) + timedelta(seconds=2):
         context.update(step="choose", machines=_online(session), problem="no card was shown")
     else:

@@ -36,7 +36,7 @@ from hub.api.deps import (
 from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
 from hub.imports import _is_trainer
-from hub.maintenance_service import task_states
+from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
 from hub.models import (
     Machine,
@@ -475,6 +475,7 @@ def _maintenance_page(
         {
             "states": states,
             "incidents": incidents,
+            "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
             "notice": notice,
             "problem": problem,

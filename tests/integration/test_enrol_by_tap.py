@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from edge.agent import Agent
+from edge.config import parse_config
 from hub.app import create_app
 from hub.core.settings import get_settings
 from hub.models import Machine, Member
@@ -114,3 +117,98 @@ def test_the_member_page_enrols_a_tapped_card(hub: Hub) -> None:  # noqa: F811
     with Session(hub.engine) as session:
         badge = session.exec(select(Badge).where(Badge.uid == NEW_CARD)).one()
     assert badge.member_id == lea.id
+
+
+def test_a_secure_reader_writes_the_sites_keys_on_the_card_it_enrols(
+    hub: Hub,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The web's enrol-by-tap on a laser whose MFRC522 reader is secure: the blank card gets
+    the site's keys, is enrolled and opens the laser; another site's card is refused."""
+    from hub.auth import create_user
+    from hub.models import Role
+    from protocol.card_keys import card_keys
+    from tests.e2e.web import csrf_of, sign_in
+    from tests.support.api import PASSWORD
+    from tests.support.fake_rpi import install_fake_spi
+    from tests.support.mfrc522_chip import MifareClassic1K
+
+    spi = install_fake_spi(monkeypatch)
+    secret = b"the-lab-site-secret-0123456789"
+    (hub.tmp / "site-secret").write_bytes(secret)
+    reader = {
+        "type": "mfrc522",
+        "poll_interval_s": 0.02,
+        "secure": True,
+        "site_key_file": str(hub.tmp / "site-secret"),
+    }
+    url = hub.engine.url.render_as_string(hide_password=False)
+    with Session(hub.engine) as session:
+        create_user(session, username="desk", password=PASSWORD, role=Role.MANAGER)
+        session.commit()
+        hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
+    agent = Agent(parse_config(hub.agent_config("laser-1", reader=reader)))
+    agent.start()
+    chip = spi.chip()
+    try:
+        settings = get_settings(None, database_url=url, data_dir=hub.tmp / "hub")
+        with TestClient(create_app(settings, start_ingest=False)) as client:
+            client.app.state.publisher = hub.publisher
+            csrf = sign_in(client, "desk", PASSWORD)
+            wait_until(
+                lambda: "laser-1" in client.get(f"/web/members/{hugo.id}/tap").text,
+                timeout=15,
+                what="laser-1 offered as an online reader",
+            )
+
+            def tap_to_enrol(card: MifareClassic1K) -> str:
+                waiting = client.post(
+                    f"/web/members/{hugo.id}/tap",
+                    data={"machine": "laser-1"},
+                    headers={"X-CSRF-Token": csrf},
+                )
+                poll = re.search(r'hx-get="([^"]+)"', waiting.text)
+                assert poll is not None, waiting.text
+                wait_until(lambda: agent.state()["enrolling"], timeout=10, what="the enrol")
+                chip.place(card)
+                page = wait_until(
+                    lambda: (
+                        answer
+                        if "Card read"
+                        in (answer := client.get(poll.group(1).replace("&amp;", "&")).text)
+                        or "another site" in answer
+                        else None
+                    ),
+                    timeout=15,
+                    what="the read on the page",
+                )
+                chip.remove()
+                wait_until(lambda: not agent.state()["enrolling"], timeout=5, what="the window")
+                return page
+
+            other_site = MifareClassic1K(uid=bytes.fromhex("11223344"))
+            other_site.blocks[8][:] = b"ATELIER1" + bytes(8)  # another site's tag
+            other_site.set_keys(2, key_a=bytes.fromhex("A0A1A2A3A4A5"), key_b=bytes(6))
+            refused = tap_to_enrol(other_site)
+            assert "this card is another site&#39;s: use a blank card" in refused
+
+            blank = MifareClassic1K(uid=bytes.fromhex("04A1B2C3D4E5F6"))
+            page = tap_to_enrol(blank)
+            assert "wrote this site&#39;s keys on the card" in page
+            assert bytes(blank.blocks[4]) == card_keys(secret, "04A1B2C3D4E5F6").secret
+            version = agent.state()["acl_version"]
+            enrolled = client.post(
+                f"/web/members/{hugo.id}/badges",
+                data={"uid": "04A1B2C3D4E5F6", "csrf": csrf_of(page)},
+            )
+            assert enrolled.status_code == 200, enrolled.text
+            wait_until(
+                lambda: agent.state()["acl_version"] > version,
+                timeout=15,
+                what="the new allow-list at the laser",
+            )
+        chip.place(blank)
+        wait_until(lambda: agent.state()["relay_pin"] == 1, timeout=10, what="the laser to open")
+        assert agent.state()["session"]["badge"] == "04A1B2C3D4E5F6"
+    finally:
+        agent.stop()

@@ -19,7 +19,7 @@ def offline_config(
     *,
     version: int = 1,
     key: Ed25519PrivateKey | None = None,
-    **sections: dict[str, Any],
+    **sections: dict[str, Any] | list[dict[str, Any]],
 ) -> AgentConfig:
     """Config for machine laser-1 with a cached list signed by a fresh hub key; no broker
     listens on its port, so every decision is taken offline."""
@@ -53,5 +53,6 @@ def offline_config(
         "reader": {"type": "sim"},
     }
     for section, values in sections.items():
-        data[section] = {**data.get(section, {}), **values}
+        # A table is merged into the default one; an array of tables ([[interlock]]) is taken.
+        data[section] = values if isinstance(values, list) else {**data.get(section, {}), **values}
     return parse_config(data)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import types
+from typing import Any
 
 from tests.support.mfrc522_chip import MFRC522Chip
+
+
+def install_fake_spi(monkeypatch: Any) -> FakeSpiBus:
+    """Put fake spidev/RPi.GPIO in sys.modules (undone by pytest's monkeypatch) and drop the
+    mfrc522 package, which binds them at import, so it is imported afresh over the fakes."""
+    bus = FakeSpiBus()
+    for name, module in bus.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in [n for n in sys.modules if n == "mfrc522" or n.startswith("mfrc522.")]:
+        monkeypatch.delitem(sys.modules, name)
+    return bus
 
 
 class FakeSpiBus:

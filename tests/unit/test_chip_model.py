@@ -55,6 +55,10 @@ def transceive(chip: MFRC522Chip, frame: list[int], last_bits: int = 0) -> list[
         write(chip, FIFO_DATA, byte)
     write(chip, COMMAND, 0x0C)
     write(chip, BIT_FRAMING, 0x80 | last_bits)
+    # Poll as the package does until the answer is in or the timer gave up (bounded).
+    for _ in range(500):
+        if read(chip, COMM_IRQ) & 0x21:
+            break
     return [read(chip, FIFO_DATA) for _ in range(read(chip, FIFO_LEVEL))]
 
 
@@ -105,6 +109,8 @@ def test_fifo_level_flush_and_irq_set1_semantics(chip: MFRC522Chip) -> None:
     assert read(chip, FIFO_DATA) == 1
     write(chip, FIFO_LEVEL, 0x80)
     assert read(chip, FIFO_LEVEL) == 0
+    assert read(chip, COMM_IRQ) == 0x14  # reset value: IdleIRq and HiAlertIRq
+    write(chip, COMM_IRQ, 0x7F)  # Set1 = 0: clear them all
     write(chip, COMM_IRQ, 0x80 | 0x21)  # Set1 = 1: set RxIRq and TimerIRq
     assert read(chip, COMM_IRQ) == 0x21
     write(chip, COMM_IRQ, 0x01)  # Set1 = 0: clear TimerIRq only
@@ -199,3 +205,88 @@ def test_a_chip_that_stops_answering_reads_zero(chip: MFRC522Chip) -> None:
     chip.answering = True
     chip.reset_line = 0  # held in reset by the RST pin
     assert read(chip, VERSION) == 0
+
+
+def test_calccrc_runs_on_and_swallows_the_bytes_written_to_the_fifo(chip: MFRC522Chip) -> None:
+    # Datasheet 10.3.1.4: CalcCRC is not stopped by an empty FIFO; only another command ends it.
+    write(chip, FIFO_LEVEL, 0x80)
+    for byte in (0x50, 0x00):
+        write(chip, FIFO_DATA, byte)
+    write(chip, COMMAND, 0x03)
+    assert (read(chip, CRC_RESULT_L), read(chip, CRC_RESULT_M)) == (0x57, 0xCD)
+    for byte in (0x50, 0x00, 0x57, 0xCD):  # a frame loaded while CalcCRC still runs
+        write(chip, FIFO_DATA, byte)
+    assert read(chip, FIFO_LEVEL) == 0
+    assert (read(chip, CRC_RESULT_L), read(chip, CRC_RESULT_M)) == crc_a(
+        [0x50, 0x00, 0x50, 0x00, 0x57, 0xCD]
+    )
+    write(chip, COMMAND, 0x00)  # Idle ends it: the FIFO keeps bytes again
+    write(chip, FIFO_DATA, 0x50)
+    assert read(chip, FIFO_LEVEL) == 1
+
+
+def test_idle_written_before_a_frame_is_out_cuts_it(chip: MFRC522Chip) -> None:
+    card = MifareClassic1K(uid=UID)
+    chip.place(card)
+    _select(chip)
+    assert card.state == "ACTIVE"
+    write(chip, COMM_IRQ, 0x7F)
+    write(chip, FIFO_LEVEL, 0x80)
+    for byte in (0x50, 0x00, 0x57, 0xCD):
+        write(chip, FIFO_DATA, byte)
+    write(chip, COMMAND, 0x0C)
+    write(chip, BIT_FRAMING, 0x80)
+    write(chip, COMMAND, 0x00)  # 16 us later: 38 bits at 106 kbit/s take 0.36 ms
+    for _ in range(100):
+        read(chip, COMM_IRQ)
+    assert card.state == "ACTIVE"  # the HLTA never reached it
+    # Sent whole (TxIRq) before Idle, it does.
+    transceive(chip, [0x50, 0x00, 0x57, 0xCD])
+    assert read(chip, COMM_IRQ) & 0x40 and card.state == "HALT"
+
+
+def test_seven_byte_uid_cascade_levels_and_sak(chip: MFRC522Chip) -> None:
+    uid = bytes.fromhex("04112233445566")
+    card = MifareClassic1K(uid=uid)
+    chip.place(card)
+    assert transceive(chip, [0x52], last_bits=7) == [0x44, 0x00]  # ATQA: double-size UID
+    cl1 = [0x88, 0x04, 0x11, 0x22]
+    cl1.append(cl1[0] ^ cl1[1] ^ cl1[2] ^ cl1[3])
+    assert transceive(chip, [0x93, 0x20]) == cl1
+    select1 = [0x93, 0x70, *cl1]
+    assert transceive(chip, [*select1, *crc_a(select1)]) == [0x04, *crc_a([0x04])]
+    assert card.state == "READY"  # cascade bit: more UID follows
+    assert transceive(chip, [0x93, 0x20]) == []  # level 1 is done: the card ignores it
+    assert card.state == "IDLE"
+    transceive(chip, [0x52], last_bits=7)
+    transceive(chip, [*select1, *crc_a(select1)])
+    cl2 = [0x33, 0x44, 0x55, 0x66, 0x33 ^ 0x44 ^ 0x55 ^ 0x66]
+    assert transceive(chip, [0x95, 0x20]) == cl2
+    select2 = [0x95, 0x70, *cl2]
+    assert transceive(chip, [*select2, *crc_a(select2)]) == [0x08, *crc_a([0x08])]
+    assert card.state == "ACTIVE"
+
+
+def test_soft_reset_brings_back_the_reset_values(chip: MFRC522Chip) -> None:
+    assert read(chip, T_MODE) == 0x8D and read(chip, TX_CONTROL) == 0x83
+    write(chip, COMMAND, 0x0F)  # SoftReset
+    assert read(chip, T_MODE) == 0 and read(chip, TX_CONTROL) == 0x80  # antenna off
+    assert read(chip, COMMAND) == 0x20 and read(chip, COMM_IRQ) == 0x14
+    assert (read(chip, CRC_RESULT_M), read(chip, CRC_RESULT_L)) == (0xFF, 0xFF)
+    # Without TAuto the timer never runs: an empty-field transceive never ends.
+    transceive(chip, [0x52], last_bits=7)
+    assert read(chip, COMM_IRQ) & 0x21 == 0
+
+
+def test_after_authentication_plain_frames_are_noise_to_the_card(chip: MFRC522Chip) -> None:
+    card = MifareClassic1K(uid=UID)
+    chip.place(card)
+    _select(chip)
+    assert _authenticate(chip, 7, b"\xff" * 6)
+    write(chip, STATUS2, 0x00)  # Crypto1 off, then a plain HLTA
+    transceive(chip, [0x50, 0x00, 0x57, 0xCD])
+    assert card.state == "IDLE"
+    _select(chip)
+    assert _authenticate(chip, 7, b"\xff" * 6)
+    transceive(chip, [0x50, 0x00, 0x57, 0xCD])  # Crypto1 still on: it is understood
+    assert card.state == "HALT"

@@ -110,3 +110,43 @@ def test_shipped_examples_are_valid_once_the_key_is_filled_in(
 ) -> None:
     body = re.sub(r'hub_public_key = ".*"', f'hub_public_key = "{KEY}"', example.read_text())
     assert load_config(write(tmp_path, body)).agent.machine == example.stem
+
+
+@pytest.mark.parametrize(
+    ("reader", "names"),
+    [
+        ('type = "sim"\nsecure = true\nsite_key_file = "/etc/s"', 'reader.type = "mfrc522"'),
+        ('type = "mfrc522"\nsecure = true', "reader.site_key_file"),
+        ('type = "mfrc522"\nsecure_sector = 3\ntag_sector = 3', "give two different sectors"),
+    ],
+)
+def test_secure_mode_settings_are_checked_with_the_fix(
+    tmp_path: Path, reader: str, names: str
+) -> None:
+    body = valid(tmp_path).replace('[reader]\ntype = "sim"', f"[reader]\n{reader}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, body))
+    assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith("reader")
+    assert names in caught.value.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("tables", "says"),
+    [
+        (
+            '[[interlock]]\nname = "lid"\nkind = "lid"\npin = 17\n',
+            "interlock 'lid': GPIO17 is already relay.pin",
+        ),
+        (
+            '[[accessory]]\nname = "fan"\npin = 5\n[[accessory]]\nname = "fan"\npin = 6\n',
+            "accessory: two share a name",
+        ),
+        ('[[interlock]]\nname = "lid"\nkind = "door"\npin = 5\n', "interlock.0.kind"),
+    ],
+)
+def test_interlocks_and_accessories_are_checked_with_the_fix(
+    tmp_path: Path, tables: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, valid(tmp_path) + tables))
+    assert says in caught.value.report()

@@ -172,3 +172,38 @@ def test_csv_importers_report_or_import_never_crash(
         assert str(exc)
         return
     assert report.ok or all(e.startswith("line ") for e in report.errors)
+
+
+safety_values = st.one_of(
+    toml_scalars,
+    st.sampled_from([0, -1, 17, 27, 28, 600, 601, 86_400, 86_401, 1e308, -0.0, "", "\x00", "lid"]),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    table=st.sampled_from(["interlock", "accessory"]),
+    key=st.sampled_from(["name", "kind", "pin", "grace_s", "run_on_s", "training", "pull_up"]),
+    value=safety_values,
+)
+def test_interlock_and_accessory_tables_name_the_bad_field(
+    tmp_path: Path, table: str, key: str, value: object
+) -> None:
+    """[[interlock]] and [[accessory]] with any value in any field: loaded, or refused with
+    errors that name the table and its field, never a crash."""
+    base = {"name": "extraction", "pin": 5}
+    if table == "interlock":
+        base["kind"] = "extraction"
+    entry = base | {key: value}
+    rendered = to_toml({"x": entry}).replace("[x]", f"[[{table}]]")
+    path = tmp_path / "machine.toml"
+    path.write_text(to_toml(SECTIONS) + rendered)
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        assert exc.errors and all(table in e for e in exc.errors), exc.errors
+        return
+    items = loaded.interlock if table == "interlock" else loaded.accessory
+    assert len(items) == 1 and 0 <= items[0].pin <= 27
