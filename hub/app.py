@@ -94,12 +94,14 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         sessions,
         trainings,
     )
+    from hub.api import errors as api_errors
     from hub.api.deps import MANAGE, STAFF, Allow
     from hub.api.stats import router as stats_router
     from hub.web import pages
 
     app = FastAPI(title="Atelier hub", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    api_errors.install(app)  # HubError -> 4xx with its code and field (hub/api/errors.py)
     # Every route but /health and the login needs a signed-in user; each names its roles.
     guarded: dict[int | str, dict[str, Any]] = {
         400: {"description": "The body is not valid JSON"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,11 +10,38 @@ from typing import Any
 import typer
 from sqlalchemy.engine import Engine
 
+from hub.core.errors import HubError, describe
+
 
 def fail(message: str) -> typer.Exit:
     """A person's mistake: the message on stderr, exit code 2 (raise what this returns)."""
     typer.echo(message, err=True)
     return typer.Exit(2)
+
+
+def flag_for(field: str, flags: Mapping[str, str] | None = None) -> str:
+    """The command-line name of a service's field: `by` is `--by`, unless `flags` says
+    otherwise (a positional argument such as TASK)."""
+    if flags and field in flags:
+        return flags[field]
+    return "--" + field.replace("_", "-")
+
+
+def refusal(error: HubError, flags: Mapping[str, str] | None = None) -> typer.Exit:
+    """A service's HubError for a person: the flag at fault, the message, exit code 2."""
+    message = describe(error)
+    if error.field is not None:
+        message = f"{flag_for(error.field, flags)}: {message}"
+    return fail(message)
+
+
+@contextmanager
+def refusals(**flags: str) -> Iterator[None]:
+    """Turns a HubError raised inside into `refusal(...)`: `with refusals(task_id="TASK"):`."""
+    try:
+        yield
+    except HubError as error:
+        raise refusal(error, flags) from None
 
 
 @contextmanager

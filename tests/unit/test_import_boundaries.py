@@ -86,7 +86,7 @@ def test_a_paid_debt_must_leave_the_ignore_list(tree_copy: Path) -> None:
     original = pyproject.read_text()
     pyproject.write_text(
         original.replace(
-            'ignore_imports = [\n',
+            "ignore_imports = [\n",
             'ignore_imports = [\n    "hub.web.i18n -> hub.api.health",\n',
         )
     )
