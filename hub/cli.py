@@ -30,29 +30,46 @@ def load_settings(config: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json (one object per line, for journald and log shippers); "
+        "default ATELIER_LOG_FORMAT, else text",
+    ),
+]
+
+
+def _logging(level: str, fmt: str | None = None) -> None:
+    """The one logging setup (edge/logs.py); a level or format nobody can use exits 2."""
+    from edge.logs import LogSetupError, setup_logging
+
+    try:
+        setup_logging(level, fmt)
+    except LogSetupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def serve(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the hub: HTTP API and pages, MQTT ingest, allow-list publishing."""
     import uvicorn
 
     from hub.app import create_app
 
-    _logging(log_level)
+    _logging(log_level, log_format)
     settings = load_settings(config)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
         log_level=log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the one setup, in its format
         access_log=False,
     )
 
@@ -66,12 +83,13 @@ def ingest(
     ] = None,
     worker: Annotated[str, typer.Option(help="a name unique among the workers")] = "1",
     log_level: str = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run one ingest worker without HTTP (atelier-ingest@.service)."""
     from hub.core.db import make_engine, migrate
     from hub.ingest.consumer import IngestConsumer
 
-    _logging(log_level)
+    _logging(log_level, log_format)
     settings = load_settings(config)
     if shared and settings.mqtt_protocol != "5":
         typer.echo('--shared needs mqtt_protocol = "5" (shared subscriptions are MQTT 5)', err=True)
