@@ -3,7 +3,7 @@
 A service raises `NotFound(code="machine.unknown", field="machine", params={...})`; each front
 end words it: the API answers 4xx JSON with the code and field (hub/api/errors.py), the web
 shows the translated message under the field, the CLI names the flag and exits 2
-(hub/cli_support.py). The English templates below are the catalogue's source: the French is in
+(hub/cli/support.py). The English templates below are the catalogue's source: the French is in
 hub/web/locale/fr/LC_MESSAGES/messages.po, and a test checks every code has both.
 
 Like gpiozero's tree, each kind also inherits the built-in a caller would expect

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import add_task, check_lockouts
 from hub.maintenance_store import (
     Downtime,
@@ -26,11 +27,10 @@ from hub.maintenance_store import (
     open_incident,
 )
 from hub.models import AuditEntry, BusyPeriod, Machine, Role
-from hub.seed import seed_demo
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, bearer, role_tokens
 
-# Camille (the maintainer login) maintains the CNC and only trains on the laser (hub/seed.py).
+# Camille (the maintainer login) maintains the CNC and only trains on the laser (hub/demo/seed.py).
 MAINTAINER_ACTOR = "user:test-maintainer"
 
 

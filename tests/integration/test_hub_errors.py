@@ -28,8 +28,8 @@ from hub.core.errors import (
     NotFound,
     describe,
 )
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import MAX_EVERY_DAYS, MAX_EVERY_HOURS, add_task
-from hub.seed import seed_demo
 from hub.web.i18n import translator
 
 runner = CliRunner()

@@ -15,6 +15,7 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.domain.maintenance import DueStatus
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.maintenance_service import (
@@ -41,7 +42,6 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import bearer, role_tokens
 

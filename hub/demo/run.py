@@ -157,8 +157,8 @@ def demo_command(
     from hub.core.db import make_engine, migrate
     from hub.core.security import load_or_create_signing_key
     from hub.core.settings import get_settings
-    from hub.embedded_broker import EmbeddedBroker
-    from hub.seed import (
+    from hub.demo.embedded_broker import EmbeddedBroker
+    from hub.demo.seed import (
         DEMO_PASSWORD,
         MACHINE_TYPES,
         MACHINES,

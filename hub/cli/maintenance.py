@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hub.cli_support import database, fail, refusals
+from hub.cli.support import database, fail, refusals
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

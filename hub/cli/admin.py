@@ -27,7 +27,7 @@ def _change(config: Path | None, apply: Any, machines: list[str] | None = None) 
     from sqlmodel import Session
 
     from hub.allowlist import publish_once
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.core.security import load_or_create_signing_key
 
@@ -195,7 +195,7 @@ def tls_init(
     certificate for every machine in the hub's database."""
     from sqlmodel import Session, select
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.models import Machine
     from hub.tls import init_tls
@@ -224,7 +224,7 @@ def export_member_command(
 
     from sqlmodel import Session
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine
     from hub.member_data import export_member, find_member
 
@@ -294,7 +294,7 @@ def telemetry_compact(config: ConfigOpt = None) -> None:
     """Downsample old telemetry and age out what is past retention (the hub does it hourly)."""
     from datetime import UTC, datetime
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.telemetry import compact
 

@@ -13,6 +13,19 @@ from sqlalchemy.engine import Engine
 from hub.core.errors import HubError, describe
 
 
+def load_settings(config: Path | None) -> Any:
+    """The hub's settings, or every problem with them listed and exit code 2."""
+    from hub.core.settings import SettingsError, get_settings
+
+    try:
+        return get_settings(config)
+    except SettingsError as exc:
+        typer.echo("hub settings are not valid:", err=True)
+        for error in exc.errors:
+            typer.echo(f"  - {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 def fail(message: str) -> typer.Exit:
     """A person's mistake: the message on stderr, exit code 2 (raise what this returns)."""
     typer.echo(message, err=True)
@@ -47,7 +60,6 @@ def refusals(**flags: str) -> Iterator[None]:
 @contextmanager
 def database(config: Path | None) -> Iterator[tuple[Any, Engine]]:
     """(settings, engine) with the schema brought up to date; the engine closed after."""
-    from hub.cli import load_settings
     from hub.core.db import make_engine, migrate
 
     settings = load_settings(config)

@@ -11,23 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.support import load_settings
+
+__all__ = ["app", "load_settings"]
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="hub TOML file (or ATELIER_CONFIG)")
 ]
-
-
-def load_settings(config: Path | None) -> Any:
-    from hub.core.settings import SettingsError, get_settings
-
-    try:
-        return get_settings(config)
-    except SettingsError as exc:
-        typer.echo("hub settings are not valid:", err=True)
-        for error in exc.errors:
-            typer.echo(f"  - {error}", err=True)
-        raise typer.Exit(2) from None
 
 
 LogFormatOpt = Annotated[
@@ -274,29 +266,29 @@ app.add_typer(import_app, name="import")
 
 
 def _admin_apps() -> None:
-    from hub.admin_cli import badge_app, machine_app, member_app, telemetry_app, tls_app
+    from hub.cli.admin import badge_app, machine_app, member_app, telemetry_app, tls_app
 
     app.add_typer(badge_app, name="badge")
     app.add_typer(member_app, name="member")
     app.add_typer(machine_app, name="machine")
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
-    from hub.users_cli import user_app
+    from hub.cli.users import user_app
 
     app.add_typer(user_app, name="user")
-    from hub.retention_cli import retention_app
+    from hub.cli.retention import retention_app
 
     app.add_typer(retention_app, name="retention")
-    from hub.billing_cli import billing_app
+    from hub.cli.billing import billing_app
 
     app.add_typer(billing_app, name="billing")
 
 
 _admin_apps()
-from hub.export_cli import export_app  # noqa: E402
+from hub.cli.export import export_app  # noqa: E402
 
 app.add_typer(export_app, name="export")
-from hub.maintenance_cli import register as _maintenance  # noqa: E402
+from hub.cli.maintenance import register as _maintenance  # noqa: E402
 
 _maintenance(app)
 
@@ -397,7 +389,7 @@ def seed_demo(config: ConfigOpt = None) -> None:
 
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations
-    from hub.seed import seed_demo as seed
+    from hub.demo.seed import seed_demo as seed
 
     settings = load_settings(config)
     run_migrations(settings.database_url)
