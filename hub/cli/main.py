@@ -79,7 +79,6 @@ def ingest(
 ) -> None:
     """Run one ingest worker without HTTP (atelier-ingest@.service)."""
     from hub.core.db import make_engine, migrate
-    from hub.ingest.consumer import IngestConsumer
 
     _logging(log_level, log_format)
     settings = load_settings(config)
@@ -88,38 +87,20 @@ def ingest(
         raise typer.Exit(2)
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    from zoneinfo import ZoneInfo
+    from hub.runtime import HubRuntime
 
-    from hub.allowlist import AllowListPublisher
-    from hub.billing_store import PrepaidDrawdown
-    from hub.core.security import load_or_create_signing_key
-
-    # A worker draws prepaid balances as the hub does, and re-publishes the lists when one
-    # runs out: it holds the hub's key (the same data_dir), on a connection of its own.
-    publisher = AllowListPublisher(
-        settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-{worker}"}),
-        engine,
-        load_or_create_signing_key(settings.data_dir),
-        schedule=False,
-    )
-    consumer = IngestConsumer(
-        settings,
-        engine,
-        shared_group=shared,
-        client_id=f"{settings.mqtt_client_id}-ingest-{worker}",
-        on_sessions_ended=PrepaidDrawdown(ZoneInfo(settings.timezone), republish=publisher.publish),
-    )
+    runtime = HubRuntime(settings, engine, worker=worker, shared_group=shared)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    publisher.start()
-    consumer.start()
+    runtime.start()
+    consumer = runtime.consumer
+    assert consumer is not None
     try:
         while not done.wait(1):
             pass
     finally:
-        consumer.stop()
-        publisher.stop()
+        runtime.stop()
         engine.dispose()
         logging.getLogger("hub.ingest").info(
             "ingest worker %s stopped: %s", worker, json.dumps(consumer.stats.as_dict())
