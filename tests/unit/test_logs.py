@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -104,3 +105,24 @@ def test_setting_up_twice_keeps_one_handler_and_quiets_the_chatty(
     assert [(e["logger"], e["message"], e.get("port")) for e in lines] == [
         ("hub.app", "hub ready", 8000)
     ]
+
+
+def test_the_entry_points_refuse_a_format_nobody_reads(
+    root_restored: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from atelier_cli import app
+    from edge.service import main as agent_main
+
+    monkeypatch.setenv(FORMAT_ENV, "yaml")
+    assert agent_main(["--config", str(tmp_path / "laser.toml")]) == 2
+    assert f"{FORMAT_ENV} 'yaml': give one of text, json" in capsys.readouterr().err
+    monkeypatch.delenv(FORMAT_ENV)
+    result = CliRunner().invoke(app, ["hub", "ingest", "--log-format", "xml"])
+    assert result.exit_code == 2
+    assert "--log-format 'xml': give one of text, json" in result.output
+    assert "Traceback" not in result.output
