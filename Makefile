@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-fast lint typecheck install system-deps octoprint clean help
+.PHONY: demo test test-fast lint typecheck imports install system-deps octoprint clean help
 
 help:
 	@echo "make demo       hub + embedded broker + simulated machines on http://127.0.0.1:8000"
@@ -54,6 +54,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The import boundaries of docs/architecture.md (import-linter contracts in pyproject.toml).
+imports: install
+	$(BIN)/lint-imports
+
 # PostgreSQL is used when one answers on 127.0.0.1:5432 (and ATELIER_TEST_DATABASE_URL is unset).
 PG_ENV = $$( [ -n "$$ATELIER_TEST_DATABASE_URL" ] && echo "$$ATELIER_TEST_DATABASE_URL" || \
 	( $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null && echo "$(PG_URL)" ) )
@@ -62,7 +66,7 @@ PG_ENV = $$( [ -n "$$ATELIER_TEST_DATABASE_URL" ] && echo "$$ATELIER_TEST_DATABA
 octoprint: install
 	$(BIN)/python -m tests.support.octoprint install
 
-test: install system-deps lint typecheck octoprint
+test: install system-deps lint typecheck imports octoprint
 	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install system-deps

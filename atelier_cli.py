@@ -26,8 +26,8 @@ def build_app() -> typer.Typer:
     app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
     app.add_typer(edge_app, name="edge", help=EDGE_HELP)
     try:
-        from hub.cli import app as hub_app
-        from hub.demo import demo_command
+        from hub.cli.main import app as hub_app
+        from hub.demo.run import demo_command
     except ModuleNotFoundError as exc:  # the hub's packages are not installed here
         missing = exc.name or "a hub package"
 

@@ -22,8 +22,8 @@ from sqlmodel import Session, select
 
 from hub.allowlist import allowlist_body
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Badge, Machine, MachineType, Member, Training
-from hub.seed import seed_demo
 from protocol.allowlist import sign_body, verify_allowlist
 from tests.support.databases import throwaway_postgres_database
 

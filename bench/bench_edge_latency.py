@@ -126,8 +126,8 @@ def hub_database(workdir: Path) -> str:
     from sqlmodel import Session, select
 
     from hub.core.db import make_engine, migrate
+    from hub.demo.seed import seed_demo
     from hub.models import Badge, MachineType, Member, Training
-    from hub.seed import seed_demo
 
     url = f"sqlite:///{workdir / 'hub.db'}"
     migrate(url)

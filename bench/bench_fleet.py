@@ -45,8 +45,8 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Machine, MachineType, Member
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from protocol.messages import Status, Telemetry
 from protocol.topics import TopicKind, topic

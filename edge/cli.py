@@ -36,7 +36,12 @@ def check_config(
 
 @app.command("run")
 def run(
-    config: ConfigOpt, log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info"
+    config: ConfigOpt,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text or json (one object per line); default ATELIER_LOG_FORMAT"),
+    ] = None,
 ) -> None:
     """Run the agent until SIGTERM/SIGINT; the relay is opened on every way out.
 
@@ -46,7 +51,7 @@ def run(
     if log_level.lower() not in LOG_LEVELS:
         typer.echo(f"--log-level {log_level!r}: give one of {', '.join(LOG_LEVELS)}", err=True)
         raise typer.Exit(2)
-    code = run_agent(config, log_level.lower())
+    code = run_agent(config, log_level.lower(), log_format)
     if code:
         raise typer.Exit(code)
 

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.errors import ConfigError as ConfigError  # re-exported: its first home
 from protocol.allowlist import load_public_key
 from protocol.topics import SLUG_PATTERN
 
@@ -356,20 +357,6 @@ class AgentConfig(_Section):
     @property
     def sim_socket(self) -> Path:
         return self.agent.state_dir / "sim-reader.sock"
-
-
-class ConfigError(ValueError):
-    """A config a person must fix; `errors` lists every problem as 'section.field: message'."""
-
-    def __init__(self, path: Path | str, errors: list[str]) -> None:
-        self.path = str(path)
-        self.errors = errors
-        super().__init__(f"{path}: " + "; ".join(errors))
-
-    def report(self) -> str:
-        lines = [f"{self.path}: {len(self.errors)} problem(s):"]
-        lines += [f"  - {e}" for e in self.errors]
-        return "\n".join(lines)
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.errors import JournalFull as JournalFull  # re-exported: its first home
 from protocol.envelope import Envelope, EventType, encode_envelope, new_envelope, utc_iso
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ TELEMETRY_KEEP = 5_000
 # Events held in memory while the disk is full: about 4 MB. Beyond it an event is refused
 # (JournalFull), which the agent logs; its decision has already been carried out.
 MEMORY_KEEP = 10_000
-
-
-class JournalFull(sqlite3.OperationalError):
-    """The disk is full and the in-memory reserve too: the event could not be kept."""
 
 
 def _sortable(value: datetime) -> str:

@@ -9,22 +9,25 @@ a start that fails on the hardware (no SPI, no GPIO chip) exits 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from edge.logs import LOG_FORMATS, LOG_LEVELS, LogSetupError, setup_logging
+
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "main", "run_agent"]
 
 
-def run_agent(config_path: Path, log_level: str = "info") -> int:
+def run_agent(config_path: Path, log_level: str = "info", log_format: str | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; the relay is opened on every way out."""
     from edge.config import ConfigError, load_config
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        setup_logging(log_level, log_format)
+    except LogSetupError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -63,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", "-c", type=Path, required=True, help="the machine's TOML")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="json: one JSON object per line, for journald and log shippers "
+        "(default: ATELIER_LOG_FORMAT, else text)",
+    )
     args = parser.parse_args(argv)  # a mistake here exits 2 with argparse's message
-    return run_agent(args.config, args.log_level)
+    return run_agent(args.config, args.log_level, args.log_format)
 
 
 if __name__ == "__main__":

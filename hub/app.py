@@ -8,14 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from hub import __version__
 from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
 from hub.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,50 +23,25 @@ STATIC = Path(__file__).resolve().parent / "web" / "static"
 def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from hub.allowlist import AllowListPublisher
-        from hub.gaps import GapRepairer
-        from hub.ingest.consumer import IngestConsumer
-        from hub.telemetry import TelemetryCompactor
+        from hub.runtime import HubRuntime
 
         migrate(settings.database_url)
         engine = make_engine(settings.database_url)
         app.state.engine = engine
-        app.state.consumer = None
-        app.state.publisher = None
+        runtime = HubRuntime(settings, engine, shared_group=settings.ingest_shared_group)
         if start_ingest:
-            key = load_or_create_signing_key(settings.data_dir)
-            app.state.publisher = AllowListPublisher(settings, engine, key)
-            # A session's end draws its payer's prepaid balance in the ingest's own transaction;
-            # a prepaid-only balance emptied that way re-publishes the lists (hub/billing_store).
-            from hub.billing_store import PrepaidDrawdown
-
-            app.state.prepaid = PrepaidDrawdown(
-                ZoneInfo(settings.timezone), republish=app.state.publisher.publish
-            )
-            app.state.consumer = IngestConsumer(
-                settings,
-                engine,
-                shared_group=settings.ingest_shared_group,
-                on_sessions_ended=app.state.prepaid,
-            )
-            app.state.consumer.start()
-            app.state.publisher.start()
-            app.state.compactor = TelemetryCompactor(settings, engine)
-            app.state.compactor.start()
-            app.state.gap_repairer = GapRepairer(engine, app.state.publisher.send_command)
-            app.state.gap_repairer.start()
-            from hub.allowlist_watch import AllowListWatch
-
-            app.state.allowlist_watch = AllowListWatch(engine, app.state.publisher.publish)
-            app.state.allowlist_watch.start()
-            from hub.maintenance_service import MaintenanceWatch
-
-            app.state.maintenance_watch = MaintenanceWatch(
-                engine,
-                app.state.publisher.publish,
-                period_s=settings.maintenance_check_s,
-            )
-            app.state.maintenance_watch.start()
+            runtime.build()
+        # The routes reach the workers here (the publisher re-publishes after a change).
+        app.state.runtime = runtime
+        app.state.publisher = runtime.publisher
+        app.state.prepaid = runtime.prepaid
+        app.state.consumer = runtime.consumer
+        app.state.compactor = runtime.compactor
+        app.state.gap_repairer = runtime.gap_repairer
+        app.state.maintenance_watch = runtime.maintenance_watch
+        app.state.allowlist_watch = runtime.allowlist_watch
+        if start_ingest:
+            runtime.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -78,13 +51,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            if start_ingest:
-                app.state.maintenance_watch.stop()
-                app.state.allowlist_watch.stop()
-                app.state.publisher.stop()
-                app.state.compactor.stop()
-                app.state.gap_repairer.stop()
-                app.state.consumer.stop()
+            runtime.stop()
             engine.dispose()
 
     from hub.api import (
@@ -99,12 +66,14 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         sessions,
         trainings,
     )
+    from hub.api import errors as api_errors
     from hub.api.deps import MANAGE, STAFF, Allow
     from hub.api.stats import router as stats_router
     from hub.web import pages
 
     app = FastAPI(title="Atelier hub", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    api_errors.install(app)  # HubError -> 4xx with its code and field (hub/api/errors.py)
     # Every route but /health and the login needs a signed-in user; each names its roles.
     guarded: dict[int | str, dict[str, Any]] = {
         400: {"description": "The body is not valid JSON"},

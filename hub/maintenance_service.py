@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.audit import record
+from hub.core.errors import Conflict, Forbidden, InvalidValue, NotFound
 from hub.domain.maintenance import (
     Baseline,
     DueStatus,
@@ -55,33 +56,10 @@ log = logging.getLogger(__name__)
 
 CHECK_ACTOR = "hub:maintenance-check"
 LOCK_PREFIX = "maintenance overdue: "
+# Longer intervals are typing mistakes; far beyond them a due date no longer fits in a date.
+MAX_EVERY_HOURS = 100_000.0
+MAX_EVERY_DAYS = 36_500
 RATE_WINDOW = timedelta(days=28)  # recent use, to turn hours left into a date for the calendar
-
-
-class MaintenanceError(ValueError):
-    """A person's mistake (unknown task, signer not a maintainer...): the message says the fix.
-
-    `field` names the input at fault (`machine`, `by`, `note`) where there is one; the message
-    is the CLI's, naming its option (`--by: ...`), and `reason` is the same without it."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-    @property
-    def reason(self) -> str:
-        """The message for the API and the web, which name the field themselves."""
-        text = str(self)
-        if self.field is None:
-            return text
-        flag = "--" + self.field.replace("_", "-")
-        if text.startswith(flag):
-            text = text[len(flag) :].lstrip(": ")
-        return text.replace(flag, self.field)
-
-
-class UnknownTaskError(MaintenanceError):
-    """No active maintenance task with this id."""
 
 
 # --- counters -----------------------------------------------------------------------------
@@ -183,7 +161,8 @@ def task_states(
                 estimate: date | None = None
                 if state.busy_hours_left <= 0:
                     estimate = today
-                elif rate > 0:
+                elif rate > 0 and state.busy_hours_left / rate < MAX_EVERY_DAYS:
+                    # (a machine barely used would otherwise be due past the last date there is)
                     estimate = today + timedelta(days=math.ceil(state.busy_hours_left / rate))
                 if estimate is not None:
                     due_on = min(due_on, estimate) if due_on else estimate
@@ -374,17 +353,24 @@ def add_task(
 ) -> MaintenanceTaskRow:
     """A new task; calendar intervals count from `created_at` (now) until the first sign-off."""
     if not title.strip():
-        raise MaintenanceError("--title is empty: say what is to be done, e.g. 'clean the lens'")
+        raise InvalidValue("maintenance.title_empty", field="title")
     if (machine is None) == (machine_type is None):
-        raise MaintenanceError(
-            "give either --machine CODE (one machine) or --machine-type CODE (all of a type)"
-        )
+        raise InvalidValue("maintenance.scope", field="machine")
     if every_hours is None and every_days is None:
-        raise MaintenanceError("give --every-hours N and/or --every-days N")
-    if (every_hours is not None and every_hours <= 0) or (
-        every_days is not None and every_days <= 0
-    ):
-        raise MaintenanceError("--every-hours and --every-days must be more than 0")
+        raise InvalidValue("maintenance.interval_missing", field="every_hours")
+    # `not x > 0` refuses NaN too, which every comparison would otherwise let through.
+    if every_hours is not None and not every_hours > 0:
+        raise InvalidValue("maintenance.interval_not_positive", field="every_hours")
+    if every_hours is not None and every_hours > MAX_EVERY_HOURS:
+        raise InvalidValue(
+            "maintenance.interval_too_long", field="every_hours", params={"max": MAX_EVERY_HOURS}
+        )
+    if every_days is not None and not every_days > 0:
+        raise InvalidValue("maintenance.interval_not_positive", field="every_days")
+    if every_days is not None and every_days > MAX_EVERY_DAYS:
+        raise InvalidValue(
+            "maintenance.interval_too_long", field="every_days", params={"max": MAX_EVERY_DAYS}
+        )
     row = MaintenanceTaskRow(
         title=title.strip()[:200],
         description=description[:2000],
@@ -398,13 +384,19 @@ def add_task(
         found = session.exec(select(Machine).where(Machine.code == machine)).first()
         if found is None:
             codes = ", ".join(m.code for m in session.exec(select(Machine).order_by(Machine.code)))
-            raise MaintenanceError(f"--machine: no machine {machine!r} (known: {codes})")
+            raise NotFound(
+                "machine.unknown", field="machine", params={"machine": machine, "known": codes}
+            )
         row.machine_id = found.id
     else:
         mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
         if mtype is None:
             codes = ", ".join(t.code for t in session.exec(select(MachineType)))
-            raise MaintenanceError(f"--machine-type: no type {machine_type!r} (known: {codes})")
+            raise NotFound(
+                "machine_type.unknown",
+                field="machine_type",
+                params={"machine_type": machine_type, "known": codes},
+            )
         row.machine_type_id = mtype.id
     session.add(row)
     session.flush()
@@ -463,25 +455,27 @@ def sign_off_task(
     machine if this was its last overdue critical task. The caller commits and publishes."""
     task = session.get(MaintenanceTaskRow, task_id)
     if task is None or not task.active:
-        raise UnknownTaskError(f"no maintenance task {task_id} (see `maintenance task list`)")
+        raise NotFound("maintenance.task_unknown", field="task_id", params={"task": task_id})
     target = _sign_off_machine(session, task, machine)
     assert target.id is not None
     member = member_by_email(session, by_email)
     if member is None or member.id is None:
-        raise MaintenanceError(f"--by: no member with email {by_email}", field="by")
+        raise NotFound("member.unknown_email", field="by", params={"email": by_email})
     if member.status is not MemberStatus.ACTIVE:
-        raise MaintenanceError(
-            f"--by: {by_email} is {member.status.value}, not an active member", field="by"
+        raise Forbidden(
+            "member.not_active",
+            field="by",
+            params={"email": by_email, "status": member.status.value},
         )
     mtype = session.get(MachineType, target.machine_type_id)
     if not is_maintainer(session, member.id, target.machine_type_id, now):
-        raise MaintenanceError(
-            f"--by: {by_email} holds no valid maintainer training for "
-            f"{mtype.code if mtype else 'this machine type'}; a maintainer must sign the work off",
+        raise Forbidden(
+            "maintenance.not_maintainer",
             field="by",
+            params={"email": by_email, "machine_type": mtype.code if mtype else "?"},
         )
     if not note.strip():
-        raise MaintenanceError("--note is empty: say what was done (parts, findings)", field="note")
+        raise InvalidValue("maintenance.note_empty", field="note")
     current = metered_hours(session).get(target.code, {}).get(task.counter, 0.0)
     last = session.exec(
         select(MaintenanceSignOff)
@@ -494,16 +488,21 @@ def sign_off_task(
         busy_hours_at_sign_off=last.counter_hours if last else 0.0,
         signed_off_on=(last.signed_at if last else task.created_at).date(),
     )
-    try:
-        new = sign_off(
-            baseline,
-            current_busy_hours=current,
-            today=now.date(),
-            maintainer=member.ref,
-            note=note,
+    if current < baseline.busy_hours_at_sign_off:  # the domain rule refuses it too
+        raise Conflict(
+            "maintenance.counter_went_back",
+            params={
+                "current": round(current, 2),
+                "last": round(baseline.busy_hours_at_sign_off, 2),
+            },
         )
-    except ValueError as exc:
-        raise MaintenanceError(str(exc)) from None
+    new = sign_off(
+        baseline,
+        current_busy_hours=current,
+        today=now.date(),
+        maintainer=member.ref,
+        note=note,
+    )
     row = MaintenanceSignOff(
         task_id=task_id,
         machine_id=target.id,
@@ -535,8 +534,10 @@ def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | No
         machine = session.get(Machine, task.machine_id)
         assert machine is not None
         if code is not None and code != machine.code:
-            raise MaintenanceError(
-                f"--machine: task {task.id} is for {machine.code}, not {code}", field="machine"
+            raise InvalidValue(
+                "maintenance.task_other_machine",
+                field="machine",
+                params={"task": task.id, "expected": machine.code, "machine": code},
             )
         return machine
     candidates = list(
@@ -550,15 +551,18 @@ def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | No
         for machine in candidates:
             if machine.code == code:
                 return machine
-        raise MaintenanceError(
-            f"--machine: task {task.id} does not apply to {code!r}", field="machine"
+        raise InvalidValue(
+            "maintenance.task_not_for_machine",
+            field="machine",
+            params={"task": task.id, "machine": code},
         )
     if len(candidates) == 1:
         return candidates[0]
     names = ", ".join(m.code for m in candidates) or "none yet"
-    raise MaintenanceError(
-        f"task {task.id} applies to several machines ({names}): say which with --machine",
+    raise InvalidValue(
+        "maintenance.machine_ambiguous",
         field="machine",
+        params={"task": task.id, "machines": names},
     )
 
 

@@ -6,13 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge.errors import EdgeError, ReaderError
 
-class EdgeError(Exception):
-    """Root of the agent's errors."""
-
-
-class ReaderError(EdgeError, IOError):
-    """A badge reader cannot be opened or stopped answering."""
+__all__ = ["BadgeRead", "BadgeReader", "EdgeError", "OnBadge", "ReaderError"]
 
 
 @dataclass(frozen=True, slots=True)

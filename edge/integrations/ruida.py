@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.config import RuidaOptions
+from edge.errors import RuidaError as RuidaError  # re-exported: its first home
 from edge.integrations.busy import BusyReport, EmitEvent, EmitTelemetry
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,6 @@ def memory_reply(address: bytes, value: int) -> bytes:
 
 
 # -- the client ----------------------------------------------------------------------------
-
-
-class RuidaError(OSError):
-    """The controller did not answer, refused, or answered something else."""
 
 
 @dataclass(frozen=True, slots=True)

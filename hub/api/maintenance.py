@@ -8,26 +8,20 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from sqlmodel import Field, SQLModel, col, select
 
-from hub.api.changes import actor, audit, invalid, republish
+from hub.api.changes import actor, republish
 from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
-from hub.maintenance_service import (
-    MaintenanceError,
-    UnknownTaskError,
-    interlock_faults,
-    sign_off_task,
-    task_states,
-)
+from hub.maintenance_service import interlock_faults, sign_off_task, task_states
 from hub.maintenance_store import (
     Incident,
     IncidentClose,
     IncidentCreate,
     IncidentPublic,
     MaintenanceTaskRow,
-    close_incident,
     incident_public,
-    open_incident,
 )
 from hub.models import Machine, Member
+from hub.services.incidents import report_incident as report_incident_service
+from hub.services.incidents import resolve_incident as resolve_incident_service
 
 router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
 
@@ -153,29 +147,17 @@ def sign_off(
             status_code=403,
             detail="link this login to your member record (with an email) to sign work off",
         )
-    try:
-        result = sign_off_task(
-            session,
-            task_id=task_id,
-            by_email=member.email,
-            note=body.note,
-            now=datetime.now(UTC),
-            actor=actor(user),
-            machine=body.machine,
-        )
-    except UnknownTaskError:
-        session.rollback()
-        raise HTTPException(
-            status_code=404,
-            detail=f"no maintenance task {task_id} (GET /api/v1/maintenance/tasks lists them)",
-        ) from None
-    except MaintenanceError as exc:
-        session.rollback()
-        if exc.field == "by":  # the signer: this login's member
-            raise HTTPException(status_code=403, detail=exc.reason) from None
-        if exc.field is not None:
-            raise invalid(exc.field, exc.reason) from None
-        raise HTTPException(status_code=409, detail=exc.reason) from None
+    # A HubError (unknown task, not a maintainer, which machine) reaches hub/api/errors.py,
+    # which answers its status with its code and field; the session rolls back as it closes.
+    result = sign_off_task(
+        session,
+        task_id=task_id,
+        by_email=member.email,
+        note=body.note,
+        now=datetime.now(UTC),
+        actor=actor(user),
+        machine=body.machine,
+    )
     session.commit()
     if result.check.changed:
         republish(request, background, result.check.changed)
@@ -237,17 +219,8 @@ def list_incidents(
 )
 def report_incident(body: IncidentCreate, session: SessionDep) -> IncidentPublic:
     """Report a problem on a machine from the web: opens a ticket."""
-    machine = session.exec(select(Machine).where(Machine.code == body.machine)).first()
-    if machine is None:
-        raise HTTPException(status_code=404, detail=f"no machine {body.machine!r}")
-    if not body.text.strip():
-        raise HTTPException(status_code=422, detail="text is empty: say what is wrong")
-    incident = open_incident(
-        session,
-        machine=machine,
-        source="web",
-        text=body.text.strip(),
-        reported_by=body.reported_by,
+    incident, machine = report_incident_service(
+        session, machine=body.machine, text=body.text, source="web", reported_by=body.reported_by
     )
     session.commit()
     session.refresh(incident)
@@ -267,21 +240,9 @@ def resolve_incident(
     incident_id: PathId, body: IncidentClose, session: SessionDep, user: CurrentUser
 ) -> IncidentPublic:
     """Close an incident with what was found and done (its resolution)."""
-    # Locked until the commit (PostgreSQL): two closes at once cannot both succeed.
-    incident = session.get(Incident, incident_id, with_for_update=True)
-    if incident is None:
-        raise HTTPException(status_code=404, detail=f"no incident {incident_id}")
-    if incident.closed_at is not None:
-        raise HTTPException(
-            status_code=409,
-            detail=f"incident {incident_id} is already closed "
-            f"(by {incident.closed_by}, {incident.closed_at:%Y-%m-%d %H:%M} UTC)",
-        )
-    note = body.note.strip()
-    if not note:
-        raise invalid("note", "is empty: say what was found and done")
-    close_incident(session, incident, by=actor(user), resolution=note)
-    audit(session, user, "incident.close", "incident", incident_id, resolution=note)
+    incident = resolve_incident_service(
+        session, incident_id=incident_id, by=actor(user), note=body.note
+    )
     session.commit()
     session.refresh(incident)
     machine = session.get(Machine, incident.machine_id)

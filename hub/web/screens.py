@@ -35,6 +35,7 @@ from hub.api.deps import (
 )
 from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
+from hub.core.errors import HubError
 from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
@@ -50,6 +51,7 @@ from hub.models import (
 )
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
+from hub.web.errors import field_errors
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -464,6 +466,7 @@ def _maintenance_page(
     *,
     notice: str | None = None,
     problem: str | None = None,
+    errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     states = task_states(session, now=datetime.now(UTC), with_estimates=True)
@@ -479,9 +482,25 @@ def _maintenance_page(
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
             "notice": notice,
             "problem": problem,
+            "errors": errors or {},
         },
         user=user,
         status_code=status_code,
+    )
+
+
+def _maintenance_refused(
+    request: Request,
+    session: Session,
+    user: User,
+    error: HubError,
+    inputs: dict[str, str],
+) -> Response:
+    """The maintenance page again, the service's refusal under the input it names."""
+    session.rollback()
+    errors, problem = field_errors(request, error, inputs)
+    return _maintenance_page(
+        request, session, user, problem=problem, errors=errors, status_code=error.status
     )
 
 
@@ -519,6 +538,10 @@ def sign_off(
             request,
             background,
         )
+    except HubError as exc:
+        return _maintenance_refused(
+            request, session, user, exc, {"note": f"note-{task_id}-{machine}"}
+        )
     except PROBLEMS as exc:
         session.rollback()
         return _maintenance_page(
@@ -541,6 +564,10 @@ def report_incident(
     try:
         maintenance_api.report_incident(
             IncidentCreate(machine=machine, text=text or " ", reported_by=user.username), session
+        )
+    except HubError as exc:
+        return _maintenance_refused(
+            request, session, user, exc, {"machine": "inc-machine", "text": "inc-text"}
         )
     except PROBLEMS as exc:
         session.rollback()
@@ -569,6 +596,8 @@ def close(
             session,
             user,
         )
+    except HubError as exc:
+        return _maintenance_refused(request, session, user, exc, {"note": f"res-{incident_id}"})
     except PROBLEMS as exc:
         session.rollback()
         return _maintenance_page(

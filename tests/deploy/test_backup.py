@@ -39,7 +39,7 @@ def populate(url: str, data_dir: Path) -> None:
 
     from hub.core.db import make_engine, migrate
     from hub.core.security import load_or_create_signing_key
-    from hub.seed import seed_demo
+    from hub.demo.seed import seed_demo
 
     migrate(url)
     engine = make_engine(url)

@@ -14,8 +14,8 @@ from hub.api.deps import MAX_ID
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import add_task
-from hub.seed import seed_demo
 from tests.e2e.web import sign_in
 from tests.support.api import PASSWORD, role_tokens
 

@@ -14,9 +14,9 @@ from sqlmodel import Session, col, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import add_task
 from hub.models import ApiToken, AuditEntry, Badge, MachineType, Member, Role, Training, User
-from hub.seed import seed_demo
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens
 
@@ -137,6 +137,15 @@ def test_a_maintainer_signs_off_and_locks_out(hub: TestClient) -> None:
         "/web/maintenance/tasks/1/sign-off", data={"machine": "cnc-1", "note": " ", "csrf": token}
     )
     assert empty.status_code == 422
+    # The service's refusal sits under the note of that row, and speaks French in French.
+    assert '<p class="error" id="note-1-cnc-1-error">the note is empty' in empty.text
+    assert 'aria-describedby="note-1-cnc-1-error"' in empty.text
+    french = hub.post(
+        "/web/maintenance/tasks/1/sign-off",
+        data={"machine": "cnc-1", "note": " ", "csrf": token},
+        headers={"Accept-Language": "fr"},
+    )
+    assert '<p class="error" id="note-1-cnc-1-error">la note est vide' in french.text
     signed = hub.post(
         "/web/maintenance/tasks/1/sign-off",
         data={"machine": "cnc-1", "note": "spindle cleaned", "csrf": token},

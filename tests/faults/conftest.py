@@ -30,8 +30,8 @@ from edge.agent import Agent
 from edge.config import parse_config
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Event, Machine, MachineType
-from hub.seed import seed_demo
 from tests.support.databases import postgres_url, throwaway_postgres_database
 from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MosquittoBroker

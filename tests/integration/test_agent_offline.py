@@ -25,9 +25,9 @@ from hub.allowlist import AllowListPublisher, build_allowlist
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.consumer import IngestConsumer
 from hub.models import AgentSeq, Badge, Event, Machine, MachineSession
-from hub.seed import seed_demo
 from protocol.allowlist import public_key_b64, sign_allowlist
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, wait_until

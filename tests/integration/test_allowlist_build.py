@@ -9,8 +9,8 @@ from sqlmodel import Session, select
 
 from hub.allowlist import allowlist_body, build_allowlist
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Machine, Member, MemberStatus, Training
-from hub.seed import seed_demo
 from protocol.allowlist import sign_body, verify_allowlist
 
 NOW = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ from sqlmodel import Session, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.models import AuditEntry, Member, Role, Training
-from hub.seed import seed_demo
 from tests.support.api import PASSWORD, bearer, role_tokens
 from tests.support.mosquitto import MosquittoBroker
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import add_task, check_lockouts
 from hub.maintenance_store import (
     Downtime,
@@ -26,11 +27,10 @@ from hub.maintenance_store import (
     open_incident,
 )
 from hub.models import AuditEntry, BusyPeriod, Machine, Role
-from hub.seed import seed_demo
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, bearer, role_tokens
 
-# Camille (the maintainer login) maintains the CNC and only trains on the laser (hub/seed.py).
+# Camille (the maintainer login) maintains the CNC and only trains on the laser (hub/demo/seed.py).
 MAINTAINER_ACTOR = "user:test-maintainer"
 
 
@@ -216,6 +216,12 @@ def test_a_refused_sign_off_says_why_and_saves_nothing(lab: Lab) -> None:
         laser_task_id = laser_task.id
     unknown = lab.sign_off(9999, {"note": "done"})
     assert unknown.status_code == 404 and "no maintenance task 9999" in unknown.json()["detail"]
+    # The service's HubError: its stable code, the field and the params beside the words.
+    assert {k: unknown.json()[k] for k in ("code", "field", "params")} == {
+        "code": "maintenance.task_unknown",
+        "field": "task_id",
+        "params": {"task": 9999},
+    }
     bad_bodies: list[tuple[dict[str, Any], str]] = [
         ({"note": "  "}, "note"),
         ({}, "note"),
@@ -230,10 +236,14 @@ def test_a_refused_sign_off_says_why_and_saves_nothing(lab: Lab) -> None:
     assert elsewhere.status_code == 422
     assert elsewhere.json()["detail"][0]["loc"] == ["body", "machine"]
     assert "is for cnc-1, not laser-1" in elsewhere.json()["detail"][0]["msg"]
+    assert elsewhere.json()["code"] == "maintenance.task_other_machine"
+    assert elsewhere.json()["field"] == "machine"
     # Camille trains on the laser but does not maintain it: a maintainer must sign it off.
     not_hers = lab.sign_off(laser_task_id or 0, {"note": "done"})
     assert not_hers.status_code == 403
     assert "holds no valid maintainer training for laser" in not_hers.json()["detail"]
+    refusal = not_hers.json()
+    assert (refusal["code"], refusal["field"]) == ("maintenance.not_maintainer", "by")
     # The manager's login is no member: nobody to sign the work.
     manager = lab.sign_off(task_id, {"note": "done"}, Role.MANAGER)
     assert manager.status_code == 403 and "link this login" in manager.json()["detail"]
@@ -280,6 +290,7 @@ def test_an_incident_is_closed_with_a_note_once(lab: Lab) -> None:
 
     again = lab.client.post(url, json={"note": "again"}, headers=lab.headers(Role.ADMIN))
     assert again.status_code == 409 and "already closed" in again.json()["detail"]
+    assert again.json()["code"] == "incident.closed" and again.json()["field"] is None
     (row,) = lab.rows(Incident, Incident.id == incident_id)
     assert row.resolution == "exhaust fan replaced" and row.closed_by == MAINTAINER_ACTOR
 

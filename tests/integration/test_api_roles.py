@@ -1,6 +1,6 @@
 """The whole role x endpoint matrix: who gets in where, asserted for every route of the API.
 
-Each case is a concrete request on the demo lab (hub/seed.py). The member login is Hugo; the
+Each case is a concrete request on the demo lab (hub/demo/seed.py). The member login is Hugo; the
 trainer and maintainer logins are Camille, who trains on the laser and the printers and
 maintains the CNC; the manager and the admin are not members. A role listed for a case must
 get neither 401 nor 403 (nor a 5xx); every other role must get exactly 403, and a request
@@ -22,10 +22,10 @@ from sqlmodel import Session, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.maintenance_service import add_task
 from hub.maintenance_store import open_incident
 from hub.models import ApiToken, Badge, Machine, Member, Role, Training, User
-from hub.seed import seed_demo
 from tests.support.api import PASSWORD, bearer, role_tokens
 
 M, T, X, G, A = Role.MEMBER, Role.TRAINER, Role.MAINTAINER, Role.MANAGER, Role.ADMIN

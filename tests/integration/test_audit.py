@@ -13,7 +13,7 @@ from atelier_cli import app
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
-from hub.seed import seed_demo
+from hub.demo.seed import seed_demo
 from tests.support.api import admin_headers
 
 runner = CliRunner()

@@ -30,9 +30,9 @@ from hub.billing_store import (
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.consumer import IngestConsumer
 from hub.models import MachineSession, Member
-from hub.seed import seed_demo
 from tests.integration.test_agent_offline import Hub, started_agent
 from tests.integration.test_billing_store import (  # noqa: F401
     NOW,

@@ -38,6 +38,7 @@ from hub.billing_store import (
     top_up,
 )
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import (
     BusyPeriod,
     Machine,
@@ -47,7 +48,6 @@ from hub.models import (
     Member,
     MemberCategory,
 )
-from hub.seed import seed_demo
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason
 from tests.integration.test_admin_commands import hub_env  # noqa: F401

@@ -10,8 +10,8 @@ import httpx
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine
+from hub.demo.seed import DEMO_PASSWORD
 from hub.models import Event, MachineSession, Member
-from hub.seed import DEMO_PASSWORD
 from tests.support.mosquitto import free_port
 from tests.support.processes import Proc, wait_until
 

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.imports import ImportFileError, ImportReport, import_members, import_trainings
 from hub.models import Badge, Member, Training
-from hub.seed import seed_demo
 
 runner = CliRunner()
 

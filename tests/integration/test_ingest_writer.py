@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 
 T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import BusyPeriod, PrintJob
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import admin_headers
 

@@ -118,6 +118,7 @@ def test_an_overdue_critical_task_locks_the_machine_until_a_maintainer_signs_it_
             ["hub", "maintenance", "sign-off", "1", "--by", "ines@example.org", "--note", "done"],
         )
         assert refused.exit_code == 2
+        assert refused.output.startswith("--by: ")  # the service's field, as the CLI's flag
         assert "no valid maintainer training for cnc" in refused.output
         assert "Traceback" not in refused.output
         assert agent.tap(INES)["reason"] == "locked_out"

@@ -13,11 +13,12 @@ from sqlmodel import Session, select
 
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
+from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.domain.maintenance import DueStatus
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.maintenance_service import (
-    MaintenanceError,
     TaskDue,
     add_task,
     calendar,
@@ -41,7 +42,6 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import bearer, role_tokens
 
@@ -182,18 +182,26 @@ def test_the_check_locks_on_critical_overdue_and_the_sign_off_releases(engine) -
         locks = session.exec(select(AuditEntry).where(AuditEntry.action == "machine.lock")).all()
         assert [(a.actor, a.entity_id) for a in locks] == [("check", "laser-1")]
 
-        with pytest.raises(MaintenanceError, match="no valid maintainer training for laser"):
+        with pytest.raises(Forbidden) as refused:
             sign_off_task(
                 session, task_id=1, by_email="hugo@example.org", note="x", now=NOW, actor="t"
             )
-        with pytest.raises(MaintenanceError, match="--note"):
+        assert (refused.value.code, refused.value.field) == ("maintenance.not_maintainer", "by")
+        assert refused.value.params == {"email": "hugo@example.org", "machine_type": "laser"}
+        with pytest.raises(InvalidValue) as empty:
             sign_off_task(
                 session, task_id=1, by_email="camille@example.org", note=" ", now=NOW, actor="t"
             )
-        with pytest.raises(MaintenanceError, match="no maintenance task 99"):
+        assert (empty.value.code, empty.value.field) == ("maintenance.note_empty", "note")
+        with pytest.raises(NotFound) as unknown:
             sign_off_task(
                 session, task_id=99, by_email="camille@example.org", note="x", now=NOW, actor="t"
             )
+        assert (unknown.value.code, unknown.value.params) == (
+            "maintenance.task_unknown",
+            {"task": 99},
+        )
+        assert "no maintenance task 99" in str(unknown.value)
         done = sign_off_task(
             session,
             task_id=1,
@@ -257,20 +265,25 @@ def test_a_lock_put_by_a_person_is_left_alone(engine) -> None:
 
 def test_person_mistakes_in_tasks_are_named(engine) -> None:
     with Session(engine) as session:
-        for kwargs, message in [
-            ({"machine": "laser-1", "machine_type": "laser", "every_days": 3}, "either --machine"),
-            ({"machine": "laser-9", "every_days": 3}, "no machine 'laser-9'"),
-            ({"machine_type": "lathe", "every_days": 3}, "no type 'lathe'"),
-            ({"machine": "laser-1"}, "--every-hours N and/or --every-days"),
-            ({"machine": "laser-1", "every_hours": 0}, "more than 0"),
+        for kwargs, code, field in [
+            ({"machine": "laser-1", "machine_type": "laser", "every_days": 3}, "scope", "machine"),
+            ({"machine": "laser-9", "every_days": 3}, "machine.unknown", "machine"),
+            ({"machine_type": "lathe", "every_days": 3}, "machine_type.unknown", "machine_type"),
+            ({"machine": "laser-1"}, "interval_missing", "every_hours"),
+            ({"machine": "laser-1", "every_hours": 0}, "interval_not_positive", "every_hours"),
+            ({"machine": "laser-1", "every_days": -1}, "interval_not_positive", "every_days"),
+            ({"machine": "laser-1", "every_days": 1, "title": " "}, "title_empty", "title"),
         ]:
-            with pytest.raises(MaintenanceError, match=message):
-                add_task(session, title="t", actor="test", **kwargs)
+            with pytest.raises(HubError) as refused:
+                add_task(session, **{"title": "t", "actor": "test", **kwargs})
+            assert refused.value.code.endswith(code) and refused.value.field == field, kwargs
         add_task(session, title="nozzle", actor="t", machine_type="printer", every_days=30)
-        with pytest.raises(MaintenanceError, match="several machines.*--machine"):
+        with pytest.raises(InvalidValue) as which:
             sign_off_task(
                 session, task_id=1, by_email="camille@example.org", note="x", now=NOW, actor="t"
             )
+        assert (which.value.code, which.value.field) == ("maintenance.machine_ambiguous", "machine")
+        assert "several machines" in str(which.value)
 
 
 def test_incident_events_open_one_ticket_each(engine) -> None:

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import Badge, Event, MachineSession, Member
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 
 runner = CliRunner()

@@ -22,9 +22,9 @@ from typer.testing import CliRunner, Result
 
 from atelier_cli import app as cli
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Machine
 from hub.mqtt_accounts import BridgeAccount, acl_text, bridge_accounts
-from hub.seed import seed_demo
 from tests.support.bridge import site_broker
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import wait_until

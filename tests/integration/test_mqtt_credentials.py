@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
-from hub.seed import seed_demo
+from hub.demo.seed import seed_demo
 from tests.support.mosquitto import MosquittoBroker, find_binary
 from tests.support.processes import wait_until
 

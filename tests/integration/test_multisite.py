@@ -20,8 +20,8 @@ from sqlmodel import Session, select
 
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.models import Event, Machine
-from hub.seed import seed_demo
 from tests.support.bridge import (
     BRIDGE_TEMPLATE,
     TcpLink,

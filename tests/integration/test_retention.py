@@ -14,9 +14,9 @@ from atelier_cli import app as cli
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event, MachineSession, Role
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import admin_headers
 

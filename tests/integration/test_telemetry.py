@@ -14,9 +14,9 @@ from atelier_cli import app
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import TelemetrySample
-from hub.seed import seed_demo
 from hub.telemetry import compact
 from tests.support.api import admin_headers
 

@@ -16,8 +16,8 @@ from edge.agent import Agent
 from edge.config import parse_config
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.consumer import IngestConsumer
-from hub.seed import seed_demo
 from protocol.allowlist import public_key_b64
 from tests.support.mosquitto import MosquittoBroker, find_binary
 from tests.support.processes import wait_until

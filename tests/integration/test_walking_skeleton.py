@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 
 from edge.hardware.sim_reader import request
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import UNTRAINED_BADGE, seed_demo
 from hub.models import Badge, DeadLetter, Event, MachineSession, Member
-from hub.seed import UNTRAINED_BADGE, seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import admin_headers
 from tests.support.hub import HubSettings, start_hub

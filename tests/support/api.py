@@ -11,7 +11,7 @@ from hub.auth import create_user, issue_token
 from hub.models import Member, Role
 
 PASSWORD = "correct horse battery"
-# Who each role's login is, in the demo lab (hub/seed.py): Camille trains on the laser and
+# Who each role's login is, in the demo lab (hub/demo/seed.py): Camille trains on the laser and
 # the printers and maintains the CNC; Hugo is a plain member.
 LINKED = {
     Role.MEMBER: "hugo@example.org",

@@ -109,7 +109,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory):
     from sqlmodel import Session
 
     from hub.core.db import make_engine, migrate
-    from hub.seed import seed_demo
+    from hub.demo.seed import seed_demo
 
     url = f"sqlite:///{tmp_path_factory.mktemp('csv') / 'hub.db'}"
     migrate(url)

@@ -35,7 +35,7 @@ def _change(
     from sqlmodel import Session
 
     from hub.allowlist import publish_once
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.core.security import load_or_create_signing_key
 
@@ -205,7 +205,7 @@ def tls_init(
     certificate for every machine in the hub's database."""
     from sqlmodel import Session, select
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.models import Machine
     from hub.tls import init_tls, tighten_keys
@@ -237,7 +237,7 @@ def export_member_command(
 
     from sqlmodel import Session
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine
     from hub.core.files import private_file
     from hub.member_data import export_member, find_member
@@ -366,7 +366,7 @@ def telemetry_compact(config: ConfigOpt = None) -> None:
     """Downsample old telemetry and age out what is past retention (the hub does it hourly)."""
     from datetime import UTC, datetime
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
     from hub.telemetry import compact
 

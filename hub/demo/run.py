@@ -130,6 +130,10 @@ def demo_command(
     port: Annotated[int, typer.Option(help="HTTP port of the dashboard")] = 8000,
     broker_port: Annotated[int, typer.Option(help="port of the embedded broker")] = 18830,
     pace: Annotated[float, typer.Option(help="seconds between simulated badge taps")] = 4.0,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text or json (one object per line); default ATELIER_LOG_FORMAT"),
+    ] = None,
 ) -> None:
     """Hub + embedded broker + simulated machines; Ctrl-C stops everything."""
     import importlib.util
@@ -148,12 +152,13 @@ def demo_command(
 
     from edge.agent import Agent
     from edge.config import load_config
+    from edge.logs import LogSetupError, setup_logging
     from hub.app import create_app
     from hub.core.db import make_engine, migrate
     from hub.core.security import load_or_create_signing_key
     from hub.core.settings import get_settings
-    from hub.embedded_broker import EmbeddedBroker
-    from hub.seed import (
+    from hub.demo.embedded_broker import EmbeddedBroker
+    from hub.demo.seed import (
         DEMO_PASSWORD,
         MACHINE_TYPES,
         MACHINES,
@@ -163,11 +168,11 @@ def demo_command(
     )
     from protocol.allowlist import public_key_b64
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("amqtt", "transitions", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        setup_logging("info", log_format, quiet=("amqtt", "transitions", "uvicorn.access"))
+    except LogSetupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedBroker | None = None
@@ -269,7 +274,7 @@ def demo_command(
     fleet = threading.Thread(target=start_fleet, name="demo-fleet", daemon=True)
     fleet.start()
     try:
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
     finally:
         stopping.set()
         fleet.join(timeout=30)

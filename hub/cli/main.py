@@ -11,6 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.support import load_settings
+
+__all__ = ["app", "load_settings"]
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 ConfigOpt = Annotated[
@@ -18,41 +22,46 @@ ConfigOpt = Annotated[
 ]
 
 
-def load_settings(config: Path | None) -> Any:
-    from hub.core.settings import SettingsError, get_settings
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json (one object per line, for journald and log shippers); "
+        "default ATELIER_LOG_FORMAT, else text",
+    ),
+]
+
+
+def _logging(level: str, fmt: str | None = None) -> None:
+    """The one logging setup (edge/logs.py); a level or format nobody can use exits 2."""
+    from edge.logs import LogSetupError, setup_logging
 
     try:
-        return get_settings(config)
-    except SettingsError as exc:
-        typer.echo("hub settings are not valid:", err=True)
-        for error in exc.errors:
-            typer.echo(f"  - {error}", err=True)
+        setup_logging(level, fmt)
+    except LogSetupError as exc:
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 @app.command()
 def serve(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the hub: HTTP API and pages, MQTT ingest, allow-list publishing."""
     import uvicorn
 
     from hub.app import create_app
 
-    _logging(log_level)
+    _logging(log_level, log_format)
     settings = load_settings(config)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
         log_level=log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the one setup, in its format
         access_log=False,
     )
 
@@ -66,50 +75,32 @@ def ingest(
     ] = None,
     worker: Annotated[str, typer.Option(help="a name unique among the workers")] = "1",
     log_level: str = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run one ingest worker without HTTP (atelier-ingest@.service)."""
     from hub.core.db import make_engine, migrate
-    from hub.ingest.consumer import IngestConsumer
 
-    _logging(log_level)
+    _logging(log_level, log_format)
     settings = load_settings(config)
     if shared and settings.mqtt_protocol != "5":
         typer.echo('--shared needs mqtt_protocol = "5" (shared subscriptions are MQTT 5)', err=True)
         raise typer.Exit(2)
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    from zoneinfo import ZoneInfo
+    from hub.runtime import HubRuntime
 
-    from hub.allowlist import AllowListPublisher
-    from hub.billing_store import PrepaidDrawdown
-    from hub.core.security import load_or_create_signing_key
-
-    # A worker draws prepaid balances as the hub does, and re-publishes the lists when one
-    # runs out: it holds the hub's key (the same data_dir), on a connection of its own.
-    publisher = AllowListPublisher(
-        settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-{worker}"}),
-        engine,
-        load_or_create_signing_key(settings.data_dir),
-        schedule=False,
-    )
-    consumer = IngestConsumer(
-        settings,
-        engine,
-        shared_group=shared,
-        client_id=f"{settings.mqtt_client_id}-ingest-{worker}",
-        on_sessions_ended=PrepaidDrawdown(ZoneInfo(settings.timezone), republish=publisher.publish),
-    )
+    runtime = HubRuntime(settings, engine, worker=worker, shared_group=shared)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    publisher.start()
-    consumer.start()
+    runtime.start()
+    consumer = runtime.consumer
+    assert consumer is not None
     try:
         while not done.wait(1):
             pass
     finally:
-        consumer.stop()
-        publisher.stop()
+        runtime.stop()
         engine.dispose()
         logging.getLogger("hub.ingest").info(
             "ingest worker %s stopped: %s", worker, json.dumps(consumer.stats.as_dict())
@@ -256,7 +247,7 @@ app.add_typer(import_app, name="import")
 
 
 def _admin_apps() -> None:
-    from hub.admin_cli import (
+    from hub.cli.admin import (
         badge_app,
         machine_app,
         member_app,
@@ -271,22 +262,22 @@ def _admin_apps() -> None:
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
     app.add_typer(training_app, name="training")
-    from hub.users_cli import user_app
+    from hub.cli.users import user_app
 
     app.add_typer(user_app, name="user")
-    from hub.retention_cli import retention_app
+    from hub.cli.retention import retention_app
 
     app.add_typer(retention_app, name="retention")
-    from hub.billing_cli import billing_app
+    from hub.cli.billing import billing_app
 
     app.add_typer(billing_app, name="billing")
 
 
 _admin_apps()
-from hub.export_cli import export_app  # noqa: E402
+from hub.cli.export import export_app  # noqa: E402
 
 app.add_typer(export_app, name="export")
-from hub.maintenance_cli import register as _maintenance  # noqa: E402
+from hub.cli.maintenance import register as _maintenance  # noqa: E402
 
 _maintenance(app)
 
@@ -387,7 +378,7 @@ def seed_demo(config: ConfigOpt = None) -> None:
 
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations
-    from hub.seed import seed_demo as seed
+    from hub.demo.seed import seed_demo as seed
 
     settings = load_settings(config)
     run_migrations(settings.database_url)

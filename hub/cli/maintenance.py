@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hub.cli_support import database, fail
+from hub.cli.support import database, fail, refusals
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -87,7 +87,7 @@ def task_add(
     from sqlmodel import Session
 
     from hub.audit import cli_actor
-    from hub.maintenance_service import MaintenanceError, add_task, task_states
+    from hub.maintenance_service import add_task, task_states
     from hub.maintenance_store import MaintenanceCounter
 
     try:
@@ -97,7 +97,7 @@ def task_add(
             f"--counter: {counter!r} is not one of busy (beam on, printing), session, print"
         ) from None
     with _database(config) as (_, engine), Session(engine) as session:
-        try:
+        with refusals():
             row = add_task(
                 session,
                 title=title,
@@ -110,8 +110,6 @@ def task_add(
                 critical=critical,
                 description=description,
             )
-        except MaintenanceError as exc:
-            raise _fail(str(exc)) from None
         session.commit()
         typer.echo(f"task {row.id} added: {row.title}")
         states = [s for s in task_states(session, now=datetime.now(UTC)) if s.task.id == row.id]
@@ -196,11 +194,11 @@ def sign_off_command(
     from sqlmodel import Session
 
     from hub.audit import cli_actor
-    from hub.maintenance_service import MaintenanceError, sign_off_task
+    from hub.maintenance_service import sign_off_task
 
     with _database(config) as (settings, engine):
         with Session(engine) as session:
-            try:
+            with refusals(task_id="TASK"):
                 result = sign_off_task(
                     session,
                     task_id=task,
@@ -210,8 +208,6 @@ def sign_off_command(
                     actor=cli_actor(),
                     machine=machine,
                 )
-            except MaintenanceError as exc:
-                raise _fail(str(exc)) from None
             session.commit()
             typer.echo(
                 f"task {task} signed off on {result.machine} at "
@@ -253,29 +249,21 @@ def incident_open(
     config: ConfigOpt = None,
 ) -> None:
     """Open a ticket for a problem on a machine."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
     from hub.audit import cli_actor, record
-    from hub.maintenance_store import member_by_email, open_incident
-    from hub.models import Machine
+    from hub.services.incidents import report_incident
 
-    if not text.strip():
-        raise _fail("--text is empty: say what is wrong")
     with _database(config) as (_, engine), Session(engine) as session:
-        found = session.exec(select(Machine).where(Machine.code == machine)).first()
-        if found is None:
-            raise _fail(f"no machine {machine!r}")
-        member = member_by_email(session, by) if by else None
-        if by and member is None:
-            raise _fail(f"--by: no member with email {by}")
-        incident = open_incident(
-            session,
-            machine=found,
-            source="cli",
-            text=text.strip(),
-            reported_by_ref=member.ref if member else None,
-            reported_by=cli_actor(),
-        )
+        with refusals(machine="MACHINE"):
+            incident, _ = report_incident(
+                session,
+                machine=machine,
+                text=text,
+                source="cli",
+                reported_by=cli_actor(),
+                reporter_email=by,
+            )
         record(
             session,
             actor=cli_actor(),
@@ -297,23 +285,12 @@ def incident_close(
     """Close a ticket."""
     from sqlmodel import Session
 
-    from hub.audit import cli_actor, record
-    from hub.maintenance_store import Incident, close_incident
+    from hub.audit import cli_actor
+    from hub.services.incidents import resolve_incident
 
     with _database(config) as (_, engine), Session(engine) as session:
-        row = session.get(Incident, incident)
-        if row is None:
-            raise _fail(f"no incident {incident} (see `incident list`)")
-        if row.closed_at is not None:
-            raise _fail(f"incident {incident} is already closed")
-        close_incident(session, row, by=cli_actor(), resolution=note.strip())
-        record(
-            session,
-            actor=cli_actor(),
-            action="incident.close",
-            entity="incident",
-            entity_id=str(incident),
-        )
+        with refusals(incident_id="INCIDENT"):
+            resolve_incident(session, incident_id=incident, by=cli_actor(), note=note)
         session.commit()
     typer.echo(f"incident {incident} closed")
 

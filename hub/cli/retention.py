@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hub.audit import cli_actor, record
-from hub.cli_support import database, fail
+from hub.cli.support import database, fail
 
 retention_app = typer.Typer(
     no_args_is_help=True, help="Retention: how long telemetry, events and dead letters stay."

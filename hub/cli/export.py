@@ -35,7 +35,7 @@ def _fail(message: str) -> typer.Exit:
 def _database(config: Path | None) -> tuple[Any, Any, str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from hub.cli import load_settings
+    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
 
     settings = load_settings(config)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.audit import cli_actor, record
-from hub.cli_support import database, fail
+from hub.cli.support import database, fail
 
 user_app = typer.Typer(no_args_is_help=True, help="Users: logins, roles and API tokens.")
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from hub.audit import cli_actor, record
-from hub.cli_support import database, fail
+from hub.cli.support import database, fail
 
 billing_app = typer.Typer(
     no_args_is_help=True, help="Billing: prices, prepaid balances, monthly statements."
