@@ -2,9 +2,9 @@
 
 The hub (`atelier hub serve`, and the demo, which serves the same app) runs them all: the
 allow-list publisher, the ingest consumer with its prepaid draw-down, the telemetry compactor,
-the gap repairer, the maintenance watch and the allow-list watch. An ingest worker (`atelier hub ingest`) runs only
-the consumer and a publisher of its own that publishes when a draw-down empties a balance;
-the hub keeps the lists fresh.
+the gap repairer, the maintenance watch and the allow-list watch. An ingest worker
+(`atelier hub ingest`) runs only the consumer and a publisher of its own that publishes when
+a draw-down empties a balance; the hub keeps the lists fresh.
 
 They start publisher first and stop in the reverse order, publisher last: whatever a worker
 does while it stops (the consumer's last batch drawing a balance, the watch lifting a lock)
