@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import Session
 
 from hub.core.db import make_engine, migrate
-from hub.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
+from hub.demo.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
 from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc

@@ -30,9 +30,9 @@ from hub.app import create_app
 from hub.billing_store import close_month, import_rates
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import ApiToken, Member, MemberCategory, Role, User
-from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
 from protocol.messages import Status
 from tests.support.api import bearer, role_tokens

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from hub.core.db import make_engine, migrate
-from hub.seed import seed_demo
+from hub.demo.seed import seed_demo
 
 runner = CliRunner()
 

@@ -20,8 +20,8 @@ from atelier_cli import app as cli
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.models import AuditEntry, MachineKind, MachineType, Member, Role, Training
-from hub.seed import seed_demo
 from tests.support.api import bearer, role_tokens
 
 runner = CliRunner()

@@ -30,10 +30,10 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import Settings, get_settings
+from hub.demo.seed import seed_demo
 from hub.gaps import GapRepairer
 from hub.ingest.consumer import IngestConsumer
 from hub.models import AgentSeq, Badge, Event, Machine, Role, User
-from hub.seed import seed_demo
 from protocol.allowlist import public_key_b64, sign_allowlist
 from protocol.commands import sign_command
 from protocol.messages import Command, CommandName

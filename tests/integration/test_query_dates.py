@@ -20,7 +20,7 @@ from hub.api.deps import EARLIEST_DAY, LATEST_DAY
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
-from hub.seed import seed_demo
+from hub.demo.seed import seed_demo
 from tests.support.api import admin_headers
 
 # Values for the path parameters of the routes found, from the demo lab.
