@@ -8,10 +8,22 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from protocol import limits
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,6 +44,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A 64-bit integer column (protocol.limits.SEQ_MAX): BIGINT on PostgreSQL; SQLite's INTEGER
+# already holds 64 bits, and naming it so spares rewriting its event table.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -188,9 +205,9 @@ class Training(SQLModel, table=True):
 class Event(SQLModel, table=True):
     __table_args__ = (Index("ix_event_machine_seq", "machine", "seq"),)
     id: uuid.UUID = Field(primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63)
-    seq: int
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    seq: int = Field(sa_type=Int64)  # up to protocol.limits.SEQ_MAX
     ts: datetime = Field(sa_type=UTCDateTime, index=True)
     type: str = Field(max_length=40, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -201,16 +218,16 @@ class MachineSession(SQLModel, table=True):
     """A badge session on a machine, built from session.started / session.ended events."""
 
     __tablename__ = "session"
-    id: str = Field(primary_key=True, max_length=64)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    member_ref: str = Field(max_length=20, index=True)
-    badge: str = Field(default="", max_length=20)
-    mode: str = Field(default="normal", max_length=20)
-    supervisor_ref: str | None = Field(default=None, max_length=20)
+    id: str = Field(primary_key=True, max_length=limits.SESSION_ID_MAX_CHARS)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    member_ref: str = Field(max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
+    badge: str = Field(default="", max_length=limits.BADGE_MAX_CHARS)
+    mode: str = Field(default="normal", max_length=limits.MODE_MAX_CHARS)
+    supervisor_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS)
     started_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    end_reason: str | None = Field(default=None, max_length=40)
+    end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
     duration_s: float | None = None
     busy_s: float = 0.0
 
@@ -218,10 +235,15 @@ class MachineSession(SQLModel, table=True):
 class DeadLetter(SQLModel, table=True):
     __tablename__ = "dead_letter"
     id: int | None = Field(default=None, primary_key=True)
-    topic: str = Field(max_length=512)
+    """A message the ingest could not store, with why. `payload` is its first
+    DEAD_LETTER_PAYLOAD_BYTES only; `size` and `sha256` describe the whole of it."""
+
+    topic: str = Field(max_length=limits.DEAD_LETTER_TOPIC_MAX_CHARS)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    reason: str = Field(max_length=40, index=True)
-    detail: str = Field(max_length=2000)
+    size: int = 0  # the payload's full length in bytes (0 before revision 0012_ingest_limits)
+    sha256: str | None = Field(default=None, max_length=64)
+    reason: str = Field(max_length=limits.REASON_MAX_CHARS, index=True)
+    detail: str = Field(max_length=limits.DEAD_LETTER_DETAIL_MAX_CHARS)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
@@ -231,10 +253,10 @@ class AgentSeq(SQLModel, table=True):
     __tablename__ = "agent_seq"
     __table_args__ = (UniqueConstraint("site", "machine"),)
     id: int | None = Field(default=None, primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63)
-    max_seq: int = 0
-    seen: int = 0
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    max_seq: int = Field(default=0, sa_type=Int64)  # protocol.limits.SEQ_MAX
+    seen: int = Field(default=0, sa_type=Int64)
     last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
@@ -263,11 +285,11 @@ class BusyPeriod(SQLModel, table=True):
 
     __tablename__ = "busy_period"
     id: int | None = Field(default=None, primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    source: str = Field(max_length=20)
-    session_id: str | None = Field(default=None, max_length=64, index=True)
-    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    source: str = Field(max_length=limits.SOURCE_MAX_CHARS)
+    session_id: str | None = Field(default=None, max_length=limits.SESSION_ID_MAX_CHARS, index=True)
+    member_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     busy_s: float | None = None
@@ -278,17 +300,17 @@ class PrintJob(SQLModel, table=True):
 
     __tablename__ = "print_job"
     id: str = Field(primary_key=True, max_length=128)  # "<machine>:<job_id>"
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    job_id: str = Field(max_length=100)
-    file: str = Field(default="", max_length=255)
-    session_id: str | None = Field(default=None, max_length=64)
-    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    job_id: str = Field(max_length=limits.JOB_ID_MAX_CHARS)
+    file: str = Field(default="", max_length=limits.JOB_FILE_MAX_CHARS)
+    session_id: str | None = Field(default=None, max_length=limits.SESSION_ID_MAX_CHARS)
+    member_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_s: float | None = None
     state: str = Field(default="printing", max_length=20)  # printing, finished, failed
-    error: str | None = Field(default=None, max_length=500)
+    error: str | None = Field(default=None, max_length=limits.JOB_ERROR_MAX_CHARS)
 
 
 class MachineCounters(SQLModel):

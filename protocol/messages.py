@@ -6,11 +6,30 @@ import json
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
-from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
+from protocol import limits
+from protocol.envelope import (
+    PROTOCOL_VERSION,
+    BadgeUid,
+    MemberRef,
+    Mode,
+    ProtocolError,
+    SessionId,
+    Text,
+    Timestamp,
+    utc_iso,
+)
+from protocol.limits import MAX_PAYLOAD_BYTES
 from protocol.topics import SLUG_PATTERN
 
 
@@ -19,8 +38,28 @@ class _Message(BaseModel):
 
     v: Literal[1] = 1
 
+    @model_validator(mode="after")
+    def _storable(self) -> _Message:
+        # Retained statuses and telemetry are stored as JSON and shown on pages: nothing a
+        # database or a JSON answer refuses (NUL, NaN, 64-bit overflow) gets past here,
+        # in the typed fields' free-form parts nor in fields from a newer revision.
+        limits.check_json(self.model_dump(exclude_none=True))
+        return self
+
     def encode(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+class StatusSession(BaseModel):
+    """The session open on the machine, as its status reports it (the dashboard shows it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    session_id: SessionId
+    member: MemberRef
+    badge: BadgeUid | None = None
+    mode: Mode | None = None
+    started_at: Timestamp | None = None
 
 
 class Status(_Message):
@@ -28,16 +67,18 @@ class Status(_Message):
 
     machine: str = Field(pattern=SLUG_PATTERN)
     state: Literal["online", "offline"]
-    ts: AwareDatetime | None = None
-    version: str | None = None
-    uptime_s: float | None = None
+    ts: Timestamp | None = None
+    version: Text | None = None
+    uptime_s: Annotated[float, Field(ge=0, le=limits.UPTIME_MAX_S, allow_inf_nan=False)] | None = (
+        None
+    )
     relay: Literal["open", "closed"] | None = None
-    session: dict[str, Any] | None = None
+    session: StatusSession | None = None
     busy: bool | None = None
     locked: bool | None = None
     reader_ok: bool | None = None
-    backlog: int | None = None
-    acl_version: int | None = None
+    backlog: int | None = Field(default=None, ge=0, le=limits.SEQ_MAX)
+    acl_version: int | None = Field(default=None, ge=0, le=limits.VERSION_MAX)
 
     @field_serializer("ts")
     def _ts(self, value: datetime | None) -> str | None:
@@ -48,7 +89,7 @@ class Telemetry(_Message):
     """One sample set on .../telemetry (QoS 0): temperatures, progress, watts."""
 
     machine: str = Field(pattern=SLUG_PATTERN)
-    ts: AwareDatetime
+    ts: Timestamp
     values: dict[str, float | int | str | bool | None]
 
     @field_serializer("ts")
@@ -69,7 +110,7 @@ class Command(_Message):
     """Hub -> agent on .../cmd, QoS 1."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    ts: AwareDatetime
+    ts: Timestamp
     cmd: CommandName
     args: dict[str, Any] = Field(default_factory=dict)
 
