@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -16,6 +18,7 @@ from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
 from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
+from protocol.limits import DEAD_LETTER_PAYLOAD_BYTES
 
 T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 TOPIC = "atelier/v1/lab/laser-1/event"
@@ -92,8 +95,11 @@ def test_what_is_not_an_envelope_becomes_a_dead_letter(
     writer.write_batch([Incoming(TOPIC, payload), Incoming(TOPIC, started(1, "s1"))])
     with Session(engine) as session:
         (letter,) = session.exec(select(DeadLetter)).all()
-        assert letter.reason == reason and letter.payload == payload and letter.topic == TOPIC
-        assert letter.detail
+        assert letter.reason == reason and letter.topic == TOPIC and letter.detail
+        # What identifies the payload, and no more of it than the limit.
+        assert letter.payload == payload[:DEAD_LETTER_PAYLOAD_BYTES]
+        assert letter.size == len(payload)
+        assert letter.sha256 == hashlib.sha256(payload).hexdigest()
         # The good message in the same batch is kept.
         assert len(session.exec(select(Event)).all()) == 1
 
@@ -266,3 +272,26 @@ def test_two_writers_at_once_lose_no_count(engine: Engine) -> None:
     with Session(engine) as session:
         row = session.exec(select(AgentSeq)).one()
     assert (row.max_seq, row.seen, row.missing) == (80, 80, 0)
+
+
+def test_a_message_the_database_refuses_is_found_and_the_rest_of_its_batch_stored(
+    engine: Engine,
+) -> None:
+    # A constraint the protocol cannot know of: the database itself refuses the second busy
+    # period with the same source (IntegrityError), after validation passed.
+    with engine.begin() as conn:
+        conn.execute(text("CREATE UNIQUE INDEX ux_test_busy_source ON busy_period (source)"))
+    busy = [
+        env(10 + i, EventType.MACHINE_BUSY, {"source": "beam" if i in (3, 11) else f"s{i}"})
+        for i in range(16)
+    ]
+    writer = IngestWriter(engine)
+    writer.write_batch([Incoming(TOPIC, payload) for payload in busy])
+    with Session(engine) as session:
+        (letter,) = session.exec(select(DeadLetter)).all()
+        stored = {e.seq for e in session.exec(select(Event)).all()}
+    assert letter.reason == "db_refused" and "IntegrityError" in letter.detail
+    assert letter.payload == busy[11] and letter.sha256 == hashlib.sha256(busy[11]).hexdigest()
+    assert stored == {10 + i for i in range(16)} - {21}
+    assert writer.stats.stored == 15 and writer.stats.dead_letters == 1
+    assert writer.stats.dead_letters_by_reason() == {"db_refused": 1}
