@@ -18,9 +18,15 @@ from typing import Any
 
 # --- sizes ---------------------------------------------------------------------------------
 # An event is a small fact; anything near this size is a bug or an attack. Checked on the raw
-# bytes before any parsing, so a huge payload costs nothing to refuse. The broker refuses
-# larger messages first (`message_size_limit` in deploy/mosquitto/mosquitto.conf).
+# bytes before any parsing, so a huge payload costs nothing to refuse.
 MAX_PAYLOAD_BYTES = 16 * 1024
+# The broker's `message_size_limit` (deploy/mosquitto/mosquitto.conf.j2, the Ansible broker
+# role, the tests' broker). Above MAX_PAYLOAD_BYTES on purpose: a message up to this size
+# reaches the hub, which keeps it as a dead letter (too_large) and acknowledges it, so an agent
+# never loops on it. A larger one is refused by the broker itself, which Mosquitto 2.0 does by
+# dropping it (MQTT 3.1.1) or disconnecting the client (MQTT 5): no honest agent sends one, and
+# it cannot queue megabytes for the hub.
+BROKER_MESSAGE_SIZE_LIMIT = 4 * MAX_PAYLOAD_BYTES
 # A dead letter keeps at most this much of its payload (with the full size and a sha256), so a
 # flood of refused messages cannot fill the disk.
 DEAD_LETTER_PAYLOAD_BYTES = 4 * 1024
