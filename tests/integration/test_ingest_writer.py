@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine, migrate
-from hub.ingest.writer import Incoming, IngestWriter
+from hub.ingest.writer import Incoming, IngestWriter, database_unavailable
 from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
 from hub.seed import seed_demo
 from protocol import EventType, encode_envelope, new_envelope
@@ -295,3 +296,20 @@ def test_a_message_the_database_refuses_is_found_and_the_rest_of_its_batch_store
     assert stored == {10 + i for i in range(16)} - {21}
     assert writer.stats.stored == 15 and writer.stats.dead_letters == 1
     assert writer.stats.dead_letters_by_reason() == {"db_refused": 1}
+
+
+def test_only_a_database_that_is_away_is_retried(engine: Engine) -> None:
+    # Nothing listens on port 1: the database's absence, not the batch's fault, so the writer
+    # raises (the consumer keeps the batch unacknowledged and retries it) and keeps nothing.
+    away = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/atelier?connect_timeout=2")
+    writer = IngestWriter(away)
+    with pytest.raises(OperationalError) as lost:
+        writer.write_batch([Incoming(TOPIC, started(1, "s1")), Incoming(TOPIC, b"not json")])
+    assert database_unavailable(away, lost.value)
+    assert writer.stats.dead_letters == 0 and writer.stats.stored == 0
+    away.dispose()
+    # An error of the statement's own on a database that answers (SQLite calls a missing
+    # table an OperationalError) is the batch's: split and dead-lettered, not retried.
+    with pytest.raises(DBAPIError) as own, engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table"))
+    assert not database_unavailable(engine, own.value)
