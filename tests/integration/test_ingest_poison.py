@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -25,15 +26,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic.fields import FieldInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.ingest.consumer import IngestConsumer
+from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event, TelemetrySample
-from protocol import EventType
-from protocol.envelope import ProtocolError, decode_envelope
+from hub.seed import seed_demo
+from protocol import EventType, limits
+from protocol.envelope import DATA_MODELS, ProtocolError, decode_envelope
 from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT, MAX_PAYLOAD_BYTES
 from protocol.messages import Status, Telemetry, decode_message
 from tests.support.mosquitto import MosquittoBroker
@@ -219,6 +223,23 @@ def accepted(message: Hostile) -> bool:
         return False
 
 
+# The decoder's reason codes (protocol.md): a db_refused or not_storable dead letter would
+# be a value the protocol let through and the database (or the hub's arithmetic) refused.
+PROTOCOL_REASONS = {
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "unknown_version",
+    "missing_field",
+    "invalid_field",
+    "unknown_field",
+    "unknown_type",
+    "invalid_data",
+    "machine_mismatch",
+}
+
+
 # --- the real path ---------------------------------------------------------------------------
 class Agent:
     """One machine's account on the broker (MQTT 5, as the agents)."""
@@ -254,6 +275,8 @@ def ingest(
 ) -> Iterator[tuple[IngestConsumer, Agent]]:
     migrate(database_url)
     engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")  # laser-1 exists: statuses, incidents and jobs land
     hub_settings = get_settings(
         None,
         database_url=database_url,
@@ -339,6 +362,7 @@ def test_no_payload_stops_the_ingest_and_none_is_lost_silently(
         stored = set(session.exec(select(Event.id).where(col(Event.id).in_(kept_events))).all())
         samples = session.exec(select(func.count()).select_from(TelemetrySample)).one()
     assert hashes == expected_dead, "a refused message is not a dead letter"
+    assert set(consumer.stats.dead_letters_by_reason()) <= PROTOCOL_REASONS
     assert stored == kept_events, "an accepted event was not stored"
     assert samples - samples_before == sum(
         1 for m in burst if m.kind == "telemetry" and accepted(m)
@@ -346,6 +370,142 @@ def test_no_payload_stops_the_ingest_and_none_is_lost_silently(
     assert consumer.stats.statuses - statuses_before == sum(
         1 for m in burst if m.kind == "status" and accepted(m)
     )
+
+
+# --- the edge of what the protocol takes --------------------------------------------------
+EDGE_CHARS = ["x", "é", "\u202e", "\U0001f600", "'", "\\", '"', "\t"]
+
+
+def edge_of(field: FieldInfo) -> st.SearchStrategy[Any]:
+    """Values of one data field at the edges the model allows: strings of its full length (in
+    characters of one to four UTF-8 bytes), numbers at both bounds, every enum value."""
+    annotation, metadata, optional = field.annotation, list(field.metadata), False
+    if type(None) in get_args(annotation):
+        optional = True
+        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Annotated:
+        annotation, *more = get_args(annotation)
+        for item in more:
+            metadata.extend(getattr(item, "metadata", [item]))
+    bound = {
+        name: getattr(m, name)
+        for m in metadata
+        for name in ("max_length", "ge", "le")
+        if hasattr(m, name)
+    }
+    values: st.SearchStrategy[Any]
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        values = st.sampled_from([e.value for e in annotation])
+    elif get_origin(annotation) is Literal:
+        values = st.sampled_from(get_args(annotation))
+    elif annotation is str:
+        longest = bound.get("max_length", limits.TEXT_MAX_CHARS)
+        values = st.builds(
+            lambda char, n: char * n,
+            st.sampled_from(EDGE_CHARS),
+            st.sampled_from([longest, longest - 1, 1]),
+        )
+    elif annotation is float:
+        values = st.sampled_from(
+            [
+                bound.get("ge", -limits.JSON_FLOAT_ABS_MAX),
+                bound.get("le", limits.JSON_FLOAT_ABS_MAX),
+            ]
+        )
+    elif annotation is int:
+        values = st.sampled_from(
+            [bound.get("ge", limits.JSON_INT_MIN), bound.get("le", limits.JSON_INT_MAX)]
+        )
+    else:
+        values = st.none()
+    return values | st.none() if optional else values
+
+
+edge_extras = st.sampled_from(
+    [
+        limits.JSON_INT_MAX,
+        limits.JSON_INT_MIN,
+        limits.JSON_FLOAT_ABS_MAX,
+        -limits.JSON_FLOAT_ABS_MAX,
+        "x" * limits.TEXT_MAX_CHARS,
+        json.loads("[" * (limits.JSON_DEPTH_MAX - 1) + "1" + "]" * (limits.JSON_DEPTH_MAX - 1)),
+    ]
+)
+edge_times = st.builds(
+    lambda at, zone: at.astimezone(zone).isoformat(),
+    st.sampled_from([limits.TS_MIN, limits.TS_MAX - timedelta(microseconds=1)]),
+    zones,
+)
+
+
+@st.composite
+def edge_event(draw: st.DrawFn) -> Hostile:
+    type_ = draw(st.sampled_from(list(EventType)))
+    model = DATA_MODELS[type_]
+    data = {name: draw(edge_of(field)) for name, field in model.model_fields.items()}
+    data = {k: v for k, v in data.items() if v is not None or model.model_fields[k].is_required()}
+    data[draw(st.sampled_from(["x", "é" * 100]))] = draw(edge_extras)
+    body = {
+        "v": 1,
+        "id": str(uuid.uuid4()),
+        "seq": draw(st.sampled_from([0, limits.SEQ_MAX])),
+        "ts": draw(edge_times),
+        "machine": MACHINE,
+        "type": type_.value,
+        "data": data,
+    }
+    return Hostile("event", json.dumps(body, ensure_ascii=False).encode())
+
+
+@pytest.fixture
+def writer(database_url: str) -> Iterator[IngestWriter]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+    yield IngestWriter(engine)
+    engine.dispose()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+@given(burst=st.lists(hostile_event(), min_size=1, max_size=8))
+def test_what_the_protocol_takes_the_database_stores(
+    writer: IngestWriter, burst: list[Hostile]
+) -> None:
+    """The same hostile events straight to the writer, many more of them: none that the
+    protocol takes is refused by the database (sessions, jobs, busy periods and incident
+    tickets included: laser-1 exists), and every other one is a dead letter."""
+    before = writer.stats.dead_letters
+    writer.write_batch([Incoming(TOPIC.format(kind="event"), m.payload) for m in burst])
+    assert set(writer.stats.dead_letters_by_reason()) <= PROTOCOL_REASONS
+    assert writer.stats.dead_letters - before == sum(1 for m in burst if not accepted(m))
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(burst=st.lists(edge_event(), min_size=1, max_size=6))
+def test_every_event_at_the_edge_of_valid_is_stored(
+    writer: IngestWriter, burst: list[Hostile]
+) -> None:
+    """Events with every field at the edge of what the protocol takes (full-width strings,
+    bounds, the first and last instant, 64-bit extremes): all stored, none refused."""
+    taken = [m for m in burst if len(m.payload) <= MAX_PAYLOAD_BYTES]
+    before = writer.stats.stored + writer.stats.duplicates
+    writer.write_batch([Incoming(TOPIC.format(kind="event"), m.payload) for m in taken])
+    assert writer.stats.dead_letters == 0, writer.stats.dead_letters_by_reason()
+    assert writer.stats.stored + writer.stats.duplicates - before == len(taken)
 
 
 def test_the_broker_passes_what_the_hub_dead_letters_and_refuses_what_is_huge(
