@@ -313,3 +313,21 @@ def test_only_a_database_that_is_away_is_retried(engine: Engine) -> None:
     with pytest.raises(DBAPIError) as own, engine.connect() as conn:
         conn.execute(text("SELECT * FROM no_such_table"))
     assert not database_unavailable(engine, own.value)
+
+
+def test_an_error_of_the_hubs_own_on_one_message_dead_letters_it_alone(engine: Engine) -> None:
+    # The prepaid drawdown runs in the batch's transaction (on_sessions_ended); a fault of its
+    # own on one session must cost that message, not the batch nor the writer.
+    def drawdown(session: Session, ended: list[str]) -> None:
+        if "s-bad" in ended:
+            raise ValueError("no rate for this session")
+
+    writer = IngestWriter(engine, on_sessions_ended=drawdown)
+    ids = ["s0", "s1", "s-bad", "s3", "s4"]
+    batch = [Incoming(TOPIC, ended(i + 1, sid, T0, 60.0)) for i, sid in enumerate(ids)]
+    writer.write_batch(batch)
+    with Session(engine) as session:
+        (letter,) = session.exec(select(DeadLetter)).all()
+        stored = {s.id for s in session.exec(select(MachineSession)).all()}
+    assert letter.reason == "not_storable" and "ValueError" in letter.detail
+    assert letter.payload == batch[2].payload and stored == set(ids) - {"s-bad"}
