@@ -98,7 +98,12 @@ class MemberBase(SQLModel):
 
 class Member(MemberBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(default_factory=new_member_ref, unique=True, index=True, max_length=20)
+    ref: str = Field(
+        default_factory=new_member_ref,
+        unique=True,
+        index=True,
+        max_length=limits.MEMBER_REF_MAX_CHARS,
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -125,7 +130,7 @@ class MemberPublic(MemberBase):
 
 class Badge(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    uid: str = Field(index=True, max_length=20)
+    uid: str = Field(index=True, max_length=limits.BADGE_MAX_CHARS)
     member_id: int = Field(foreign_key="member.id", index=True)
     enrolled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -135,15 +140,15 @@ class Badge(SQLModel, table=True):
 class MachineType(SQLModel, table=True):
     __tablename__ = "machine_type"
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, index=True, max_length=63)
+    code: str = Field(unique=True, index=True, max_length=limits.SLUG_MAX_CHARS)
     name: str = Field(max_length=200)
     kind: MachineKind = MachineKind.OTHER
 
 
 class MachineBase(SQLModel):
-    code: str = Field(unique=True, index=True, max_length=63)
+    code: str = Field(unique=True, index=True, max_length=limits.SLUG_MAX_CHARS)
     name: str = Field(max_length=200)
-    site: str = Field(max_length=63, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
     location: str = Field(default="", max_length=200)
     kind: MachineKind = MachineKind.OTHER
 
@@ -151,7 +156,7 @@ class MachineBase(SQLModel):
 class Machine(MachineBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     machine_type_id: int = Field(foreign_key="machine_type.id")
-    agent_id: str | None = Field(default=None, max_length=63)
+    agent_id: str | None = Field(default=None, max_length=limits.SLUG_MAX_CHARS)
     # The MQTT topic of a smart plug (Tasmota, Shelly) the agent reads on the lab's broker:
     # `atelier hub mqtt-credentials` lets the machine's account read it and writes the plug's
     # own account (plug-<code>), which may publish it only.
@@ -328,7 +333,7 @@ class TelemetrySample(SQLModel, table=True):
     __tablename__ = "telemetry_sample"
     __table_args__ = (Index("ix_telemetry_machine_ts", "machine", "ts"),)
     id: int | None = Field(default=None, primary_key=True)
-    machine: str = Field(max_length=63)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
     ts: datetime = Field(sa_type=UTCDateTime)
     resolution_s: int = 0  # 0: as received; 60: the mean of a minute
     values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
