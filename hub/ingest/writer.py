@@ -386,13 +386,18 @@ class IngestWriter:
                         last_telemetry={"ts": sample.model_dump(mode="json")["ts"], **sample.values}
                     )
                 )
-        if after_commit is not None:
-            after_commit()
         done.new_ids += len(new_ids)
         done.duplicates += len(events) - len(new_ids)
         done.gaps += gaps
         done.statuses += len(statuses)
         done.dead_reasons.extend(row["reason"] for row in dead)
+        if after_commit is not None:
+            # Committed already: a failure here (re-publishing the lists) is not the batch's,
+            # and splitting it would store its dead letters twice.
+            try:
+                after_commit()
+            except Exception:
+                log.exception("after storing a batch of %d message(s)", len(units))
 
 
 # SQLite reports a busy or full database as OperationalError, as PostgreSQL does a lost

@@ -331,3 +331,17 @@ def test_an_error_of_the_hubs_own_on_one_message_dead_letters_it_alone(engine: E
         stored = {s.id for s in session.exec(select(MachineSession)).all()}
     assert letter.reason == "not_storable" and "ValueError" in letter.detail
     assert letter.payload == batch[2].payload and stored == set(ids) - {"s-bad"}
+
+
+def test_a_failure_after_the_commit_keeps_the_batch_as_stored(engine: Engine) -> None:
+    # What the prepaid hook does once the batch is committed (re-publish the lists) may fail;
+    # the batch is stored already: nothing is dead-lettered nor stored twice.
+    def republish() -> None:
+        raise ConnectionError("broker away")
+
+    writer = IngestWriter(engine, on_sessions_ended=lambda session, ended: republish)
+    writer.write_batch([Incoming(TOPIC, ended(1, "s1", T0, 60.0)), Incoming(TOPIC, b"not json")])
+    with Session(engine) as session:
+        assert len(session.exec(select(DeadLetter)).all()) == 1
+        assert len(session.exec(select(Event)).all()) == 1
+    assert writer.stats.stored == 1 and writer.stats.dead_letters == 1
