@@ -15,12 +15,15 @@ from sqlalchemy import (
     Date,
     DateTime,
     Index,
+    Integer,
     LargeBinary,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from protocol import limits
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -41,6 +44,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A 64-bit integer column (protocol.limits.SEQ_MAX): BIGINT on PostgreSQL; SQLite's INTEGER
+# already holds 64 bits, and naming it so spares rewriting its event table.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -90,7 +98,12 @@ class MemberBase(SQLModel):
 
 class Member(MemberBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(default_factory=new_member_ref, unique=True, index=True, max_length=20)
+    ref: str = Field(
+        default_factory=new_member_ref,
+        unique=True,
+        index=True,
+        max_length=limits.MEMBER_REF_MAX_CHARS,
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -117,7 +130,7 @@ class MemberPublic(MemberBase):
 
 class Badge(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    uid: str = Field(index=True, max_length=20)
+    uid: str = Field(index=True, max_length=limits.BADGE_MAX_CHARS)
     member_id: int = Field(foreign_key="member.id", index=True)
     enrolled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -127,15 +140,15 @@ class Badge(SQLModel, table=True):
 class MachineType(SQLModel, table=True):
     __tablename__ = "machine_type"
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, index=True, max_length=63)
+    code: str = Field(unique=True, index=True, max_length=limits.SLUG_MAX_CHARS)
     name: str = Field(max_length=200)
     kind: MachineKind = MachineKind.OTHER
 
 
 class MachineBase(SQLModel):
-    code: str = Field(unique=True, index=True, max_length=63)
+    code: str = Field(unique=True, index=True, max_length=limits.SLUG_MAX_CHARS)
     name: str = Field(max_length=200)
-    site: str = Field(max_length=63, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
     location: str = Field(default="", max_length=200)
     kind: MachineKind = MachineKind.OTHER
 
@@ -143,7 +156,7 @@ class MachineBase(SQLModel):
 class Machine(MachineBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     machine_type_id: int = Field(foreign_key="machine_type.id")
-    agent_id: str | None = Field(default=None, max_length=63)
+    agent_id: str | None = Field(default=None, max_length=limits.SLUG_MAX_CHARS)
     # The MQTT topic of a smart plug (Tasmota, Shelly) the agent reads on the lab's broker:
     # `atelier hub mqtt-credentials` lets the machine's account read it and writes the plug's
     # own account (plug-<code>), which may publish it only.
@@ -207,9 +220,9 @@ class Training(SQLModel, table=True):
 class Event(SQLModel, table=True):
     __table_args__ = (Index("ix_event_machine_seq", "machine", "seq"),)
     id: uuid.UUID = Field(primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63)
-    seq: int
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    seq: int = Field(sa_type=Int64)  # up to protocol.limits.SEQ_MAX
     ts: datetime = Field(sa_type=UTCDateTime, index=True)
     type: str = Field(max_length=40, index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -220,16 +233,16 @@ class MachineSession(SQLModel, table=True):
     """A badge session on a machine, built from session.started / session.ended events."""
 
     __tablename__ = "session"
-    id: str = Field(primary_key=True, max_length=64)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    member_ref: str = Field(max_length=20, index=True)
-    badge: str = Field(default="", max_length=20)
-    mode: str = Field(default="normal", max_length=20)
-    supervisor_ref: str | None = Field(default=None, max_length=20)
+    id: str = Field(primary_key=True, max_length=limits.SESSION_ID_MAX_CHARS)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    member_ref: str = Field(max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
+    badge: str = Field(default="", max_length=limits.BADGE_MAX_CHARS)
+    mode: str = Field(default="normal", max_length=limits.MODE_MAX_CHARS)
+    supervisor_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS)
     started_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    end_reason: str | None = Field(default=None, max_length=40)
+    end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
     duration_s: float | None = None
     busy_s: float = 0.0
 
@@ -237,10 +250,15 @@ class MachineSession(SQLModel, table=True):
 class DeadLetter(SQLModel, table=True):
     __tablename__ = "dead_letter"
     id: int | None = Field(default=None, primary_key=True)
-    topic: str = Field(max_length=512)
+    """A message the ingest could not store, with why. `payload` is its first
+    DEAD_LETTER_PAYLOAD_BYTES only; `size` and `sha256` describe the whole of it."""
+
+    topic: str = Field(max_length=limits.DEAD_LETTER_TOPIC_MAX_CHARS)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    reason: str = Field(max_length=40, index=True)
-    detail: str = Field(max_length=2000)
+    size: int = 0  # the payload's full length in bytes (0 before revision 0012_ingest_limits)
+    sha256: str | None = Field(default=None, max_length=64)
+    reason: str = Field(max_length=limits.REASON_MAX_CHARS, index=True)
+    detail: str = Field(max_length=limits.DEAD_LETTER_DETAIL_MAX_CHARS)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
@@ -250,10 +268,10 @@ class AgentSeq(SQLModel, table=True):
     __tablename__ = "agent_seq"
     __table_args__ = (UniqueConstraint("site", "machine"),)
     id: int | None = Field(default=None, primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63)
-    max_seq: int = 0
-    seen: int = 0
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    max_seq: int = Field(default=0, sa_type=Int64)  # protocol.limits.SEQ_MAX
+    seen: int = Field(default=0, sa_type=Int64)
     last_event_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
@@ -282,11 +300,11 @@ class BusyPeriod(SQLModel, table=True):
 
     __tablename__ = "busy_period"
     id: int | None = Field(default=None, primary_key=True)
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    source: str = Field(max_length=20)
-    session_id: str | None = Field(default=None, max_length=64, index=True)
-    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    source: str = Field(max_length=limits.SOURCE_MAX_CHARS)
+    session_id: str | None = Field(default=None, max_length=limits.SESSION_ID_MAX_CHARS, index=True)
+    member_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     busy_s: float | None = None
@@ -297,17 +315,17 @@ class PrintJob(SQLModel, table=True):
 
     __tablename__ = "print_job"
     id: str = Field(primary_key=True, max_length=128)  # "<machine>:<job_id>"
-    site: str = Field(max_length=63)
-    machine: str = Field(max_length=63, index=True)
-    job_id: str = Field(max_length=100)
-    file: str = Field(default="", max_length=255)
-    session_id: str | None = Field(default=None, max_length=64)
-    member_ref: str | None = Field(default=None, max_length=20, index=True)
+    site: str = Field(max_length=limits.SLUG_MAX_CHARS)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS, index=True)
+    job_id: str = Field(max_length=limits.JOB_ID_MAX_CHARS)
+    file: str = Field(default="", max_length=limits.JOB_FILE_MAX_CHARS)
+    session_id: str | None = Field(default=None, max_length=limits.SESSION_ID_MAX_CHARS)
+    member_ref: str | None = Field(default=None, max_length=limits.MEMBER_REF_MAX_CHARS, index=True)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration_s: float | None = None
     state: str = Field(default="printing", max_length=20)  # printing, finished, failed
-    error: str | None = Field(default=None, max_length=500)
+    error: str | None = Field(default=None, max_length=limits.JOB_ERROR_MAX_CHARS)
 
 
 class MachineCounters(SQLModel):
@@ -325,7 +343,7 @@ class TelemetrySample(SQLModel, table=True):
     __tablename__ = "telemetry_sample"
     __table_args__ = (Index("ix_telemetry_machine_ts", "machine", "ts"),)
     id: int | None = Field(default=None, primary_key=True)
-    machine: str = Field(max_length=63)
+    machine: str = Field(max_length=limits.SLUG_MAX_CHARS)
     ts: datetime = Field(sa_type=UTCDateTime)
     resolution_s: int = 0  # 0: as received; 60: the mean of a minute
     values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -19,12 +20,24 @@ from pydantic import (
     field_validator,
 )
 
+from protocol import limits
+from protocol.limits import MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
 from protocol.topics import SLUG_PATTERN
 
 PROTOCOL_VERSION = 1
-# An event is a small fact; anything near this size is a bug or an attack. Checked on the raw
-# bytes before any parsing, so a huge payload costs nothing to refuse.
-MAX_PAYLOAD_BYTES = 16 * 1024
+
+_Clean = AfterValidator(limits.check_text)  # no NUL, valid Unicode: any column stores it
+# Strings sized as the columns that store them (protocol/limits.py).
+Text = Annotated[str, Field(max_length=limits.TEXT_MAX_CHARS), _Clean]
+MemberRef = Annotated[str, Field(max_length=limits.MEMBER_REF_MAX_CHARS), _Clean]
+BadgeUid = Annotated[str, Field(max_length=limits.BADGE_MAX_CHARS), _Clean]
+SessionId = Annotated[str, Field(max_length=limits.SESSION_ID_MAX_CHARS), _Clean]
+Source = Annotated[str, Field(max_length=limits.SOURCE_MAX_CHARS), _Clean]
+Reason = Annotated[str, Field(max_length=limits.REASON_MAX_CHARS), _Clean]
+JobId = Annotated[str, Field(max_length=limits.JOB_ID_MAX_CHARS), _Clean]
+Mode = Annotated[str, Field(max_length=limits.MODE_MAX_CHARS), _Clean]
+Duration = Annotated[float, Field(ge=0, le=limits.DURATION_MAX_S, allow_inf_nan=False)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(limits.check_timestamp)]
 
 
 class EventType(StrEnum):
@@ -86,82 +99,83 @@ def utc_iso(value: datetime) -> str:
 
 
 class _Data(BaseModel):
-    # Additive fields from a newer minor revision are kept, not refused.
+    # Additive fields from a newer minor revision are kept, not refused (and checked as the
+    # envelope's `data` is: clean text, bounded numbers).
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class BadgeGranted(_Data):
-    badge: str
-    member: str
-    session_id: str
-    level: str = "user"
+    badge: BadgeUid
+    member: MemberRef
+    session_id: SessionId
+    level: Mode = "user"
 
 
 class BadgeDenied(_Data):
-    badge: str
+    badge: BadgeUid
     reason: DenyReason
-    member: str | None = None
+    member: MemberRef | None = None
 
 
 class BadgeRead(_Data):
-    badge: str
-    request_id: str
+    badge: BadgeUid
+    request_id: SessionId
 
 
 class SessionStarted(_Data):
-    session_id: str
-    member: str
-    badge: str
+    session_id: SessionId
+    member: MemberRef
+    badge: BadgeUid
     mode: Literal["normal", "supervised", "maintenance"] = "normal"
-    supervisor: str | None = None
+    supervisor: MemberRef | None = None
 
 
 class SessionEnded(_Data):
-    session_id: str
-    member: str
-    reason: str
-    duration_s: float = Field(ge=0)
-    busy_s: float = Field(default=0, ge=0)
+    session_id: SessionId
+    member: MemberRef
+    reason: Reason
+    duration_s: Duration
+    busy_s: Duration = 0
 
 
 class MachineBusy(_Data):
-    source: str
-    session_id: str | None = None
+    source: Source
+    session_id: SessionId | None = None
 
 
 class MachineIdle(_Data):
-    source: str
-    busy_s: float = Field(ge=0)
-    session_id: str | None = None
+    source: Source
+    busy_s: Duration
+    session_id: SessionId | None = None
 
 
 class MachineLocked(_Data):
-    reason: str
+    reason: Text
 
 
 class MachineUnlocked(_Data):
-    reason: str = ""
+    reason: Text = ""
 
 
 class JobStarted(_Data):
-    job_id: str
-    file: str = ""
-    session_id: str | None = None
-    member: str | None = None
+    job_id: JobId
+    file: Text = ""  # stored cut to the column's length
+    session_id: SessionId | None = None
+    member: MemberRef | None = None
 
 
 class JobEnded(_Data):
-    job_id: str
-    duration_s: float = Field(ge=0)
-    session_id: str | None = None
-    member: str | None = None
-    error: str | None = None
+    job_id: JobId
+    duration_s: Duration
+    session_id: SessionId | None = None
+    member: MemberRef | None = None
+    error: Text | None = None  # stored cut to the column's length
 
 
 class IncidentReported(_Data):
-    source: str
-    note: str = ""
-    member: str | None = None
+    source: Source
+    note: Text = ""
+    member: MemberRef | None = None
 
 
 class InterlockFault(_Data):
@@ -188,8 +202,8 @@ class AccessoryRefused(_Data):
 
 
 class AgentStarted(_Data):
-    version: str
-    recovered_sessions: int = Field(default=0, ge=0)
+    version: Text
+    recovered_sessions: int = Field(default=0, ge=0, le=limits.COUNT_MAX)
 
 
 DATA_MODELS: dict[EventType, type[_Data]] = {
@@ -220,11 +234,19 @@ class Envelope(BaseModel):
 
     v: Literal[1]
     id: uuid.UUID
-    seq: int = Field(ge=0, le=2**63 - 1)
-    ts: AwareDatetime
+    seq: int = Field(ge=0, le=limits.SEQ_MAX)
+    ts: Timestamp
     machine: str = Field(pattern=SLUG_PATTERN)
     type: EventType
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # NUL, lone surrogates, NaN and 64-bit overflow anywhere (keys too, nested): no
+        # database refuses what passes here. The other fields are typed and bounded.
+        limits.check_json(value)
+        return value
 
     @field_validator("v", mode="before")
     @classmethod

@@ -6,14 +6,32 @@ import json
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
-from protocol.envelope import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, ProtocolError, utc_iso
+from protocol import limits
+from protocol.envelope import (
+    PROTOCOL_VERSION,
+    BadgeUid,
+    MemberRef,
+    Mode,
+    ProtocolError,
+    SessionId,
+    Text,
+    Timestamp,
+    utc_iso,
+)
+from protocol.limits import MAX_PAYLOAD_BYTES
 from protocol.topics import SLUG_PATTERN
 
-_BIGINT_MAX = 2**63 - 1  # list versions and sequence numbers are BIGINT columns at the hub
 
 
 class _Message(BaseModel):
@@ -21,8 +39,28 @@ class _Message(BaseModel):
 
     v: Literal[1] = 1
 
+    @model_validator(mode="after")
+    def _storable(self) -> _Message:
+        # Retained statuses and telemetry are stored as JSON and shown on pages: nothing a
+        # database or a JSON answer refuses (NUL, NaN, 64-bit overflow) gets past here,
+        # in the typed fields' free-form parts nor in fields from a newer revision.
+        limits.check_json(self.model_dump(exclude_none=True))
+        return self
+
     def encode(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+class StatusSession(BaseModel):
+    """The session open on the machine, as its status reports it (the dashboard shows it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    session_id: SessionId
+    member: MemberRef
+    badge: BadgeUid | None = None
+    mode: Mode | None = None
+    started_at: Timestamp | None = None
 
 
 class Status(_Message):
@@ -30,23 +68,25 @@ class Status(_Message):
 
     machine: str = Field(pattern=SLUG_PATTERN)
     state: Literal["online", "offline"]
-    ts: AwareDatetime | None = None
-    version: str | None = None
-    uptime_s: float | None = None
+    ts: Timestamp | None = None
+    version: Text | None = None
+    uptime_s: Annotated[float, Field(ge=0, le=limits.UPTIME_MAX_S, allow_inf_nan=False)] | None = (
+        None
+    )
     relay: Literal["open", "closed"] | None = None
-    session: dict[str, Any] | None = None
+    session: StatusSession | None = None
     busy: bool | None = None
     locked: bool | None = None
     reader_ok: bool | None = None
-    backlog: int | None = None
-    acl_version: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    backlog: int | None = Field(default=None, ge=0, le=limits.SEQ_MAX)
+    acl_version: int | None = Field(default=None, ge=0, le=limits.VERSION_MAX)
     # The last allow-list the agent refused, while it has not accepted a newer one: the
     # reason code (`stale`, `bad_signature`, `expired`, ...) and the version it offered.
     acl_refused: str | None = Field(default=None, max_length=40)
-    acl_offered: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    acl_offered: int | None = Field(default=None, ge=0, le=limits.VERSION_MAX)
     # The sequence number of the agent's newest event: the hub repairs a gap at the tail
     # (events it never received after the last one it has) as it does one in the middle.
-    last_seq: int | None = Field(default=None, ge=0, le=_BIGINT_MAX)
+    last_seq: int | None = Field(default=None, ge=0, le=limits.SEQ_MAX)
     # Safety inputs by name, true when OK; accessory relays by name, true when on.
     interlocks: dict[str, bool] | None = None
     accessories: dict[str, bool] | None = None
@@ -60,7 +100,7 @@ class Telemetry(_Message):
     """One sample set on .../telemetry (QoS 0): temperatures, progress, watts."""
 
     machine: str = Field(pattern=SLUG_PATTERN)
-    ts: AwareDatetime
+    ts: Timestamp
     values: dict[str, float | int | str | bool | None]
 
     @field_serializer("ts")
@@ -81,7 +121,7 @@ class Command(_Message):
     """Hub -> agent on .../cmd, QoS 1."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    ts: AwareDatetime
+    ts: Timestamp
     cmd: CommandName
     args: dict[str, Any] = Field(default_factory=dict)
 

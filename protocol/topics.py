@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from protocol.limits import SLUG_MAX_CHARS
+
 ROOT = "atelier/v1"
 
 # Site and machine ids appear in topics, file names and broker ACLs, so they are kept to a
 # conservative slug: no MQTT wildcards, no slashes, no spaces.
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SLUG_PATTERN = rf"^[a-z0-9][a-z0-9_-]{{0,{SLUG_MAX_CHARS - 1}}}$"
 _SLUG = re.compile(SLUG_PATTERN)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import text
@@ -11,12 +11,16 @@ from sqlmodel import col, select
 from hub.api.deps import MANAGE, Allow, SessionDep
 from hub.models import AuditEntry, AuditPublic
 
+if TYPE_CHECKING:  # imported by the app's start, not by every page
+    from hub.ingest.consumer import IngestConsumer
+
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
 def health(request: Request, session: SessionDep, response: Response) -> dict[str, Any]:
-    """200 when the database answers and the broker is connected, else 503 saying which."""
+    """200 when the database answers, the broker is connected and the ingest keeps up, else
+    503 saying which."""
     checks: dict[str, Any] = {}
     try:
         session.execute(text("SELECT 1"))
@@ -25,13 +29,34 @@ def health(request: Request, session: SessionDep, response: Response) -> dict[st
         checks["database"] = f"error: {type(exc).__name__}"
     consumer = getattr(request.app.state, "consumer", None)
     if consumer is None:
-        checks["broker"] = "not started"
+        checks["broker"] = checks["ingest"] = "not started"
     else:
         checks["broker"] = "ok" if consumer.connected else "disconnected"
-    ok = checks["database"] == "ok" and checks["broker"] in ("ok", "not started")
+        checks["ingest"] = ingest_health(consumer, request.app.state.settings.ingest_max_lag_s)
+        checks["ingest_lag_s"] = round(consumer.lag_s(), 3)
+        checks["ingest_waiting"] = consumer.waiting()
+    ok = (
+        checks["database"] == "ok"
+        and checks["broker"] in ("ok", "not started")
+        and checks["ingest"] in ("ok", "not started")
+    )
     if not ok:
         response.status_code = 503
     return {"status": "ok" if ok else "degraded", **checks}
+
+
+def ingest_health(consumer: IngestConsumer, max_lag_s: float) -> str:
+    """ "ok", or what is wrong with the ingest: its writer thread gone, no commit while
+    messages wait, or the oldest waiting message older than `ingest_max_lag_s`."""
+    if not consumer.writer_running():
+        return "writer stopped"
+    lag = consumer.lag_s()
+    if lag <= max_lag_s:
+        return "ok"
+    since_commit = consumer.since_commit_s()
+    if since_commit is None or since_commit > max_lag_s:
+        return f"stalled: {consumer.waiting()} message(s) waiting, no commit for {lag:.0f} s"
+    return f"lagging: the oldest waiting message is {lag:.0f} s old (bound {max_lag_s:g} s)"
 
 
 @router.get("/api/v1/ingest/stats", tags=["ingest"], dependencies=[Allow(MANAGE)])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
@@ -37,6 +38,7 @@ from hub.models import (
     User,
 )
 from hub.mqtt_accounts import check_plug_topic
+from protocol import limits
 from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
@@ -109,21 +111,80 @@ class MachineTypePublic(SQLModel):
 
 
 def machine_state(machine: Machine) -> tuple[str, dict[str, Any] | None]:
-    status = machine.last_status or {}
-    session = status.get("session") if machine.online else None
+    status = machine.last_status if isinstance(machine.last_status, dict) else {}
+    session = live_session(status.get("session")) if machine.online else None
     if not machine.online:
         return "offline", None
-    if machine.locked or status.get("locked"):
+    if machine.locked or status.get("locked") is True:
         return ("in_use" if session else "locked"), session
     working = "printing" if _printing(machine) else "busy"
+    busy = status.get("busy") is True
     if session:
-        return (working if status.get("busy") else "in_use"), session
-    return (working if status.get("busy") else "idle"), None
+        return (working if busy else "in_use"), session
+    return (working if busy else "idle"), None
 
 
 def _printing(machine: Machine) -> bool:
-    telemetry = machine.last_telemetry or {}
-    return machine.kind == "printer" and telemetry.get("progress") is not None
+    telemetry = machine.last_telemetry if isinstance(machine.last_telemetry, dict) else {}
+    return machine.kind == "printer" and finite(telemetry.get("progress")) is not None
+
+
+# What the ingest stores is validated (protocol/limits.py), but rows written before those checks,
+# by hand or by an older hub may hold anything: what is shown is read defensively, so a
+# hostile row shows as "unknown", never as an error page.
+def finite(value: Any) -> float | None:
+    """`value` as a finite float, or None (text, booleans, NaN, infinities, huge integers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` with what a JSON answer refuses (NaN, infinities) as null, nesting cut at the
+    protocol's depth."""
+    if depth > limits.JSON_DEPTH_MAX:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v, depth + 1) for v in value]
+    return value
+
+
+def live_session(value: Any) -> dict[str, Any] | None:
+    """A status's `session`, if it names a session and a member as text."""
+    if not isinstance(value, dict):
+        return None
+    if not isinstance(value.get("session_id"), str) or not isinstance(value.get("member"), str):
+        return None
+    return value
+
+
+def _interlocks(machine: Machine) -> dict[str, bool] | None:
+    """The safety inputs of the last status, when it holds them as names to booleans (a row
+    written by hand or by an older hub may hold anything: the page shows none rather than fail)."""
+    raw = json_safe(machine.last_status)
+    found = raw.get("interlocks") if isinstance(raw, dict) else None
+    if not isinstance(found, dict):
+        return None
+    return {str(k): v for k, v in found.items() if isinstance(v, bool)}
+
+
+def _started_at(live: dict[str, Any]) -> datetime | None:
+    raw = live.get("started_at")
+    if not isinstance(raw, str):
+        return None
+    try:
+        started = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return started if started.tzinfo else started.replace(tzinfo=UTC)
 
 
 def member_names(session: Session, refs: set[str]) -> dict[str, str]:
@@ -165,8 +226,10 @@ def machines_public(
     members = member_names(session, in_session)
     out = []
     for machine, state, live in machines:
-        started = live.get("started_at") if live else None
-        telemetry = machine.last_telemetry or {}
+        telemetry = json_safe(machine.last_telemetry)
+        if not isinstance(telemetry, dict):
+            telemetry = {}
+        progress = finite(telemetry.get("progress"))
         held = list_state(machine)
         admin: dict[str, Any] = (
             {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
@@ -188,16 +251,16 @@ def machines_public(
                 state=state,
                 in_use_by=_in_use_by(live, members, names_shown(viewer, members_see_names)),
                 session_id=live.get("session_id") if live else None,
-                session_started_at=datetime.fromisoformat(started) if started else None,
-                progress=telemetry.get("progress") if state == "printing" else None,
+                session_started_at=_started_at(live) if live else None,
+                progress=min(max(progress, 0.0), 100.0)
+                if state == "printing" and progress is not None
+                else None,
                 telemetry=telemetry if machine.online and telemetry else None,
                 acl_version=machine.acl_version,
                 agent_acl_version=held.held if held else None,
                 acl_current=held.is_current if held else None,
                 acl_refused=held.refused if held else None,
-                interlocks=(machine.last_status or {}).get("interlocks")
-                if machine.online
-                else None,
+                interlocks=_interlocks(machine) if machine.online else None,
             )
         )
     return out
@@ -298,7 +361,14 @@ def machine_telemetry(
     if until:
         query = query.where(col(TelemetrySample.ts) < until)
     rows = session.exec(query.order_by(col(TelemetrySample.ts)).limit(limit)).all()
-    return [TelemetryPoint(ts=r.ts, resolution_s=r.resolution_s, values=r.values) for r in rows]
+    return [
+        TelemetryPoint(
+            ts=r.ts,
+            resolution_s=r.resolution_s,
+            values=values if isinstance(values := json_safe(r.values), dict) else {},
+        )
+        for r in rows
+    ]
 
 
 def _one(session: Session, code: str, user: User, request: Request) -> MachinePublic:

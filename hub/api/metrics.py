@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +15,9 @@ from hub.allowlist_watch import list_state
 from hub.api.deps import MANAGE, Allow
 from hub.api.machines import machine_state
 from hub.models import Machine
+
+if TYPE_CHECKING:  # imported by the app's start, not by every page
+    from hub.ingest.consumer import IngestConsumer
 
 # Prometheus scrapes with a manager's API token (`authorization.credentials` in its config).
 router = APIRouter(tags=["health"], dependencies=[Allow(MANAGE)])
@@ -35,6 +38,8 @@ class HubCollector(Collector):
             )
             family.add_metric([], value)
             yield family
+        if consumer is not None:
+            yield from ingest_metrics(consumer)
         broker = GaugeMetricFamily("atelier_broker_connected", "1 when the ingest is connected")
         broker.add_metric([], 1 if consumer is not None and consumer.connected else 0)
         yield broker
@@ -66,6 +71,41 @@ class HubCollector(Collector):
         )
         alerts.add_metric([], watch.alerts if watch is not None else 0)
         yield alerts
+
+
+def ingest_metrics(consumer: IngestConsumer) -> Iterator[Any]:
+    """The writer's liveness and lag, and the dead letters by reason (alert on these)."""
+    running = GaugeMetricFamily(
+        "atelier_ingest_writer_running", "1 while the ingest writer thread runs"
+    )
+    running.add_metric([], 1 if consumer.writer_running() else 0)
+    yield running
+    lag = GaugeMetricFamily(
+        "atelier_ingest_lag_seconds",
+        "How long the oldest message not yet stored has waited (0 when none waits)",
+    )
+    lag.add_metric([], consumer.lag_s())
+    yield lag
+    waiting = GaugeMetricFamily(
+        "atelier_ingest_waiting_messages", "Messages received and not yet stored"
+    )
+    waiting.add_metric([], consumer.waiting())
+    yield waiting
+    since = consumer.since_commit_s()
+    if since is not None:
+        commit = GaugeMetricFamily(
+            "atelier_ingest_seconds_since_commit", "Seconds since the writer last stored a batch"
+        )
+        commit.add_metric([], since)
+        yield commit
+    dead = CounterMetricFamily(
+        "atelier_ingest_dead_letters_by_reason",
+        "Messages kept as dead letters since start, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(consumer.stats.dead_letters_by_reason().items()):
+        dead.add_metric([reason], count)
+    yield dead
 
 
 @router.get("/metrics", response_class=Response)

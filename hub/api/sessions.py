@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import SQLModel, col, select
 
 from hub.api.deps import STAFF, Allow, CurrentUser, QueryMoment, SessionDep
+from hub.api.machines import json_safe
 from hub.models import Event, MachineSession, Member, SessionPublic
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -88,7 +89,7 @@ def list_events(
             seq=e.seq,
             ts=e.ts,
             type=e.type,
-            data=e.data,
+            data=data if isinstance(data := json_safe(e.data), dict) else {},
             received_at=e.received_at,
         )
         for e in session.exec(query)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     maintenance_check_s: float = Field(default=300, ge=5)
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
+    # /health answers 503 once the oldest message not yet stored has waited this long
+    # (a stalled writer, a database that is away, a flood the hub cannot keep up with).
+    ingest_max_lag_s: float = Field(default=60, gt=0, le=86_400)
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from hub.core.mqtt import hub_client
 from hub.core.settings import Settings
@@ -60,6 +60,11 @@ class IngestConsumer:
         self._ack_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # For /health and /metrics (monotonic seconds): the last commit, and since when the
+        # batch being written (or, between batches, the oldest waiting message) has waited.
+        self.last_commit: float | None = None
+        self._writing_since: float | None = None
+        self._writing_count = 0
         v5 = settings.mqtt_protocol == "5"
         if shared_group and not v5:
             raise ValueError('shared subscriptions need mqtt_protocol = "5"')
@@ -162,7 +167,14 @@ class IngestConsumer:
         # paho's annotation allows a bytearray; it hands bytes (no cast: this runs per message)
         payload: bytes = message.payload  # type: ignore[assignment]
         incoming.append(
-            Incoming(message.topic, payload, message.mid, message.qos, self._connection)
+            Incoming(
+                message.topic,
+                payload,
+                message.mid,
+                message.qos,
+                self._connection,
+                time.monotonic(),
+            )
         )
         # The writer is woken by the first message and by a full batch, not by every one:
         # in a burst each wake-up would cost a thread switch per message.
@@ -170,7 +182,6 @@ class IngestConsumer:
         if (waiting == 1 or waiting >= self._batch_max) and not self._arrived.is_set():
             self._arrived.set()
 
-    # writer thread
     def _take_batch(self) -> list[Incoming]:
         """Up to `ingest_batch_max` messages, waiting at most `ingest_batch_ms` after the
         first for the batch to fill."""
@@ -189,13 +200,40 @@ class IngestConsumer:
                 self._arrived.wait(remaining)  # woken when a full batch is waiting
         return [incoming.popleft() for _ in range(min(limit, len(incoming)))]
 
+    # health: read from the web threads
+    def writer_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def waiting(self) -> int:
+        """Messages received and not yet committed (queued, or in the batch being written)."""
+        return len(self._incoming) + (self._writing_count if self._writing_since is not None else 0)
+
+    def lag_s(self) -> float:
+        """How long the oldest message not yet committed has waited (0 when none waits)."""
+        since = self._writing_since
+        if since is None:
+            try:
+                since = self._incoming[0].arrived
+            except IndexError:
+                return 0.0
+        return max(0.0, time.monotonic() - since)
+
+    def since_commit_s(self) -> float | None:
+        """Seconds since the writer last committed a batch (None before its first)."""
+        return None if self.last_commit is None else time.monotonic() - self.last_commit
+
+    # writer thread
     def _run_writer(self) -> None:
         while not (self._stop.is_set() and not self._incoming):
             batch = self._take_batch()
             if not batch:
                 continue
+            self._writing_count = len(batch)
+            self._writing_since = min(item.arrived for item in batch)
             if not self._write_until_done(batch):
                 return  # not stored: not acknowledged, the broker delivers it again
+            self.last_commit = time.monotonic()
+            self._writing_since = None
             self._acknowledge(batch)
 
     def _acknowledge(self, batch: list[Incoming]) -> None:
@@ -211,10 +249,18 @@ class IngestConsumer:
             try:
                 self.writer.write_batch(batch)
                 return True
-            except (OperationalError, DBAPIError) as exc:
-                # The database is away: keep the batch (unacknowledged) and try again.
+            except Exception as exc:
+                # The writer dead-letters whatever a message holds; what reaches here is the
+                # database being away (or a fault of the hub's own): keep the batch,
+                # unacknowledged, and try again. The thread never dies of it.
                 self.stats.add(db_retries=1)
-                log.warning("database write failed (%s); retrying in %.1f s", exc.orig, delay)
+                log.warning(
+                    "database write failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    getattr(exc, "orig", None) or exc,
+                    delay,
+                    exc_info=not isinstance(exc, DBAPIError),
+                )
                 if self._stop.wait(delay):
                     log.error(
                         "stopping with %d unstored message(s); the broker keeps them", len(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -12,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from hub.maintenance_store import incident_from_event
@@ -28,6 +30,7 @@ from hub.models import (
     PrintJob,
     TelemetrySample,
 )
+from protocol import limits
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope
 from protocol.messages import Status, Telemetry, decode_message
 from protocol.topics import TopicKind, TopicParts, parse_topic
@@ -42,6 +45,7 @@ class Incoming:
     mid: int | None = None
     qos: int = 0
     connection: int = 0  # which broker connection delivered it (the consumer's count)
+    arrived: float = 0.0  # time.monotonic() when the consumer received it (its lag)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class IngestStats:
     gaps_detected: int = 0
     db_retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _dead_by_reason: dict[str, int] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, int]:
         with self._lock:
@@ -67,6 +72,15 @@ class IngestStats:
         with self._lock:
             for key, value in counts.items():
                 setattr(self, key, getattr(self, key) + value)
+
+    def dead(self, reasons: list[str]) -> None:
+        with self._lock:
+            for reason in reasons:
+                self._dead_by_reason[reason] = self._dead_by_reason.get(reason, 0) + 1
+
+    def dead_letters_by_reason(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._dead_by_reason)
 
 
 # Called in the batch's transaction with the ids of the sessions whose end it stores (the
@@ -188,6 +202,29 @@ class EventInsert:
         return sql
 
 
+@dataclass(slots=True)
+class _Unit:
+    """One message of a batch, validated: what it will store, or why it is a dead letter."""
+
+    item: Incoming
+    kind: TopicKind | None = None
+    site: str = ""
+    machine: str = ""
+    envelope: Envelope | None = None
+    status: Status | None = None  # None on the status topic: an empty retained message
+    sample: Telemetry | None = None
+    dead: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Stored:
+    new_ids: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    statuses: int = 0
+    dead_reasons: list[str] = field(default_factory=list)
+
+
 class IngestWriter:
     def __init__(
         self,
@@ -202,79 +239,114 @@ class IngestWriter:
         self._sequences = SequenceTracker(engine.dialect.name)
 
     def write_batch(self, items: list[Incoming]) -> None:
-        """Store what can be stored and dead-letter the rest, all in one transaction.
+        """Store what can be stored and dead-letter the rest.
 
-        Raises only on database failure, in which case nothing of the batch is kept and the
+        One transaction when all goes well. When the database refuses the batch for something
+        one message holds (a value it cannot store, a constraint) or storing one raises, the
+        batch is split in halves until that message is alone: it becomes a dead letter with
+        the database's reason, and every other message is stored. Raises only when the
+        database is away (`database_unavailable`): then nothing of the batch is kept and the
         caller must not acknowledge it.
         """
-        events: dict[uuid.UUID, tuple[str, Envelope]] = {}
-        dead: list[dict[str, Any]] = []
-        statuses: list[tuple[str, Status | None]] = []
-        telemetry = 0
-        latest_telemetry: dict[str, Telemetry] = {}
-        samples: list[dict[str, Any]] = []
-        in_batch_duplicates = 0
         now = datetime.now(UTC)
+        units, in_batch_duplicates, telemetry = self._validate(items, now)
+        done = _Stored()
+        self._store(units, now, done)
+        self.stats.add(
+            received=len(items),
+            stored=done.new_ids,
+            duplicates=done.duplicates + in_batch_duplicates,
+            dead_letters=len(done.dead_reasons),
+            statuses=done.statuses,
+            telemetry=telemetry,
+            batches=1,
+            gaps_detected=done.gaps,
+        )
+        self.stats.dead(done.dead_reasons)
+
+    def _validate(self, items: list[Incoming], now: datetime) -> tuple[list[_Unit], int, int]:
+        units: list[_Unit] = []
+        seen: set[uuid.UUID] = set()
+        in_batch_duplicates = telemetry = 0
         for item in items:
             try:
                 parts = _parse_topic(item.topic)
             except ValueError as exc:
-                dead.append(_dead(item, "bad_topic", str(exc), now))
+                units.append(_Unit(item, dead=_dead(item, "bad_topic", str(exc), now)))
                 continue
-            if parts.kind is TopicKind.EVENT:
-                try:
+            unit = _Unit(item, parts.kind, parts.site, parts.machine)
+            try:
+                if parts.kind is TopicKind.EVENT:
                     env = decode_envelope(item.payload)
-                except ProtocolError as exc:
-                    dead.append(_dead(item, exc.reason, exc.detail, now))
-                    continue
-                if env.machine != parts.machine:
-                    # A machine may only speak for itself (the broker ACL enforces the topic).
-                    dead.append(
-                        _dead(
-                            item,
+                    if env.machine != parts.machine:
+                        # A machine may only speak for itself (the broker ACL enforces the topic).
+                        raise ProtocolError(
                             "machine_mismatch",
                             f"envelope machine {env.machine!r} published on the topic "
                             f"of {parts.machine!r}",
-                            now,
                         )
-                    )
-                    continue
-                if env.id in events:
-                    in_batch_duplicates += 1
-                    continue
-                events[env.id] = (parts.site, env)
-            elif parts.kind is TopicKind.STATUS:
-                try:
-                    statuses.append((parts.machine, decode_message(Status, item.payload)))
-                except ProtocolError as exc:
-                    if item.payload:
-                        dead.append(_dead(item, exc.reason, exc.detail, now))
-                    else:  # an empty retained message clears the status
-                        statuses.append((parts.machine, None))
-            elif parts.kind is TopicKind.TELEMETRY:
-                telemetry += 1
-                try:
-                    sample = decode_message(Telemetry, item.payload)
-                except ProtocolError as exc:
-                    dead.append(_dead(item, exc.reason, exc.detail, now))
-                    continue
-                latest_telemetry[parts.machine] = sample
-                samples.append(
-                    {
-                        "machine": parts.machine,
-                        "ts": sample.ts,
-                        "resolution_s": 0,
-                        "values": sample.values,
-                    }
-                )
+                    if env.id in seen:
+                        in_batch_duplicates += 1
+                        continue
+                    seen.add(env.id)
+                    unit.envelope = env
+                elif parts.kind is TopicKind.STATUS:
+                    if item.payload:  # an empty retained message clears the status
+                        unit.status = decode_message(Status, item.payload)
+                elif parts.kind is TopicKind.TELEMETRY:
+                    telemetry += 1
+                    unit.sample = decode_message(Telemetry, item.payload)
+                else:
+                    continue  # the hub's own topics (acl, cmd) are not subscribed to
+            except ProtocolError as exc:
+                unit.dead = _dead(item, exc.reason, exc.detail, now)
+            units.append(unit)
+        return units, in_batch_duplicates, telemetry
+
+    def _store(self, units: list[_Unit], now: datetime, done: _Stored) -> None:
+        """Store `units` in one transaction, or split them until the culprit is alone."""
+        if not units:
+            return
+        try:
+            self._transaction(units, now, done)
+            return
+        except Exception as exc:
+            if database_unavailable(self.engine, exc):
+                raise
+            if len(units) > 1:
+                log.info("a batch of %d was refused (%s): splitting it", len(units), _why(exc))
+                middle = len(units) // 2
+                self._store(units[:middle], now, done)
+                self._store(units[middle:], now, done)
+                return
+            unit = units[0]
+            if unit.dead is None:
+                log.warning("a message on %s was refused: %s", unit.item.topic, _why(exc))
+                self._store([_Unit(unit.item, dead=_refused(unit.item, exc, now))], now, done)
+                return
+            # The dead letter itself was refused: keep what identifies it (size and hash).
+            log.error("dead letter refused (%s); keeping its size and hash only", _why(exc))
+            stripped = unit.dead | {"payload": b"", "detail": _clean(_why(exc))}
+            self._transaction([_Unit(unit.item, dead=stripped)], now, done)
+
+    def _transaction(self, units: list[_Unit], now: datetime, done: _Stored) -> None:
+        events = [(u.site, u.envelope) for u in units if u.envelope is not None]
+        dead = [u.dead for u in units if u.dead is not None]
+        statuses = [
+            (u.machine, u.status) for u in units if u.kind is TopicKind.STATUS and not u.dead
+        ]
+        samples = [(u.machine, u.sample) for u in units if u.sample is not None]
         new_ids: set[uuid.UUID] = set()
         gaps = 0
         after_commit: Callable[[], None] | None = None
         with Session(self.engine) as session, session.begin():
             if events:
                 conn = session.connection()
-                new_ids = self._insert_events(conn, list(events.values()), now)
-                fresh = sorted((events[i] for i in new_ids), key=lambda e: (e[1].machine, e[1].seq))
+                new_ids = self._insert_events(conn, events, now)
+                fresh = sorted(
+                    (e for e in events if e[1].id in new_ids),
+                    key=lambda e: (e[1].machine, e[1].seq),
+                )
                 for site, env in fresh:
                     if env.type in _BOOKKEEPING:
                         _apply_session(session, site, env)
@@ -293,8 +365,20 @@ class IngestWriter:
             for machine, status in statuses:
                 _apply_status(session, machine, status, now)
             if samples:
-                session.execute(insert(TelemetrySample.__table__), samples)  # type: ignore[attr-defined]
-            for machine, sample in latest_telemetry.items():
+                session.execute(
+                    insert(TelemetrySample.__table__),  # type: ignore[attr-defined]
+                    [
+                        {
+                            "machine": machine,
+                            "ts": sample.ts,
+                            "resolution_s": 0,
+                            "values": sample.values,
+                        }
+                        for machine, sample in samples
+                    ],
+                )
+            latest = {machine: sample for machine, sample in samples}
+            for machine, sample in latest.items():
                 session.execute(
                     update(Machine)
                     .where(col(Machine.code) == machine)
@@ -302,18 +386,66 @@ class IngestWriter:
                         last_telemetry={"ts": sample.model_dump(mode="json")["ts"], **sample.values}
                     )
                 )
+        done.new_ids += len(new_ids)
+        done.duplicates += len(events) - len(new_ids)
+        done.gaps += gaps
+        done.statuses += len(statuses)
+        done.dead_reasons.extend(row["reason"] for row in dead)
         if after_commit is not None:
-            after_commit()
-        self.stats.add(
-            received=len(items),
-            stored=len(new_ids),
-            duplicates=len(events) - len(new_ids) + in_batch_duplicates,
-            dead_letters=len(dead),
-            statuses=len(statuses),
-            telemetry=telemetry,
-            batches=1,
-            gaps_detected=gaps,
-        )
+            # Committed already: a failure here (re-publishing the lists) is not the batch's,
+            # and splitting it would store its dead letters twice.
+            try:
+                after_commit()
+            except Exception:
+                log.exception("after storing a batch of %d message(s)", len(units))
+
+
+# SQLite reports a busy or full database as OperationalError, as PostgreSQL does a lost
+# connection; these are the database's state, not the batch's: retried, never dead-lettered.
+_SQLITE_AWAY = ("locked", "busy", "full", "disk i/o", "readonly", "unable to open")
+# PostgreSQL SQLSTATE classes of the same kind: connection (08), insufficient resources (53),
+# operator intervention (57, a restart), system error (58).
+_PG_AWAY = ("08", "53", "57", "58")
+
+
+def database_unavailable(engine: Engine, exc: BaseException) -> bool:
+    """Whether `exc` means the database is away (retry the batch later) rather than refusing
+    something in it (split the batch and dead-letter the culprit)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False  # DataError, IntegrityError, ProgrammingError...: the batch's content
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        if sqlstate[:2] in _PG_AWAY:
+            return True
+    elif engine.dialect.name == "sqlite" and any(
+        word in str(exc.orig).lower() for word in _SQLITE_AWAY
+    ):
+        return True
+    # Another OperationalError (a program limit, "string or blob too big") may be the batch's
+    # own: it is the database's absence only if the database does not answer now.
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError:
+        return True
+    return False
+
+
+def _why(exc: BaseException) -> str:
+    """`IntegrityError (UniqueViolation): duplicate key...`: SQLAlchemy's class, the driver's."""
+    orig = getattr(exc, "orig", None)
+    kind = type(exc).__name__ + (f" ({type(orig).__name__})" if orig is not None else "")
+    lines = str(orig if orig is not None else exc).splitlines()
+    return f"{kind}: {lines[0] if lines else ''}"
+
+
+def _refused(item: Incoming, exc: BaseException, now: datetime) -> dict[str, Any]:
+    reason = "db_refused" if isinstance(exc, DBAPIError) else "not_storable"
+    return _dead(item, reason, f"the database refused it: {_why(exc)}", now)
 
 
 # The event types that make rows besides the event itself (sessions, busy periods, jobs,
@@ -332,12 +464,24 @@ _BOOKKEEPING = frozenset(
 )
 
 
+def _clean(text: str) -> str:
+    """Text any database stores: NUL and lone surrogates written as escapes."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _dead(item: Incoming, reason: str, detail: str, now: datetime) -> dict[str, Any]:
+    """A dead letter's row: the reason, the payload's size and sha256, its first
+    DEAD_LETTER_PAYLOAD_BYTES (a flood of big refused messages cannot fill the disk)."""
+    payload = item.payload
     return {
-        "topic": item.topic[:512],
-        "payload": item.payload,
-        "reason": reason[:40],
-        "detail": detail[:2000],
+        "topic": _clean(item.topic)[: limits.DEAD_LETTER_TOPIC_MAX_CHARS],
+        "payload": payload[: limits.DEAD_LETTER_PAYLOAD_BYTES],
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "reason": reason[: limits.REASON_MAX_CHARS],
+        "detail": _clean(detail)[: limits.DEAD_LETTER_DETAIL_MAX_CHARS],
         "received_at": now,
     }
 

@@ -18,6 +18,7 @@ from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event
 from protocol import MAX_PAYLOAD_BYTES
+from protocol.limits import DEAD_LETTER_PAYLOAD_BYTES
 
 TOPIC = "atelier/v1/lab/laser-1/event"
 
@@ -118,7 +119,8 @@ def test_every_bad_payload_becomes_a_dead_letter(engine: Engine, payloads: list[
             .where(DeadLetter.id > last_id)  # type: ignore[operator]
             .order_by(DeadLetter.id)
         ).all()
-    assert [r.payload for r in rows] == payloads
+    assert [r.payload for r in rows] == [p[:DEAD_LETTER_PAYLOAD_BYTES] for p in payloads]
+    assert [r.size for r in rows] == [len(p) for p in payloads]
     assert all(r.reason and r.detail for r in rows)
 
 

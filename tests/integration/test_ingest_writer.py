@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
-from hub.ingest.writer import Incoming, IngestWriter
+from hub.ingest.writer import Incoming, IngestWriter, database_unavailable
 from hub.models import AgentSeq, DeadLetter, Event, Machine, MachineSession
 from protocol import EventType, encode_envelope, new_envelope
+from protocol.limits import DEAD_LETTER_PAYLOAD_BYTES
 
 T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 TOPIC = "atelier/v1/lab/laser-1/event"
@@ -92,8 +96,11 @@ def test_what_is_not_an_envelope_becomes_a_dead_letter(
     writer.write_batch([Incoming(TOPIC, payload), Incoming(TOPIC, started(1, "s1"))])
     with Session(engine) as session:
         (letter,) = session.exec(select(DeadLetter)).all()
-        assert letter.reason == reason and letter.payload == payload and letter.topic == TOPIC
-        assert letter.detail
+        assert letter.reason == reason and letter.topic == TOPIC and letter.detail
+        # What identifies the payload, and no more of it than the limit.
+        assert letter.payload == payload[:DEAD_LETTER_PAYLOAD_BYTES]
+        assert letter.size == len(payload)
+        assert letter.sha256 == hashlib.sha256(payload).hexdigest()
         # The good message in the same batch is kept.
         assert len(session.exec(select(Event)).all()) == 1
 
@@ -266,3 +273,75 @@ def test_two_writers_at_once_lose_no_count(engine: Engine) -> None:
     with Session(engine) as session:
         row = session.exec(select(AgentSeq)).one()
     assert (row.max_seq, row.seen, row.missing) == (80, 80, 0)
+
+
+def test_a_message_the_database_refuses_is_found_and_the_rest_of_its_batch_stored(
+    engine: Engine,
+) -> None:
+    # A constraint the protocol cannot know of: the database itself refuses the second busy
+    # period with the same source (IntegrityError), after validation passed.
+    with engine.begin() as conn:
+        conn.execute(text("CREATE UNIQUE INDEX ux_test_busy_source ON busy_period (source)"))
+    busy = [
+        env(10 + i, EventType.MACHINE_BUSY, {"source": "beam" if i in (3, 11) else f"s{i}"})
+        for i in range(16)
+    ]
+    writer = IngestWriter(engine)
+    writer.write_batch([Incoming(TOPIC, payload) for payload in busy])
+    with Session(engine) as session:
+        (letter,) = session.exec(select(DeadLetter)).all()
+        stored = {e.seq for e in session.exec(select(Event)).all()}
+    assert letter.reason == "db_refused" and "IntegrityError" in letter.detail
+    assert letter.payload == busy[11] and letter.sha256 == hashlib.sha256(busy[11]).hexdigest()
+    assert stored == {10 + i for i in range(16)} - {21}
+    assert writer.stats.stored == 15 and writer.stats.dead_letters == 1
+    assert writer.stats.dead_letters_by_reason() == {"db_refused": 1}
+
+
+def test_only_a_database_that_is_away_is_retried(engine: Engine) -> None:
+    # Nothing listens on port 1: the database's absence, not the batch's fault, so the writer
+    # raises (the consumer keeps the batch unacknowledged and retries it) and keeps nothing.
+    away = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/atelier?connect_timeout=2")
+    writer = IngestWriter(away)
+    with pytest.raises(OperationalError) as lost:
+        writer.write_batch([Incoming(TOPIC, started(1, "s1")), Incoming(TOPIC, b"not json")])
+    assert database_unavailable(away, lost.value)
+    assert writer.stats.dead_letters == 0 and writer.stats.stored == 0
+    away.dispose()
+    # An error of the statement's own on a database that answers (SQLite calls a missing
+    # table an OperationalError) is the batch's: split and dead-lettered, not retried.
+    with pytest.raises(DBAPIError) as own, engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table"))
+    assert not database_unavailable(engine, own.value)
+
+
+def test_an_error_of_the_hubs_own_on_one_message_dead_letters_it_alone(engine: Engine) -> None:
+    # The prepaid drawdown runs in the batch's transaction (on_sessions_ended); a fault of its
+    # own on one session must cost that message, not the batch nor the writer.
+    def drawdown(session: Session, ended: list[str]) -> None:
+        if "s-bad" in ended:
+            raise ValueError("no rate for this session")
+
+    writer = IngestWriter(engine, on_sessions_ended=drawdown)
+    ids = ["s0", "s1", "s-bad", "s3", "s4"]
+    batch = [Incoming(TOPIC, ended(i + 1, sid, T0, 60.0)) for i, sid in enumerate(ids)]
+    writer.write_batch(batch)
+    with Session(engine) as session:
+        (letter,) = session.exec(select(DeadLetter)).all()
+        stored = {s.id for s in session.exec(select(MachineSession)).all()}
+    assert letter.reason == "not_storable" and "ValueError" in letter.detail
+    assert letter.payload == batch[2].payload and stored == set(ids) - {"s-bad"}
+
+
+def test_a_failure_after_the_commit_keeps_the_batch_as_stored(engine: Engine) -> None:
+    # What the prepaid hook does once the batch is committed (re-publish the lists) may fail;
+    # the batch is stored already: nothing is dead-lettered nor stored twice.
+    def republish() -> None:
+        raise ConnectionError("broker away")
+
+    writer = IngestWriter(engine, on_sessions_ended=lambda session, ended: republish)
+    writer.write_batch([Incoming(TOPIC, ended(1, "s1", T0, 60.0)), Incoming(TOPIC, b"not json")])
+    with Session(engine) as session:
+        assert len(session.exec(select(DeadLetter)).all()) == 1
+        assert len(session.exec(select(Event)).all()) == 1
+    assert writer.stats.stored == 1 and writer.stats.dead_letters == 1

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT
+
 MOSQUITTO_HINT = (
     "Mosquitto is not installed: run `apt-get install mosquitto` (make test does it as root)"
 )
@@ -129,6 +131,8 @@ class MosquittoBroker:
                     # Bursts in the tests must never be dropped by the broker.
                     "max_queued_messages 1000000",
                     "max_inflight_messages 1000",
+                    # As deploy/mosquitto/mosquitto.conf.j2.
+                    f"message_size_limit {BROKER_MESSAGE_SIZE_LIMIT}",
                     f"log_dest file {self.log_file}",
                     "log_type error",
                     "log_type warning",
