@@ -60,9 +60,7 @@ def log_format(given: str | None = None) -> str:
     return chosen
 
 
-def setup_logging(
-    level: str = "info", fmt: str | None = None, *, quiet: Iterable[str] = ()
-) -> str:
+def setup_logging(level: str = "info", fmt: str | None = None, *, quiet: Iterable[str] = ()) -> str:
     """Configure the root logger once for this process; returns the format in use.
 
     `quiet` loggers (chatty libraries) are held at WARNING. Calling it again replaces the

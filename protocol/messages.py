@@ -33,7 +33,6 @@ from protocol.limits import MAX_PAYLOAD_BYTES
 from protocol.topics import SLUG_PATTERN
 
 
-
 class _Message(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 

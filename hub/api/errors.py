@@ -21,9 +21,7 @@ def error_body(error: HubError) -> dict[str, object]:
     message = describe(error)
     detail: object = message
     if isinstance(error, InvalidValue) and error.field is not None:
-        detail = [
-            {"type": error.code, "loc": ["body", error.field], "msg": message, "input": None}
-        ]
+        detail = [{"type": error.code, "loc": ["body", error.field], "msg": message, "input": None}]
     return {"detail": detail, "code": error.code, "field": error.field, "params": error.params}
 
 

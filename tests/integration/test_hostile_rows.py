@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hub.seed import seed_demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -29,7 +30,6 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.models import Machine, MachineKind
-from hub.seed import seed_demo
 from tests.support.api import admin_headers
 
 pytestmark = pytest.mark.timeout(300)

@@ -136,9 +136,7 @@ def test_a_task_interval_out_of_range_is_refused_by_its_field(
 
 @pytest.fixture
 def cli_env(seeded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    monkeypatch.setenv(
-        "ATELIER_DATABASE_URL", seeded.url.render_as_string(hide_password=False)
-    )
+    monkeypatch.setenv("ATELIER_DATABASE_URL", seeded.url.render_as_string(hide_password=False))
     monkeypatch.setenv("ATELIER_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ATELIER_SITE", "lab")
     return seeded

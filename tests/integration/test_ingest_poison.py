@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import paho.mqtt.client as mqtt
 import pytest
+from hub.seed import seed_demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -35,7 +36,6 @@ from hub.core.settings import get_settings
 from hub.ingest.consumer import IngestConsumer
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event, TelemetrySample
-from hub.seed import seed_demo
 from protocol import EventType, limits
 from protocol.envelope import DATA_MODELS, ProtocolError, decode_envelope
 from protocol.limits import BROKER_MESSAGE_SIZE_LIMIT, MAX_PAYLOAD_BYTES

@@ -30,9 +30,7 @@ def said(proc: Proc, logger: str, words: str) -> bool:
     )
 
 
-def test_the_hub_and_an_ingest_worker_log_json(
-    mosquitto: MosquittoBroker, tmp_path: Path
-) -> None:
+def test_the_hub_and_an_ingest_worker_log_json(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     migrate(url)
     settings = HubSettings(
@@ -77,7 +75,7 @@ def test_the_agent_logs_json(mosquitto: MosquittoBroker, tmp_path: Path) -> None
 [agent]
 site = "lab"
 machine = "laser-1"
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{tmp_path / "state"}"
 hub_public_key = "{key}"
 
 [mqtt]

@@ -1,7 +1,7 @@
 """allow-list versions are BIGINT: the hub issues them from the time of issue in ms
 
 Revision ID: 0013_list_versions
-Revises: 0011_member_category_history
+Revises: 0012_ingest_limits
 
 A list version is never below its issue time in milliseconds since the epoch, so a database
 restored from a backup cannot sign lists older than those the agents already hold (see
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_list_versions"
-down_revision: str | Sequence[str] | None = "0011_member_category_history"
+down_revision: str | Sequence[str] | None = "0012_ingest_limits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
