@@ -261,6 +261,9 @@ def _admin_apps() -> None:
     app.add_typer(badge_app, name="badge")
     app.add_typer(member_app, name="member")
     app.add_typer(machine_app, name="machine")
+    from hub.machine_cli import register as machine_setup  # add, check
+
+    machine_setup(machine_app)
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
     from hub.users_cli import user_app

@@ -28,6 +28,7 @@ from hub.models import (
     User,
 )
 from hub.mqtt_accounts import check_plug_topic
+from hub.services.machines import kind_conflict
 from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
@@ -47,7 +48,9 @@ class MachineCreate(SQLModel):
     name: str
     site: str
     location: str = ""
-    kind: MachineKind = MachineKind.OTHER
+    kind: MachineKind | None = Field(
+        default=None, description="Left out: the kind of its machine type (printer, laser, ...)"
+    )
     machine_type: str
     agent_id: str | None = None
     plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
@@ -130,7 +133,7 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
 
     Without them those fields are left unset, and the routes (`response_model_exclude_unset`)
     leave unset fields out of the JSON: other roles get no key rather than a misleading null."""
-    types = {t.id: t.code for t in session.exec(select(MachineType))}
+    types = {t.id: t for t in session.exec(select(MachineType))}
     machines = [
         (machine, *machine_state(machine))
         for machine in session.exec(select(Machine).order_by(Machine.code))
@@ -145,6 +148,7 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
         started = live.get("started_at") if live else None
         telemetry = machine.last_telemetry or {}
         held = list_state(machine)
+        mtype = types.get(machine.machine_type_id)
         admin: dict[str, Any] = (
             {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
         )
@@ -157,7 +161,9 @@ def machines_public(session: Session, *, admin_fields: bool = False) -> list[Mac
                 site=machine.site,
                 location=machine.location,
                 kind=machine.kind,
-                machine_type=types.get(machine.machine_type_id, "?"),
+                machine_type=mtype.code if mtype else "?",
+                kind_from_type=mtype is None or machine.kind == mtype.kind,
+                kind_conflict=kind_conflict(machine),
                 locked=machine.locked,
                 lock_reason=machine.lock_reason,
                 online=machine.online,
@@ -295,7 +301,7 @@ def create_machine(
         name=body.name,
         site=body.site,
         location=body.location,
-        kind=body.kind,
+        kind=body.kind or MachineKind(mtype.kind),
         machine_type_id=mtype.id or 0,
         agent_id=body.agent_id,
         plug_topic=body.plug_topic,

@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_client_id: str = "atelier-hub"
     mqtt_tls_ca: Path | None = None
+    # Adding a machine (`atelier hub machine add`, the web's "Add a machine"): the broker as
+    # agents reach it (host:port; default mqtt_host:mqtt_port), the lab CA's path on each Pi,
+    # where agents' passwords are kept, and the broker files written again, then reloaded with
+    # mqtt_reload_command (e.g. "systemctl reload mosquitto"), when both files are given.
+    agent_broker: str | None = Field(default=None, pattern=r"^[^\s:/]+:[0-9]{1,5}$")
+    agent_tls_ca: str = "/etc/atelier/ca.crt"
+    mqtt_secrets_dir: Path = Path("/etc/atelier/agents")
+    mqtt_password_file: Path | None = None
+    mqtt_acl_file: Path | None = None
+    mqtt_reload_command: str | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -1,0 +1,1 @@
+"""What the hub does, as keyword-only functions over a session: the API, web and CLI call them."""
