@@ -527,7 +527,7 @@ def setup_check(
                 False,
                 N_(
                     "the agent has never connected: start atelier-agent on the machine's Pi "
-                    "with the config from this page"
+                    "with the config the hub gave when it was added"
                 ),
             )
         )
@@ -707,6 +707,16 @@ def _type_findings(
 
 def is_ready(findings: list[Finding]) -> bool:
     return all(f.ok for f in findings)
+
+
+KIND_CONFLICTS = {
+    "octoprint_on_non_printer": N_(
+        "an OctoPrint is set on a machine whose kind is not printer: it shows no print progress"
+    ),
+    "ruida_on_non_laser": N_(
+        "a Ruida controller is set on a machine whose kind is not laser: no beam time is counted"
+    ),
+}
 
 
 def kind_conflict(machine: Machine) -> str | None:
