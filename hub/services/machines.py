@@ -208,7 +208,13 @@ def check_choices(session: Session, choices: MachineChoices) -> tuple[MachineTyp
         raise MachineSetupError(
             "reader", N_("reader is mfrc522 or keyboard (got %(value)r)"), value=choices.reader
         )
-    _pin("relay_pin", choices.relay_pin)
+    if _pin("relay_pin", choices.relay_pin) is None:  # every agent switches a relay
+        raise MachineSetupError(
+            "relay_pin",
+            N_("%(option)s must be a BCM GPIO number from 0 to 27 (got %(value)r)"),
+            option="relay_pin",
+            value=None,
+        )
     _pin("busy_pin", choices.busy_pin)
     if choices.busy_pin is not None and choices.busy_pin == choices.relay_pin:
         raise MachineSetupError(

@@ -8,13 +8,16 @@ On SQLite and, when configured, PostgreSQL.
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -30,6 +33,15 @@ from hub.core.settings import get_settings
 from hub.ingest.consumer import IngestConsumer
 from hub.models import Badge, Machine, MachineKind, MachineType, Member, Training, TrainingLevel
 from hub.mqtt_accounts import write_credentials
+from hub.services.machines import (
+    CLOCK_TOLERANCE_S,
+    MachineChoices,
+    MachineSetupError,
+    ask_octoprint,
+    check_choices,
+    setup_check,
+)
+from hub.web.i18n import translator
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import wait_until
 
@@ -268,3 +280,87 @@ def test_a_whole_lab_from_csv_is_added_whole_or_not_at_all(lab: Lab) -> None:
         re.search(rf"^{m}:", (lab.tmp / "passwd").read_text(), re.M)
         for m in ("laser-a", "laser-b", "laser-c")
     )
+
+
+# --- bad input, generated --------------------------------------------------------------------
+FIELDS = {
+    "code", "name", "site", "location", "machine_type", "kind", "reader", "relay_pin",
+    "busy_pin", "ruida_host", "octoprint_url", "octoprint_api_key", "plug_kind", "plug_topic",
+}  # fmt: skip
+nasty = st.one_of(
+    st.text(max_size=80),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=250, max_size=400),
+    st.sampled_from(["", " ", "\x00", "laser\x00", "-x", "A", "a" * 64, "http://", "tele/#"]),
+)
+pins = st.one_of(st.none(), st.integers(min_value=-(2**40), max_value=2**40))
+
+
+@pytest.fixture
+def choosing(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    migrate(f"sqlite:///{tmp_path / 'hub.db'}")
+    with Session(engine) as session:
+        for code, kind in (("laser", "laser"), ("printer", "printer"), ("cnc", "cnc")):
+            session.add(MachineType(code=code, name=code, kind=MachineKind(kind)))
+        session.commit()
+    yield engine
+    engine.dispose()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    code=nasty, name=nasty, site=st.sampled_from(["lab", "Lab", "\x00"]),
+    machine_type=st.sampled_from(["laser", "printer", "cnc", "nope", ""]),
+    kind=st.one_of(st.none(), st.sampled_from(["laser", "printer", "cnc", "other", "toaster"])),
+    reader=st.sampled_from(["mfrc522", "keyboard", "rfid"]), relay_pin=pins, busy_pin=pins,
+    ruida_host=st.one_of(st.none(), nasty), octoprint_url=st.one_of(st.none(), nasty),
+    octoprint_api_key=st.one_of(st.none(), nasty), plug_topic=st.one_of(st.none(), nasty),
+    plug_kind=st.one_of(st.none(), st.sampled_from(["tasmota", "zigbee"])),
+)  # fmt: skip
+def test_any_choice_is_taken_or_refused_naming_its_field_in_both_languages(
+    choosing: Engine, **values: object
+) -> None:
+    choices = MachineChoices(**values)  # type: ignore[arg-type]
+    with Session(choosing) as session:
+        try:
+            check_choices(session, choices)
+        except MachineSetupError as exc:
+            assert exc.field in FIELDS
+            for language in ("en", "fr"):
+                text = exc.text(translator(language).gettext)  # every parameter in both
+                assert text and "Traceback" not in text
+            return
+    # Taken: then every rule held.
+    assert 0 <= choices.relay_pin <= 27 and choices.code and "\x00" not in choices.name
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(skew=st.floats(min_value=-10 * 365 * 86400, max_value=10 * 365 * 86400))
+def test_the_clock_is_called_off_beyond_a_minute_either_way(choosing: Engine, skew: float) -> None:
+    seen = datetime(2026, 12, 7, 14, 5, tzinfo=UTC)
+    with Session(choosing) as session:
+        machine = session.exec(select(Machine).where(Machine.code == "clock-1")).first()
+        if machine is None:
+            machine = Machine(code="clock-1", name="Clock", site="lab", machine_type_id=1)
+        machine.online = True
+        machine.last_seen = seen
+        machine.last_status = {"ts": (seen + timedelta(seconds=skew)).isoformat()}
+        session.add(machine)
+        session.commit()
+        found = {f.code: f for f in setup_check(session, code="clock-1", now=seen, tz=UTC)}
+    assert ("clock_off" in found) == (abs(skew) > CLOCK_TOLERANCE_S)
+    assert ("clock_ok" in found) == (abs(skew) <= CLOCK_TOLERANCE_S)
+    if "clock_off" in found:
+        assert f"{round(skew)} s" in found["clock_off"].text()
+
+
+def test_an_octoprint_nobody_listens_for_is_unreachable_not_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    answer = ask_octoprint(f"http://127.0.0.1:{port}", "KEY", timeout_s=2)
+    assert answer.state == "unreachable" and answer.detail == "ConnectError"
