@@ -532,8 +532,8 @@ def setup_check(
                 "agent_never_connected",
                 False,
                 N_(
-                    "the agent has never connected: start atelier-agent on the machine's Pi "
-                    "with the config the hub gave when it was added"
+                    "the agent has never connected: start it on the machine's Pi (systemctl "
+                    "enable --now atelier-edge) with the config the hub gave when it was added"
                 ),
             )
         )
