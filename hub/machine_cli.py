@@ -225,6 +225,7 @@ def add(
                 results.append(
                     (item.machine, password, written, agent_config(item.machine, type_code, target))
                 )
+        _publish(settings, engine, [machine.code for machine, *_ in results])
     _ = _gettext()
     for machine, password, written, text in results:
         kind_note = _("kind %(kind)s") % {"kind": machine.kind}
@@ -254,6 +255,22 @@ def add(
                 err=True,
             )
     typer.echo(_("then: atelier hub machine check CODE"), err=out is None)
+
+
+def _publish(settings: Any, engine: Any, codes: list[str]) -> None:
+    """The new machines' first allow-lists, retained on the broker before their agents start."""
+    from hub.allowlist import publish_once
+    from hub.core.security import load_or_create_signing_key
+
+    try:
+        publish_once(settings, engine, load_or_create_signing_key(settings.data_dir), codes)
+    except (ConnectionError, OSError) as exc:
+        _ = _gettext()
+        message = _(
+            "the allow-lists could not be published now (%(error)s); the machines get them at "
+            "the hub's next publication"
+        )
+        typer.echo(message % {"error": exc}, err=True)
 
 
 def _secret_file(path: Path, text: str) -> None:

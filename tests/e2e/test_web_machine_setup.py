@@ -15,20 +15,20 @@ from edge.config import parse_config
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
-from hub.models import AuditEntry, Machine, MachineKind
+from hub.models import AuditEntry, Machine, MachineKind, Role
 from hub.seed import seed_demo
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens
 
 
 @pytest.fixture
-def hub(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, str, Path]]:
+def hub(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, str, Path, str]]:
     migrate(database_url)
     engine = make_engine(database_url)
     with Session(engine) as session:
         seed_demo(session, site="lab")
         session.commit()
-    role_tokens(engine)
+    admin = role_tokens(engine)[Role.ADMIN]
     engine.dispose()
     secrets = tmp_path / "agents"
     settings = get_settings(
@@ -41,7 +41,7 @@ def hub(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, str, Pa
     )
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nlab\n")
     with TestClient(create_app(settings, start_ingest=False)) as client:
-        yield client, database_url, secrets
+        yield client, database_url, secrets, admin
 
 
 def _form(**values: str) -> dict[str, str]:
@@ -51,9 +51,9 @@ def _form(**values: str) -> dict[str, str]:
 
 
 def test_a_cnc_added_on_the_web_takes_its_types_kind_and_gives_its_agent_config(
-    hub: tuple[TestClient, str, Path],
+    hub: tuple[TestClient, str, Path, str],
 ) -> None:
-    client, url, secrets = hub
+    client, url, secrets, _ = hub
     token = sign_in(client, "test-admin", PASSWORD)
     client.cookies.set("atelier_lang", "fr")
     form = _form(code="laser-3", name="Laser 3", machine_type="laser", csrf=token)
@@ -95,9 +95,9 @@ def test_a_cnc_added_on_the_web_takes_its_types_kind_and_gives_its_agent_config(
 
 
 def test_only_admins_add_machines_or_read_their_secrets(
-    hub: tuple[TestClient, str, Path],
+    hub: tuple[TestClient, str, Path, str],
 ) -> None:
-    client, _, _ = hub
+    client, _, _, _ = hub
     sign_in(client, "test-manager", PASSWORD)
     for path in (
         "/web/machines/add",
@@ -113,3 +113,34 @@ def test_only_admins_add_machines_or_read_their_secrets(
     assert client.post("/web/machines/add", data=_form(code="x")).status_code == 403  # no token
     assert client.get("/web/machines/nope/setup").status_code == 404
     assert token
+
+
+def test_the_api_gives_a_machine_its_types_kind_and_says_so(
+    hub: tuple[TestClient, str, Path, str],
+) -> None:
+    client, url, _, admin = hub
+    auth = {"Authorization": f"Bearer {admin}"}
+    body = {"code": "printer-9", "name": "Printer 9", "site": "lab", "machine_type": "printer"}
+    made = client.post("/api/v1/machines", json=body, headers=auth)
+    assert made.status_code == 201, made.text
+    assert made.json()["kind"] == "printer" and made.json()["kind_from_type"] is True
+    changed = client.patch("/api/v1/machines/printer-9", json={"kind": "other"}, headers=auth)
+    assert changed.json()["kind_from_type"] is False and changed.json()["kind_conflict"] is None
+    engine = make_engine(url)
+    with Session(engine) as session:
+        machine = session.exec(select(Machine).where(Machine.code == "printer-9")).one()
+        machine.octoprint_url, machine.octoprint_api_key = "http://127.0.0.1:9", "SECRET-KEY"
+        session.add(machine)
+        session.commit()
+    engine.dispose()
+    # OctoPrint on a machine that is no longer a printer: flagged, and the key never shown.
+    answer = client.get("/api/v1/machines/printer-9", headers=auth)
+    assert answer.json()["kind_conflict"] == "octoprint_on_non_printer"
+    assert (
+        "SECRET-KEY" not in answer.text
+        and "SECRET-KEY" not in client.get("/api/v1/machines", headers=auth).text
+    )
+    sign_in(client, "test-admin", PASSWORD)
+    client.cookies.set("atelier_lang", "fr")
+    page = client.get("/web/machines/printer-9").text
+    assert "un OctoPrint est réglé sur une machine dont la sorte n&#39;est pas printer" in page

@@ -282,6 +282,17 @@ def test_a_whole_lab_from_csv_is_added_whole_or_not_at_all(lab: Lab) -> None:
     )
 
 
+def test_a_broker_that_cannot_be_reloaded_leaves_the_machine_added_and_says_what_to_run(
+    lab: Lab,
+) -> None:
+    lab.env["ATELIER_MQTT_RELOAD_COMMAND"] = "false"
+    code, output = lab.cli("machine", "add", "laser-9", "--type", "laser-co2", "--busy-pin", "22")
+    assert code == 0, output
+    assert "run atelier hub mqtt-credentials and reload the broker" in output
+    assert "[agent]" in output and 'machine = "laser-9"' in output  # printed without --out
+    assert _machine(lab.engine, "laser-9").kind == MachineKind.LASER
+
+
 # --- bad input, generated --------------------------------------------------------------------
 FIELDS = {
     "code", "name", "site", "location", "machine_type", "kind", "reader", "relay_pin",
