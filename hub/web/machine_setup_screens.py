@@ -161,7 +161,7 @@ def add_submit(
             plug_kind=plug_kind or None,
             plug_topic=plug_topic or None,
         )
-        add_machine(
+        added = add_machine(
             session,
             choices=choices,
             actor=f"user:{user.username}",
@@ -172,7 +172,9 @@ def add_submit(
         errors = {exc.field: exc.text(_gettext(request))}
         return _form(request, session, user, values, errors, status_code=422)
     _republish(request, background, choices.code)
-    return RedirectResponse(f"/web/machines/{choices.code}/setup", status_code=303)
+    # The broker's files not written (or not reloaded): the setup page says what to run.
+    pending = "" if added.broker_written else "?broker=pending"
+    return RedirectResponse(f"/web/machines/{choices.code}/setup{pending}", status_code=303)
 
 
 def _republish(request: Request, background: BackgroundTasks, code: str) -> None:
@@ -228,6 +230,8 @@ def setup_page(
             "config": _config(request, machine, type_code),
             "conflict": KIND_CONFLICTS.get(kind_conflict(machine) or ""),
             "tls": request.app.state.settings.mqtt_tls_ca is not None,
+            "broker_pending": request.query_params.get("broker") == "pending",
+            "secrets_dir": request.app.state.settings.mqtt_secrets_dir,
         },
         user=user,
     )

@@ -68,7 +68,9 @@ def test_a_cnc_added_on_the_web_takes_its_types_kind_and_gives_its_agent_config(
         follow_redirects=False,
     )  # fmt: skip
     assert page.status_code == 303, page.text[:2000]
-    assert page.headers["location"] == "/web/machines/cnc-2/setup"
+    # No broker files configured here: the page says what to run.
+    assert page.headers["location"] == "/web/machines/cnc-2/setup?broker=pending"
+    assert "Le broker ne connaît pas encore cet agent" in client.get(page.headers["location"]).text
     engine = make_engine(url)
     with Session(engine) as session:
         machine = session.exec(select(Machine).where(Machine.code == "cnc-2")).one()
