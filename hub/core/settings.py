@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # agents reach it (host:port; default mqtt_host:mqtt_port), the lab CA's path on each Pi,
     # where agents' passwords are kept, and the broker files written again, then reloaded with
     # mqtt_reload_command (e.g. "systemctl reload mosquitto"), when both files are given.
-    agent_broker: str | None = Field(default=None, pattern=r"^[^\s:/]+:[0-9]{1,5}$")
+    agent_broker: str | None = None
     agent_tls_ca: str = "/etc/atelier/ca.crt"
     mqtt_secrets_dir: Path = Path("/etc/atelier/agents")
     mqtt_password_file: Path | None = None
@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     maintenance_check_s: float = Field(default=300, ge=5)
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
+
+    @field_validator("agent_broker")
+    @classmethod
+    def _agent_broker(cls, value: str | None) -> str | None:
+        host, _, port = (value or "").rpartition(":")
+        if value is not None and not (
+            host and port.isdigit() and 1 <= int(port) <= 65535 and host.isprintable()
+            and not any(c in host for c in " /:")
+        ):  # fmt: skip
+            raise ValueError(
+                f"{value!r}: give the broker as the Pis reach it, host:port, "
+                "e.g. hub.fablab.lan:8883"
+            )
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
