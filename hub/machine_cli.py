@@ -68,6 +68,11 @@ def _int(value: str, column: str, where: str) -> int | None:
         raise fail(f"{where} {column}: {value!r} is not a whole number") from None
 
 
+def _default(value: int | None, default: int) -> int:
+    """An empty pin field: the default (GPIO 0 is a pin, not "nothing")."""
+    return default if value is None else value
+
+
 def _rows(file: Path, site: str) -> list[tuple[str, Any]]:
     from hub.services.machines import MachineChoices
 
@@ -96,7 +101,7 @@ def _rows(file: Path, site: str) -> list[tuple[str, Any]]:
             kind=values.get("kind") or None,
             location=values.get("location", ""),
             reader=values.get("reader") or "mfrc522",
-            relay_pin=_int(values.get("relay_pin", ""), "relay_pin", where) or 17,
+            relay_pin=_default(_int(values.get("relay_pin", ""), "relay_pin", where), 17),
             busy_pin=_int(values.get("busy_pin", ""), "busy_pin", where),
             ruida_host=values.get("ruida_host") or None,
             octoprint_url=values.get("octoprint_url") or None,

@@ -11,6 +11,7 @@ templates with named parameters, which each front end translates (hub/web/locale
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
@@ -118,8 +119,6 @@ class MachineChoices:
 
 
 def _slug(field: str, value: str) -> str:
-    import re
-
     if not re.fullmatch(SLUG_PATTERN, value or ""):
         raise MachineSetupError(
             field,
@@ -303,7 +302,6 @@ class AddedMachine:
     password: str
     broker_written: bool
     octoprint: OctoPrintAnswer | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def add_machine(

@@ -102,6 +102,11 @@ def add_page(request: Request, session: SessionDep, user: Annotated[User, Page(A
     return _form(request, session, user, values)
 
 
+def _default(value: int | None, default: int) -> int:
+    """An empty pin field: the default (GPIO 0 is a pin, not "nothing")."""
+    return default if value is None else value
+
+
 def _pin(value: str, field: str) -> int | None:
     value = value.strip()
     if not value:
@@ -153,7 +158,7 @@ def add_submit(
             kind=kind or None,
             location=location,
             reader=reader,
-            relay_pin=_pin(relay_pin, "relay_pin") or 17,
+            relay_pin=_default(_pin(relay_pin, "relay_pin"), 17),
             busy_pin=_pin(busy_pin, "busy_pin"),
             ruida_host=ruida_host or None,
             octoprint_url=octoprint_url or None,

@@ -63,7 +63,7 @@ def test_a_cnc_added_on_the_web_takes_its_types_kind_and_gives_its_agent_config(
     assert 'id="ruida_host-error"' in page.text and "un laser a besoin" in page.text
     page = client.post(
         "/web/machines/add",
-        data=_form(code="cnc-2", name="CNC 2", machine_type="cnc", busy_pin="22",
+        data=_form(code="cnc-2", name="CNC 2", machine_type="cnc", busy_pin="22", relay_pin="0",
                    plug_kind="tasmota", plug_topic="tele/plug-cnc2/SENSOR", csrf=token),
         follow_redirects=False,
     )  # fmt: skip
@@ -88,6 +88,7 @@ def test_a_cnc_added_on_the_web_takes_its_types_kind_and_gives_its_agent_config(
     assert (parsed.mqtt.host, parsed.mqtt.port, parsed.mqtt.tls) == ("hub.fablab.lan", 8883, True)
     assert parsed.power_meter is not None and parsed.power_meter.topic == "plug-cnc2"
     assert parsed.busy_input is not None and parsed.busy_input.pin == 22
+    assert parsed.relay.pin == 0  # GPIO 0 is a pin, not "left empty"
     password = client.get("/web/machines/cnc-2/mqtt-password").text.strip()
     assert password == (secrets / "cnc-2.mqtt-password").read_text().strip()
     assert client.get("/web/machines/cnc-2/ca.crt").text.startswith("-----BEGIN CERTIFICATE")
