@@ -280,6 +280,14 @@ def check_choices(session: Session, choices: MachineChoices) -> tuple[MachineTyp
                 N_("which smart plug publishes %(topic)s: tasmota, shelly-gen2 or shelly-gen1"),
                 topic=plug_topic,
             )
+        if plug_parts(choices.plug_kind, plug_topic) is None:
+            raise MachineSetupError(
+                "plug_topic",
+                N_("%(value)r is not the power topic of a %(kind)s plug: write it as %(shape)s"),
+                value=plug_topic,
+                kind=choices.plug_kind,
+                shape=PLUG_SHAPES[choices.plug_kind],
+            )
     return mtype, kind
 
 
@@ -468,11 +476,11 @@ def agent_config(machine: Machine, machine_type: str, target: AgentTarget) -> st
             "url": machine.octoprint_url,
             "api_key_file": "/etc/atelier/octoprint-api-key",
         }
-    if machine.plug_topic:
-        sections["power_meter"] = {
-            "kind": setup.get("plug_kind", "tasmota"),
-            "topic": _plug_id(machine.plug_topic, str(setup.get("plug_kind", "tasmota"))),
-        }
+    plug = plug_parts(setup.get("plug_kind"), machine.plug_topic or "")
+    if plug is not None:
+        sections["power_meter"] = {"kind": setup["plug_kind"], "topic": plug[0]}
+        if plug[1]:
+            sections["power_meter"]["channel"] = plug[1]
     lines = [
         f"# The agent of {machine.name} ({machine.code}, site {machine.site}), written by the hub.",
         "# On the Pi: /etc/atelier/edge.toml; check it with atelier edge check-config.",
@@ -489,14 +497,27 @@ def agent_config(machine: Machine, machine_type: str, target: AgentTarget) -> st
     return "\n".join(lines)
 
 
-def _plug_id(topic: str, plug_kind: str) -> str:
-    """The agent's [power_meter] topic is the plug's id; the hub keeps the full topic it reads."""
-    parts = topic.split("/")
-    if plug_kind == "tasmota" and len(parts) == 3 and parts[0] == "tele":
-        return parts[1]
-    if plug_kind == "shelly-gen1" and len(parts) >= 2 and parts[0] == "shellies":
-        return parts[1]
-    return parts[0]
+# The one topic each plug publishes its power on (edge/integrations/power_meter.py reads the
+# same): the hub keeps the whole topic (the agent's ACL names it), the agent's config its parts.
+PLUG_SHAPES = {
+    "tasmota": "tele/<plug>/SENSOR",
+    "shelly-gen2": "<plug>/status/switch:<channel>",
+    "shelly-gen1": "shellies/<plug>/relay/<channel>/power",
+}
+_PLUG_PATTERNS = {
+    "tasmota": re.compile(r"tele/(?P<id>[^/]+)/SENSOR"),
+    "shelly-gen2": re.compile(r"(?P<id>[^/]+)/status/switch:(?P<channel>[0-7])"),
+    "shelly-gen1": re.compile(r"shellies/(?P<id>[^/]+)/relay/(?P<channel>[0-7])/power"),
+}
+
+
+def plug_parts(plug_kind: str | None, topic: str) -> tuple[str, int] | None:
+    """The plug's id and channel in its power topic; None when the topic has another shape."""
+    pattern = _PLUG_PATTERNS.get(plug_kind or "")
+    found = pattern.fullmatch(topic) if pattern else None
+    if found is None:
+        return None
+    return found["id"], int(found.groupdict().get("channel") or 0)
 
 
 # --- the setup check ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from hub.services.machines import (
     MachineSetupError,
     ask_octoprint,
     check_choices,
+    plug_parts,
     setup_check,
 )
 from hub.web.i18n import translator
@@ -367,6 +368,32 @@ def test_the_clock_is_called_off_beyond_a_minute_either_way(choosing: Engine, sk
     assert ("clock_ok" in found) == (abs(skew) <= CLOCK_TOLERANCE_S)
     if "clock_off" in found:
         assert f"{round(skew)} s" in found["clock_off"].text()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plug=st.sampled_from(["tasmota", "shelly-gen2", "shelly-gen1"]),
+    ident=st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True),
+    channel=st.integers(min_value=0, max_value=7),
+)
+def test_each_plug_topic_shape_gives_the_agent_the_topic_it_subscribes_to(
+    plug: str, ident: str, channel: int
+) -> None:
+    """The hub's ACL names the whole topic; the agent builds it again from its config's parts:
+    both must be the same topic, or the broker refuses the agent's subscription."""
+    from edge.config import PowerMeterOptions
+    from edge.integrations.power_meter import plug_topic
+
+    topic = {
+        "tasmota": f"tele/{ident}/SENSOR",
+        "shelly-gen2": f"{ident}/status/switch:{channel}",
+        "shelly-gen1": f"shellies/{ident}/relay/{channel}/power",
+    }[plug]
+    parts = plug_parts(plug, topic)
+    assert parts is not None
+    options = PowerMeterOptions(kind=plug, topic=parts[0], channel=parts[1])  # type: ignore[arg-type]
+    assert plug_topic(options) == topic
+    assert plug_parts("tasmota" if plug != "tasmota" else "shelly-gen1", topic) is None
 
 
 def test_an_octoprint_nobody_listens_for_is_unreachable_not_refused() -> None:
