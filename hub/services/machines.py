@@ -464,7 +464,7 @@ def agent_config(machine: Machine, machine_type: str, target: AgentTarget) -> st
         sections["mqtt"] |= {"tls": True, "ca_file": target.tls_ca}
     if sections["reader"]["type"] == "keyboard":
         sections["reader"] |= {
-            "input_device": "/dev/input/by-id/REPLACE-WITH-THE-READER (ls /dev/input/by-id/)",
+            "input_device": "/dev/input/by-id/REPLACE-WITH-THE-READER",  # ls /dev/input/by-id/
             "format": "decimal10",
         }
     if "busy_pin" in setup:
@@ -482,7 +482,9 @@ def agent_config(machine: Machine, machine_type: str, target: AgentTarget) -> st
         if plug[1]:
             sections["power_meter"]["channel"] = plug[1]
     lines = [
-        f"# The agent of {machine.name} ({machine.code}, site {machine.site}), written by the hub.",
+        # A name set through the API may hold a line break: never a line of TOML of its own.
+        f"# The agent of {''.join(c if c.isprintable() else ' ' for c in machine.name)} "
+        f"({machine.code}, site {machine.site}), written by the hub.",
         "# On the Pi: /etc/atelier/edge.toml; check it with atelier edge check-config.",
         "# The broker password goes to /etc/atelier/credentials/mqtt-password (mode 0600)"
         + (
@@ -490,6 +492,8 @@ def agent_config(machine: Machine, machine_type: str, target: AgentTarget) -> st
         ),
         "",
     ]
+    if sections["reader"]["type"] == "keyboard":
+        lines[-1:-1] = ["# reader.input_device: write the reader's device (ls /dev/input/by-id/)."]
     for section, values in sections.items():
         lines.append(f"[{section}]")
         lines += [f"{key} = {_toml(value)}" for key, value in values.items()]

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
@@ -35,18 +36,22 @@ from hub.models import Badge, Machine, MachineKind, MachineType, Member, Trainin
 from hub.mqtt_accounts import write_credentials
 from hub.services.machines import (
     CLOCK_TOLERANCE_S,
+    AgentTarget,
     MachineChoices,
     MachineSetupError,
+    agent_config,
     ask_octoprint,
     check_choices,
     plug_parts,
     setup_check,
 )
 from hub.web.i18n import translator
+from protocol.allowlist import public_key_b64
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import wait_until
 
 runner = CliRunner()
+PUBLIC_KEY = public_key_b64(Ed25519PrivateKey.generate().public_key())
 BADGE = "0A1B2C3D"
 
 
@@ -402,3 +407,13 @@ def test_an_octoprint_nobody_listens_for_is_unreachable_not_refused() -> None:
         port = sock.getsockname()[1]
     answer = ask_octoprint(f"http://127.0.0.1:{port}", "KEY", timeout_s=2)
     assert answer.state == "unreachable" and answer.detail == "ConnectError"
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.text(min_size=1, max_size=300), location=st.text(max_size=50))
+def test_any_machine_name_leaves_the_agent_config_valid(name: str, location: str) -> None:
+    """Names come from the API too (any text): the config is still TOML the agent takes."""
+    machine = Machine(code="m-1", name=name, site="lab", location=location, machine_type_id=1)
+    target = AgentTarget(hub_public_key=PUBLIC_KEY, broker_host="hub.lab", broker_port=8883)
+    parsed = parse_config(tomllib.loads(agent_config(machine, "laser", target)))
+    assert parsed.agent.machine == "m-1" and parsed.mqtt.port == 8883
