@@ -161,6 +161,13 @@ class Machine(MachineBase, table=True):
     # `atelier hub mqtt-credentials` lets the machine's account read it and writes the plug's
     # own account (plug-<code>), which may publish it only.
     plug_topic: str | None = Field(default=None, max_length=200)
+    # A printer's OctoPrint, as its agent reaches it: the setup check asks it whether it
+    # answers and takes the key (hub/services/machines.py); the key never leaves for the API.
+    octoprint_url: str | None = Field(default=None, max_length=300)
+    octoprint_api_key: str | None = Field(default=None, max_length=200)
+    # What its agent's config was written with (reader, relay and busy pins, Ruida host, plug
+    # kind), so the setup page can give the same config again.
+    setup: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     locked: bool = False
     lock_reason: str | None = None
     # Never below the time of issue in ms since the epoch (hub/allowlist.py): a BIGINT.
@@ -187,6 +194,11 @@ class MachinePublic(MachineBase):
     # The allow-list: the version the hub issued last, the one the agent reports holding,
     # whether they agree (None: offline, or not reported), and the reason code of the last
     # list the agent refused since it accepted one (stale, bad_signature, expired, ...).
+    # The kind comes from the machine's type unless set on the machine (kind_from_type false);
+    # kind_conflict names an integration the kind disagrees with (octoprint_on_non_printer,
+    # ruida_on_non_laser): such a machine shows no print progress, or no beam time.
+    kind_from_type: bool = True
+    kind_conflict: str | None = None
     acl_version: int = 0
     agent_acl_version: int | None = None
     acl_current: bool | None = None

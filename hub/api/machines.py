@@ -38,6 +38,7 @@ from hub.models import (
     User,
 )
 from hub.mqtt_accounts import check_plug_topic
+from hub.services.machines import kind_conflict
 from protocol import limits
 from protocol.topics import check_slug
 
@@ -58,7 +59,9 @@ class MachineCreate(SQLModel):
     name: str
     site: str
     location: str = ""
-    kind: MachineKind = MachineKind.OTHER
+    kind: MachineKind | None = Field(
+        default=None, description="Left out: the kind of its machine type (printer, laser, ...)"
+    )
     machine_type: str
     agent_id: str | None = None
     plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
@@ -211,7 +214,7 @@ def machines_public(
     leave unset fields out of the JSON: other roles get no key rather than a misleading null.
     `in_use_by` is the name of the member in session only when `names_shown`; otherwise it is
     null, except on the viewer's own session."""
-    types = {t.id: t.code for t in session.exec(select(MachineType))}
+    types = {t.id: t for t in session.exec(select(MachineType))}
     machines = [
         (machine, *machine_state(machine))
         for machine in session.exec(select(Machine).order_by(Machine.code))
@@ -231,6 +234,7 @@ def machines_public(
             telemetry = {}
         progress = finite(telemetry.get("progress"))
         held = list_state(machine)
+        mtype = types.get(machine.machine_type_id)
         admin: dict[str, Any] = (
             {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
         )
@@ -243,7 +247,9 @@ def machines_public(
                 site=machine.site,
                 location=machine.location,
                 kind=machine.kind,
-                machine_type=types.get(machine.machine_type_id, "?"),
+                machine_type=mtype.code if mtype else "?",
+                kind_from_type=mtype is None or machine.kind == mtype.kind,
+                kind_conflict=kind_conflict(machine),
                 locked=machine.locked,
                 lock_reason=machine.lock_reason,
                 online=machine.online,
@@ -419,7 +425,7 @@ def create_machine(
         name=body.name,
         site=body.site,
         location=body.location,
-        kind=body.kind,
+        kind=body.kind or MachineKind(mtype.kind),
         machine_type_id=mtype.id or 0,
         agent_id=body.agent_id,
         plug_topic=body.plug_topic,

@@ -259,6 +259,9 @@ def _admin_apps() -> None:
     app.add_typer(badge_app, name="badge")
     app.add_typer(member_app, name="member")
     app.add_typer(machine_app, name="machine")
+    from hub.cli.machine_setup import register as machine_setup  # add, check
+
+    machine_setup(machine_app)
     app.add_typer(tls_app, name="tls")
     app.add_typer(telemetry_app, name="telemetry")
     app.add_typer(training_app, name="training")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_client_id: str = "atelier-hub"
     mqtt_tls_ca: Path | None = None
+    # Adding a machine (`atelier hub machine add`, the web's "Add a machine"): the broker as
+    # agents reach it (host:port; default mqtt_host:mqtt_port), the lab CA's path on each Pi,
+    # where agents' passwords are kept, and the broker files written again, then reloaded with
+    # mqtt_reload_command (e.g. "systemctl reload mosquitto"), when both files are given.
+    agent_broker: str | None = None
+    agent_tls_ca: str = "/etc/atelier/ca.crt"
+    mqtt_secrets_dir: Path = Path("/etc/atelier/agents")
+    mqtt_password_file: Path | None = None
+    mqtt_acl_file: Path | None = None
+    mqtt_reload_command: str | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
@@ -63,6 +73,20 @@ class Settings(BaseSettings):
     # /health answers 503 once the oldest message not yet stored has waited this long
     # (a stalled writer, a database that is away, a flood the hub cannot keep up with).
     ingest_max_lag_s: float = Field(default=60, gt=0, le=86_400)
+
+    @field_validator("agent_broker")
+    @classmethod
+    def _agent_broker(cls, value: str | None) -> str | None:
+        host, _, port = (value or "").rpartition(":")
+        if value is not None and not (
+            host and port.isdigit() and 1 <= int(port) <= 65535 and host.isprintable()
+            and not any(c in host for c in " /:")
+        ):  # fmt: skip
+            raise ValueError(
+                f"{value!r}: give the broker as the Pis reach it, host:port, "
+                "e.g. hub.fablab.lan:8883"
+            )
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

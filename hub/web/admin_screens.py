@@ -351,7 +351,7 @@ def new_machine_page(
     request: Request, session: SessionDep, user: Annotated[User, Page(ADMIN)]
 ) -> Response:
     site = request.app.state.settings.site
-    values = {"code": "", "name": "", "site": site, "location": "", "kind": "other"}
+    values = {"code": "", "name": "", "site": site, "location": "", "kind": ""}
     blank = {"machine_type": "", "agent_id": "", "plug_topic": ""}
     return _machine_form(request, session, user, values | blank)
 
@@ -366,7 +366,7 @@ def create_machine(
     name: Annotated[str, Form(max_length=200)] = "",
     site: Annotated[str, Form(max_length=63)] = "",
     location: Annotated[str, Form(max_length=200)] = "",
-    kind: Annotated[str, Form(max_length=20)] = "other",
+    kind: Annotated[str, Form(max_length=20)] = "",
     machine_type: Annotated[str, Form(max_length=63)] = "",
     agent_id: Annotated[str, Form(max_length=63)] = "",
     plug_topic: Annotated[str, Form(max_length=PLUG_TOPIC_MAX)] = "",
@@ -391,7 +391,7 @@ def create_machine(
                     "name": name.strip(),
                     "site": site.strip(),
                     "location": location.strip(),
-                    "kind": kind,
+                    "kind": kind or None,  # empty: its type's
                     "machine_type": machine_type,
                     "agent_id": _text(agent_id),
                     "plug_topic": _text(plug_topic),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from atelier_cli import app
@@ -49,3 +51,15 @@ def test_keys_are_created_once_and_shown(tmp_path: Path, monkeypatch) -> None:
     from protocol.allowlist import load_public_key
 
     load_public_key(first.output.strip().splitlines()[-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.text(max_size=40))
+def test_agent_broker_is_host_colon_port_or_refused_naming_it(value: str) -> None:
+    try:
+        got = get_settings(None, agent_broker=value)
+    except SettingsError as exc:
+        assert any(e.startswith("agent_broker:") and "host:port" in e for e in exc.errors)
+        return
+    host, _, port = (got.agent_broker or "").rpartition(":")
+    assert host and 1 <= int(port) <= 65535 and " " not in host
