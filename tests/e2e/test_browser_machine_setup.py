@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from hub.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
 from sqlmodel import Session
 
 from edge.agent import Agent
@@ -22,6 +21,7 @@ from edge.config import parse_config
 from edge.integrations.octoprint import OctoPrintClient
 from hub.billing_store import BillingRate
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
 from hub.mqtt_accounts import write_credentials
 from tests.e2e.test_browser import browser  # noqa: F401 - Debian's chromium, the fixture
 from tests.integration.test_octoprint import gcode, octoprint  # noqa: F401 - the fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hub.seed import seed_demo
 from sqlmodel import Session, select
 
 from edge.config import parse_config
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.models import AuditEntry, Machine, MachineKind, Role
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hub.seed import seed_demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -29,6 +28,7 @@ from sqlmodel import Session, select
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.models import Machine, MachineKind
 from tests.support.api import admin_headers
 

@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import paho.mqtt.client as mqtt
 import pytest
-from hub.seed import seed_demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -33,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.ingest.consumer import IngestConsumer
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event, TelemetrySample

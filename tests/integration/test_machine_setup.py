@@ -27,7 +27,7 @@ from edge.agent import Agent
 from edge.config import parse_config
 from hub.allowlist import AllowListPublisher
 from hub.billing_store import BillingRate
-from hub.cli import app
+from hub.cli.main import app
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
