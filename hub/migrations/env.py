@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import hub.billing_store  # noqa: F401  (billing tables)
-import hub.maintenance_store  # noqa: F401  (maintenance tables)
-import hub.models  # noqa: F401  (registers the tables)
 from hub.core.db import make_engine
+from hub.models import metadata
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def run_migrations_offline() -> None:
