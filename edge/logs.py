@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,19 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # What every LogRecord has; anything else on a record came from `extra=` and is data.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to `sys.stderr` as it is when a record comes, not as it was at setup: a command
+    run in-process (a test's CliRunner) swaps the stream and closes it afterwards."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 class LogSetupError(ValueError):
@@ -69,7 +83,7 @@ def setup_logging(level: str = "info", fmt: str | None = None, *, quiet: Iterabl
     if level.lower() not in LOG_LEVELS:
         raise LogSetupError(f"--log-level {level!r}: give one of {', '.join(LOG_LEVELS)}")
     chosen = log_format(fmt)
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_atelier", False)]:
