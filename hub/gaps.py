@@ -69,7 +69,7 @@ def tail_gaps(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
     with Session(engine) as session:
         stored = {(r.site, r.machine): r.max_seq for r in session.exec(select(AgentSeq))}
         for machine in session.exec(select(Machine).where(Machine.online == True)):  # noqa: E712
-            status = machine.last_status or {}
+            status = machine.last_status if isinstance(machine.last_status, dict) else {}
             last_seq, backlog = status.get("last_seq"), status.get("backlog")
             if not isinstance(last_seq, int) or isinstance(last_seq, bool):
                 continue

@@ -116,6 +116,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("GET", "/api/v1/maintenance/tasks", None, STAFF),
     ("GET", "/api/v1/maintenance/calendar.ics", None, STAFF),
     ("GET", "/api/v1/maintenance/incidents", None, STAFF),
+    ("GET", "/api/v1/maintenance/interlock-faults", None, STAFF),
     (
         "POST",
         "/api/v1/maintenance/incidents",
