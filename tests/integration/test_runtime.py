@@ -43,7 +43,13 @@ def test_the_hub_runs_every_worker_and_stops_them_publisher_last(
         assert runtime.consumer is not None and runtime.publisher is not None
         wait_until(lambda: runtime.consumer.connected, timeout=10, what="the ingest")
         wait_until(lambda: runtime.publisher.connected, timeout=10, what="the publisher")
-        for worker in ("compactor", "gap_repairer", "maintenance_watch", "allowlist_watch", "prepaid"):
+        for worker in (
+            "compactor",
+            "gap_repairer",
+            "maintenance_watch",
+            "allowlist_watch",
+            "prepaid",
+        ):
             assert getattr(runtime, worker) is not None, worker
         order = [type(w).__name__ for w in runtime._started]
         assert order == [
