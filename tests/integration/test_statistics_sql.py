@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hub.core.db import make_engine, migrate
 from hub.domain.statistics import (
+    DowntimeRow,
     SessionRow,
     TrainingRow,
     Usage,
@@ -31,6 +32,7 @@ from hub.domain.statistics import (
     usage_by,
 )
 from hub.domain.statistics import yearly_review as pure_review
+from hub.maintenance_store import Downtime
 from hub.models import (
     Machine,
     MachineSession,
@@ -119,11 +121,32 @@ trainings = st.lists(
 )
 
 
+# A machine's downtime: from a moment, for a while or still open (None); many across New Year,
+# where the review cuts them.
+new_years = st.sampled_from([START, END]).flatmap(
+    lambda day: st.integers(min_value=-10 * 86400, max_value=10 * 86400).map(
+        lambda s: (
+            datetime.combine(day, datetime.min.time(), PARIS).astimezone(UTC) + timedelta(seconds=s)
+        )
+    )
+)
+downtimes = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(MACHINES)),
+        st.one_of(new_years, moments, edges),
+        st.one_of(st.none(), st.integers(min_value=0, max_value=20 * 86400), lengths),
+    ),
+    max_size=6,
+)
+NOW = datetime(YEAR + 1, 1, 10, tzinfo=UTC)
+
+
 @dataclass
 class Lab:
     engine: Engine
     member_ids: dict[str, int]
     type_ids: dict[str, int]
+    machine_ids: dict[str, int]
 
 
 @pytest.fixture
@@ -134,10 +157,13 @@ def lab(database_url: str) -> Iterator[Lab]:
         types = {code: MachineType(code=code, name=code) for code in ("laser", "printer")}
         session.add_all(types.values())
         session.flush()
-        session.add_all(
-            Machine(code=code, name=code, site="lab", machine_type_id=int(types[kind].id or 0))
+        machines = {
+            code: Machine(
+                code=code, name=code, site="lab", machine_type_id=int(types[kind].id or 0)
+            )
             for code, kind in MACHINES.items()
-        )
+        }
+        session.add_all(machines.values())
         members = {
             ref: Member(ref=ref, name=ref, email=f"{ref}@example.org", category=category)
             for ref, category in MEMBERS.items()
@@ -146,16 +172,31 @@ def lab(database_url: str) -> Iterator[Lab]:
         session.commit()
         ids = {ref: int(m.id or 0) for ref, m in members.items()}
         type_ids = {code: int(t.id or 0) for code, t in types.items()}
+        machine_ids = {code: int(m.id or 0) for code, m in machines.items()}
     try:
-        yield Lab(engine, ids, type_ids)
+        yield Lab(engine, ids, type_ids, machine_ids)
     finally:
         engine.dispose()
 
 
-def _store(lab: Lab, rows: list[Generated], granted: list[tuple[str, str, datetime]]) -> None:
+def _store(
+    lab: Lab,
+    rows: list[Generated],
+    granted: list[tuple[str, str, datetime]],
+    down: list[tuple[str, datetime, int | None]],
+) -> None:
     with Session(lab.engine) as session:
         session.execute(sa.delete(MachineSession))
         session.execute(sa.delete(Training))
+        session.execute(sa.delete(Downtime))
+        session.add_all(
+            Downtime(
+                machine_id=lab.machine_ids[code],
+                started_at=began,
+                ended_at=None if length is None else began + timedelta(seconds=length),
+            )
+            for code, began, length in down
+        )
         session.add_all(
             MachineSession(
                 id=f"s{i}",
@@ -234,7 +275,7 @@ SETTINGS = settings(
 def test_the_streamed_tallies_are_usage_by_and_hour_of_week(
     lab: Lab, rows: list[Generated], period: Literal["day", "week", "month"]
 ) -> None:
-    _store(lab, rows, [])
+    _store(lab, rows, [], [])
     report: UsageReport = usage_report(lab.engine, start=START, end=END, tz=PARIS, period=period)
     pure = _pure_rows(rows)
     for key, ours in (
@@ -251,18 +292,36 @@ def test_the_streamed_tallies_are_usage_by_and_hour_of_week(
 
 
 @SETTINGS
-@given(rows=st.lists(sessions(), max_size=30), granted=trainings)
+@given(rows=st.lists(sessions(), max_size=30), granted=trainings, down=downtimes)
+# Always tried: downtime across each New Year, one of them still open.
+@example(
+    rows=[],
+    granted=[],
+    down=[
+        ("laser-1", datetime(YEAR - 1, 12, 25, tzinfo=UTC), 20 * 86400),
+        ("printer-1", datetime(YEAR, 12, 30, tzinfo=UTC), None),
+    ],
+)
 def test_the_review_is_the_pure_yearly_review(
-    lab: Lab, rows: list[Generated], granted: list[tuple[str, str, datetime]]
+    lab: Lab,
+    rows: list[Generated],
+    granted: list[tuple[str, str, datetime]],
+    down: list[tuple[str, datetime, int | None]],
 ) -> None:
-    _store(lab, rows, granted)
-    ours = yearly_review(lab.engine, YEAR, tz=PARIS, now=datetime(YEAR + 1, 2, 1, tzinfo=UTC))
+    _store(lab, rows, granted, down)
+    ours = yearly_review(lab.engine, YEAR, tz=PARIS, now=NOW)
     pure = pure_review(
         YEAR,
         _pure_rows(rows),
         [TrainingRow(ref, kind, when.astimezone(PARIS).date()) for ref, kind, when in granted],
         maintenance_sign_offs=0,
-        downtime=[],
+        # One still open ends now, as the review on the database counts it.
+        downtime=[
+            DowntimeRow(
+                code, began, NOW if length is None else began + timedelta(seconds=length), ""
+            )
+            for code, began, length in down
+        ],
         salt=b"sixteen bytes at least",
         tz=PARIS,
     )
@@ -284,3 +343,12 @@ def test_the_review_is_the_pure_yearly_review(
     assert sum(ours.trainings_by_type.values()) == pure.trainings_delivered
     assert usage.totals["new_members_trained"] == pure.new_members_trained
     assert abs(usage.totals["supervised_hours"] - pure.supervised_hours) <= 0.0051
+    assert ours.maintenance.available
+    ours_down = {
+        k: v["downtime_hours"]
+        for k, v in ours.maintenance.by_machine.items()
+        if v["downtime_hours"]
+    }
+    assert set(ours_down) == set(pure.downtime_hours_by_machine)
+    for code, hours in ours_down.items():
+        assert abs(hours - pure.downtime_hours_by_machine[code]) <= 0.0051, code
