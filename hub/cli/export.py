@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.cli.support import fail, refusals
+from hub.cli.support import fail, load_settings, refusals
 from hub.core.files import private_file
 
 export_app = typer.Typer(
@@ -31,7 +31,6 @@ OpeningOpt = Annotated[
 def _database(config: Path | None) -> tuple[Any, Any, str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
 
     settings = load_settings(config)
