@@ -4,7 +4,7 @@ A generated year (2,000 members, 100 machines, 500,000 sessions with their busy 
 print jobs) is bulk-loaded into SQLite and, when ATELIER_TEST_DATABASE_URL is set, into a
 throwaway PostgreSQL database. Then, on each:
 - a bare SELECT reading the year's rows (sessions; then sessions, busy periods and jobs),
-- the usage statistics for the year (hub.usage_export.usage_report),
+- the usage statistics for the year (hub.reports.usage.usage_report),
 - the yearly review (the same, plus trainings and maintenance, written as PDF and XLSX),
 - `billing close` of one month next to a bare SELECT of that month's sessions, and of them with
   their busy periods (what the close reads), and the pure pricing alone (when
@@ -48,7 +48,8 @@ from hub.models import (
     Training,
     UTCDateTime,
 )
-from hub.usage_export import usage_report, write_review_pdf, write_review_xlsx, yearly_review
+from hub.reports.review import write_review_pdf, write_review_xlsx, yearly_review
+from hub.reports.usage import usage_report
 from tests.support.databases import throwaway_postgres_database
 
 PARIS = ZoneInfo("Europe/Paris")

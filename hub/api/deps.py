@@ -35,7 +35,7 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
-# Days and times a query may name: the window the usage exports take (hub/usage_export.py).
+# Days and times a query may name: the window the usage exports take (hub/reports/inputs.py).
 # Far outside it, arithmetic on the value (a year back, a time zone) overflows Python's
 # datetime and the database's types: a 422 naming the parameter, never a 500.
 EARLIEST_DAY = date(1970, 1, 1)

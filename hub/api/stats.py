@@ -7,23 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from hub.api.deps import QueryDay
-from hub.usage_export import (
-    OPENING_HOURS_DEFAULT,
-    UNDER_USED_DEFAULT,
-    ExportInputError,
-    check_window,
-    parse_opening_hours,
-    usage_chunks,
-    usage_report,
-    write_review,
-    write_usage_xlsx,
-    yearly_review,
-)
+from hub.reports.inputs import OPENING_HOURS_DEFAULT, UNDER_USED_DEFAULT
+from hub.services import statistics
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
@@ -66,34 +56,31 @@ def usage(
     """Usage by machine, machine type, public, period and hour of week; utilisation."""
     engine = request.app.state.engine
     tz = _tz(request)
-    options: dict[str, Any] = {
-        "period": period,
-        "opening_spec": opening_hours,
-        "under_used_threshold": under_used,
-    }
-    try:
-        check_window(since, until)
-        parse_opening_hours(opening_hours)
-    except ExportInputError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+    # A refusal (HubError) is answered by hub/api/errors.py: 422 with its code and field.
+    query = statistics.usage_query(
+        start=since,
+        end=until,
+        period=period,
+        opening_spec=opening_hours,
+        under_used_threshold=under_used,
+        fmt=format,
+    )
     name = f"usage-{since}-{until}"
     if format == "csv":
         return StreamingResponse(
-            usage_chunks(engine, "csv", start=since, end=until, tz=tz, detail=detail, **options),
+            statistics.usage_text(engine, query=query, tz=tz, fmt="csv", detail=detail),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
     if format == "json" and detail:
         return StreamingResponse(
-            usage_chunks(engine, "json", start=since, end=until, tz=tz, detail=True, **options),
+            statistics.usage_text(engine, query=query, tz=tz, fmt="json", detail=True),
             media_type="application/json",
         )
     if format == "json":
-        return JSONResponse(
-            usage_report(engine, start=since, end=until, tz=tz, **options).as_dict()
-        )
+        return JSONResponse(statistics.usage(engine, query=query, tz=tz).as_dict())
     path = _spooled(".xlsx")
-    write_usage_xlsx(engine, path, start=since, end=until, tz=tz, detail=detail, **options)
+    statistics.write_usage_xlsx(engine, path, query=query, tz=tz, detail=detail)
     return FileResponse(
         path,
         media_type=XLSX,
@@ -117,23 +104,17 @@ def review(
     opening_hours: Annotated[str, Query(max_length=500)] = OPENING_HOURS_DEFAULT,
 ) -> Response:
     """The yearly review for funders; members appear by pseudonymous reference only."""
-    try:
-        parse_opening_hours(opening_hours)
-    except ExportInputError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
     settings = request.app.state.settings
-    try:
-        result = yearly_review(
-            request.app.state.engine,
-            year,
-            tz=_tz(request),
-            site=settings.site,
-            opening_spec=opening_hours,
-        )
-    except ExportInputError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+    result = statistics.yearly_review(
+        request.app.state.engine,
+        year=year,
+        tz=_tz(request),
+        site=settings.site,
+        opening_spec=opening_hours,
+        fmt=format,
+    )
     path = _spooled(f".{format}")
-    write_review(result, format, path)
+    statistics.write_review(result, fmt=format, target=path)
     return FileResponse(
         path,
         media_type="application/pdf" if format == "pdf" else XLSX,

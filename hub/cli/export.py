@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hub.cli.support import fail, load_settings, refusals
 from hub.core.files import private_file
 
 export_app = typer.Typer(
@@ -27,22 +28,16 @@ OpeningOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(2)
-
-
 def _database(config: Path | None) -> tuple[Any, Any, str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from hub.cli.support import load_settings
     from hub.core.db import make_engine, migrate
 
     settings = load_settings(config)
     try:
         tz = ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _fail(
+        raise fail(
             f"timezone: {settings.timezone!r} is not a time zone; use a name like Europe/Paris"
         ) from None
     migrate(settings.database_url)
@@ -68,52 +63,29 @@ def usage(
     config: ConfigOpt = None,
 ) -> None:
     """Usage by machine, machine type, public, period and hour of week; utilisation."""
-    from hub.usage_export import (
-        FORMATS,
-        PERIODS,
-        ExportInputError,
-        check_choice,
-        check_window,
-        parse_day,
-        parse_opening_hours,
-        usage_chunks,
-        write_usage_xlsx,
-    )
+    from hub.reports.inputs import parse_day
+    from hub.services import statistics
 
-    try:
-        first, after = parse_day(start, "--from"), parse_day(end, "--to")
-        check_window(first, after)
-        check_choice(fmt, FORMATS, "--format")
-        check_choice(period, PERIODS, "--period")
-        parse_opening_hours(opening_hours)
-        if not 0 <= under_used <= 1:
-            raise ExportInputError(f"--under-used: {under_used} must be between 0 and 1")
-        if fmt == "xlsx" and out is None:
-            raise ExportInputError("--out: an XLSX file needs a name, e.g. --out usage.xlsx")
-    except ExportInputError as exc:
-        raise _fail(str(exc)) from None
+    with refusals():
+        query = statistics.usage_query(
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            period=period,
+            opening_spec=opening_hours,
+            under_used_threshold=under_used,
+            fmt=fmt,
+        )
+    if fmt == "xlsx" and out is None:
+        raise fail("--out: an XLSX file needs a name, e.g. --out usage.xlsx")
     engine, tz, _site = _database(config)
-    options: dict[str, Any] = {
-        "period": period,
-        "opening_spec": opening_hours,
-        "under_used_threshold": under_used,
-    }
     try:
         if fmt == "xlsx":
             assert out is not None
-            write_usage_xlsx(
-                engine, private_file(out), start=first, end=after, tz=tz, detail=detail, **options
+            statistics.write_usage_xlsx(
+                engine, private_file(out), query=query, tz=tz, detail=detail
             )
         else:
-            chunks = usage_chunks(
-                engine,
-                "csv" if fmt == "csv" else "json",  # checked against FORMATS above
-                start=first,
-                end=after,
-                tz=tz,
-                detail=detail,
-                **options,
-            )
+            chunks = statistics.usage_text(engine, query=query, tz=tz, fmt=fmt, detail=detail)
             if out is None:
                 for chunk in chunks:
                     sys.stdout.write(chunk)
@@ -125,7 +97,7 @@ def usage(
     finally:
         engine.dispose()
     if out is not None:
-        typer.echo(f"usage from {first} to {after} (excluded) written to {out}", err=True)
+        typer.echo(f"usage from {query.start} to {query.end} (excluded) written to {out}", err=True)
 
 
 @export_app.command("review")
@@ -137,28 +109,23 @@ def review(
     config: ConfigOpt = None,
 ) -> None:
     """The yearly review for funders: members by pseudonymous reference only."""
-    from hub.usage_export import (
-        REVIEW_FORMATS,
-        ExportInputError,
-        check_choice,
-        parse_opening_hours,
-        write_review,
-        yearly_review,
-    )
+    from hub.reports.inputs import REVIEW_FORMATS, check_choice, check_year, parse_opening_hours
+    from hub.services import statistics
 
-    try:
-        check_choice(fmt, REVIEW_FORMATS, "--format")
+    # Checked before the database is opened: a mistake costs no migration and no file.
+    with refusals():
+        check_choice(fmt, REVIEW_FORMATS, "format")
+        check_year(year)
         parse_opening_hours(opening_hours)
-        if not 2000 <= year <= 2999:
-            raise ExportInputError(f"--year: {year} is not a year like 2026")
-    except ExportInputError as exc:
-        raise _fail(str(exc)) from None
     engine, tz, site = _database(config)
     try:
-        result = yearly_review(engine, year, tz=tz, site=site, opening_spec=opening_hours)
+        with refusals():
+            result = statistics.yearly_review(
+                engine, year=year, tz=tz, site=site, opening_spec=opening_hours, fmt=fmt
+            )
     finally:
         engine.dispose()
-    write_review(result, fmt, private_file(out))  # exports are owner-only (0600)
+    statistics.write_review(result, fmt=fmt, target=private_file(out))  # owner-only (0600)
     if not result.maintenance.available:
         typer.echo(f"note: no maintenance section ({result.maintenance.note})", err=True)
     typer.echo(f"yearly review {year} written to {out}", err=True)

@@ -103,6 +103,26 @@ MESSAGES: dict[str, str] = {
     "incident.closed": N_("incident {incident} is already closed (by {by}, {at} UTC)"),
     "incident.text_empty": N_("the text is empty: say what is wrong"),
     "incident.note_empty": N_("the note is empty: say what was found and done"),
+    # statistics and the yearly review (hub/reports/inputs.py)
+    "stats.not_a_day": N_("{text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-01-01"),
+    "stats.day_out_of_range": N_("{day} is out of range: give a day from {earliest} to {latest}"),
+    "stats.window_backwards": N_(
+        "{end} is not after the first day, {start}: the end is the day after the last one"
+    ),
+    "stats.window_too_long": N_("at most {years} years at once; export in parts"),
+    "stats.not_a_choice": N_("{value!r} is not one of {allowed}"),
+    "stats.share_out_of_range": N_("{value} is not a share of the opening hours: give 0 to 1"),
+    "stats.not_a_year": N_("{year} is not a year from {first} to {last}, like 2026"),
+    "stats.opening_not_a_day": N_("{name!r} in {spec!r} is not a day; use {days}"),
+    "stats.opening_no_times": N_("{entry!r} has no times; e.g. {example!r}"),
+    "stats.opening_not_a_range": N_(
+        "{text!r} is not a time range like 14:00-19:00; e.g. {example!r}"
+    ),
+    "stats.opening_closes_first": N_(
+        "{text!r}: the lab must close after it opens, the same day, between 00:00 and 23:59; "
+        "e.g. {example!r}"
+    ),
+    "stats.opening_empty": N_("no opening slot in {spec!r}; e.g. {example!r}"),
 }
 
 

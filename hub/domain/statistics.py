@@ -212,10 +212,15 @@ def yearly_review(
             for k, u in groups.items()
         }
 
+    # Downtime is cut to the year (one from December into January counts on each side); the
+    # caller passes one still open as ending now.
+    opens = datetime.combine(date(year, 1, 1), time(), tz)
+    closes = datetime.combine(date(year + 1, 1, 1), time(), tz)
     down: dict[str, float] = defaultdict(float)
     for d in downtime:
-        if d.started_at.astimezone(tz).year == year:
-            down[d.machine] += _hours(d.started_at, d.ended_at)
+        hours = _hours(max(d.started_at, opens), min(d.ended_at, closes))
+        if hours > 0:
+            down[d.machine] += hours
     return YearlyReview(
         year=year,
         activity_by_machine=summary(usage_by(rows, "machine", tz=tz)),

@@ -1,5 +1,5 @@
-"""The screens each role works in: members, trainings, machines, maintenance, statistics and
-a member's own page.
+"""The screens each role works in: members, trainings, machines, maintenance and a member's own
+page (statistics: hub/web/stats_screens.py).
 
 Every screen calls the API's own functions (or the services they call), so a rule lives in
 one place: a grant here goes through `hub.api.trainings.grant`, a revocation through
@@ -9,9 +9,8 @@ the same role sets as the API route it mirrors.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -30,7 +29,6 @@ from hub.api.deps import (
     MAX_ID,
     STAFF,
     TRAINERS,
-    QueryDay,
     SessionDep,
 )
 from hub.api.sessions import list_events, list_sessions
@@ -49,7 +47,6 @@ from hub.models import (
     TrainingLevel,
     User,
 )
-from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
@@ -604,65 +601,6 @@ def close(
             request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
     return _maintenance_page(request, session, user, notice="incident closed")
-
-
-# --- statistics ---------------------------------------------------------------------------
-def _months(start: date, end: date) -> list[tuple[date, date]]:
-    out = []
-    first = start.replace(day=1)
-    while first < end:
-        nxt = (first + timedelta(days=32)).replace(day=1)
-        out.append((max(first, start), min(nxt, end)))
-        first = nxt
-    return out[-24:]
-
-
-@router.get("/stats", response_class=HTMLResponse)
-def stats_page(
-    request: Request,
-    user: Annotated[User, Page(MANAGE)],
-    since: Annotated[QueryDay | None, Query(alias="from")] = None,
-    until: Annotated[QueryDay | None, Query(alias="to")] = None,
-) -> Response:
-    tz = ZoneInfo(request.app.state.settings.timezone)
-    today = datetime.now(tz).date()
-    until = until or today + timedelta(days=1)
-    since = since or (until - timedelta(days=365)).replace(day=1)
-    engine = request.app.state.engine
-    try:
-        report = usage_report(engine, start=since, end=until, tz=tz, period="month")
-        by_month = [
-            (first, usage_report(engine, start=first, end=nxt, tz=tz).by_category)
-            for first, nxt in _months(since, until)
-        ]
-    except ExportInputError as exc:
-        raise PageError(422, str(exc)) from None
-    categories = sorted({c for _, cats in by_month for c in cats})
-    peak = max((v for row in report.hour_of_week for v in row), default=0.0) or 1.0
-    query = f"from={since.isoformat()}&to={until.isoformat()}"
-    return render(
-        request,
-        "stats.html",
-        {
-            "since": since,
-            "until": until,
-            "report": report,
-            "days": DAYS,
-            "peak": peak,
-            "by_month": by_month,
-            "categories": categories,
-            "max_month": max(
-                (sum(c["session_hours"] for c in cats.values()) for _, cats in by_month),
-                default=0.0,
-            )
-            or 1.0,
-            "max_util": max((r["utilisation"] for r in report.by_machine.values()), default=0.0)
-            or 1.0,
-            "csv": f"/api/v1/stats/usage?{query}&format=csv",
-            "xlsx": f"/api/v1/stats/usage?{query}&format=xlsx",
-        },
-        user=user,
-    )
 
 
 # --- a member's own page ------------------------------------------------------------------

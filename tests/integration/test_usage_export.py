@@ -31,7 +31,8 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
-from hub.usage_export import usage_report, yearly_review
+from hub.reports.review import yearly_review
+from hub.reports.usage import usage_report
 
 PARIS = ZoneInfo("Europe/Paris")
 runner = CliRunner()
@@ -574,7 +575,10 @@ def test_the_review_names_nobody(cli_env: Lab, tmp_path: Path) -> None:
     [
         (["usage", "--from", "2026-13-01", "--to", "2027-01-01"], "--from: '2026-13-01'"),
         (["usage", "--from", "2026-01-01", "--to", "1/1/2027"], "--to: '1/1/2027'"),
-        (["usage", "--from", "2026-06-01", "--to", "2026-01-01"], "must be after --from"),
+        (
+            ["usage", "--from", "2026-06-01", "--to", "2026-01-01"],
+            "--to: 2026-01-01 is not after the first day, 2026-06-01",
+        ),
         (
             ["usage", "--from", "2026-01-01", "--to", "2027-01-01", "--format", "pdf"],
             "--format: 'pdf' is not one of csv, xlsx, json",
@@ -667,8 +671,45 @@ def test_the_api_serves_the_same_figures(lab: Lab, tmp_path: Path) -> None:
         backwards = client.get(
             "/api/v1/stats/usage", params={"from": "2027-01-01", "to": "2026-01-01"}
         )
-        assert backwards.status_code == 422 and "--to" in backwards.text
+        assert backwards.status_code == 422
+        assert (backwards.json()["code"], backwards.json()["field"]) == (
+            "stats.window_backwards",
+            "to",
+        )
         assert (
             client.get("/api/v1/stats/usage", params={**window, "format": "pdf"}).status_code == 422
         )
         assert client.get("/api/v1/stats/review", params={"year": "soon"}).status_code == 422
+
+
+# --- the web page -------------------------------------------------------------------------
+def test_the_stats_page_draws_the_figures_and_names_the_box_at_fault(
+    lab: Lab, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.app import create_app
+    from hub.auth import create_user, issue_token
+    from hub.core.settings import get_settings
+    from hub.models import Role
+    from hub.web.i18n import LANG_COOKIE
+    from tests.support.api import PASSWORD, bearer
+
+    settings = get_settings(None, database_url=lab.url, data_dir=tmp_path, timezone="Europe/Paris")
+    with Session(lab.engine) as session:
+        manager = create_user(session, username="manager", password=PASSWORD, role=Role.MANAGER)
+        token, _ = issue_token(session, manager, name="tests")
+        session.commit()
+    with TestClient(create_app(settings, start_ingest=False), headers=bearer(token)) as client:
+        page = client.get("/web/stats", params={"from": "2026-01-01", "to": "2027-01-01"})
+        assert page.status_code == 200
+        assert f"<strong>{report_2026(lab).totals['sessions']}</strong>" in page.text
+
+        client.cookies.set(LANG_COOKIE, "fr")
+        backwards = client.get("/web/stats", params={"from": "2027-01-01", "to": "2026-01-01"})
+        assert backwards.status_code == 422
+        assert "Au (le lendemain) : 2026-01-01 n&#39;est pas après le premier jour" in (
+            backwards.text
+        )
+        far = client.get("/web/stats", params={"to": "0001-01-01"})
+        assert far.status_code == 422 and "hors limites" in far.text

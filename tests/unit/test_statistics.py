@@ -136,3 +136,20 @@ def test_yearly_review_has_no_names() -> None:
     for name in ("alice", "bruno", "chloe"):
         assert name not in text
     assert len(review.members) == 3
+
+
+def test_downtime_is_cut_to_the_year() -> None:
+    """As the review on the database does (docs/statistics.md): each side of New Year counts
+    its own hours, and downtime wholly outside the year none."""
+    over_new_year = DowntimeRow(
+        "laser-1", datetime(2025, 12, 31, 22, tzinfo=PARIS), at(1, 1, 4), "tube"
+    )
+    into_2027 = DowntimeRow(
+        "printer-1", at(12, 31, 23), datetime(2027, 1, 1, 1, tzinfo=PARIS), "nozzle"
+    )
+    before = DowntimeRow("cnc-1", datetime(2025, 6, 1, tzinfo=PARIS), at(1, 1, 0), "spindle")
+    review = yearly_review(
+        2026, [], [], maintenance_sign_offs=0, downtime=[over_new_year, into_2027, before],
+        salt=SALT, tz=PARIS,
+    )  # fmt: skip
+    assert review.downtime_hours_by_machine == {"laser-1": 4.0, "printer-1": 1.0}

@@ -1,0 +1,83 @@
+"""The statistics page: a window's usage by hour of the week, month and public, and its exports.
+
+It draws what hub/services/statistics.py computes; a refused window (a day out of range, the
+end before the start) is a 422 page naming the box at fault, in the reader's language.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from hub.api.deps import MANAGE
+from hub.core.errors import HubError, describe
+from hub.models import User
+from hub.services import statistics
+from hub.web.i18n import N_, language_of, translator
+from hub.web.render import Page, PageError, render
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+# The service's fields as the page's boxes are labelled.
+LABELS = {"from": N_("From"), "to": N_("To (the day after)")}
+
+
+def _refused(request: Request, error: HubError) -> PageError:
+    words = translator(language_of(request)).gettext
+    message = describe(error, words)
+    if error.field in LABELS:
+        message = words(N_("{field}: {message}")).format(
+            field=words(LABELS[error.field]), message=message
+        )
+    return PageError(error.status, message)
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(
+    request: Request,
+    user: Annotated[User, Page(MANAGE)],
+    since: Annotated[date | None, Query(alias="from")] = None,
+    until: Annotated[date | None, Query(alias="to")] = None,
+) -> Response:
+    tz = ZoneInfo(request.app.state.settings.timezone)
+    try:
+        seen = statistics.overview(
+            request.app.state.engine,
+            start=since,
+            end=until,
+            today=datetime.now(tz).date(),
+            tz=tz,
+        )
+    except HubError as error:
+        raise _refused(request, error) from None
+    report, by_month = seen.report, seen.by_month
+    categories = sorted({c for _, cats in by_month for c in cats})
+    peak = max((v for row in report.hour_of_week for v in row), default=0.0) or 1.0
+    query = f"from={seen.start.isoformat()}&to={seen.end.isoformat()}"
+    return render(
+        request,
+        "stats.html",
+        {
+            "since": seen.start,
+            "until": seen.end,
+            "report": report,
+            "days": DAYS,
+            "peak": peak,
+            "by_month": by_month,
+            "categories": categories,
+            "max_month": max(
+                (sum(c["session_hours"] for c in cats.values()) for _, cats in by_month),
+                default=0.0,
+            )
+            or 1.0,
+            "max_util": max((r["utilisation"] for r in report.by_machine.values()), default=0.0)
+            or 1.0,
+            "csv": f"/api/v1/stats/usage?{query}&format=csv",
+            "xlsx": f"/api/v1/stats/usage?{query}&format=xlsx",
+        },
+        user=user,
+    )
