@@ -47,6 +47,7 @@ from protocol.allowlist import AllowList, ListRefused, load_public_key, verify_a
 from protocol.badges import normalise_uid
 from protocol.commands import MAX_AGE, verify_command
 from protocol.envelope import EventType, ProtocolError
+from protocol.limits import fit_json
 from protocol.messages import CommandName, Status, Telemetry
 from protocol.topics import TopicKind, topic
 
@@ -436,7 +437,8 @@ class Agent:
             self._publish_status()
 
     def _handle_telemetry(self, values: dict[str, Any], now: datetime) -> None:
-        sample = Telemetry(machine=self.config.agent.machine, ts=now, values=values)
+        # A plug or printer may report what JSON or a database cannot hold (NaN, huge text).
+        sample = Telemetry(machine=self.config.agent.machine, ts=now, values=fit_json(values))
         if self.transport is not None and self.transport.connected:
             self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
         elif self.journal is not None:

@@ -25,8 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from edge.errors import JournalFull as JournalFull  # re-exported: its first home
-from protocol.envelope import Envelope, EventType, encode_envelope, new_envelope, utc_iso
+from protocol.envelope import (
+    Envelope,
+    EventType,
+    encode_envelope,
+    fit_data,
+    new_envelope,
+    utc_iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +150,19 @@ class Journal:
     def _append_locked(
         self, type: EventType, data: dict[str, Any], at: datetime | None = None
     ) -> Envelope:
-        env = new_envelope(
-            machine=self.machine,
-            type=type,
-            seq=self._next_seq,
-            data=data,
-            now=self._clock if at is None else (lambda: at),
-        )
+        now = self._clock if at is None else (lambda: at)
+        try:
+            env = new_envelope(
+                machine=self.machine, type=type, seq=self._next_seq, data=data, now=now
+            )
+        except ValidationError as exc:
+            # Text or numbers from outside (a printer's file name, a plug's reading) past the
+            # protocol's limits: the event is kept with them cut to fit, never dropped.
+            fitted = fit_data(type, data)
+            log.warning("journal: %s data cut to the protocol's limits (%s)", type.value, exc)
+            env = new_envelope(
+                machine=self.machine, type=type, seq=self._next_seq, data=fitted, now=now
+            )
         row = _HeldEvent(
             env.seq, str(env.id), env.type.value, utc_iso(env.ts), encode_envelope(env)
         )

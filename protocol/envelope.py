@@ -36,6 +36,8 @@ Source = Annotated[str, Field(max_length=limits.SOURCE_MAX_CHARS), _Clean]
 Reason = Annotated[str, Field(max_length=limits.REASON_MAX_CHARS), _Clean]
 JobId = Annotated[str, Field(max_length=limits.JOB_ID_MAX_CHARS), _Clean]
 Mode = Annotated[str, Field(max_length=limits.MODE_MAX_CHARS), _Clean]
+# What a lab names in an agent's config: an interlock, an accessory, a machine type's code.
+Name = Annotated[str, Field(max_length=limits.SLUG_MAX_CHARS), _Clean]
 Duration = Annotated[float, Field(ge=0, le=limits.DURATION_MAX_S, allow_inf_nan=False)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(limits.check_timestamp)]
 
@@ -179,26 +181,26 @@ class IncidentReported(_Data):
 
 
 class InterlockFault(_Data):
-    interlock: str
-    kind: str
+    interlock: Name
+    kind: Name
     # What the agent did: "session-ended" (relay opened, or held until the job ends),
     # "warned" (buzzer and LED), "none" (no session: the next badge is refused).
-    action: str
-    session_id: str | None = None
-    member: str | None = None
+    action: Name
+    session_id: SessionId | None = None
+    member: MemberRef | None = None
 
 
 class InterlockCleared(_Data):
-    interlock: str
-    kind: str
+    interlock: Name
+    kind: Name
 
 
 class AccessoryRefused(_Data):
-    accessory: str
-    training: str
+    accessory: Name
+    training: Name
     reason: DenyReason
-    member: str
-    session_id: str | None = None
+    member: MemberRef
+    session_id: SessionId | None = None
 
 
 class AgentStarted(_Data):
@@ -290,6 +292,46 @@ def new_envelope(
         type=type,
         data=data or {},
     )
+
+
+def fit_data(type: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` made to fit the protocol where it came from outside the agent (a printer's file
+    name or error text, a plug's reading): text cut to its field's length, NUL and invalid
+    Unicode replaced, numbers past their bounds clamped, non-finite ones left out. What the
+    agent itself got wrong (a missing field, a wrong type) still raises ValidationError."""
+    fitted: dict[str, Any] = limits.fit_json(data)
+    model = DATA_MODELS[type]
+    for _ in range(len(fitted) + 1):
+        try:
+            model.model_validate(fitted)
+            return fitted
+        except ValidationError as exc:
+            if not any([_fit_one(fitted, err) for err in exc.errors()]):
+                raise
+    model.model_validate(fitted)
+    return fitted
+
+
+def _fit_one(data: dict[str, Any], err: Any) -> bool:
+    """Mend the one value a validation error points at, if it is a matter of size."""
+    loc = err["loc"]
+    if len(loc) != 1 or loc[0] not in data:
+        return False
+    key, value, ctx = loc[0], data[loc[0]], err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "string_too_long" and isinstance(value, str):
+        data[key] = value[: ctx["max_length"]]
+        return True
+    if kind == "less_than_equal" and isinstance(value, int | float):
+        data[key] = ctx["le"]
+        return True
+    if kind == "greater_than_equal" and isinstance(value, int | float):
+        data[key] = ctx["ge"]
+        return True
+    if kind in ("finite_number", "less_than", "greater_than"):
+        del data[key]  # an optional field is then left out; a required one still raises
+        return True
+    return False
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

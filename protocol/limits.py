@@ -137,3 +137,35 @@ def check_json(value: Any, where: str = "", depth: int = 0) -> None:
             check_json(item, f"{where}[{index}]", depth + 1)
         return
     raise ValueError(f"{where or 'value'}: {type(value).__name__} is not JSON")
+
+
+def fit_text(value: str, max_chars: int = TEXT_MAX_CHARS) -> str:
+    """`value` as a column stores it: NUL and lone surrogates replaced (U+FFFD), cut to
+    `max_chars`. For text from outside the agent (a printer's file name), never for ids."""
+    value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value[:max_chars]
+
+
+def fit_json(value: Any, depth: int = 0) -> Any:
+    """`value` made to pass `check_json`: text fitted, numbers past 64 bits or ±JSON_FLOAT_ABS_MAX
+    clamped to them, NaN and infinities (no number at all) as None, keys as text, nesting past
+    JSON_DEPTH_MAX as None."""
+    if depth > JSON_DEPTH_MAX:
+        return None
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return min(max(value, JSON_INT_MIN), JSON_INT_MAX)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return min(max(value, -JSON_FLOAT_ABS_MAX), JSON_FLOAT_ABS_MAX)
+    if isinstance(value, str):
+        return fit_text(value)
+    if isinstance(value, Mapping):
+        return {fit_text(str(k)): fit_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [fit_json(v, depth + 1) for v in value]
+    return value
