@@ -11,7 +11,6 @@ the broker, outside the lock, so neither a disk write nor the network delays a d
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -20,11 +19,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.acl_cache import AllowListCache, Refusal
+from edge.clock import SteadyClock
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
 from edge.domain.interlocks import gate
@@ -37,13 +38,32 @@ from edge.domain.session import (
     SessionMachine,
     SessionRules,
 )
+from edge.forwarder import JOURNAL_KEEP_SENT, Forwarder
 from edge.hardware.interlocks import SafetyBoard
 from edge.hardware.outputs import Devices, build_devices
 from edge.hardware.readers import BadgeRead, BadgeReader
+from edge.inputs import (
+    LINK,
+    Acked,
+    BusyChanged,
+    Connected,
+    Decided,
+    Disconnected,
+    IncidentPressed,
+    Input,
+    IntegrationEvent,
+    InterlockChanged,
+    Message,
+    Readings,
+    Reply,
+    StateAsked,
+    Stop,
+    Tick,
+)
 from edge.integrations.busy import AnyBusy, BusySource
-from edge.journal import Journal, JournalFull
+from edge.journal import Journal
 from edge.transport import MqttTransport, Will
-from protocol.allowlist import AllowList, ListRefused, load_public_key, verify_allowlist
+from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
 from protocol.commands import MAX_AGE, verify_command
 from protocol.envelope import EventType, ProtocolError
@@ -52,12 +72,9 @@ from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
 
-MAX_INFLIGHT = 200
 MAINTENANCE_WINDOW_S = 600
 ENROL_WINDOW_S = 60
-JOURNAL_KEEP_SENT = 10_000
 TICK_S = 0.25
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Agent:
@@ -76,12 +93,18 @@ class Agent:
         self._clock = SteadyClock(clock or (lambda: datetime.now(UTC)))
         self._pin_factory = pin_factory
         self._public_key = load_public_key(config.agent.hub_public_key)
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._queue: queue.Queue[Input] = queue.Queue()
         # The session machine, the relay, the allow-list in use and the clock's hold change
         # only under this lock (reader threads decide; the loop applies everything else).
         self._state_lock = threading.RLock()
         # Events emitted under the lock, in order, with their time; journaled by the loop.
-        self._outbox: deque[tuple[EventType, dict[str, Any], datetime]] = deque()
+        self.forwarder = Forwarder(
+            event_topic=self._topic(TopicKind.EVENT),
+            telemetry_topic=self._topic(TopicKind.TELEMETRY),
+        )
+        self._acl_cache = AllowListCache(
+            self.state_dir / "allowlist.json", self._public_key, config.agent.machine
+        )
         self._status_due = False
         self._reader = reader
         self.devices: Devices | None = None
@@ -98,8 +121,6 @@ class Agent:
             ),
             new_session_id=lambda: str(uuid.uuid4()),
         )
-        self._inflight: dict[int, int] = {}
-        self._published_upto = 0
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
         self._last_heartbeat = 0.0
@@ -141,7 +162,7 @@ class Agent:
             self.safety = SafetyBoard(
                 self.config,
                 self.devices.pin_factory,
-                on_change=lambda name, ok: self._queue.put(("interlock", name, ok)),
+                on_change=lambda name, ok: self._queue.put(InterlockChanged(name, ok)),
             )
             self._start_rest()
         except BaseException:
@@ -153,6 +174,7 @@ class Agent:
     def _start_rest(self) -> None:
         cfg = self.config
         self.journal = Journal(self.state_dir / "journal.sqlite3", cfg.agent.machine, self._clock)
+        self.forwarder.journal = self.journal
         self._load_cached_allowlist()
         recovered = self._recover()
         self._emit(
@@ -171,15 +193,16 @@ class Agent:
             will=Will(self._topic(TopicKind.STATUS), offline),
             subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)]
             + self._plug_topics(),
-            on_connected=lambda: self._queue.put(("connected",)),
-            on_disconnected=lambda: self._queue.put(("disconnected",)),
-            on_message=lambda t, p: self._queue.put(("message", t, p)),
-            on_acked=lambda mid: self._queue.put(("acked", mid)),
+            on_connected=lambda: self._queue.put(Connected()),
+            on_disconnected=lambda: self._queue.put(Disconnected()),
+            on_message=lambda t, p: self._queue.put(Message(t, p)),
+            on_acked=lambda mid: self._queue.put(Acked(mid)),
             tls=cfg.mqtt.tls,
             tls_ca=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None,
             tls_cert=str(cfg.mqtt.cert_file) if cfg.mqtt.cert_file else None,
             tls_key=str(cfg.mqtt.key_file) if cfg.mqtt.key_file else None,
         )
+        self.forwarder.transport = self.transport
         self._wire_inputs()
         if self._reader is None:
             self._reader = self._make_reader()
@@ -208,8 +231,8 @@ class Agent:
         self._octoprint = OctoPrintWatcher(
             options,
             session_provider=lambda: self.machine.session,
-            emit_event=lambda kind, data: self._queue.put(("integration", kind, data)),
-            emit_telemetry=lambda values: self._queue.put(("telemetry", values)),
+            emit_event=lambda kind, data: self._queue.put(IntegrationEvent(kind, data)),
+            emit_telemetry=lambda values: self._queue.put(Readings(values)),
             clock=self._clock,
         )
         self._octoprint.start()
@@ -226,10 +249,10 @@ class Agent:
     def _start_busy_sources(self) -> None:
         # Each source watches on its own thread and only enqueues, like the OctoPrint watcher.
         def emit_event(kind: EventType, data: dict[str, Any]) -> None:
-            self._queue.put(("integration", kind, data))
+            self._queue.put(IntegrationEvent(kind, data))
 
         def emit_telemetry(values: dict[str, Any]) -> None:
-            self._queue.put(("telemetry", values))
+            self._queue.put(Readings(values))
 
         machine = self.config.agent.machine
         if self.config.power_meter is not None:
@@ -275,13 +298,13 @@ class Agent:
         assert self.devices is not None
         busy = self.devices.busy_input
         if busy is not None:
-            busy.when_activated = lambda: self._queue.put(("busy", True))
-            busy.when_deactivated = lambda: self._queue.put(("busy", False))
+            busy.when_activated = lambda: self._queue.put(BusyChanged(True))
+            busy.when_deactivated = lambda: self._queue.put(BusyChanged(False))
             if busy.is_active:
-                self._queue.put(("busy", True))
+                self._queue.put(BusyChanged(True))
         button = self.devices.incident_button
         if button is not None:
-            button.when_activated = lambda: self._queue.put(("incident",))
+            button.when_activated = lambda: self._queue.put(IncidentPressed())
 
     def stop(self) -> None:
         """Stop everything; the relay ends open whatever happened. Safe to call twice."""
@@ -293,7 +316,7 @@ class Agent:
         for source in self._busy_sources:
             source.stop()
         if self._running and self._thread is not None:
-            self._queue.put(("stop",))
+            self._queue.put(Stop())
             self._thread.join(timeout=10)
         self._running = False
         if self._reader is not None:
@@ -315,11 +338,11 @@ class Agent:
     # -- public, thread-safe entry points ------------------------------------------------
     def tap(self, uid: str, *, present: bool = True, timeout: float = 10) -> dict[str, Any]:
         """A read as a reader reports it; the answer comes once its events are journaled."""
-        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
+        reply: Reply = queue.Queue(maxsize=1)
         self._on_read(BadgeRead(uid=normalise_uid(uid), present=present), reply)
         return reply.get(timeout=timeout)
 
-    def _on_read(self, read: BadgeRead, reply: queue.Queue[dict[str, Any]] | None = None) -> None:
+    def _on_read(self, read: BadgeRead, reply: Reply | None = None) -> None:
         """A card read, in the reader's own thread: decided and the relay switched here.
 
         Handing the read over to the loop thread was most of the tap-to-relay time (a thread
@@ -346,16 +369,16 @@ class Agent:
                     self._maintenance_until = 0.0  # the window opens the machine once
                 if reply is not None:
                     answer = self._tap_reply(actions)
-        self._queue.put(("decided", reply, answer))
+        self._queue.put(Decided(reply, answer))
 
     def state(self, timeout: float = 10) -> dict[str, Any]:
-        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
-        self._queue.put(("state", reply))
+        reply: Reply = queue.Queue(maxsize=1)
+        self._queue.put(StateAsked(reply))
         return reply.get(timeout=timeout)
 
     def set_busy(self, busy: bool) -> None:
         """For simulated machines and integrations that sense busy without a GPIO input."""
-        self._queue.put(("busy", busy))
+        self._queue.put(BusyChanged(busy))
 
     def _handle_sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -373,12 +396,13 @@ class Agent:
     def _loop(self) -> None:
         last_tick = 0.0
         while True:
+            item: Input
             try:
                 item = self._queue.get(timeout=TICK_S)
             except queue.Empty:
-                item = ("tick",)
+                item = Tick()
             try:
-                if item[0] == "stop":
+                if isinstance(item, Stop):
                     self._on_stop()
                     return
                 self._handle(item)
@@ -389,78 +413,66 @@ class Agent:
                 with self._state_lock:
                     self._clock.hold(self.machine.session is not None)
             except Exception:
-                log.exception("agent loop failed on %s; going on", item[0])
+                log.exception("agent loop failed on %s; going on", type(item).__name__)
             try:
                 self._drain()
-                if item[0] == "decided" and item[1] is not None:
-                    item[1].put(item[2])  # a tap's answer, once its events are journaled
+                if isinstance(item, Decided) and item.reply is not None and item.answer:
+                    item.reply.put(item.answer)  # a tap's answer, once its events are journaled
             except Exception:
-                log.exception("agent loop failed journaling after %s; going on", item[0])
+                log.exception(
+                    "agent loop failed journaling after %s; going on", type(item).__name__
+                )
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
+    def _handle(self, item: Input) -> None:
         """One queued input. Whatever touches the session machine does so under the state
         lock; journal, broker and file work stays outside it (see the module docstring)."""
-        kind = item[0]
-        if kind in ("busy", "integration", "incident", "interlock"):
-            with self._state_lock:
-                self._handle_locked(item, self._clock())
-        elif kind == "state":
-            item[1].put(self._state_dict())
-        elif kind == "telemetry":
-            with self._state_lock:
-                now = self._clock()
-            self._handle_telemetry(item[1], now)
-        elif kind == "message":
-            self._on_message(item[1], item[2])
+        match item:
+            case BusyChanged(busy=busy):
+                with self._state_lock:
+                    self._busy_changed("gpio", busy, self._clock())
+            case IntegrationEvent(type=event_type, data=data):
+                with self._state_lock:
+                    self._integration_event(event_type, data, self._clock())
+            case IncidentPressed():
+                with self._state_lock:
+                    member = self.machine.session.member if self.machine.session else None
+                    self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
+            case InterlockChanged():
+                with self._state_lock:
+                    self._check_interlocks(self._clock())
+                    self._publish_status()
+            case StateAsked(reply=reply):
+                reply.put(self._state_dict())
+            case Readings(values=values):
+                with self._state_lock:
+                    now = self._clock()
+                sample = Telemetry(machine=self.config.agent.machine, ts=now, values=values)
+                self.forwarder.telemetry(sample.encode())
+            case Message(topic=topic_name, payload=payload):
+                self._on_message(topic_name, payload)
+            case Acked(mid=mid):
+                self.forwarder.acked(mid)
+            case Connected():
+                log.info(
+                    "connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port
+                )
+                self._publish_status()
+                self.forwarder.connected()
+            case Disconnected():
+                self.forwarder.disconnected()
+            case Decided() | Tick() | Stop():
+                pass  # a read decided in its thread, or time passing: the loop's own steps
+
+    def _integration_event(
+        self, event_type: EventType, data: dict[str, Any], now: datetime
+    ) -> None:
+        if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
+            # Busy time is tracked in one place, the session machine, which also keeps the
+            # power on while the machine works.
+            busy = event_type is EventType.MACHINE_BUSY
+            self._busy_changed(str(data.get("source")), busy, now)
         else:
-            self._handle_link(item)
-
-    def _handle_locked(self, item: tuple[Any, ...], now: datetime) -> None:
-        kind = item[0]
-        if kind == "busy":
-            self._busy_changed("gpio", bool(item[1]), now)
-        elif kind == "integration":
-            event_type, data = item[1], item[2]
-            if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
-                # Busy time is tracked in one place, the session machine, which also keeps
-                # the power on while the machine works.
-                busy = event_type is EventType.MACHINE_BUSY
-                self._busy_changed(str(data.get("source")), busy, now)
-            else:
-                self._emit(event_type, data)
-        elif kind == "incident":
-            member = self.machine.session.member if self.machine.session else None
-            self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
-        elif kind == "interlock":
-            self._check_interlocks(now)
-            self._publish_status()
-
-    def _handle_telemetry(self, values: dict[str, Any], now: datetime) -> None:
-        sample = Telemetry(machine=self.config.agent.machine, ts=now, values=values)
-        if self.transport is not None and self.transport.connected:
-            self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
-        elif self.journal is not None:
-            # Kept for the hub's history while the broker is away; shed first on a full disk.
-            self.journal.keep_telemetry(sample.encode())
-
-    def _handle_link(self, item: tuple[Any, ...]) -> None:
-        """The broker link: acknowledgements and connections (the loop thread's own state)."""
-        kind = item[0]
-        if kind == "acked":
-            seq = self._inflight.pop(item[1], None)
-            if seq is not None and self.journal is not None:
-                self.journal.mark_sent(seq)
-            self._pump()
-        elif kind == "connected":
-            log.info("connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
-            self._inflight.clear()
-            self._published_upto = 0
-            self._publish_status()
-            self._pump()
-            self._send_kept_telemetry()
-        elif kind == "disconnected":
-            self._inflight.clear()
-            self._published_upto = 0
+            self._emit(event_type, data)
 
     def _periodic(self, mono: float) -> None:
         with self._state_lock:
@@ -492,12 +504,12 @@ class Agent:
     def _flush(self, timeout: float) -> None:
         """Give unacknowledged events a moment to reach the broker before shutdown."""
         deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
+        while self.forwarder.inflight and time.monotonic() < deadline:
             try:
                 item = self._queue.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if item[0] in ("acked", "connected", "disconnected"):
+            if isinstance(item, LINK):
                 self._handle(item)
 
     # -- decisions and actions ------------------------------------------------------------
@@ -722,54 +734,18 @@ class Agent:
             "accessories": self.safety.accessories_on() if self.safety else {},
         }
 
-    # -- events: journal first, then the broker ------------------------------------------
+    # -- events: journal first, then the broker (edge.forwarder) --------------------------
     def _emit(self, type: EventType, data: dict[str, Any]) -> None:
-        """Called under the state lock: the event takes its place and its time now; the loop
-        thread journals it (`_drain`), so a decision never waits for the disk."""
-        self._outbox.append((type, data, self._clock()))
+        """Called under the state lock: the event takes its place and its time now."""
+        self.forwarder.emit(type, data, self._clock())
 
     def _drain(self) -> None:
-        """Journal the emitted events in order, then the broker; publish a status if due.
-        The loop thread's (and, before the loop runs, the starting thread's) work."""
-        assert self.journal is not None
-        wrote = False
-        while self._outbox:
-            type, data, at = self._outbox.popleft()
-            try:
-                self.journal.append(type, data, at=at)
-                wrote = True
-            except JournalFull:
-                # Disk full and the memory reserve used up: the decision stands (the relay
-                # has already switched), the event cannot be kept. Said loudly, once per event.
-                log.error("journal full, disk and memory: %s event lost", type.value)
-        if wrote:
-            self._pump()
+        """Journal and publish the emitted events, then a status if one is due (after the
+        events of the same change). The loop thread's work, or the starting thread's."""
+        self.forwarder.drain()
         if self._status_due:
             self._status_due = False
             self._send_status()
-
-    def _pump(self) -> None:
-        """Publish unsent journal rows in seq order, a bounded number in flight at a time."""
-        if self.transport is None or not self.transport.connected or self.journal is None:
-            return
-        room = MAX_INFLIGHT - len(self._inflight)
-        if room <= 0:
-            return
-        for seq, payload in self.journal.unsent(limit=room, after_seq=self._published_upto):
-            mid = self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
-            if mid is None:
-                return
-            self._inflight[mid] = seq
-            self._published_upto = seq
-
-    def _resend(self, from_seq: int) -> None:
-        """Publish again what the journal still holds from `from_seq` on (the hub dedupes)."""
-        if self.transport is None or not self.transport.connected or self.journal is None:
-            return
-        rows = self.journal.since(from_seq, limit=JOURNAL_KEEP_SENT)
-        for _seq, payload in rows:
-            self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
-        log.info("the hub asked for events from seq %d: %d sent again", from_seq, len(rows))
 
     def _publish_status(self) -> None:
         """Ask for a status; the loop sends it after the events of the same change."""
@@ -803,17 +779,6 @@ class Agent:
         )
         self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
 
-    def _send_kept_telemetry(self) -> None:
-        """Samples taken while the broker was away, after the events (QoS 0, oldest first)."""
-        while self.journal is not None and self.transport is not None:
-            rows = self.journal.kept_telemetry(limit=500)
-            if not rows:
-                return
-            for _id, payload in rows:
-                if self.transport.publish(self._topic(TopicKind.TELEMETRY), payload, qos=0) is None:
-                    return
-            self.journal.forget_telemetry(rows[-1][0])
-
     # -- hub messages ---------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
         if topic_name == self._topic(TopicKind.ACL):
@@ -824,25 +789,13 @@ class Agent:
             self._power_meter.feed(topic_name, payload)
 
     def _on_allowlist(self, payload: bytes) -> None:
-        current = self.allowlist.version if self.allowlist else None
-        try:
-            new = verify_allowlist(
-                payload, self._public_key, now=self._clock(), current_version=current
-            )
-        except ProtocolError as exc:
-            offered = exc.offered if isinstance(exc, ListRefused) else None
-            if exc.reason == "stale" and offered == current:
-                return  # the list in force, delivered again (retained, on each reconnect)
-            self._refuse_allowlist(exc.reason, exc.detail, offered)
+        new = self._acl_cache.offer(payload, now=self._clock(), current=self.allowlist)
+        if new is None:
+            return  # the list in force, delivered again
+        if isinstance(new, Refusal):
+            self._refuse_allowlist(new)
             return
-        if new.machine != self.config.agent.machine:
-            self._refuse_allowlist(
-                "wrong_machine",
-                f"the list is for machine {new.machine}, this is {self.config.agent.machine}",
-                new.version,
-            )
-            return
-        self._save_allowlist(payload)  # the file first, outside the lock (an fsync)
+        self._acl_cache.save(payload)  # the file first, outside the lock (an fsync)
         with self._state_lock:
             self.allowlist = new
             self._acl_refused = None
@@ -856,18 +809,18 @@ class Agent:
             self._publish_status()
         log.info("allow-list version %s accepted (%d badges)", new.version, len(new.entries))
 
-    def _refuse_allowlist(self, reason: str, detail: str, offered: int | None) -> None:
+    def _refuse_allowlist(self, refusal: Refusal) -> None:
         """One line in the log, and the reason in every status until a list is accepted:
         the hub shows and alerts on an agent that keeps an old list (a restored hub whose
         versions went back, a list signed by another key)."""
         log.warning(
             "allow-list refused (%s): %s; keeping version %s",
-            reason,
-            detail,
+            refusal.reason,
+            refusal.detail,
             self.allowlist.version if self.allowlist else "none",
         )
         with self._state_lock:
-            self._acl_refused = (reason, offered)
+            self._acl_refused = (refusal.reason, refusal.offered)
         self._publish_status()
 
     def _on_command(self, payload: bytes) -> None:
@@ -888,12 +841,7 @@ class Agent:
         if not self.journal.remember_command(str(cmd.id), cmd.ts, forget_before=now - 2 * MAX_AGE):
             log.warning("command %s: disk full, remembered for this run only", cmd.id)
         if cmd.cmd is CommandName.SYNC:
-            from_seq = cmd.args.get("from_seq")
-            if isinstance(from_seq, int) and from_seq > 0:
-                self._resend(from_seq)
-            self._published_upto = 0
-            self._inflight.clear()
-            self._pump()
+            self.forwarder.sync(cmd.args.get("from_seq"))
         else:
             with self._state_lock:
                 self._apply_command(cmd.cmd, cmd.args, now)
@@ -921,25 +869,9 @@ class Agent:
                 start_enrolment(window)  # a secure reader writes the site's keys on the card
             log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
 
-    def _save_allowlist(self, payload: bytes) -> None:
-        path = self.state_dir / "allowlist.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(payload)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-
     def _load_cached_allowlist(self) -> None:
-        path = self.state_dir / "allowlist.json"
-        if not path.exists():
-            return
-        try:
-            # Signature checked here; expiry is applied at each decision.
-            self.allowlist = verify_allowlist(path.read_bytes(), self._public_key, now=_EPOCH)
-        except ProtocolError as exc:
-            log.warning("cached allow-list ignored (%s): %s", exc.reason, exc.detail)
-            return
-        if self.allowlist.locked:
+        self.allowlist = self._acl_cache.load()
+        if self.allowlist is not None and self.allowlist.locked:
             self._lock_from_list = True
             self.machine.locked = True
 
@@ -966,7 +898,7 @@ class Agent:
             },
             at=ended,
         )
-        self._pump()
+        self.forwarder.pump()
         log.warning(
             "session %s of %s was open at restart; closed with agent-restart",
             open_session.session_id,
@@ -985,41 +917,3 @@ class Agent:
             except ImportError:
                 return
         self._notifier.notify(message)
-
-
-class SteadyClock:
-    """The wall clock, except while held: then it advances with the monotonic clock from
-    the last time it gave (the session's start), so a jump of the wall clock can neither
-    stretch nor reverse a session. Released (no session open), it follows the wall clock
-    again, jumps included."""
-
-    def __init__(
-        self, wall: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._wall = wall
-        self._monotonic = monotonic
-        self._anchor: tuple[datetime, float] | None = None
-        self._last: tuple[datetime, float] | None = None
-        self._lock = threading.Lock()  # read by the reader, loop and integration threads
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            mono = self._monotonic()
-            if self._anchor is None:
-                now = self._wall()
-            else:
-                wall, start = self._anchor
-                now = wall + timedelta(seconds=mono - start)
-            self._last = (now, mono)
-            return now
-
-    def hold(self, held: bool) -> None:
-        with self._lock:
-            if held and self._anchor is None:
-                self._anchor = self._last or (self._wall(), self._monotonic())
-            elif not held:
-                self._anchor = None
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
