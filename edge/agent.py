@@ -60,9 +60,10 @@ from edge.inputs import (
     Stop,
     Tick,
 )
-from edge.integrations.busy import AnyBusy, BusySource
+from edge.integrations.busy import AnyBusy
 from edge.journal import Journal
-from edge.transport import MqttTransport, Will
+from edge.sources import Integrations, broker_link, reader_for, wire_gpio
+from edge.transport import MqttTransport
 from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
 from protocol.commands import MAX_AGE, verify_command
@@ -130,14 +131,17 @@ class Agent:
         self._maintenance_until = 0.0
         # (request id, monotonic deadline): the hub asked for the next card read, to enrol it.
         self._enrolment: tuple[str, float] | None = None
-        self._octoprint: Any = None
-        self._busy_sources: list[BusySource] = []
+        self.integrations = Integrations(
+            config,
+            self._queue.put,
+            session_provider=lambda: self.machine.session,
+            clock=self._clock,
+        )
         # Ids of the commands applied: QoS 1 may deliver one twice, an attacker may replay a
         # captured one. Kept in the journal too, so a restart does not forget them.
         self._seen_commands: deque[uuid.UUID] = deque(maxlen=1000)
         # The last allow-list refused since one was accepted: (reason code, offered version).
         self._acl_refused: tuple[str, int | None] | None = None
-        self._power_meter: Any = None
         self._any_busy = AnyBusy()
         self._running = False
         self._stopped = threading.Event()
@@ -181,37 +185,20 @@ class Agent:
             EventType.AGENT_STARTED, {"version": __version__, "recovered_sessions": recovered}
         )
         self._drain()
-        offline = Status(machine=cfg.agent.machine, state="offline").encode()
-        self.transport = MqttTransport(
-            client_id=f"atelier-edge-{cfg.agent.machine}",
-            host=cfg.mqtt.host,
-            port=cfg.mqtt.port,
-            username=cfg.mqtt.username or cfg.agent.machine,
-            password=cfg.mqtt.resolve_password(),
-            protocol=cfg.mqtt.protocol,
-            keepalive=cfg.mqtt.keepalive_s,
-            will=Will(self._topic(TopicKind.STATUS), offline),
-            subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)]
-            + self._plug_topics(),
-            on_connected=lambda: self._queue.put(Connected()),
-            on_disconnected=lambda: self._queue.put(Disconnected()),
-            on_message=lambda t, p: self._queue.put(Message(t, p)),
-            on_acked=lambda mid: self._queue.put(Acked(mid)),
-            tls=cfg.mqtt.tls,
-            tls_ca=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None,
-            tls_cert=str(cfg.mqtt.cert_file) if cfg.mqtt.cert_file else None,
-            tls_key=str(cfg.mqtt.key_file) if cfg.mqtt.key_file else None,
+        self.transport = broker_link(
+            cfg, self._queue.put, plug_topics=self.integrations.plug_topics()
         )
         self.forwarder.transport = self.transport
-        self._wire_inputs()
+        assert self.devices is not None
+        wire_gpio(self.devices, self._queue.put)
         if self._reader is None:
-            self._reader = self._make_reader()
+            self._reader = reader_for(cfg, self._handle_sim_request)
         self._reader.start(self._on_read)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
         self._thread.start()
         self.transport.start()
-        self._start_integrations()
+        self.integrations.start()
         self._notify("READY=1")
         log.info(
             "agent %s started (reader %s, relay pin %s)",
@@ -220,101 +207,17 @@ class Agent:
             cfg.relay.pin,
         )
 
-    def _start_integrations(self) -> None:
-        self._start_busy_sources()
-        options = self.config.octoprint
-        if options is None:
-            return
-        from edge.integrations.octoprint import OctoPrintWatcher
-
-        # The watcher polls on its own thread and only enqueues; the loop decides.
-        self._octoprint = OctoPrintWatcher(
-            options,
-            session_provider=lambda: self.machine.session,
-            emit_event=lambda kind, data: self._queue.put(IntegrationEvent(kind, data)),
-            emit_telemetry=lambda values: self._queue.put(Readings(values)),
-            clock=self._clock,
-        )
-        self._octoprint.start()
-
-    def _plug_topics(self) -> list[str]:
-        """A plug publishing on the lab's broker is read through the agent's own connection."""
-        options = self.config.power_meter
-        if options is None or options.broker is not None:
-            return []
-        from edge.integrations.power_meter import plug_topic
-
-        return [plug_topic(options)]
-
-    def _start_busy_sources(self) -> None:
-        # Each source watches on its own thread and only enqueues, like the OctoPrint watcher.
-        def emit_event(kind: EventType, data: dict[str, Any]) -> None:
-            self._queue.put(IntegrationEvent(kind, data))
-
-        def emit_telemetry(values: dict[str, Any]) -> None:
-            self._queue.put(Readings(values))
-
-        machine = self.config.agent.machine
-        if self.config.power_meter is not None:
-            from edge.integrations.power_meter import PowerMeter
-
-            self._power_meter = PowerMeter(
-                self.config.power_meter,
-                emit_event=emit_event,
-                emit_telemetry=emit_telemetry,
-                client_id=f"atelier-edge-{machine}-plug",
-            )
-            self._busy_sources.append(self._power_meter)
-        if self.config.ruida is not None:
-            from edge.integrations.ruida import RuidaWatcher
-
-            ruida = RuidaWatcher(
-                self.config.ruida, emit_event=emit_event, emit_telemetry=emit_telemetry
-            )
-            self._busy_sources.append(ruida)
-        for source in self._busy_sources:
-            source.start()
-
     def _busy_changed(self, source: str, busy: bool, now: datetime) -> None:
         # The machine works while any source says so: the last one to stop makes it idle.
         self._apply(self.machine.busy_changed(self._any_busy.update(source, busy), now, source))
         self._publish_status()
-
-    def _make_reader(self) -> BadgeReader:
-        kind = self.config.reader.type
-        if kind == "sim":
-            from edge.hardware.sim_reader import SimReader
-
-            return SimReader(self.config.sim_socket, self._handle_sim_request)
-        if kind == "mfrc522":
-            from edge.hardware.mfrc522_reader import MFRC522Reader
-
-            return MFRC522Reader.from_config(self.config)
-        from edge.hardware.keyboard_reader import KeyboardReader
-
-        return KeyboardReader.from_config(self.config)
-
-    def _wire_inputs(self) -> None:
-        assert self.devices is not None
-        busy = self.devices.busy_input
-        if busy is not None:
-            busy.when_activated = lambda: self._queue.put(BusyChanged(True))
-            busy.when_deactivated = lambda: self._queue.put(BusyChanged(False))
-            if busy.is_active:
-                self._queue.put(BusyChanged(True))
-        button = self.devices.incident_button
-        if button is not None:
-            button.when_activated = lambda: self._queue.put(IncidentPressed())
 
     def stop(self) -> None:
         """Stop everything; the relay ends open whatever happened. Safe to call twice."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self._octoprint is not None:
-            self._octoprint.stop()
-        for source in self._busy_sources:
-            source.stop()
+        self.integrations.stop()
         if self._running and self._thread is not None:
             self._queue.put(Stop())
             self._thread.join(timeout=10)
@@ -785,8 +688,8 @@ class Agent:
             self._on_allowlist(payload)
         elif topic_name == self._topic(TopicKind.CMD):
             self._on_command(payload)
-        elif self._power_meter is not None and topic_name == self._power_meter.topic:
-            self._power_meter.feed(topic_name, payload)
+        else:
+            self.integrations.feed(topic_name, payload)
 
     def _on_allowlist(self, payload: bytes) -> None:
         new = self._acl_cache.offer(payload, now=self._clock(), current=self.allowlist)
