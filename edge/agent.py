@@ -25,16 +25,14 @@ from typing import Any
 
 from edge import __version__
 from edge.acl_cache import AllowListCache, Refusal
+from edge.actuators import Actuators
 from edge.clock import SteadyClock
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
 from edge.domain.interlocks import gate
 from edge.domain.session import (
     Action,
-    Beep,
-    CloseRelay,
     Emit,
-    OpenRelay,
     SessionMachine,
     SessionRules,
 )
@@ -63,6 +61,7 @@ from edge.inputs import (
 from edge.integrations.busy import AnyBusy
 from edge.journal import Journal
 from edge.sources import Integrations, broker_link, reader_for, wire_gpio
+from edge.status import session_view, status_message, tap_answer
 from edge.transport import MqttTransport
 from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
@@ -110,6 +109,7 @@ class Agent:
         self._reader = reader
         self.devices: Devices | None = None
         self.safety: SafetyBoard | None = None  # [[interlock]] inputs, [[accessory]] relays
+        self.actuators: Actuators | None = None
         self.journal: Journal | None = None
         self.transport: MqttTransport | None = None
         self.allowlist: AllowList | None = None
@@ -167,6 +167,15 @@ class Agent:
                 self.config,
                 self.devices.pin_factory,
                 on_change=lambda name, ok: self._queue.put(InterlockChanged(name, ok)),
+            )
+            self.actuators = Actuators(
+                self.config,
+                self.devices,
+                self.safety,
+                self.machine,
+                emit=self._emit,
+                clock=self._clock,
+                allowlist=lambda: self.allowlist,
             )
             self._start_rest()
         except BaseException:
@@ -436,112 +445,17 @@ class Agent:
         return decide_now
 
     def _apply(self, actions: list[Action]) -> None:
-        assert self.devices is not None
+        assert self.actuators is not None
         try:
-            self._apply_actions(actions)
+            if self.actuators.run(actions):
+                self._publish_status()
         finally:
             # After the actions: a session's last event is still stamped on its own timeline.
             self._clock.hold(self.machine.session is not None)
 
-    def _apply_actions(self, actions: list[Action]) -> None:
-        assert self.devices is not None
-        changed = False
-        for action in actions:
-            if isinstance(action, CloseRelay):
-                self.devices.close_relay()
-                changed = True
-                if self.devices.led is not None:
-                    self.devices.led.on()
-                self._accessories_follow(True)
-            elif isinstance(action, OpenRelay):
-                self.devices.open_relay()
-                changed = True
-                if self.devices.led is not None:
-                    self.devices.led.off()
-                self._accessories_follow(False)
-            elif isinstance(action, Beep):
-                self._beep(action.kind)
-            elif isinstance(action, Emit):
-                self._emit(action.type, action.data)
-                if action.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED):
-                    changed = True
-        if changed:
-            self._publish_status()
-
-    def _accessories_follow(self, relay_closed: bool) -> None:
-        """Accessory relays follow the machine's; one needing its own training stays off for
-        a member without it, and says so (accessory.refused)."""
-        if self.safety is None:
-            return
-        now = self._clock()
-        if not relay_closed:
-            self.safety.machine_off(now)
-            return
-        session = self.machine.session
-        entry = self.allowlist.by_badge().get(session.badge) if session and self.allowlist else None
-        for accessory, reason in self.safety.machine_on(entry, now):
-            assert accessory.training is not None
-            self._emit(
-                EventType.ACCESSORY_REFUSED,
-                {
-                    "accessory": accessory.name,
-                    "training": accessory.training,
-                    "reason": reason.value,
-                    "member": session.member if session else "",
-                    "session_id": session.session_id if session else None,
-                },
-            )
-
     def _check_interlocks(self, now: datetime) -> None:
-        """A safety input in fault while the relay is closed: an event, a warning on the
-        buzzer and LED, and (by default) the session ends; the relay opens once the machine
-        is not busy, or at once with session.cut_while_busy."""
-        if self.safety is None:
-            return
-        new, cleared = self.safety.fault_changes(now)
-        for interlock in new:
-            session = self.machine.session
-            action = "warned"
-            if session is not None and self.config.safety.on_fault == "end-session":
-                action = "session-ended"
-            elif session is None:
-                action = "none"
-            self._emit(
-                EventType.INTERLOCK_FAULT,
-                {
-                    "interlock": interlock.name,
-                    "kind": interlock.kind,
-                    "action": action,
-                    "session_id": session.session_id if session else None,
-                    "member": session.member if session else None,
-                },
-            )
-            log.warning("interlock %s (%s) in fault: %s", interlock.name, interlock.kind, action)
-            self._beep("warning")
-            if self.devices is not None and self.devices.led is not None:
-                self.devices.led.blink(on_time=0.2, off_time=0.2, background=True)
-            if action == "session-ended":
-                self._apply(self.machine.end_session(now, "interlock"))
-        for interlock in cleared:
-            self._emit(
-                EventType.INTERLOCK_CLEARED, {"interlock": interlock.name, "kind": interlock.kind}
-            )
-            if self.devices is not None and self.devices.led is not None:
-                (self.devices.led.on if self.machine.relay_closed else self.devices.led.off)()
-        if new or cleared:
+        if self.actuators is not None and self.actuators.check_interlocks(now, self._apply):
             self._publish_status()
-
-    def _beep(self, kind: str) -> None:
-        buzzer = self.devices.buzzer if self.devices else None
-        if buzzer is None:
-            return
-        pattern = {
-            "grant": (0.1, 0.1, 1),
-            "deny": (0.4, 0.1, 1),
-            "warning": (0.1, 0.1, 3),
-            "end": (0.1, 0.1, 2),
-        }[kind]
-        buzzer.beep(on_time=pattern[0], off_time=pattern[1], n=pattern[2], background=True)
 
     def _enrolling(self) -> bool:
         if self._enrolment is not None and time.monotonic() >= self._enrolment[1]:
@@ -555,50 +469,25 @@ class Agent:
         assert self._enrolment is not None and self.devices is not None
         request_id = self._enrolment[0]
         self._enrolment = None
-        self._beep("end")
+        assert self.actuators is not None
+        self.actuators.beep("end")
         data: dict[str, Any] = {"badge": uid, "request_id": request_id}
         if card is not None:  # a secure reader's enrolment: what it did to the card
             data["card"] = card
             if refusal is not None:
                 data["card_refusal"] = refusal
         self._emit(EventType.BADGE_READ, data)
+        return {"ok": True, "decision": "read", "reason": None, "badge": uid} | self._relay_state()
+
+    def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
+        return tap_answer(actions) | self._relay_state()
+
+    def _relay_state(self) -> dict[str, Any]:
+        assert self.devices is not None
         return {
-            "ok": True,
-            "decision": "read",
-            "reason": None,
-            "badge": uid,
             "relay": "closed" if self.machine.relay_closed else "open",
             "relay_pin": self.devices.relay_pin_state(),
         }
-
-    def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
-        reply: dict[str, Any] = {"ok": True, "decision": "ignored", "reason": None}
-        for action in actions:
-            if isinstance(action, Emit):
-                if action.type is EventType.BADGE_GRANTED:
-                    reply.update(
-                        decision="granted",
-                        session_id=action.data["session_id"],
-                        member=action.data["member"],
-                    )
-                elif action.type is EventType.BADGE_DENIED:
-                    reply.update(decision="denied", reason=action.data["reason"])
-                elif action.type is EventType.SESSION_ENDED and reply["decision"] == "ignored":
-                    reply.update(
-                        decision="ended",
-                        reason=action.data["reason"],
-                        session_id=action.data["session_id"],
-                    )
-            elif (
-                isinstance(action, Beep)
-                and action.kind == "grant"
-                and reply["decision"] == "ignored"
-            ):
-                reply["decision"] = "extended"
-        assert self.devices is not None
-        reply["relay"] = "closed" if self.machine.relay_closed else "open"
-        reply["relay_pin"] = self.devices.relay_pin_state()
-        return reply
 
     def _state_dict(self) -> dict[str, Any]:
         with self._state_lock:
@@ -610,22 +499,11 @@ class Agent:
         return state
 
     def _machine_state(self) -> dict[str, Any]:
-        assert self.devices is not None
-        session = self.machine.session
         return {
             "ok": True,
             "machine": self.config.agent.machine,
-            "relay": "closed" if self.machine.relay_closed else "open",
-            "relay_pin": self.devices.relay_pin_state(),
-            "session": None
-            if session is None
-            else {
-                "session_id": session.session_id,
-                "member": session.member,
-                "badge": session.badge,
-                "mode": session.mode,
-                "started_at": session.started_at.isoformat(),
-            },
+            **self._relay_state(),
+            "session": session_view(self.machine.session),
             "busy": self.machine.busy,
             "locked": self.machine.locked,
             "acl_version": self.allowlist.version if self.allowlist else None,
@@ -659,26 +537,12 @@ class Agent:
         if self.transport is None or not self.transport.connected:
             return
         state = self._state_dict()
-        status = Status(
-            machine=self.config.agent.machine,
-            state="online",
+        status = status_message(
+            self.config.agent.machine,
+            state,
             ts=self._clock(),
-            version=__version__,
-            uptime_s=round(time.monotonic() - self._started_mono, 1),
-            relay=state["relay"],
-            session=state["session"],
-            busy=state["busy"],
-            locked=state["locked"],
+            uptime_s=time.monotonic() - self._started_mono,
             reader_ok=bool(self._reader and self._reader.healthy),
-            backlog=state["backlog"],
-            acl_version=state["acl_version"],
-            acl_refused=state["acl_refused"],
-            acl_offered=state["acl_offered"],
-            last_seq=state["last_seq"] or None,
-            # Status takes additive fields: the hub sees a full journal at once.
-            journal="full" if state["journal_full"] else "ok",
-            interlocks=state["interlocks"] or None,
-            accessories=state["accessories"] or None,
         )
         self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
 
