@@ -12,12 +12,10 @@ the broker, outside the lock, so neither a disk write nor the network delays a d
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from edge import __version__
 from edge.acl_cache import AllowListCache, Refusal
 from edge.actuators import Actuators
 from edge.clock import SteadyClock
+from edge.commands import CommandGate
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
 from edge.domain.interlocks import gate
@@ -62,11 +61,11 @@ from edge.integrations.busy import AnyBusy
 from edge.journal import Journal
 from edge.sources import Integrations, broker_link, reader_for, wire_gpio
 from edge.status import session_view, status_message, tap_answer
+from edge.systemd import Notifier
 from edge.transport import MqttTransport
 from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
-from protocol.commands import MAX_AGE, verify_command
-from protocol.envelope import EventType, ProtocolError
+from protocol.envelope import EventType
 from protocol.messages import CommandName, Status, Telemetry
 from protocol.topics import TopicKind, topic
 
@@ -137,15 +136,13 @@ class Agent:
             session_provider=lambda: self.machine.session,
             clock=self._clock,
         )
-        # Ids of the commands applied: QoS 1 may deliver one twice, an attacker may replay a
-        # captured one. Kept in the journal too, so a restart does not forget them.
-        self._seen_commands: deque[uuid.UUID] = deque(maxlen=1000)
+        self._commands = CommandGate(self._public_key, config.agent.machine)
         # The last allow-list refused since one was accepted: (reason code, offered version).
         self._acl_refused: tuple[str, int | None] | None = None
         self._any_busy = AnyBusy()
         self._running = False
         self._stopped = threading.Event()
-        self._notifier: Any = None
+        self._systemd = Notifier()
         self._lock_from_list = False
 
     # -- paths and topics -----------------------------------------------------------------
@@ -201,14 +198,14 @@ class Agent:
         assert self.devices is not None
         wire_gpio(self.devices, self._queue.put)
         if self._reader is None:
-            self._reader = reader_for(cfg, self._handle_sim_request)
+            self._reader = reader_for(cfg, tap=self.tap, state=self.state)
         self._reader.start(self._on_read)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
         self._thread.start()
         self.transport.start()
         self.integrations.start()
-        self._notify("READY=1")
+        self._systemd.notify("READY=1")
         log.info(
             "agent %s started (reader %s, relay pin %s)",
             cfg.agent.machine,
@@ -245,7 +242,7 @@ class Agent:
             self.transport.stop(final=(self._topic(TopicKind.STATUS), offline))
         if self.journal is not None:
             self.journal.close()
-        self._notify("STOPPING=1")
+        self._systemd.notify("STOPPING=1")
 
     # -- public, thread-safe entry points ------------------------------------------------
     def tap(self, uid: str, *, present: bool = True, timeout: float = 10) -> dict[str, Any]:
@@ -291,18 +288,6 @@ class Agent:
     def set_busy(self, busy: bool) -> None:
         """For simulated machines and integrations that sense busy without a GPIO input."""
         self._queue.put(BusyChanged(busy))
-
-    def _handle_sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "state":
-            return self.state()
-        if op in ("tap", "remove"):
-            try:
-                uid = normalise_uid(str(request.get("uid", "")))
-            except ValueError as exc:
-                return {"ok": False, "error": str(exc)}
-            return self.tap(uid, present=op == "tap")
-        return {"ok": False, "error": f"unknown op {op!r}: use tap, remove or state"}
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -404,7 +389,7 @@ class Agent:
             self.journal.prune(keep=JOURNAL_KEEP_SENT)
         if mono - self._last_watchdog >= 5:
             self._last_watchdog = mono
-            self._notify("WATCHDOG=1")
+            self._systemd.notify("WATCHDOG=1")
 
     def _on_stop(self) -> None:
         with self._state_lock:
@@ -592,21 +577,10 @@ class Agent:
 
     def _on_command(self, payload: bytes) -> None:
         now = self._clock()
-        try:
-            cmd = verify_command(
-                payload, self._public_key, machine=self.config.agent.machine, now=now
-            )
-        except ProtocolError as exc:
-            log.warning("command refused (%s): %s", exc.reason, exc.detail)
-            return
         assert self.journal is not None
-        if cmd.id in self._seen_commands or self.journal.command_applied(str(cmd.id)):
-            log.warning("command %s refused: already applied (a replay)", cmd.id)
+        cmd = self._commands.admit(payload, self.journal, now)
+        if cmd is None:
             return
-        self._seen_commands.append(cmd.id)
-        # Written before the command acts: a crash in between cannot let it be applied twice.
-        if not self.journal.remember_command(str(cmd.id), cmd.ts, forget_before=now - 2 * MAX_AGE):
-            log.warning("command %s: disk full, remembered for this run only", cmd.id)
         if cmd.cmd is CommandName.SYNC:
             self.forwarder.sync(cmd.args.get("from_seq"))
         else:
@@ -645,42 +619,13 @@ class Agent:
     def _recover(self) -> int:
         """Close a session the previous run left open (crash, power cut)."""
         assert self.journal is not None
-        open_session = self.journal.open_session()
-        if open_session is None:
+        closed = self.journal.close_open_session()
+        if closed is None:
             return 0
-        last_alive_raw = self.journal.get_meta("last_alive")
-        ended = self._clock()
-        if last_alive_raw:
-            ended = max(open_session.started_at, datetime.fromisoformat(last_alive_raw))
-        # Stamped when it ended (the agent's last sign of life), not at the restart: the hub
-        # bills from start to end, and the member must not pay for the downtime.
-        assert self.journal is not None
-        self.journal.append(
-            EventType.SESSION_ENDED,
-            {
-                "session_id": open_session.session_id,
-                "member": open_session.member,
-                "reason": "agent-restart",
-                "duration_s": max(0.0, (ended - open_session.started_at).total_seconds()),
-            },
-            at=ended,
-        )
         self.forwarder.pump()
         log.warning(
             "session %s of %s was open at restart; closed with agent-restart",
-            open_session.session_id,
-            open_session.member,
+            closed.session_id,
+            closed.member,
         )
         return 1
-
-    def _notify(self, message: str) -> None:
-        if not os.environ.get("NOTIFY_SOCKET"):
-            return
-        if self._notifier is None:
-            try:
-                import sdnotify
-
-                self._notifier = sdnotify.SystemdNotifier()
-            except ImportError:
-                return
-        self._notifier.notify(message)

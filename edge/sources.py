@@ -80,14 +80,18 @@ def wire_gpio(devices: Devices, put: Put) -> None:
 
 
 def reader_for(
-    config: AgentConfig, sim_requests: Callable[[dict[str, Any]], dict[str, Any]]
+    config: AgentConfig,
+    *,
+    tap: Callable[..., dict[str, Any]],
+    state: Callable[[], dict[str, Any]],
 ) -> BadgeReader:
-    """The reader the config names, imported only then (a Pi loads one reader's code)."""
+    """The reader the config names, imported only then (a Pi loads one reader's code); the
+    sim reader's socket is answered by the agent's `tap` and `state`."""
     kind = config.reader.type
     if kind == "sim":
-        from edge.hardware.sim_reader import SimReader
+        from edge.hardware.sim_reader import SimReader, answer
 
-        return SimReader(config.sim_socket, sim_requests)
+        return SimReader(config.sim_socket, lambda request: answer(request, tap=tap, state=state))
     if kind == "mfrc522":
         from edge.hardware.mfrc522_reader import MFRC522Reader
 
