@@ -25,7 +25,7 @@ from edge import __version__
 from edge.acl_cache import AllowListCache, Refusal
 from edge.actuators import Actuators
 from edge.clock import SteadyClock
-from edge.commands import CommandGate
+from edge.commands import CommandGate, Windows
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
 from edge.domain.interlocks import gate
@@ -71,8 +71,6 @@ from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE_WINDOW_S = 600
-ENROL_WINDOW_S = 60
 TICK_S = 0.25
 
 
@@ -127,9 +125,7 @@ class Agent:
         self._last_alive_write = 0.0
         self._last_watchdog = 0.0
         self._last_prune = time.monotonic()
-        self._maintenance_until = 0.0
-        # (request id, monotonic deadline): the hub asked for the next card read, to enrol it.
-        self._enrolment: tuple[str, float] | None = None
+        self._windows = Windows()  # maintenance and enrolment, opened by hub commands
         self.integrations = Integrations(
             config,
             self._queue.put,
@@ -262,7 +258,7 @@ class Agent:
             if self._stopped.is_set():
                 return  # stopping: the relay stays open and nothing is decided
             now = self._clock()
-            if read.present and self._enrolling():
+            if read.present and self._windows.enrolling:
                 answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
@@ -275,7 +271,7 @@ class Agent:
                     and a.data.get("mode") == "maintenance"
                     for a in actions
                 ):
-                    self._maintenance_until = 0.0  # the window opens the machine once
+                    self._windows.close_maintenance()  # the window opens the machine once
                 if reply is not None:
                     answer = self._tap_reply(actions)
         self._queue.put(Decided(reply, answer))
@@ -420,7 +416,7 @@ class Agent:
                 secret_ok=read.secret_ok,
                 card_refusal=read.refusal,
                 supervisor_present=supervisor_present,
-                maintenance_window=time.monotonic() < self._maintenance_until,
+                maintenance_window=self._windows.maintenance,
                 machine_locked=self.machine.locked,
             )
             if self.safety is None:
@@ -442,19 +438,12 @@ class Agent:
         if self.actuators is not None and self.actuators.check_interlocks(now, self._apply):
             self._publish_status()
 
-    def _enrolling(self) -> bool:
-        if self._enrolment is not None and time.monotonic() >= self._enrolment[1]:
-            self._enrolment = None
-        return self._enrolment is not None
-
     def _report_read(
         self, uid: str, card: str | None = None, refusal: str | None = None
     ) -> dict[str, Any]:
         """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
-        assert self._enrolment is not None and self.devices is not None
-        request_id = self._enrolment[0]
-        self._enrolment = None
         assert self.actuators is not None
+        request_id = self._windows.take_enrolment()
         self.actuators.beep("end")
         data: dict[str, Any] = {"badge": uid, "request_id": request_id}
         if card is not None:  # a secure reader's enrolment: what it did to the card
@@ -495,7 +484,7 @@ class Agent:
             "acl_refused": self._acl_refused[0] if self._acl_refused else None,
             "acl_offered": self._acl_refused[1] if self._acl_refused else None,
             "connected": bool(self.transport and self.transport.connected),
-            "enrolling": self._enrolling(),
+            "enrolling": self._windows.enrolling,
             "interlocks": self.safety.ok() if self.safety else {},
             "accessories": self.safety.accessories_on() if self.safety else {},
         }
@@ -597,14 +586,12 @@ class Agent:
         elif name is CommandName.END_SESSION:
             self._apply(self.machine.end_session(now, "hub-command"))
         elif name is CommandName.UNLOCK_FOR_MAINTENANCE:
-            window = float(args.get("window_s", MAINTENANCE_WINDOW_S))
-            self._maintenance_until = time.monotonic() + window
+            window = self._windows.open_maintenance(args)
             log.info(
                 "maintenance window open for %.0f s: a trainer's badge may open the machine", window
             )
         elif name is CommandName.ENROL:
-            window = min(300.0, float(args.get("window_s", ENROL_WINDOW_S)))
-            self._enrolment = (str(args.get("request_id", "")), time.monotonic() + window)
+            window = self._windows.open_enrolment(args)
             start_enrolment = getattr(self._reader, "start_enrolment", None)
             if start_enrolment is not None:
                 start_enrolment(window)  # a secure reader writes the site's keys on the card

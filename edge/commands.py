@@ -8,9 +8,12 @@ commands applied are kept in memory and in the journal, so a restart does not fo
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from edge.journal import Journal
 from protocol.commands import MAX_AGE, verify_command
@@ -19,6 +22,10 @@ from protocol.keys import HubKey
 from protocol.messages import Command
 
 log = logging.getLogger(__name__)
+
+MAINTENANCE_WINDOW_S = 600
+ENROL_WINDOW_S = 60
+ENROL_WINDOW_MAX_S = 300.0
 
 
 class CommandGate:
@@ -42,3 +49,45 @@ class CommandGate:
         if not journal.remember_command(str(cmd.id), cmd.ts, forget_before=now - 2 * MAX_AGE):
             log.warning("command %s: disk full, remembered for this run only", cmd.id)
         return cmd
+
+
+class Windows:
+    """The two windows a hub command opens, on the monotonic clock: maintenance (a trainer's
+    badge may open the locked machine, once) and enrolment (the next card read goes to the
+    hub, undecided). Read and changed under the agent's state lock."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._maintenance_until = 0.0
+        # (request id, deadline): the hub asked for the next card read, to enrol it.
+        self._enrolment: tuple[str, float] | None = None
+
+    def open_maintenance(self, args: dict[str, Any]) -> float:
+        window = float(args.get("window_s", MAINTENANCE_WINDOW_S))
+        self._maintenance_until = self._monotonic() + window
+        return window
+
+    @property
+    def maintenance(self) -> bool:
+        return self._monotonic() < self._maintenance_until
+
+    def close_maintenance(self) -> None:
+        self._maintenance_until = 0.0
+
+    def open_enrolment(self, args: dict[str, Any]) -> float:
+        window = min(ENROL_WINDOW_MAX_S, float(args.get("window_s", ENROL_WINDOW_S)))
+        self._enrolment = (str(args.get("request_id", "")), self._monotonic() + window)
+        return window
+
+    @property
+    def enrolling(self) -> bool:
+        if self._enrolment is not None and self._monotonic() >= self._enrolment[1]:
+            self._enrolment = None
+        return self._enrolment is not None
+
+    def take_enrolment(self) -> str:
+        """The enrolment's request id; the window closes (one card per request)."""
+        assert self._enrolment is not None
+        request_id = self._enrolment[0]
+        self._enrolment = None
+        return request_id
