@@ -7,6 +7,7 @@ integrations, timers) goes through a queue to one event-loop thread, which appli
 the same lock. The events the state machine emits are stamped and put in order on an outbox
 while the lock is held; the loop thread then writes them to the journal and hands them to
 the broker, outside the lock, so neither a disk write nor the network delays a decision.
+Those parts live beside it: inputs.py, sources.py, forwarder.py, actuators.py, acl_cache.py.
 """
 
 from __future__ import annotations
