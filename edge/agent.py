@@ -7,58 +7,73 @@ integrations, timers) goes through a queue to one event-loop thread, which appli
 the same lock. The events the state machine emits are stamped and put in order on an outbox
 while the lock is held; the loop thread then writes them to the journal and hands them to
 the broker, outside the lock, so neither a disk write nor the network delays a decision.
+Those parts live beside it: inputs.py, sources.py, forwarder.py, actuators.py, acl_cache.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.acl_cache import AllowListCache, Refusal
+from edge.actuators import Actuators
+from edge.clock import SteadyClock
+from edge.commands import CommandGate, Windows
 from edge.config import AgentConfig
 from edge.domain.access import Decision, decide
 from edge.domain.interlocks import gate
 from edge.domain.session import (
     Action,
-    Beep,
-    CloseRelay,
     Emit,
-    OpenRelay,
     SessionMachine,
     SessionRules,
 )
+from edge.forwarder import JOURNAL_KEEP_SENT, Forwarder
 from edge.hardware.interlocks import SafetyBoard
 from edge.hardware.outputs import Devices, build_devices
 from edge.hardware.readers import BadgeRead, BadgeReader
-from edge.integrations.busy import AnyBusy, BusySource
-from edge.journal import Journal, JournalFull
-from edge.transport import MqttTransport, Will
-from protocol.allowlist import AllowList, ListRefused, load_public_key, verify_allowlist
+from edge.inputs import (
+    LINK,
+    Acked,
+    BusyChanged,
+    Connected,
+    Decided,
+    Disconnected,
+    IncidentPressed,
+    Input,
+    IntegrationEvent,
+    InterlockChanged,
+    Message,
+    Readings,
+    Reply,
+    StateAsked,
+    Stop,
+    Tick,
+)
+from edge.integrations.busy import AnyBusy
+from edge.journal import Journal
+from edge.sources import Integrations, broker_link, reader_for, wire_gpio
+from edge.status import session_view, status_message, tap_answer
+from edge.systemd import Notifier
+from edge.transport import MqttTransport
+from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
-from protocol.commands import MAX_AGE, verify_command
-from protocol.envelope import EventType, ProtocolError
+from protocol.envelope import EventType
 from protocol.limits import fit_json
 from protocol.messages import CommandName, Status, Telemetry
 from protocol.topics import TopicKind, topic
 
 log = logging.getLogger(__name__)
 
-MAX_INFLIGHT = 200
-MAINTENANCE_WINDOW_S = 600
-ENROL_WINDOW_S = 60
-JOURNAL_KEEP_SENT = 10_000
 TICK_S = 0.25
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Agent:
@@ -77,16 +92,23 @@ class Agent:
         self._clock = SteadyClock(clock or (lambda: datetime.now(UTC)))
         self._pin_factory = pin_factory
         self._public_key = load_public_key(config.agent.hub_public_key)
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._queue: queue.Queue[Input] = queue.Queue()
         # The session machine, the relay, the allow-list in use and the clock's hold change
         # only under this lock (reader threads decide; the loop applies everything else).
         self._state_lock = threading.RLock()
         # Events emitted under the lock, in order, with their time; journaled by the loop.
-        self._outbox: deque[tuple[EventType, dict[str, Any], datetime]] = deque()
+        self.forwarder = Forwarder(
+            event_topic=self._topic(TopicKind.EVENT),
+            telemetry_topic=self._topic(TopicKind.TELEMETRY),
+        )
+        self._acl_cache = AllowListCache(
+            self.state_dir / "allowlist.json", self._public_key, config.agent.machine
+        )
         self._status_due = False
         self._reader = reader
         self.devices: Devices | None = None
         self.safety: SafetyBoard | None = None  # [[interlock]] inputs, [[accessory]] relays
+        self.actuators: Actuators | None = None
         self.journal: Journal | None = None
         self.transport: MqttTransport | None = None
         self.allowlist: AllowList | None = None
@@ -99,29 +121,26 @@ class Agent:
             ),
             new_session_id=lambda: str(uuid.uuid4()),
         )
-        self._inflight: dict[int, int] = {}
-        self._published_upto = 0
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
         self._last_heartbeat = 0.0
         self._last_alive_write = 0.0
         self._last_watchdog = 0.0
         self._last_prune = time.monotonic()
-        self._maintenance_until = 0.0
-        # (request id, monotonic deadline): the hub asked for the next card read, to enrol it.
-        self._enrolment: tuple[str, float] | None = None
-        self._octoprint: Any = None
-        self._busy_sources: list[BusySource] = []
-        # Ids of the commands applied: QoS 1 may deliver one twice, an attacker may replay a
-        # captured one. Kept in the journal too, so a restart does not forget them.
-        self._seen_commands: deque[uuid.UUID] = deque(maxlen=1000)
+        self._windows = Windows()  # maintenance and enrolment, opened by hub commands
+        self.integrations = Integrations(
+            config,
+            self._queue.put,
+            session_provider=lambda: self.machine.session,
+            clock=self._clock,
+        )
+        self._commands = CommandGate(self._public_key, config.agent.machine)
         # The last allow-list refused since one was accepted: (reason code, offered version).
         self._acl_refused: tuple[str, int | None] | None = None
-        self._power_meter: Any = None
         self._any_busy = AnyBusy()
         self._running = False
         self._stopped = threading.Event()
-        self._notifier: Any = None
+        self._systemd = Notifier()
         self._lock_from_list = False
 
     # -- paths and topics -----------------------------------------------------------------
@@ -142,7 +161,16 @@ class Agent:
             self.safety = SafetyBoard(
                 self.config,
                 self.devices.pin_factory,
-                on_change=lambda name, ok: self._queue.put(("interlock", name, ok)),
+                on_change=lambda name, ok: self._queue.put(InterlockChanged(name, ok)),
+            )
+            self.actuators = Actuators(
+                self.config,
+                self.devices,
+                self.safety,
+                self.machine,
+                emit=self._emit,
+                clock=self._clock,
+                allowlist=lambda: self.allowlist,
             )
             self._start_rest()
         except BaseException:
@@ -154,43 +182,28 @@ class Agent:
     def _start_rest(self) -> None:
         cfg = self.config
         self.journal = Journal(self.state_dir / "journal.sqlite3", cfg.agent.machine, self._clock)
+        self.forwarder.journal = self.journal
         self._load_cached_allowlist()
         recovered = self._recover()
         self._emit(
             EventType.AGENT_STARTED, {"version": __version__, "recovered_sessions": recovered}
         )
         self._drain()
-        offline = Status(machine=cfg.agent.machine, state="offline").encode()
-        self.transport = MqttTransport(
-            client_id=f"atelier-edge-{cfg.agent.machine}",
-            host=cfg.mqtt.host,
-            port=cfg.mqtt.port,
-            username=cfg.mqtt.username or cfg.agent.machine,
-            password=cfg.mqtt.resolve_password(),
-            protocol=cfg.mqtt.protocol,
-            keepalive=cfg.mqtt.keepalive_s,
-            will=Will(self._topic(TopicKind.STATUS), offline),
-            subscriptions=[self._topic(TopicKind.ACL), self._topic(TopicKind.CMD)]
-            + self._plug_topics(),
-            on_connected=lambda: self._queue.put(("connected",)),
-            on_disconnected=lambda: self._queue.put(("disconnected",)),
-            on_message=lambda t, p: self._queue.put(("message", t, p)),
-            on_acked=lambda mid: self._queue.put(("acked", mid)),
-            tls=cfg.mqtt.tls,
-            tls_ca=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None,
-            tls_cert=str(cfg.mqtt.cert_file) if cfg.mqtt.cert_file else None,
-            tls_key=str(cfg.mqtt.key_file) if cfg.mqtt.key_file else None,
+        self.transport = broker_link(
+            cfg, self._queue.put, plug_topics=self.integrations.plug_topics()
         )
-        self._wire_inputs()
+        self.forwarder.transport = self.transport
+        assert self.devices is not None
+        wire_gpio(self.devices, self._queue.put)
         if self._reader is None:
-            self._reader = self._make_reader()
+            self._reader = reader_for(cfg, tap=self.tap, state=self.state)
         self._reader.start(self._on_read)
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="agent-loop", daemon=True)
         self._thread.start()
         self.transport.start()
-        self._start_integrations()
-        self._notify("READY=1")
+        self.integrations.start()
+        self._systemd.notify("READY=1")
         log.info(
             "agent %s started (reader %s, relay pin %s)",
             cfg.agent.machine,
@@ -198,103 +211,19 @@ class Agent:
             cfg.relay.pin,
         )
 
-    def _start_integrations(self) -> None:
-        self._start_busy_sources()
-        options = self.config.octoprint
-        if options is None:
-            return
-        from edge.integrations.octoprint import OctoPrintWatcher
-
-        # The watcher polls on its own thread and only enqueues; the loop decides.
-        self._octoprint = OctoPrintWatcher(
-            options,
-            session_provider=lambda: self.machine.session,
-            emit_event=lambda kind, data: self._queue.put(("integration", kind, data)),
-            emit_telemetry=lambda values: self._queue.put(("telemetry", values)),
-            clock=self._clock,
-        )
-        self._octoprint.start()
-
-    def _plug_topics(self) -> list[str]:
-        """A plug publishing on the lab's broker is read through the agent's own connection."""
-        options = self.config.power_meter
-        if options is None or options.broker is not None:
-            return []
-        from edge.integrations.power_meter import plug_topic
-
-        return [plug_topic(options)]
-
-    def _start_busy_sources(self) -> None:
-        # Each source watches on its own thread and only enqueues, like the OctoPrint watcher.
-        def emit_event(kind: EventType, data: dict[str, Any]) -> None:
-            self._queue.put(("integration", kind, data))
-
-        def emit_telemetry(values: dict[str, Any]) -> None:
-            self._queue.put(("telemetry", values))
-
-        machine = self.config.agent.machine
-        if self.config.power_meter is not None:
-            from edge.integrations.power_meter import PowerMeter
-
-            self._power_meter = PowerMeter(
-                self.config.power_meter,
-                emit_event=emit_event,
-                emit_telemetry=emit_telemetry,
-                client_id=f"atelier-edge-{machine}-plug",
-            )
-            self._busy_sources.append(self._power_meter)
-        if self.config.ruida is not None:
-            from edge.integrations.ruida import RuidaWatcher
-
-            ruida = RuidaWatcher(
-                self.config.ruida, emit_event=emit_event, emit_telemetry=emit_telemetry
-            )
-            self._busy_sources.append(ruida)
-        for source in self._busy_sources:
-            source.start()
-
     def _busy_changed(self, source: str, busy: bool, now: datetime) -> None:
         # The machine works while any source says so: the last one to stop makes it idle.
         self._apply(self.machine.busy_changed(self._any_busy.update(source, busy), now, source))
         self._publish_status()
-
-    def _make_reader(self) -> BadgeReader:
-        kind = self.config.reader.type
-        if kind == "sim":
-            from edge.hardware.sim_reader import SimReader
-
-            return SimReader(self.config.sim_socket, self._handle_sim_request)
-        if kind == "mfrc522":
-            from edge.hardware.mfrc522_reader import MFRC522Reader
-
-            return MFRC522Reader.from_config(self.config)
-        from edge.hardware.keyboard_reader import KeyboardReader
-
-        return KeyboardReader.from_config(self.config)
-
-    def _wire_inputs(self) -> None:
-        assert self.devices is not None
-        busy = self.devices.busy_input
-        if busy is not None:
-            busy.when_activated = lambda: self._queue.put(("busy", True))
-            busy.when_deactivated = lambda: self._queue.put(("busy", False))
-            if busy.is_active:
-                self._queue.put(("busy", True))
-        button = self.devices.incident_button
-        if button is not None:
-            button.when_activated = lambda: self._queue.put(("incident",))
 
     def stop(self) -> None:
         """Stop everything; the relay ends open whatever happened. Safe to call twice."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self._octoprint is not None:
-            self._octoprint.stop()
-        for source in self._busy_sources:
-            source.stop()
+        self.integrations.stop()
         if self._running and self._thread is not None:
-            self._queue.put(("stop",))
+            self._queue.put(Stop())
             self._thread.join(timeout=10)
         self._running = False
         if self._reader is not None:
@@ -311,16 +240,16 @@ class Agent:
             self.transport.stop(final=(self._topic(TopicKind.STATUS), offline))
         if self.journal is not None:
             self.journal.close()
-        self._notify("STOPPING=1")
+        self._systemd.notify("STOPPING=1")
 
     # -- public, thread-safe entry points ------------------------------------------------
     def tap(self, uid: str, *, present: bool = True, timeout: float = 10) -> dict[str, Any]:
         """A read as a reader reports it; the answer comes once its events are journaled."""
-        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
+        reply: Reply = queue.Queue(maxsize=1)
         self._on_read(BadgeRead(uid=normalise_uid(uid), present=present), reply)
         return reply.get(timeout=timeout)
 
-    def _on_read(self, read: BadgeRead, reply: queue.Queue[dict[str, Any]] | None = None) -> None:
+    def _on_read(self, read: BadgeRead, reply: Reply | None = None) -> None:
         """A card read, in the reader's own thread: decided and the relay switched here.
 
         Handing the read over to the loop thread was most of the tap-to-relay time (a thread
@@ -331,7 +260,7 @@ class Agent:
             if self._stopped.is_set():
                 return  # stopping: the relay stays open and nothing is decided
             now = self._clock()
-            if read.present and self._enrolling():
+            if read.present and self._windows.enrolling:
                 answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
@@ -344,42 +273,31 @@ class Agent:
                     and a.data.get("mode") == "maintenance"
                     for a in actions
                 ):
-                    self._maintenance_until = 0.0  # the window opens the machine once
+                    self._windows.close_maintenance()  # the window opens the machine once
                 if reply is not None:
                     answer = self._tap_reply(actions)
-        self._queue.put(("decided", reply, answer))
+        self._queue.put(Decided(reply, answer))
 
     def state(self, timeout: float = 10) -> dict[str, Any]:
-        reply: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
-        self._queue.put(("state", reply))
+        reply: Reply = queue.Queue(maxsize=1)
+        self._queue.put(StateAsked(reply))
         return reply.get(timeout=timeout)
 
     def set_busy(self, busy: bool) -> None:
         """For simulated machines and integrations that sense busy without a GPIO input."""
-        self._queue.put(("busy", busy))
-
-    def _handle_sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "state":
-            return self.state()
-        if op in ("tap", "remove"):
-            try:
-                uid = normalise_uid(str(request.get("uid", "")))
-            except ValueError as exc:
-                return {"ok": False, "error": str(exc)}
-            return self.tap(uid, present=op == "tap")
-        return {"ok": False, "error": f"unknown op {op!r}: use tap, remove or state"}
+        self._queue.put(BusyChanged(busy))
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
         last_tick = 0.0
         while True:
+            item: Input
             try:
                 item = self._queue.get(timeout=TICK_S)
             except queue.Empty:
-                item = ("tick",)
+                item = Tick()
             try:
-                if item[0] == "stop":
+                if isinstance(item, Stop):
                     self._on_stop()
                     return
                 self._handle(item)
@@ -390,79 +308,69 @@ class Agent:
                 with self._state_lock:
                     self._clock.hold(self.machine.session is not None)
             except Exception:
-                log.exception("agent loop failed on %s; going on", item[0])
+                log.exception("agent loop failed on %s; going on", type(item).__name__)
             try:
                 self._drain()
-                if item[0] == "decided" and item[1] is not None:
-                    item[1].put(item[2])  # a tap's answer, once its events are journaled
+                if isinstance(item, Decided) and item.reply is not None and item.answer:
+                    item.reply.put(item.answer)  # a tap's answer, once its events are journaled
             except Exception:
-                log.exception("agent loop failed journaling after %s; going on", item[0])
+                log.exception(
+                    "agent loop failed journaling after %s; going on", type(item).__name__
+                )
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
+    def _handle(self, item: Input) -> None:
         """One queued input. Whatever touches the session machine does so under the state
         lock; journal, broker and file work stays outside it (see the module docstring)."""
-        kind = item[0]
-        if kind in ("busy", "integration", "incident", "interlock"):
-            with self._state_lock:
-                self._handle_locked(item, self._clock())
-        elif kind == "state":
-            item[1].put(self._state_dict())
-        elif kind == "telemetry":
-            with self._state_lock:
-                now = self._clock()
-            self._handle_telemetry(item[1], now)
-        elif kind == "message":
-            self._on_message(item[1], item[2])
+        match item:
+            case BusyChanged(busy=busy):
+                with self._state_lock:
+                    self._busy_changed("gpio", busy, self._clock())
+            case IntegrationEvent(type=event_type, data=data):
+                with self._state_lock:
+                    self._integration_event(event_type, data, self._clock())
+            case IncidentPressed():
+                with self._state_lock:
+                    member = self.machine.session.member if self.machine.session else None
+                    self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
+            case InterlockChanged():
+                with self._state_lock:
+                    self._check_interlocks(self._clock())
+                    self._publish_status()
+            case StateAsked(reply=reply):
+                reply.put(self._state_dict())
+            case Readings(values=values):
+                with self._state_lock:
+                    now = self._clock()
+                # A plug or printer may report what JSON or a database cannot hold (NaN, huge text).
+                sample = Telemetry(
+                    machine=self.config.agent.machine, ts=now, values=fit_json(values)
+                )
+                self.forwarder.telemetry(sample.encode())
+            case Message(topic=topic_name, payload=payload):
+                self._on_message(topic_name, payload)
+            case Acked(mid=mid):
+                self.forwarder.acked(mid)
+            case Connected():
+                log.info(
+                    "connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port
+                )
+                self._publish_status()
+                self.forwarder.connected()
+            case Disconnected():
+                self.forwarder.disconnected()
+            case Decided() | Tick() | Stop():
+                pass  # a read decided in its thread, or time passing: the loop's own steps
+
+    def _integration_event(
+        self, event_type: EventType, data: dict[str, Any], now: datetime
+    ) -> None:
+        if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
+            # Busy time is tracked in one place, the session machine, which also keeps the
+            # power on while the machine works.
+            busy = event_type is EventType.MACHINE_BUSY
+            self._busy_changed(str(data.get("source")), busy, now)
         else:
-            self._handle_link(item)
-
-    def _handle_locked(self, item: tuple[Any, ...], now: datetime) -> None:
-        kind = item[0]
-        if kind == "busy":
-            self._busy_changed("gpio", bool(item[1]), now)
-        elif kind == "integration":
-            event_type, data = item[1], item[2]
-            if event_type in (EventType.MACHINE_BUSY, EventType.MACHINE_IDLE):
-                # Busy time is tracked in one place, the session machine, which also keeps
-                # the power on while the machine works.
-                busy = event_type is EventType.MACHINE_BUSY
-                self._busy_changed(str(data.get("source")), busy, now)
-            else:
-                self._emit(event_type, data)
-        elif kind == "incident":
-            member = self.machine.session.member if self.machine.session else None
-            self._emit(EventType.INCIDENT_REPORTED, {"source": "button", "member": member})
-        elif kind == "interlock":
-            self._check_interlocks(now)
-            self._publish_status()
-
-    def _handle_telemetry(self, values: dict[str, Any], now: datetime) -> None:
-        # A plug or printer may report what JSON or a database cannot hold (NaN, huge text).
-        sample = Telemetry(machine=self.config.agent.machine, ts=now, values=fit_json(values))
-        if self.transport is not None and self.transport.connected:
-            self.transport.publish(self._topic(TopicKind.TELEMETRY), sample.encode(), qos=0)
-        elif self.journal is not None:
-            # Kept for the hub's history while the broker is away; shed first on a full disk.
-            self.journal.keep_telemetry(sample.encode())
-
-    def _handle_link(self, item: tuple[Any, ...]) -> None:
-        """The broker link: acknowledgements and connections (the loop thread's own state)."""
-        kind = item[0]
-        if kind == "acked":
-            seq = self._inflight.pop(item[1], None)
-            if seq is not None and self.journal is not None:
-                self.journal.mark_sent(seq)
-            self._pump()
-        elif kind == "connected":
-            log.info("connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
-            self._inflight.clear()
-            self._published_upto = 0
-            self._publish_status()
-            self._pump()
-            self._send_kept_telemetry()
-        elif kind == "disconnected":
-            self._inflight.clear()
-            self._published_upto = 0
+            self._emit(event_type, data)
 
     def _periodic(self, mono: float) -> None:
         with self._state_lock:
@@ -482,7 +390,7 @@ class Agent:
             self.journal.prune(keep=JOURNAL_KEEP_SENT)
         if mono - self._last_watchdog >= 5:
             self._last_watchdog = mono
-            self._notify("WATCHDOG=1")
+            self._systemd.notify("WATCHDOG=1")
 
     def _on_stop(self) -> None:
         with self._state_lock:
@@ -494,12 +402,12 @@ class Agent:
     def _flush(self, timeout: float) -> None:
         """Give unacknowledged events a moment to reach the broker before shutdown."""
         deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
+        while self.forwarder.inflight and time.monotonic() < deadline:
             try:
                 item = self._queue.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if item[0] in ("acked", "connected", "disconnected"):
+            if isinstance(item, LINK):
                 self._handle(item)
 
     # -- decisions and actions ------------------------------------------------------------
@@ -513,7 +421,7 @@ class Agent:
                 secret_ok=read.secret_ok,
                 card_refusal=read.refusal,
                 supervisor_present=supervisor_present,
-                maintenance_window=time.monotonic() < self._maintenance_until,
+                maintenance_window=self._windows.maintenance,
                 machine_locked=self.machine.locked,
             )
             if self.safety is None:
@@ -523,169 +431,42 @@ class Agent:
         return decide_now
 
     def _apply(self, actions: list[Action]) -> None:
-        assert self.devices is not None
+        assert self.actuators is not None
         try:
-            self._apply_actions(actions)
+            if self.actuators.run(actions):
+                self._publish_status()
         finally:
             # After the actions: a session's last event is still stamped on its own timeline.
             self._clock.hold(self.machine.session is not None)
 
-    def _apply_actions(self, actions: list[Action]) -> None:
-        assert self.devices is not None
-        changed = False
-        for action in actions:
-            if isinstance(action, CloseRelay):
-                self.devices.close_relay()
-                changed = True
-                if self.devices.led is not None:
-                    self.devices.led.on()
-                self._accessories_follow(True)
-            elif isinstance(action, OpenRelay):
-                self.devices.open_relay()
-                changed = True
-                if self.devices.led is not None:
-                    self.devices.led.off()
-                self._accessories_follow(False)
-            elif isinstance(action, Beep):
-                self._beep(action.kind)
-            elif isinstance(action, Emit):
-                self._emit(action.type, action.data)
-                if action.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED):
-                    changed = True
-        if changed:
-            self._publish_status()
-
-    def _accessories_follow(self, relay_closed: bool) -> None:
-        """Accessory relays follow the machine's; one needing its own training stays off for
-        a member without it, and says so (accessory.refused)."""
-        if self.safety is None:
-            return
-        now = self._clock()
-        if not relay_closed:
-            self.safety.machine_off(now)
-            return
-        session = self.machine.session
-        entry = self.allowlist.by_badge().get(session.badge) if session and self.allowlist else None
-        for accessory, reason in self.safety.machine_on(entry, now):
-            assert accessory.training is not None
-            self._emit(
-                EventType.ACCESSORY_REFUSED,
-                {
-                    "accessory": accessory.name,
-                    "training": accessory.training,
-                    "reason": reason.value,
-                    "member": session.member if session else "",
-                    "session_id": session.session_id if session else None,
-                },
-            )
-
     def _check_interlocks(self, now: datetime) -> None:
-        """A safety input in fault while the relay is closed: an event, a warning on the
-        buzzer and LED, and (by default) the session ends; the relay opens once the machine
-        is not busy, or at once with session.cut_while_busy."""
-        if self.safety is None:
-            return
-        new, cleared = self.safety.fault_changes(now)
-        for interlock in new:
-            session = self.machine.session
-            action = "warned"
-            if session is not None and self.config.safety.on_fault == "end-session":
-                action = "session-ended"
-            elif session is None:
-                action = "none"
-            self._emit(
-                EventType.INTERLOCK_FAULT,
-                {
-                    "interlock": interlock.name,
-                    "kind": interlock.kind,
-                    "action": action,
-                    "session_id": session.session_id if session else None,
-                    "member": session.member if session else None,
-                },
-            )
-            log.warning("interlock %s (%s) in fault: %s", interlock.name, interlock.kind, action)
-            self._beep("warning")
-            if self.devices is not None and self.devices.led is not None:
-                self.devices.led.blink(on_time=0.2, off_time=0.2, background=True)
-            if action == "session-ended":
-                self._apply(self.machine.end_session(now, "interlock"))
-        for interlock in cleared:
-            self._emit(
-                EventType.INTERLOCK_CLEARED, {"interlock": interlock.name, "kind": interlock.kind}
-            )
-            if self.devices is not None and self.devices.led is not None:
-                (self.devices.led.on if self.machine.relay_closed else self.devices.led.off)()
-        if new or cleared:
+        if self.actuators is not None and self.actuators.check_interlocks(now, self._apply):
             self._publish_status()
-
-    def _beep(self, kind: str) -> None:
-        buzzer = self.devices.buzzer if self.devices else None
-        if buzzer is None:
-            return
-        pattern = {
-            "grant": (0.1, 0.1, 1),
-            "deny": (0.4, 0.1, 1),
-            "warning": (0.1, 0.1, 3),
-            "end": (0.1, 0.1, 2),
-        }[kind]
-        buzzer.beep(on_time=pattern[0], off_time=pattern[1], n=pattern[2], background=True)
-
-    def _enrolling(self) -> bool:
-        if self._enrolment is not None and time.monotonic() >= self._enrolment[1]:
-            self._enrolment = None
-        return self._enrolment is not None
 
     def _report_read(
         self, uid: str, card: str | None = None, refusal: str | None = None
     ) -> dict[str, Any]:
         """The card goes to the hub for enrolment; nothing is decided and the relay stays."""
-        assert self._enrolment is not None and self.devices is not None
-        request_id = self._enrolment[0]
-        self._enrolment = None
-        self._beep("end")
+        assert self.actuators is not None
+        request_id = self._windows.take_enrolment()
+        self.actuators.beep("end")
         data: dict[str, Any] = {"badge": uid, "request_id": request_id}
         if card is not None:  # a secure reader's enrolment: what it did to the card
             data["card"] = card
             if refusal is not None:
                 data["card_refusal"] = refusal
         self._emit(EventType.BADGE_READ, data)
+        return {"ok": True, "decision": "read", "reason": None, "badge": uid} | self._relay_state()
+
+    def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
+        return tap_answer(actions) | self._relay_state()
+
+    def _relay_state(self) -> dict[str, Any]:
+        assert self.devices is not None
         return {
-            "ok": True,
-            "decision": "read",
-            "reason": None,
-            "badge": uid,
             "relay": "closed" if self.machine.relay_closed else "open",
             "relay_pin": self.devices.relay_pin_state(),
         }
-
-    def _tap_reply(self, actions: list[Action]) -> dict[str, Any]:
-        reply: dict[str, Any] = {"ok": True, "decision": "ignored", "reason": None}
-        for action in actions:
-            if isinstance(action, Emit):
-                if action.type is EventType.BADGE_GRANTED:
-                    reply.update(
-                        decision="granted",
-                        session_id=action.data["session_id"],
-                        member=action.data["member"],
-                    )
-                elif action.type is EventType.BADGE_DENIED:
-                    reply.update(decision="denied", reason=action.data["reason"])
-                elif action.type is EventType.SESSION_ENDED and reply["decision"] == "ignored":
-                    reply.update(
-                        decision="ended",
-                        reason=action.data["reason"],
-                        session_id=action.data["session_id"],
-                    )
-            elif (
-                isinstance(action, Beep)
-                and action.kind == "grant"
-                and reply["decision"] == "ignored"
-            ):
-                reply["decision"] = "extended"
-        assert self.devices is not None
-        reply["relay"] = "closed" if self.machine.relay_closed else "open"
-        reply["relay_pin"] = self.devices.relay_pin_state()
-        return reply
 
     def _state_dict(self) -> dict[str, Any]:
         with self._state_lock:
@@ -697,81 +478,34 @@ class Agent:
         return state
 
     def _machine_state(self) -> dict[str, Any]:
-        assert self.devices is not None
-        session = self.machine.session
         return {
             "ok": True,
             "machine": self.config.agent.machine,
-            "relay": "closed" if self.machine.relay_closed else "open",
-            "relay_pin": self.devices.relay_pin_state(),
-            "session": None
-            if session is None
-            else {
-                "session_id": session.session_id,
-                "member": session.member,
-                "badge": session.badge,
-                "mode": session.mode,
-                "started_at": session.started_at.isoformat(),
-            },
+            **self._relay_state(),
+            "session": session_view(self.machine.session),
             "busy": self.machine.busy,
             "locked": self.machine.locked,
             "acl_version": self.allowlist.version if self.allowlist else None,
             "acl_refused": self._acl_refused[0] if self._acl_refused else None,
             "acl_offered": self._acl_refused[1] if self._acl_refused else None,
             "connected": bool(self.transport and self.transport.connected),
-            "enrolling": self._enrolling(),
+            "enrolling": self._windows.enrolling,
             "interlocks": self.safety.ok() if self.safety else {},
             "accessories": self.safety.accessories_on() if self.safety else {},
         }
 
-    # -- events: journal first, then the broker ------------------------------------------
+    # -- events: journal first, then the broker (edge.forwarder) --------------------------
     def _emit(self, type: EventType, data: dict[str, Any]) -> None:
-        """Called under the state lock: the event takes its place and its time now; the loop
-        thread journals it (`_drain`), so a decision never waits for the disk."""
-        self._outbox.append((type, data, self._clock()))
+        """Called under the state lock: the event takes its place and its time now."""
+        self.forwarder.emit(type, data, self._clock())
 
     def _drain(self) -> None:
-        """Journal the emitted events in order, then the broker; publish a status if due.
-        The loop thread's (and, before the loop runs, the starting thread's) work."""
-        assert self.journal is not None
-        wrote = False
-        while self._outbox:
-            type, data, at = self._outbox.popleft()
-            try:
-                self.journal.append(type, data, at=at)
-                wrote = True
-            except JournalFull:
-                # Disk full and the memory reserve used up: the decision stands (the relay
-                # has already switched), the event cannot be kept. Said loudly, once per event.
-                log.error("journal full, disk and memory: %s event lost", type.value)
-        if wrote:
-            self._pump()
+        """Journal and publish the emitted events, then a status if one is due (after the
+        events of the same change). The loop thread's work, or the starting thread's."""
+        self.forwarder.drain()
         if self._status_due:
             self._status_due = False
             self._send_status()
-
-    def _pump(self) -> None:
-        """Publish unsent journal rows in seq order, a bounded number in flight at a time."""
-        if self.transport is None or not self.transport.connected or self.journal is None:
-            return
-        room = MAX_INFLIGHT - len(self._inflight)
-        if room <= 0:
-            return
-        for seq, payload in self.journal.unsent(limit=room, after_seq=self._published_upto):
-            mid = self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
-            if mid is None:
-                return
-            self._inflight[mid] = seq
-            self._published_upto = seq
-
-    def _resend(self, from_seq: int) -> None:
-        """Publish again what the journal still holds from `from_seq` on (the hub dedupes)."""
-        if self.transport is None or not self.transport.connected or self.journal is None:
-            return
-        rows = self.journal.since(from_seq, limit=JOURNAL_KEEP_SENT)
-        for _seq, payload in rows:
-            self.transport.publish(self._topic(TopicKind.EVENT), payload, qos=1)
-        log.info("the hub asked for events from seq %d: %d sent again", from_seq, len(rows))
 
     def _publish_status(self) -> None:
         """Ask for a status; the loop sends it after the events of the same change."""
@@ -782,39 +516,14 @@ class Agent:
         if self.transport is None or not self.transport.connected:
             return
         state = self._state_dict()
-        status = Status(
-            machine=self.config.agent.machine,
-            state="online",
+        status = status_message(
+            self.config.agent.machine,
+            state,
             ts=self._clock(),
-            version=__version__,
-            uptime_s=round(time.monotonic() - self._started_mono, 1),
-            relay=state["relay"],
-            session=state["session"],
-            busy=state["busy"],
-            locked=state["locked"],
+            uptime_s=time.monotonic() - self._started_mono,
             reader_ok=bool(self._reader and self._reader.healthy),
-            backlog=state["backlog"],
-            acl_version=state["acl_version"],
-            acl_refused=state["acl_refused"],
-            acl_offered=state["acl_offered"],
-            last_seq=state["last_seq"] or None,
-            # Status takes additive fields: the hub sees a full journal at once.
-            journal="full" if state["journal_full"] else "ok",
-            interlocks=state["interlocks"] or None,
-            accessories=state["accessories"] or None,
         )
         self.transport.publish(self._topic(TopicKind.STATUS), status.encode(), qos=1, retain=True)
-
-    def _send_kept_telemetry(self) -> None:
-        """Samples taken while the broker was away, after the events (QoS 0, oldest first)."""
-        while self.journal is not None and self.transport is not None:
-            rows = self.journal.kept_telemetry(limit=500)
-            if not rows:
-                return
-            for _id, payload in rows:
-                if self.transport.publish(self._topic(TopicKind.TELEMETRY), payload, qos=0) is None:
-                    return
-            self.journal.forget_telemetry(rows[-1][0])
 
     # -- hub messages ---------------------------------------------------------------------
     def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -822,29 +531,17 @@ class Agent:
             self._on_allowlist(payload)
         elif topic_name == self._topic(TopicKind.CMD):
             self._on_command(payload)
-        elif self._power_meter is not None and topic_name == self._power_meter.topic:
-            self._power_meter.feed(topic_name, payload)
+        else:
+            self.integrations.feed(topic_name, payload)
 
     def _on_allowlist(self, payload: bytes) -> None:
-        current = self.allowlist.version if self.allowlist else None
-        try:
-            new = verify_allowlist(
-                payload, self._public_key, now=self._clock(), current_version=current
-            )
-        except ProtocolError as exc:
-            offered = exc.offered if isinstance(exc, ListRefused) else None
-            if exc.reason == "stale" and offered == current:
-                return  # the list in force, delivered again (retained, on each reconnect)
-            self._refuse_allowlist(exc.reason, exc.detail, offered)
+        new = self._acl_cache.offer(payload, now=self._clock(), current=self.allowlist)
+        if new is None:
+            return  # the list in force, delivered again
+        if isinstance(new, Refusal):
+            self._refuse_allowlist(new)
             return
-        if new.machine != self.config.agent.machine:
-            self._refuse_allowlist(
-                "wrong_machine",
-                f"the list is for machine {new.machine}, this is {self.config.agent.machine}",
-                new.version,
-            )
-            return
-        self._save_allowlist(payload)  # the file first, outside the lock (an fsync)
+        self._acl_cache.save(payload)  # the file first, outside the lock (an fsync)
         with self._state_lock:
             self.allowlist = new
             self._acl_refused = None
@@ -858,44 +555,28 @@ class Agent:
             self._publish_status()
         log.info("allow-list version %s accepted (%d badges)", new.version, len(new.entries))
 
-    def _refuse_allowlist(self, reason: str, detail: str, offered: int | None) -> None:
+    def _refuse_allowlist(self, refusal: Refusal) -> None:
         """One line in the log, and the reason in every status until a list is accepted:
         the hub shows and alerts on an agent that keeps an old list (a restored hub whose
         versions went back, a list signed by another key)."""
         log.warning(
             "allow-list refused (%s): %s; keeping version %s",
-            reason,
-            detail,
+            refusal.reason,
+            refusal.detail,
             self.allowlist.version if self.allowlist else "none",
         )
         with self._state_lock:
-            self._acl_refused = (reason, offered)
+            self._acl_refused = (refusal.reason, refusal.offered)
         self._publish_status()
 
     def _on_command(self, payload: bytes) -> None:
         now = self._clock()
-        try:
-            cmd = verify_command(
-                payload, self._public_key, machine=self.config.agent.machine, now=now
-            )
-        except ProtocolError as exc:
-            log.warning("command refused (%s): %s", exc.reason, exc.detail)
-            return
         assert self.journal is not None
-        if cmd.id in self._seen_commands or self.journal.command_applied(str(cmd.id)):
-            log.warning("command %s refused: already applied (a replay)", cmd.id)
+        cmd = self._commands.admit(payload, self.journal, now)
+        if cmd is None:
             return
-        self._seen_commands.append(cmd.id)
-        # Written before the command acts: a crash in between cannot let it be applied twice.
-        if not self.journal.remember_command(str(cmd.id), cmd.ts, forget_before=now - 2 * MAX_AGE):
-            log.warning("command %s: disk full, remembered for this run only", cmd.id)
         if cmd.cmd is CommandName.SYNC:
-            from_seq = cmd.args.get("from_seq")
-            if isinstance(from_seq, int) and from_seq > 0:
-                self._resend(from_seq)
-            self._published_upto = 0
-            self._inflight.clear()
-            self._pump()
+            self.forwarder.sync(cmd.args.get("from_seq"))
         else:
             with self._state_lock:
                 self._apply_command(cmd.cmd, cmd.args, now)
@@ -910,118 +591,33 @@ class Agent:
         elif name is CommandName.END_SESSION:
             self._apply(self.machine.end_session(now, "hub-command"))
         elif name is CommandName.UNLOCK_FOR_MAINTENANCE:
-            window = float(args.get("window_s", MAINTENANCE_WINDOW_S))
-            self._maintenance_until = time.monotonic() + window
+            window = self._windows.open_maintenance(args)
             log.info(
                 "maintenance window open for %.0f s: a trainer's badge may open the machine", window
             )
         elif name is CommandName.ENROL:
-            window = min(300.0, float(args.get("window_s", ENROL_WINDOW_S)))
-            self._enrolment = (str(args.get("request_id", "")), time.monotonic() + window)
+            window = self._windows.open_enrolment(args)
             start_enrolment = getattr(self._reader, "start_enrolment", None)
             if start_enrolment is not None:
                 start_enrolment(window)  # a secure reader writes the site's keys on the card
             log.info("enrolment: the next card read in %.0f s is sent to the hub", window)
 
-    def _save_allowlist(self, payload: bytes) -> None:
-        path = self.state_dir / "allowlist.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(payload)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-
     def _load_cached_allowlist(self) -> None:
-        path = self.state_dir / "allowlist.json"
-        if not path.exists():
-            return
-        try:
-            # Signature checked here; expiry is applied at each decision.
-            self.allowlist = verify_allowlist(path.read_bytes(), self._public_key, now=_EPOCH)
-        except ProtocolError as exc:
-            log.warning("cached allow-list ignored (%s): %s", exc.reason, exc.detail)
-            return
-        if self.allowlist.locked:
+        self.allowlist = self._acl_cache.load()
+        if self.allowlist is not None and self.allowlist.locked:
             self._lock_from_list = True
             self.machine.locked = True
 
     def _recover(self) -> int:
         """Close a session the previous run left open (crash, power cut)."""
         assert self.journal is not None
-        open_session = self.journal.open_session()
-        if open_session is None:
+        closed = self.journal.close_open_session()
+        if closed is None:
             return 0
-        last_alive_raw = self.journal.get_meta("last_alive")
-        ended = self._clock()
-        if last_alive_raw:
-            ended = max(open_session.started_at, datetime.fromisoformat(last_alive_raw))
-        # Stamped when it ended (the agent's last sign of life), not at the restart: the hub
-        # bills from start to end, and the member must not pay for the downtime.
-        assert self.journal is not None
-        self.journal.append(
-            EventType.SESSION_ENDED,
-            {
-                "session_id": open_session.session_id,
-                "member": open_session.member,
-                "reason": "agent-restart",
-                "duration_s": max(0.0, (ended - open_session.started_at).total_seconds()),
-            },
-            at=ended,
-        )
-        self._pump()
+        self.forwarder.pump()
         log.warning(
             "session %s of %s was open at restart; closed with agent-restart",
-            open_session.session_id,
-            open_session.member,
+            closed.session_id,
+            closed.member,
         )
         return 1
-
-    def _notify(self, message: str) -> None:
-        if not os.environ.get("NOTIFY_SOCKET"):
-            return
-        if self._notifier is None:
-            try:
-                import sdnotify
-
-                self._notifier = sdnotify.SystemdNotifier()
-            except ImportError:
-                return
-        self._notifier.notify(message)
-
-
-class SteadyClock:
-    """The wall clock, except while held: then it advances with the monotonic clock from
-    the last time it gave (the session's start), so a jump of the wall clock can neither
-    stretch nor reverse a session. Released (no session open), it follows the wall clock
-    again, jumps included."""
-
-    def __init__(
-        self, wall: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._wall = wall
-        self._monotonic = monotonic
-        self._anchor: tuple[datetime, float] | None = None
-        self._last: tuple[datetime, float] | None = None
-        self._lock = threading.Lock()  # read by the reader, loop and integration threads
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            mono = self._monotonic()
-            if self._anchor is None:
-                now = self._wall()
-            else:
-                wall, start = self._anchor
-                now = wall + timedelta(seconds=mono - start)
-            self._last = (now, mono)
-            return now
-
-    def hold(self, held: bool) -> None:
-        with self._lock:
-            if held and self._anchor is None:
-                self._anchor = self._last or (self._wall(), self._monotonic())
-            elif not held:
-                self._anchor = None
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())

@@ -402,6 +402,30 @@ class Journal:
             started_at=datetime.fromisoformat(started["ts"].replace("Z", "+00:00")),
         )
 
+    def close_open_session(self) -> OpenSession | None:
+        """End the session the previous run left open (crash, power cut), if any, with
+        `agent-restart`; the session it ended, or None."""
+        open_session = self.open_session()
+        if open_session is None:
+            return None
+        last_alive_raw = self.get_meta("last_alive")
+        ended = self._clock()
+        if last_alive_raw:
+            ended = max(open_session.started_at, datetime.fromisoformat(last_alive_raw))
+        # Stamped when it ended (the agent's last sign of life), not at the restart: the hub
+        # bills from start to end, and the member must not pay for the downtime.
+        self.append(
+            EventType.SESSION_ENDED,
+            {
+                "session_id": open_session.session_id,
+                "member": open_session.member,
+                "reason": "agent-restart",
+                "duration_s": max(0.0, (ended - open_session.started_at).total_seconds()),
+            },
+            at=ended,
+        )
+        return open_session
+
     def set_meta(self, key: str, value: str) -> bool:
         """False when the disk had no room (the agent's periodic writes must not fail)."""
         with self._lock:

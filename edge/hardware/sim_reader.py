@@ -18,10 +18,29 @@ from pathlib import Path
 from typing import Any
 
 from edge.hardware.readers import BadgeRead, OnBadge
+from protocol.badges import normalise_uid
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+Tap = Callable[..., dict[str, Any]]  # Agent.tap(uid, present=...)
+State = Callable[[], dict[str, Any]]  # Agent.state()
+
+
+def answer(request: dict[str, Any], *, tap: Tap, state: State) -> dict[str, Any]:
+    """One request on the socket, answered by the agent's `tap` or `state`."""
+    op = request.get("op")
+    if op == "state":
+        return state()
+    if op in ("tap", "remove"):
+        try:
+            uid = normalise_uid(str(request.get("uid", "")))
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        return tap(uid, present=op == "tap")
+    return {"ok": False, "error": f"unknown op {op!r}: use tap, remove or state"}
 
 
 class SimReader:

@@ -3,7 +3,7 @@
 A source watches one signal on its own thread and reports through a `BusyReport`, which
 turns what it sees into what the hub reads the same way for every source:
 - `machine.busy` / `machine.idle` with `source` (`power`, `ruida`; the GPIO input is `gpio`),
-  enqueued as ("integration", type, data) exactly like OctoPrint's; the agent's loop makes
+  enqueued as an `IntegrationEvent` (edge.inputs) exactly like OctoPrint's; the agent's loop makes
   the session machine account the busy time, so `busy_s` is computed in one place;
 - `incident.reported` with `kind="source-offline"` when the source has said nothing for its
   `silent_after_s` (or never answered since the start), then `kind="source-online"` when it

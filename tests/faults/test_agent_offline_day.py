@@ -10,6 +10,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import Session, select
 
+from edge.inputs import Readings
 from hub.allowlist import allowlist_body
 from hub.core.db import make_engine
 from hub.core.security import load_or_create_signing_key
@@ -29,7 +30,7 @@ def test_agent_offline_for_a_day_replays_and_its_list_expires(lab: FaultLab, rep
     traveller.link.cut()
     wait_until(lambda: not traveller.state()["connected"], timeout=20, what="the link cut")
     for i in range(50):  # readings taken offline are kept for the hub's history
-        traveller.agent._queue.put(("telemetry", {"watts": i}))
+        traveller.agent._queue.put(Readings({"watts": i}))
     decisions: dict[str, list[str]] = {}
     with Traffic(fleet, pause_s=0.1, max_taps=60):  # the rest of the lab goes on meanwhile
         # Through the day, hour by hour: in and out, decided from the cached list.

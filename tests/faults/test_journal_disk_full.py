@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlmodel import select
 
+from edge.inputs import Readings
 from hub.models import Event, Machine, TelemetrySample
 from tests.faults.conftest import FaultLab, Traffic
 from tests.support.processes import wait_until
@@ -32,7 +33,7 @@ def test_journal_disk_full_decisions_go_on_and_nothing_is_lost(lab: FaultLab, re
         nonlocal samples
         samples += 1
         # As an integration reports a reading (the loop's own telemetry input).
-        agent._queue.put(("telemetry", {"watts": 1000 + samples}))
+        agent._queue.put(Readings({"watts": 1000 + samples}))
 
     for _ in range(300):
         sample()

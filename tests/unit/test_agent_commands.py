@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.agent import Agent
+from edge.inputs import Message
 from protocol.allowlist import AllowEntry
 from protocol.commands import sign_command
 from protocol.envelope import EventType, decode_envelope
@@ -22,7 +23,7 @@ HUB = Ed25519PrivateKey.generate()
 
 
 def deliver(agent: Agent, payload: bytes) -> None:
-    agent._queue.put(("message", "atelier/v1/lab/laser-1/cmd", payload))  # as paho delivers it
+    agent._queue.put(Message("atelier/v1/lab/laser-1/cmd", payload))  # as paho delivers it
     agent.state()  # processed
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge.agent import SteadyClock
+from edge.clock import SteadyClock
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
