@@ -33,7 +33,7 @@ def _database(config: Path | None) -> Iterator[tuple[Any, Any]]:
     """(settings, session); a BillingError inside becomes its message and exit code 2."""
     from sqlmodel import Session
 
-    from hub.billing_store import BillingError
+    from hub.services.billing import BillingError
 
     with database(config) as (settings, engine), Session(engine) as session:
         try:
@@ -85,7 +85,7 @@ def import_rates(
     config: ConfigOpt = None,
 ) -> None:
     """Rates from a CSV file; all rows or none. A row for an existing day replaces it."""
-    from hub.billing_store import import_rates as run_import
+    from hub.services.billing import import_rates as run_import
 
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -126,8 +126,8 @@ def set_rate(
     config: ConfigOpt = None,
 ) -> None:
     """Add a price (or replace the one for the same type, category and day)."""
-    from hub.billing_store import check_rate
-    from hub.billing_store import set_rate as store
+    from hub.services.billing import check_rate
+    from hub.services.billing import set_rate as store
 
     values = {
         "machine_type": machine_type,
@@ -172,7 +172,7 @@ def set_rate(
 @rates_app.command("list")
 def list_rates(config: ConfigOpt = None) -> None:
     """Every price, old ones included (they still price the months they cover)."""
-    from hub.billing_store import all_rates
+    from hub.services.billing import all_rates
 
     with _database(config) as (_, session):
         for r in all_rates(session):
@@ -189,7 +189,7 @@ def list_rates(config: ConfigOpt = None) -> None:
 def _change_account(
     config: Path | None, email: str, apply: Callable[[Any, Any], str], publish: bool
 ) -> None:
-    from hub.billing_store import member_by_email
+    from hub.services.billing import member_by_email
 
     with _database(config) as (settings, session):
         member = member_by_email(session, email)
@@ -207,7 +207,7 @@ def topup(
     config: ConfigOpt = None,
 ) -> None:
     """Add money to a member's prepaid balance; machines open again at once."""
-    from hub.billing_store import euros, parse_euros, top_up
+    from hub.services.billing import euros, parse_euros, top_up
 
     def apply(session: Any, member: Any) -> str:
         cents = parse_euros(amount)
@@ -238,7 +238,7 @@ def plan(
     config: ConfigOpt = None,
 ) -> None:
     """Whether an empty prepaid balance refuses the member at the machines."""
-    from hub.billing_store import euros, set_plan
+    from hub.services.billing import euros, set_plan
 
     def apply(session: Any, member: Any) -> str:
         account = set_plan(session, member, prepaid_only=prepaid_only)
@@ -262,7 +262,7 @@ def balance(
     config: ConfigOpt = None,
 ) -> None:
     """A member's prepaid balance and its movements."""
-    from hub.billing_store import BillingAccount, euros, movements
+    from hub.services.billing import BillingAccount, euros, movements
 
     def apply(session: Any, member: Any) -> str:
         shown = [
@@ -291,7 +291,8 @@ def close(
     config: ConfigOpt = None,
 ) -> None:
     """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
-    from hub.billing_store import BillingError, close_month, euros, export_month, parse_month
+    from hub.reports.statements import export_month
+    from hub.services.billing import BillingError, close_month, euros, parse_month
 
     try:
         parse_month(month)
@@ -335,8 +336,9 @@ def credit(
     config: ConfigOpt = None,
 ) -> None:
     """Give back sessions of a closed statement with a credit note (the statement stays)."""
-    from hub.billing_store import credit as store
-    from hub.billing_store import euros, write_csv, write_pdf
+    from hub.reports.statements import write_csv, write_pdf
+    from hub.services.billing import credit as store
+    from hub.services.billing import euros
 
     with _database(config) as (settings, session):
         note = store(session, statement, sessions, reason, actor=cli_actor())

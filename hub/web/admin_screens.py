@@ -962,8 +962,8 @@ def top_up(
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     from hub.api.changes import actor
-    from hub.billing_store import euros, parse_euros
-    from hub.billing_store import top_up as store
+    from hub.services.billing import euros, parse_euros
+    from hub.services.billing import top_up as store
 
     values = {"topup_member_id": member_id, "topup_amount": amount, "topup_note": note}
     try:
@@ -997,7 +997,7 @@ def set_plan(
     member_id: Annotated[str, Form(max_length=320)] = "",
     plan: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    from hub.billing_store import set_plan as store
+    from hub.services.billing import set_plan as store
 
     values = {"plan_member_id": member_id, "plan": plan}
     try:
@@ -1018,7 +1018,7 @@ def set_plan(
 
 
 def _rate_fields() -> list[str]:
-    from hub.billing_store import RATE_FIELDS
+    from hub.services.billing import RATE_FIELDS
 
     return RATE_FIELDS
 
@@ -1071,9 +1071,9 @@ def import_rates(
 def _rates(
     request: Request, session: Session, user: User, what: str, values: dict[str, Any]
 ) -> Response:
-    from hub.billing_store import BillingError, check_rate
-    from hub.billing_store import import_rates as run_import
-    from hub.billing_store import set_rate as store
+    from hub.services.billing import BillingError, check_rate
+    from hub.services.billing import import_rates as run_import
+    from hub.services.billing import set_rate as store
 
     if what == "rate":
         try:

@@ -716,7 +716,7 @@ def my_page(
 def _balance(session: Session, member: Member) -> dict[str, Any] | None:
     """The prepaid balance as billing keeps it, read only (no account is created here)."""
     try:
-        from hub.billing_store import BillingAccount
+        from hub.services.billing import BillingAccount
     except ImportError:  # billing not installed in this build
         return None
     account = session.get(BillingAccount, member.id)
@@ -750,7 +750,7 @@ def billing_view(
     values: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    from hub.billing_store import BillingAccount, BillingMonth, BillingRate, Statement
+    from hub.services.billing import BillingAccount, BillingMonth, BillingRate, Statement
 
     months = sorted(session.exec(select(BillingMonth.month)).all(), reverse=True)
     month = month or (months[0] if months else None)
@@ -801,7 +801,7 @@ def billing_view(
 
 
 def _my_billing(session: Session, member: Member) -> dict[str, Any]:
-    from hub.billing_store import BalanceMovement, Statement
+    from hub.services.billing import BalanceMovement, Statement
 
     moves = session.exec(
         select(BalanceMovement)

@@ -234,7 +234,7 @@ def test_the_live_stream_sends_cards_and_lets_go_of_a_closed_browser(tmp_path: P
 def test_billing_shows_statements_balances_and_a_members_own(hub: TestClient) -> None:
     from datetime import date
 
-    from hub.billing_store import (
+    from hub.services.billing import (
         BalanceMovement,
         BillingAccount,
         BillingMonth,
@@ -466,7 +466,7 @@ def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestC
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from hub.billing_store import BillingMonth
+    from hub.services.billing import BillingMonth
 
     token = sign_in(hub, "test-manager", PASSWORD)
     engine = hub.app.state.engine
@@ -745,7 +745,7 @@ def test_retention_settings_for_admins_read_only_for_managers(hub: TestClient) -
 
 
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:
-    from hub.billing_store import BalanceMovement, BillingAccount, BillingRate
+    from hub.services.billing import BalanceMovement, BillingAccount, BillingRate
 
     engine = hub.app.state.engine
     with Session(engine) as session:

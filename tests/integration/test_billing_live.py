@@ -13,7 +13,13 @@ import pytest
 from sqlmodel import Session, col, select
 
 from hub.allowlist import AllowListPublisher
-from hub.billing_store import (
+from hub.core.db import make_engine, migrate
+from hub.core.security import load_or_create_signing_key
+from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
+from hub.ingest.consumer import IngestConsumer
+from hub.models import MachineSession, Member
+from hub.services.billing import (
     PROVISIONAL,
     BalanceMovement,
     BillingAccount,
@@ -27,12 +33,6 @@ from hub.billing_store import (
     set_plan,
     top_up,
 )
-from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
-from hub.core.settings import get_settings
-from hub.demo.seed import seed_demo
-from hub.ingest.consumer import IngestConsumer
-from hub.models import MachineSession, Member
 from tests.integration.test_agent_offline import Hub, started_agent
 from tests.integration.test_billing_store import (  # noqa: F401
     NOW,

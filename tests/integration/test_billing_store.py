@@ -19,24 +19,6 @@ from typer.testing import CliRunner
 from atelier_cli import app
 from edge.domain.access import decide
 from hub.allowlist import allowlist_body
-from hub.billing_store import (
-    RATE_FIELDS,
-    BillingError,
-    BillingRate,
-    Statement,
-    StatementLine,
-    account_of,
-    balances,
-    check_rate,
-    close_month,
-    credit,
-    export_month,
-    import_rates,
-    lines_of,
-    month_statements,
-    set_plan,
-    top_up,
-)
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import (
@@ -47,6 +29,24 @@ from hub.models import (
     MachineType,
     Member,
     MemberCategory,
+)
+from hub.reports.statements import export_month
+from hub.services.billing import (
+    RATE_FIELDS,
+    BillingError,
+    BillingRate,
+    Statement,
+    StatementLine,
+    account_of,
+    balances,
+    check_rate,
+    close_month,
+    credit,
+    import_rates,
+    lines_of,
+    month_statements,
+    set_plan,
+    top_up,
 )
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason

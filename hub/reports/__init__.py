@@ -1,0 +1,1 @@
+"""Documents the hub writes for people: statements, usage exports, the yearly review."""

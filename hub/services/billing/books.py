@@ -1,0 +1,66 @@
+"""Months and euros as people type them, closed months and the lock on the lab's books."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from hub.services.billing._tables import BillingMonth
+
+MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class BillingError(ValueError):
+    """Something a person asked for that billing cannot do; the message names the field."""
+
+
+# --- money and months as people type them -------------------------------------------------
+def parse_month(month: str, field: str = "--month") -> tuple[date, date]:
+    """The first day of the month and of the next one."""
+    if not MONTH_PATTERN.match(month):
+        raise BillingError(f"{field} {month!r} must be a month like 2026-10")
+    first = date.fromisoformat(month + "-01")
+    return first, date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def parse_euros(text: str, field: str = "AMOUNT") -> int:
+    """'20', '20.5', '20,50' or '20,50 €' as cents."""
+    cleaned = text.replace("€", "").replace("EUR", "").strip()
+    match = re.fullmatch(r"(\d{1,7})(?:[.,](\d{1,2}))?", cleaned)
+    if not match:
+        raise BillingError(f"{field} {text!r} must be an amount in euros such as 20 or 12,50")
+    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
+
+
+def euros(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100},{abs(cents) % 100:02d}"
+
+
+def _closed_months(session: Session) -> list[str]:
+    return sorted(session.exec(select(BillingMonth.month)).all())
+
+
+def is_closed(session: Session, month: str) -> bool:
+    return session.get(BillingMonth, month) is not None
+
+
+# Any number, the same in every process: PostgreSQL's advisory lock for the books.
+_BOOKS_LOCK = 0x4174656C  # "Atel"
+
+
+def lock_books(session: Session) -> None:
+    """Hold the lab's books until the transaction ends: closing a month and changing what a
+    closed month depends on (a member's category from a day) take turns, so a change cannot
+    slip in between a close's reading its members and its committing the month. PostgreSQL:
+    a transaction-level advisory lock. SQLite: a write that changes nothing, which takes the
+    database's one write lock (readers are not held up). Whoever comes second waits, then
+    sees what the first committed."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _BOOKS_LOCK})
+    else:
+        connection.execute(sa.text("UPDATE billing_month SET month = month WHERE 1 = 0"))
