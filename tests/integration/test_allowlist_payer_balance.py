@@ -52,16 +52,16 @@ def test_an_empty_payer_balance_refuses_the_people_it_pays_for(database_url: str
 
             assert decision() == (True, None)
             # The company pays later: never refused.
-            set_plan(session, company, prepaid_only=False)
+            set_plan(session, company, prepaid_only=False, actor="test")
             session.commit()
             assert decision() == (True, None)
             # Prepaid-only and empty: its people are refused, and only them.
-            set_plan(session, company, prepaid_only=True)
+            set_plan(session, company, prepaid_only=True, actor="test")
             session.commit()
             assert decision() == (False, DenyReason.BALANCE)
             assert blocked() == {HUGO: "balance"}
             # Hugo's own prepaid account, even empty, is not what pays his sessions.
-            set_plan(session, hugo, prepaid_only=True)
+            set_plan(session, hugo, prepaid_only=True, actor="test")
             top_up(session, company, 2000, actor="test")
             session.commit()
             assert decision() == (True, None)

@@ -110,7 +110,7 @@ def test_the_close_gives_the_same_statements_with_or_without_provisional_charges
     with Session(engine) as session:
         alice = member(session, "alice")
         top_up(session, alice, 2000, actor="test")
-        set_plan(session, alice, prepaid_only=True)
+        set_plan(session, alice, prepaid_only=True, actor="test")
         session.commit()
         emptied = set()
         for sid in ALICE_SESSIONS:
@@ -180,7 +180,7 @@ def live_hub(
             )
         )
         hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
-        set_plan(session, hugo, prepaid_only=True)
+        set_plan(session, hugo, prepaid_only=True, actor="test")
         top_up(session, hugo, 150, actor="test")
         session.commit()
     settings = get_settings(

@@ -17,7 +17,6 @@ from hub.services.billing._tables import (
 )
 from hub.services.billing.books import (
     MONTH_PATTERN,
-    BillingError,
     euros,
     is_closed,
     lock_books,
@@ -36,13 +35,24 @@ from hub.services.billing.drawdown import PrepaidDrawdown, draw_ended_sessions
 from hub.services.billing.ledger import (
     PROVISIONAL,
     account_of,
+    account_state,
     balances,
+    find_member,
     member_by_email,
     movements,
     set_plan,
     top_up,
 )
-from hub.services.billing.rates import RATE_FIELDS, all_rates, check_rate, import_rates, set_rate
+from hub.services.billing.overview import MemberBilling, Overview, member_billing, overview
+from hub.services.billing.rates import (
+    RATE_FIELDS,
+    all_rates,
+    check_rate,
+    import_rates,
+    import_rates_file,
+    save_rate,
+    set_rate,
+)
 
 __all__ = [
     "CREDIT_NOTE",
@@ -52,7 +62,6 @@ __all__ = [
     "STATEMENT",
     "BalanceMovement",
     "BillingAccount",
-    "BillingError",
     "BillingMonth",
     "BillingRate",
     "Closing",
@@ -61,6 +70,7 @@ __all__ = [
     "StatementLine",
     "StatementTotals",
     "account_of",
+    "account_state",
     "all_rates",
     "balances",
     "check_rate",
@@ -68,6 +78,8 @@ __all__ = [
     "credit",
     "draw_ended_sessions",
     "euros",
+    "find_member",
+    "import_rates_file",
     "import_rates",
     "is_closed",
     "lines_of",
@@ -78,6 +90,11 @@ __all__ = [
     "parse_euros",
     "parse_month",
     "set_plan",
+    "save_rate",
     "set_rate",
+    "member_billing",
+    "overview",
+    "Overview",
+    "MemberBilling",
     "top_up",
 ]

@@ -8,30 +8,28 @@ from datetime import date
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from hub.core.errors import InvalidValue
 from hub.services.billing._tables import BillingMonth
 
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-class BillingError(ValueError):
-    """Something a person asked for that billing cannot do; the message names the field."""
-
-
 # --- money and months as people type them -------------------------------------------------
-def parse_month(month: str, field: str = "--month") -> tuple[date, date]:
-    """The first day of the month and of the next one."""
-    if not MONTH_PATTERN.match(month):
-        raise BillingError(f"{field} {month!r} must be a month like 2026-10")
+def parse_month(month: str, field: str = "month") -> tuple[date, date]:
+    """The first day of the month and of the next one; InvalidValue names `field`."""
+    # fullmatch: `$` alone would let "2026-10\n" through to fromisoformat.
+    if not MONTH_PATTERN.fullmatch(month):
+        raise InvalidValue("billing.month_format", field=field, params={"month": month})
     first = date.fromisoformat(month + "-01")
     return first, date(first.year + first.month // 12, first.month % 12 + 1, 1)
 
 
-def parse_euros(text: str, field: str = "AMOUNT") -> int:
-    """'20', '20.5', '20,50' or '20,50 €' as cents."""
+def parse_euros(text: str, field: str = "amount") -> int:
+    """'20', '20.5', '20,50' or '20,50 €' as cents; InvalidValue names `field`."""
     cleaned = text.replace("€", "").replace("EUR", "").strip()
     match = re.fullmatch(r"(\d{1,7})(?:[.,](\d{1,2}))?", cleaned)
     if not match:
-        raise BillingError(f"{field} {text!r} must be an amount in euros such as 20 or 12,50")
+        raise InvalidValue("billing.amount_format", field=field, params={"amount": text})
     return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
 
 
@@ -40,7 +38,7 @@ def euros(cents: int) -> str:
     return f"{sign}{abs(cents) // 100},{abs(cents) % 100:02d}"
 
 
-def _closed_months(session: Session) -> list[str]:
+def closed_months(session: Session) -> list[str]:
     return sorted(session.exec(select(BillingMonth.month)).all())
 
 

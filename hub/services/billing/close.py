@@ -18,9 +18,12 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from hub.audit import record
+from hub.core.errors import Conflict
 from hub.domain.billing import (
     NoRateError,
     bill_month,
+    draw_prepaid,
 )
 from hub.models import utcnow
 from hub.services.billing._tables import (
@@ -30,7 +33,7 @@ from hub.services.billing._tables import (
     Statement,
     StatementLine,
 )
-from hub.services.billing.books import BillingError, lock_books, parse_month
+from hub.services.billing.books import lock_books, parse_month
 from hub.services.billing.ledger import (
     _PROVISIONAL_NOTE,
     PROVISIONAL,
@@ -109,13 +112,23 @@ def close_month(
     """Freeze `month`: one statement per payer, drawn from prepaid balances. Closing a month
     that is already closed returns its statements unchanged. The caller commits.
 
-    Set-based: the month is read in a few plain queries, priced by the pure rules, and
-    written with bulk inserts (COPY, multi-row INSERTs); a lab-year's October (2,000
-    statements, 42,646 lines) takes 2.2-2.8 times the bare SELECT of its rows
-    (docs/performance.md).
+    Set-based: the month is read in a few plain queries, priced and drawn by the pure rules
+    (hub.domain.billing.bill_month, draw_prepaid), and written with bulk inserts (COPY,
+    multi-row INSERTs); its cost against a bare SELECT is in docs/performance.md. A month
+    newly closed is audited as `actor`.
     """
     with _cycle_collection_paused():
-        return _close_month(session, month, tz=tz, now=now, actor=actor)
+        closing = _close_month(session, month, tz=tz, now=now, actor=actor)
+    if not closing.already_closed:
+        record(
+            session,
+            actor=actor,
+            action="billing.close",
+            entity="billing_month",
+            entity_id=month,
+            statements=len(closing.statements),
+        )
+    return closing
 
 
 @contextmanager
@@ -138,7 +151,11 @@ def _close_month(
 ) -> Closing:
     first, nxt = parse_month(month)
     if datetime.combine(nxt, time(), tz) > now:
-        raise BillingError(f"--month {month} is not over yet; close it from {nxt} on")
+        raise Conflict(
+            "billing.month_not_over",
+            field="month",
+            params={"month": month, "next": nxt.isoformat()},
+        )
     lock_books(session)  # no category change between reading the members and committing
     if session.exec(select(BillingMonth.month).where(BillingMonth.month == month)).first():
         return Closing(month, _heads(session, month), already_closed=True)
@@ -147,7 +164,14 @@ def _close_month(
     try:
         computed = bill_month(records, all_rates(session), month, tz)
     except NoRateError as exc:
-        raise BillingError(f"{exc} (atelier hub billing rates set / import)") from None
+        raise Conflict(
+            "billing.no_rate",
+            params={
+                "machine_type": exc.machine_type,
+                "category": exc.category,
+                "day": exc.day.isoformat(),
+            },
+        ) from None
     # The month's row first: a second close running at the same time waits on it, then fails
     # here, before writing anything of its own.
     session.add(BillingMonth(month=month, closed_by=actor[:100], timezone=str(tz.key)))
@@ -193,7 +217,7 @@ def _close_month(
         payer = people[computed_statement.payer_ref]
         total = computed_statement.total_cents
         held = balance.get(payer.id)
-        drawn = min(max(held, 0), total) if held is not None else 0
+        drawn = held - draw_prepaid(held, total)[0] if held is not None else 0
         if drawn > 0:
             balance[payer.id] -= drawn
         statement_rows.append(

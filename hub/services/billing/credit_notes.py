@@ -6,12 +6,13 @@ from collections.abc import Iterable, Sequence
 
 from sqlmodel import Session, col, select
 
+from hub.audit import record
+from hub.core.errors import Conflict, InvalidValue, NotFound
+from hub.domain.billing import ReasonMissing, SessionsNotOnStatement, credit_note
 from hub.domain.billing import Statement as DomainStatement
 from hub.domain.billing import StatementLine as DomainLine
-from hub.domain.billing import credit_note
 from hub.models import Member
 from hub.services.billing._tables import CREDIT_NOTE, STATEMENT, Statement, StatementLine
-from hub.services.billing.books import BillingError
 from hub.services.billing.close import lines_of
 from hub.services.billing.ledger import _locked_account, _move
 
@@ -53,12 +54,13 @@ def credit(
     session: Session, number: str, session_ids: Sequence[str], reason: str, *, actor: str
 ) -> Statement:
     """A credit note giving back these sessions of a closed statement; what was drawn from a
-    prepaid balance goes back to it. The statement itself never changes."""
+    prepaid balance goes back to it, audited as `actor`. The statement itself never changes.
+    The caller commits."""
     statement = session.exec(select(Statement).where(Statement.number == number)).first()
     if statement is None or statement.kind != STATEMENT:
-        raise BillingError(f"STATEMENT: no statement numbered {number!r}")
+        raise NotFound("statement.unknown", field="statement", params={"number": number})
     if not session_ids:
-        raise BillingError("--session: name at least one session of the statement to credit")
+        raise InvalidValue("credit.no_session", field="session")
     earlier = list(
         session.exec(
             select(Statement)
@@ -71,12 +73,21 @@ def credit(
     }
     twice = sorted(set(session_ids) & credited)
     if twice:
-        raise BillingError(f"--session {', '.join(twice)} already credited on {number}")
+        raise Conflict(
+            "credit.already_credited",
+            field="session",
+            params={"sessions": ", ".join(twice), "number": number},
+        )
     try:
         note = credit_note(_as_domain(statement, lines_of(session, statement)), session_ids, reason)
-    except ValueError as exc:
-        field = "--reason" if "reason" in str(exc) else "--session"
-        raise BillingError(f"{field}: {exc}") from None
+    except ReasonMissing:
+        raise InvalidValue("credit.reason_empty", field="reason") from None
+    except SessionsNotOnStatement as exc:
+        raise InvalidValue(
+            "credit.not_on_statement",
+            field="session",
+            params={"sessions": ", ".join(exc.missing), "number": number},
+        ) from None
     row = Statement(
         number=f"{number}-C{len(earlier) + 1}",
         month=statement.month,
@@ -111,4 +122,13 @@ def credit(
     row.prepaid_cents = -back
     row.due_cents = note.total_cents + back
     session.add(row)
+    record(
+        session,
+        actor=actor,
+        action="billing.credit",
+        entity="statement",
+        entity_id=row.number,
+        sessions=list(session_ids),
+        reason=reason,
+    )
     return row

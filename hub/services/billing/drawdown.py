@@ -13,10 +13,12 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from hub.core.errors import HubError
 from hub.domain.billing import (
     NoRateError,
     Rate,
     bill_month,
+    draw_prepaid,
 )
 from hub.models import (
     MachineSession,
@@ -24,7 +26,7 @@ from hub.models import (
     utcnow,
 )
 from hub.services.billing._tables import BalanceMovement, BillingAccount
-from hub.services.billing.books import BillingError, _closed_months, parse_month
+from hub.services.billing.books import closed_months, parse_month
 from hub.services.billing.ledger import (
     _PROVISIONAL_NOTE,
     PROVISIONAL,
@@ -77,7 +79,7 @@ def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo)
     for sid, ref, started_at, account_id in candidates:
         if _PROVISIONAL_NOTE + sid not in already:
             by_month[ref, started_at.astimezone(tz).strftime("%Y-%m")].append((sid, account_id))
-    closed = set(_closed_months(session))
+    closed = set(closed_months(session))
     rates: list[Rate] | None = None
     charges: list[tuple[str, int, int]] = []  # session, account, cents
     for (ref, month), wanted in sorted(by_month.items()):
@@ -92,7 +94,7 @@ def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo)
                 for statement in bill_month(records, rates, month, tz)
                 for line in statement.lines
             }
-        except (BillingError, NoRateError, ValueError) as exc:
+        except (HubError, NoRateError, ValueError) as exc:
             # The close will say the same to a person; the ingest must go on.
             log.warning("session(s) of %s not drawn from the prepaid balance: %s", ref, exc)
             continue
@@ -106,7 +108,7 @@ def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo)
     deltas: dict[int, int] = defaultdict(int)
     rows: list[dict[str, Any]] = []
     for sid, account_id, cents in charges:
-        drawn = min(max(balance[account_id], 0), cents)
+        drawn = balance[account_id] - draw_prepaid(balance[account_id], cents)[0]
         if drawn <= 0:
             continue
         balance[account_id] -= drawn

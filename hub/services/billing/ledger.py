@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -10,16 +11,40 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
+from hub.audit import record
+from hub.core.errors import InvalidValue, NotFound
 from hub.models import Member
 from hub.services.billing._tables import BalanceMovement, BillingAccount
-from hub.services.billing.books import BillingError
 
 
 # --- prepaid balances ---------------------------------------------------------------------
-def member_by_email(session: Session, email: str) -> Member:
+def member_by_email(session: Session, email: str, field: str = "member_email") -> Member:
+    """The member with this email (any case); NotFound names `field`."""
     member = session.exec(select(Member).where(Member.email == email.strip().lower())).first()
     if member is None:
-        raise BillingError(f"MEMBER_EMAIL: no member with email {email}")
+        raise NotFound("member.unknown_email", field=field, params={"email": email})
+    return member
+
+
+# Ids are PostgreSQL integers: a longer number is no member, not an overflow.
+_MAX_ID = 2**31 - 1
+
+
+def find_member(session: Session, text: str, field: str = "member_id") -> Member:
+    """A member as a person types them into a form: their number, their email (any case) or
+    their pseudonymous ref. InvalidValue when empty, NotFound when no member matches."""
+    value = text.strip()
+    if not value:
+        raise InvalidValue("billing.member_missing", field=field)
+    member: Member | None = None
+    if re.fullmatch(r"[0-9]{1,12}", value):
+        member = session.get(Member, int(value)) if 1 <= int(value) <= _MAX_ID else None
+    else:
+        member = session.exec(select(Member).where(Member.email == value.lower())).first()
+        if member is None:
+            member = session.exec(select(Member).where(Member.ref == value)).first()
+    if member is None:
+        raise NotFound("billing.member_unknown", field=field, params={"member": value})
     return member
 
 
@@ -76,18 +101,41 @@ def _locked_account(session: Session, member_id: int | None) -> BillingAccount |
 def top_up(
     session: Session, member: Member, cents: int, *, actor: str, note: str = ""
 ) -> BillingAccount:
+    """Money on the member's prepaid balance, audited as `actor`. The caller commits."""
     if cents <= 0:
-        raise BillingError("AMOUNT must be more than zero")
+        raise InvalidValue("billing.amount_not_positive", field="amount")
     account = account_of(session, member)
     _move(session, account, "topup", cents, note=note, actor=actor)
+    record(
+        session,
+        actor=actor,
+        action="billing.topup",
+        entity="member",
+        entity_id=member.ref,
+        cents=cents,
+    )
     return account
 
 
-def set_plan(session: Session, member: Member, *, prepaid_only: bool) -> BillingAccount:
+def set_plan(session: Session, member: Member, *, prepaid_only: bool, actor: str) -> BillingAccount:
+    """Whether an empty balance refuses the member at the machines, audited as `actor`."""
     account = account_of(session, member)
     account.prepaid_only = prepaid_only
     session.add(account)
+    record(
+        session,
+        actor=actor,
+        action="billing.plan",
+        entity="member",
+        entity_id=member.ref,
+        prepaid_only=prepaid_only,
+    )
     return account
+
+
+def account_state(session: Session, member: Member) -> BillingAccount | None:
+    """The member's account as kept, read only (None: no account; none is created)."""
+    return session.get(BillingAccount, member.id)
 
 
 def movements(session: Session, member: Member) -> Sequence[BalanceMovement]:

@@ -8,13 +8,15 @@ from datetime import date
 
 from sqlmodel import Session, col, select
 
+from hub.audit import record
+from hub.core.errors import Conflict, HubError, InvalidValue, NotFound
 from hub.domain.billing import Rate
 from hub.models import (
     MachineType,
     MemberCategory,
 )
 from hub.services.billing._tables import BillingRate
-from hub.services.billing.books import BillingError, _closed_months, parse_month
+from hub.services.billing.books import closed_months, parse_month
 
 # --- rates --------------------------------------------------------------------------------
 RATE_FIELDS = [
@@ -33,43 +35,51 @@ _REQUIRED_RATE_FIELDS = RATE_FIELDS[:4]
 
 
 def check_rate(session: Session, values: dict[str, str]) -> BillingRate:
-    """A rate from text values (a CSV row or command options); BillingError names the field."""
+    """A rate from text values (a CSV row or a form); InvalidValue names the field at fault."""
     missing = [f for f in _REQUIRED_RATE_FIELDS if not (values.get(f) or "").strip()]
     if missing:
-        raise BillingError(f"{', '.join(missing)} must be given")
+        raise InvalidValue("rate.missing", field=missing[0], params={"fields": ", ".join(missing)})
     machine_type = values["machine_type"].strip()
     known_types = set(session.exec(select(MachineType.code)).all())
     if machine_type not in known_types:
-        raise BillingError(
-            f"machine_type {machine_type!r} is not a machine type of this lab "
-            f"(known: {', '.join(sorted(known_types)) or 'none yet'})"
+        raise NotFound(
+            "machine_type.unknown",
+            field="machine_type",
+            params={"machine_type": machine_type, "known": ", ".join(sorted(known_types)) or "-"},
         )
     category = values["category"].strip().lower()
     categories = [c.value for c in MemberCategory]
     if category not in categories:
-        raise BillingError(f"category {category!r} must be one of {', '.join(categories)}")
+        raise InvalidValue(
+            "rate.category",
+            field="category",
+            params={"category": category, "categories": ", ".join(categories)},
+        )
     try:
         effective = date.fromisoformat(values["effective_from"].strip())
     except ValueError:
-        raise BillingError(
-            f"effective_from {values['effective_from']!r} must be a day like 2026-10-01"
+        raise InvalidValue(
+            "rate.day_format", field="effective_from", params={"value": values["effective_from"]}
         ) from None
-    for month in _closed_months(session):
+    for month in closed_months(session):
         if effective < parse_month(month)[1]:
-            raise BillingError(
-                f"effective_from {effective} is not after {month}, which is closed: a closed "
-                "month cannot change; give a day after it"
+            raise Conflict(
+                "rate.month_closed",
+                field="effective_from",
+                params={"day": effective.isoformat(), "month": month},
             )
     basis = (values.get("basis") or "session").strip() or "session"
     if basis not in ("session", "busy"):
-        raise BillingError(f"basis {basis!r} must be session or busy")
+        raise InvalidValue("rate.basis", field="basis", params={"basis": basis})
 
     def number(name: str, default: int | None, least: int) -> int | None:
         raw = (values.get(name) or "").strip()
         if not raw:
             return default
         if not re.fullmatch(r"\d+", raw) or int(raw) < least:
-            raise BillingError(f"{name} {raw!r} must be a whole number, at least {least}")
+            raise InvalidValue(
+                "rate.whole_number", field=name, params={"value": raw, "least": least}
+            )
         return int(raw)
 
     rate = BillingRate(
@@ -86,6 +96,22 @@ def check_rate(session: Session, values: dict[str, str]) -> BillingRate:
     )
     rate.as_rate()  # the domain's own checks
     return rate
+
+
+def save_rate(session: Session, *, values: dict[str, str], actor: str) -> tuple[BillingRate, bool]:
+    """Check and store a rate typed by a person, audited as `actor`: (the rate, True if new).
+    The caller commits."""
+    rate = check_rate(session, values)
+    added = set_rate(session, rate)
+    record(
+        session,
+        actor=actor,
+        action="billing.rate_set",
+        entity="billing_rate",
+        entity_id=f"{rate.machine_type}/{rate.category}/{rate.effective_from}",
+        **{k: v for k, v in values.items() if v},
+    )
+    return rate, added
 
 
 def set_rate(session: Session, rate: BillingRate) -> bool:
@@ -107,34 +133,81 @@ def set_rate(session: Session, rate: BillingRate) -> bool:
 
 
 def import_rates(session: Session, text: str) -> tuple[int, int]:
-    """Rates from CSV text with a header of RATE_FIELDS; all rows or none (added, replaced)."""
+    """Rates from CSV text with a header of RATE_FIELDS; all rows or none (added, replaced).
+
+    A refused row raises its field's error with `line` added to its params (the CSV's line
+    number, the header being line 1): the front end says which line and column."""
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
+    expected = ",".join(RATE_FIELDS)
     missing = [f for f in _REQUIRED_RATE_FIELDS if f not in header]
     if missing:
-        raise BillingError(
-            f"the header lacks {', '.join(missing)}; expected columns: {','.join(RATE_FIELDS)}"
+        raise InvalidValue(
+            "rates.header_missing",
+            field="file",
+            params={"missing": ", ".join(missing), "expected": expected},
         )
     unknown = [h for h in header if h not in RATE_FIELDS]
     if unknown:
-        raise BillingError(f"unknown column(s) {', '.join(unknown)}; expected {RATE_FIELDS}")
+        raise InvalidValue(
+            "rates.header_unknown",
+            field="file",
+            params={"unknown": ", ".join(unknown), "expected": expected},
+        )
     rates: list[BillingRate] = []
     seen: set[tuple[str, str, date]] = set()
     for line_no, row in enumerate(reader, start=2):
-        values = {(k or "").strip(): v or "" for k, v in row.items()}
+        values = {(k or "").strip(): v if isinstance(v, str) else "" for k, v in row.items()}
         try:
             rate = check_rate(session, values)
-        except (BillingError, ValueError) as exc:
-            raise BillingError(f"line {line_no}: {exc}") from None
+        except HubError as exc:
+            raise type(exc)(
+                exc.code, field=exc.field, params={**exc.params, "line": line_no}
+            ) from None
         key = (rate.machine_type, rate.category, rate.effective_from)
         if key in seen:
-            raise BillingError(f"line {line_no}: the same rate is given twice {key}")
+            raise InvalidValue(
+                "rates.twice",
+                field="file",
+                params={
+                    "line": line_no,
+                    "machine_type": key[0],
+                    "category": key[1],
+                    "day": key[2].isoformat(),
+                },
+            )
         seen.add(key)
         rates.append(rate)
     if not rates:
-        raise BillingError("the file has a header but no rate")
+        raise InvalidValue("rates.empty", field="file")
     added = sum(set_rate(session, rate) for rate in rates)
     return added, len(rates) - added
+
+
+def import_rates_file(
+    session: Session, *, raw: bytes, name: str, actor: str, max_bytes: int | None = None
+) -> tuple[int, int]:
+    """A CSV file of rates as uploaded or read (UTF-8, a spreadsheet's BOM allowed), audited
+    as `actor`: (added, replaced). The caller commits."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidValue(
+            "rates.too_large", field="file", params={"max_mb": f"{max_bytes / 1_000_000:g}"}
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidValue("rates.not_utf8", field="file") from None
+    added, replaced = import_rates(session, text)
+    record(
+        session,
+        actor=actor,
+        action="billing.rates_import",
+        entity="billing_rate",
+        entity_id=name,
+        added=added,
+        replaced=replaced,
+    )
+    return added, replaced
 
 
 def all_rates(session: Session) -> list[Rate]:

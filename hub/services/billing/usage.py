@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from hub.core.errors import Conflict
 from hub.domain.billing import (
     CategoryChange,
     CategoryTimeline,
@@ -24,7 +25,6 @@ from hub.models import (
     Member,
     MemberCategoryChange,
 )
-from hub.services.billing.books import BillingError
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,10 @@ def _read_usage(
         shown = ", ".join(sid for _, sid in still_open[:5]) + (
             " ..." if len(still_open) > 5 else ""
         )
-        raise BillingError(
-            f"--month: {len(still_open)} session(s) of the month have not ended ({shown}); "
-            "wait for the machines to report them (or end them) before closing"
+        raise Conflict(
+            "billing.sessions_open",
+            field="month",
+            params={"count": len(still_open), "sessions": shown},
         )
     machine_types = dict(
         session.execute(
@@ -199,10 +200,12 @@ def _read_usage(
             )
         who = billed_as.get(ref)
         if who is None:
-            raise BillingError(f"session {sid}: member {ref} is not known to the hub")
+            raise Conflict("billing.session_member_unknown", params={"session": sid, "member": ref})
         machine_type = machine_types.get(machine)
         if machine_type is None:
-            raise BillingError(f"session {sid}: machine {machine} is not known to the hub")
+            raise Conflict(
+                "billing.session_machine_unknown", params={"session": sid, "machine": machine}
+            )
         busy = max(busy_s or 0.0, summed_s or 0.0)
         records.append(
             UsageRecord(
