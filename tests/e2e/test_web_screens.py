@@ -826,6 +826,46 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
         } <= actions
 
 
+def test_billing_refusals_are_shown_in_french_under_their_field(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    french = {"Accept-Language": "fr"}
+    wrong = hub.post(
+        "/web/billing/topup",
+        data={"member_id": "hugo@example.org", "amount": "douze", "csrf": token},
+        headers=french,
+    )
+    assert wrong.status_code == 422
+    assert 'id="topup_amount-error">&#39;douze&#39; n&#39;est pas un montant en euros' in wrong.text
+    closed_type = hub.post(
+        "/web/billing/rates",
+        data={
+            "machine_type": "plasma",
+            "category": "student",
+            "effective_from": "2027-01-01",
+            "cents_per_hour": "900",
+            "csrf": token,
+        },
+        headers=french,
+    )
+    assert closed_type.status_code == 422
+    assert 'id="rate_machine_type-error">' in closed_type.text
+    line = hub.post(
+        "/web/billing/rates/import",
+        data={"csrf": token},
+        files={
+            "file": (
+                "tarifs.csv",
+                b"machine_type,category,effective_from,cents_per_hour\nlaser,retraite,2027-01-01,1\n",
+                "text/csv",
+            )
+        },
+        headers=french,
+    )
+    assert line.status_code == 422
+    assert "tarifs.csv : ligne 2, category : &#39;retraite&#39; n&#39;est pas" in line.text
+    assert "rien n&#39;a été importé" in line.text
+
+
 def test_the_new_forms_speak_french(hub: TestClient) -> None:
     sign_in(hub, "test-admin", PASSWORD)
     french = {"Accept-Language": "fr"}

@@ -23,6 +23,7 @@ from hub.domain.billing import (
     _parts_by_midnight,
     _price_pieces,
     apply_prepaid,
+    draw_prepaid,
     bill_month,
     credit_note,
     may_start,
@@ -236,6 +237,34 @@ def test_prepaid_draws_down_and_denies_when_empty() -> None:
     assert may_start(0, PrepaidPlan(prepaid_only=True)) is DenyReason.BALANCE
     assert may_start(1, PrepaidPlan(prepaid_only=True)) is None
     assert may_start(-500, PrepaidPlan(prepaid_only=False)) is None
+
+
+CENTS = st.integers(min_value=-(10**12), max_value=10**12)  # far past any lab's money
+
+
+@settings(max_examples=200, deadline=None)
+@given(balance=CENTS, due=st.integers(min_value=0, max_value=10**12), parts=st.integers(1, 6))
+def test_the_draw_takes_what_the_balance_holds_and_nothing_more(
+    balance: int, due: int, parts: int
+) -> None:
+    """The one draw rule: the month's close and the drawdown at each session's end run
+    draw_prepaid, apply_prepaid is it over a list of charges."""
+    left_balance, uncovered = draw_prepaid(balance, due)
+    drawn = balance - left_balance
+    assert 0 <= drawn <= max(balance, 0) and drawn <= due
+    assert uncovered == due - drawn
+    assert drawn == min(max(balance, 0), due)  # all it can: never less than both allow
+    assert left_balance >= min(balance, 0)  # a draw never makes a balance negative
+    # Split into charges (the same total), apply_prepaid draws exactly the same.
+    pieces = [due // parts] * (parts - 1)
+    pieces.append(due - sum(pieces))
+    charges = [Charge(f"s{i}", (ChargeLine("x", c),), 0, 0) for i, c in enumerate(pieces)]
+    assert apply_prepaid(balance, charges) == (left_balance, uncovered)
+    # Session by session (the drawdown) leaves the same balance as the whole at once (close).
+    step = balance
+    for cents in pieces:
+        step = draw_prepaid(step, cents)[0]
+    assert step == left_balance
 
 
 # The worked example of docs/billing.md. The doc's table is parsed and compared below,

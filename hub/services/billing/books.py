@@ -18,10 +18,14 @@ MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 def parse_month(month: str, field: str = "month") -> tuple[date, date]:
     """The first day of the month and of the next one; InvalidValue names `field`."""
     # fullmatch: `$` alone would let "2026-10\n" through to fromisoformat.
-    if not MONTH_PATTERN.fullmatch(month):
-        raise InvalidValue("billing.month_format", field=field, params={"month": month})
-    first = date.fromisoformat(month + "-01")
-    return first, date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    try:
+        if not MONTH_PATTERN.fullmatch(month):
+            raise ValueError(month)
+        first = date.fromisoformat(month + "-01")
+        # Year 0 and the month after 9999-12 are not dates either.
+        return first, date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    except ValueError:
+        raise InvalidValue("billing.month_format", field=field, params={"month": month}) from None
 
 
 def parse_euros(text: str, field: str = "amount") -> int:
