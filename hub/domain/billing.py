@@ -608,17 +608,13 @@ class PrepaidPlan:
     prepaid_only: bool = False
 
 
-def draw_prepaid(balance_cents: int, due_cents: int) -> tuple[int, int]:
+def apply_prepaid(balance_cents: int, due_cents: int) -> tuple[int, int]:
     """Draw what is due from a prepaid balance: (new balance, cents the balance did not
     cover). A balance at or below zero gives nothing; it never goes below zero by a draw.
-    The rule the month's close and the drawdown at each session's end both run."""
+    The rule the month's close (a statement's total) and the drawdown at each session's end
+    (a session's price) both run."""
     drawn = min(max(balance_cents, 0), due_cents)
     return balance_cents - drawn, due_cents - drawn
-
-
-def apply_prepaid(balance_cents: int, charges: Iterable[Charge]) -> tuple[int, int]:
-    """Draw charges from a prepaid balance: (new balance, cents the balance did not cover)."""
-    return draw_prepaid(balance_cents, sum(c.cents for c in charges))
 
 
 def may_start(balance_cents: int, plan: PrepaidPlan) -> DenyReason | None:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.core.errors import MESSAGES, HubError, InvalidValue
-from hub.domain.billing import draw_prepaid
+from hub.domain.billing import apply_prepaid
 from hub.models import Member
 from hub.services.billing import (
     RATE_FIELDS,
@@ -145,7 +145,7 @@ def test_a_close_draws_by_the_domain_rule_and_the_kept_balance_is_the_movements(
     topped: int | None,
 ) -> None:
     """The close writes balances with set-based SQL (increments, bulk rows): what it drew is
-    draw_prepaid's answer, and the kept balance equals the sum of the movements."""
+    apply_prepaid's answer, and the kept balance equals the sum of the movements."""
     with Session(engine) as session:
         try:
             alice = session.exec(select(Member).where(Member.ref == "alice")).one()
@@ -156,7 +156,7 @@ def test_a_close_draws_by_the_domain_rule_and_the_kept_balance_is_the_movements(
             statement = next(
                 s for s in month_statements(session, "2026-10") if s.payer_ref == "alice"
             )
-            left, due = draw_prepaid(before, statement.total_cents)
+            left, due = apply_prepaid(before, statement.total_cents)
             assert statement.prepaid_cents == before - left
             assert statement.due_cents == due
             session.expire_all()

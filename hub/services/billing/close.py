@@ -22,8 +22,8 @@ from hub.audit import record
 from hub.core.errors import Conflict
 from hub.domain.billing import (
     NoRateError,
+    apply_prepaid,
     bill_month,
-    draw_prepaid,
 )
 from hub.models import utcnow
 from hub.services.billing._tables import (
@@ -113,7 +113,7 @@ def close_month(
     that is already closed returns its statements unchanged. The caller commits.
 
     Set-based: the month is read in a few plain queries, priced and drawn by the pure rules
-    (hub.domain.billing.bill_month, draw_prepaid), and written with bulk inserts (COPY,
+    (hub.domain.billing.bill_month, apply_prepaid), and written with bulk inserts (COPY,
     multi-row INSERTs); its cost against a bare SELECT is in docs/performance.md. A month
     newly closed is audited as `actor`.
     """
@@ -217,7 +217,7 @@ def _close_month(
         payer = people[computed_statement.payer_ref]
         total = computed_statement.total_cents
         held = balance.get(payer.id)
-        drawn = held - draw_prepaid(held, total)[0] if held is not None else 0
+        drawn = held - apply_prepaid(held, total)[0] if held is not None else 0
         if drawn > 0:
             balance[payer.id] -= drawn
         statement_rows.append(

@@ -17,8 +17,8 @@ from hub.core.errors import HubError
 from hub.domain.billing import (
     NoRateError,
     Rate,
+    apply_prepaid,
     bill_month,
-    draw_prepaid,
 )
 from hub.models import (
     MachineSession,
@@ -108,7 +108,7 @@ def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo)
     deltas: dict[int, int] = defaultdict(int)
     rows: list[dict[str, Any]] = []
     for sid, account_id, cents in charges:
-        drawn = balance[account_id] - draw_prepaid(balance[account_id], cents)[0]
+        drawn = balance[account_id] - apply_prepaid(balance[account_id], cents)[0]
         if drawn <= 0:
             continue
         balance[account_id] -= drawn
