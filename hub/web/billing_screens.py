@@ -138,7 +138,7 @@ def top_up(
 ) -> Response:
     values = {"topup_member_id": member_id, "topup_amount": amount, "topup_note": note}
     try:
-        member = billing.find_member(session, member_id)
+        member = billing.find_member(session, text=member_id)
         cents = billing.parse_euros(amount)
         account = billing.top_up(session, member, cents, actor=_actor(user), note=note.strip())
         session.commit()
@@ -161,7 +161,7 @@ def set_plan(
 ) -> Response:
     values = {"plan_member_id": member_id, "plan": plan}
     try:
-        member = billing.find_member(session, member_id)
+        member = billing.find_member(session, text=member_id)
         if plan not in ("prepaid", "later"):
             raise InvalidValue("billing.plan", field="plan")
         billing.set_plan(session, member, prepaid_only=plan == "prepaid", actor=_actor(user))

@@ -30,7 +30,7 @@ def member_by_email(session: Session, email: str, field: str = "member_email") -
 _MAX_ID = 2**31 - 1
 
 
-def find_member(session: Session, text: str, field: str = "member_id") -> Member:
+def find_member(session: Session, *, text: str, field: str = "member_id") -> Member:
     """A member as a person types them into a form: their number, their email (any case) or
     their pseudonymous ref. InvalidValue when empty, NotFound when no member matches."""
     value = text.strip()
