@@ -8,7 +8,7 @@ throwaway PostgreSQL database. Then, on each:
 - the yearly review (the same, plus trainings and maintenance, written as PDF and XLSX),
 - `billing close` of one month next to a bare SELECT of that month's sessions, and of them with
   their busy periods (what the close reads), and the pure pricing alone (when
-  hub/billing_store.py is there), rolled back afterwards,
+  hub/services/billing/ is there), rolled back afterwards,
 - the one-row-per-session CSV export in a child process (`atelier hub export usage --format
   csv --detail`): its time and its peak RSS, for a month and for the year (flat = the same).
 
@@ -298,15 +298,9 @@ def billing_close(engine: Engine, month: str) -> tuple[float, float, int] | None
     """Close one month with flat rates, then roll back: (seconds of the close itself, seconds
     of its pricing alone by the pure rules, statements); None if billing is absent."""
     try:
-        from hub.billing_store import (
-            BillingRate,
-            _people,
-            _usage,
-            all_rates,
-            close_month,
-            parse_month,
-        )
         from hub.domain.billing import bill_month
+        from hub.services.billing import BillingRate, all_rates, close_month, parse_month
+        from hub.services.billing.usage import _people, _usage
     except ImportError:
         return None
     with Session(engine) as session:
@@ -431,7 +425,7 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
         closes = [billing_close(engine, month) for _ in range(repeat)]
         best = min(c for c in closes if c is not None) if closes[0] is not None else None
         if best is None:
-            print(f"{kind:9} billing close: hub/billing_store.py is not there; not measured")
+            print(f"{kind:9} billing close: hub/services/billing/ is not there; not measured")
         else:
             t_bill, t_price, statements = best
             print(

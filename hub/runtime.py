@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 
     from hub.allowlist import AllowListPublisher
     from hub.allowlist_watch import AllowListWatch
-    from hub.billing_store import PrepaidDrawdown
     from hub.core.settings import Settings
     from hub.gaps import GapRepairer
     from hub.ingest.consumer import IngestConsumer
     from hub.maintenance_service import MaintenanceWatch
+    from hub.services.billing import PrepaidDrawdown
     from hub.telemetry import TelemetryCompactor
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ class HubRuntime:
     def build(self) -> None:
         """Make the workers without starting them (the app exposes them on `app.state`)."""
         from hub.allowlist import AllowListPublisher
-        from hub.billing_store import PrepaidDrawdown
         from hub.core.security import load_or_create_signing_key
         from hub.ingest.consumer import IngestConsumer
+        from hub.services.billing import PrepaidDrawdown
 
         settings = self.settings
         key = load_or_create_signing_key(settings.data_dir)
@@ -79,7 +79,7 @@ class HubRuntime:
         else:
             self.publisher = AllowListPublisher(settings, self.engine, key)
         # A session's end draws its payer's prepaid balance in the ingest's own transaction;
-        # a prepaid-only balance emptied that way re-publishes the lists (hub/billing_store).
+        # a prepaid-only balance emptied that way re-publishes the lists (services/billing).
         self.prepaid = PrepaidDrawdown(
             ZoneInfo(settings.timezone), republish=self.publisher.publish
         )

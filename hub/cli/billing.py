@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from hub.audit import cli_actor, record
-from hub.cli.support import database, fail
+from hub.audit import cli_actor
+from hub.cli.support import database, fail, refusal, refusals
+from hub.core.errors import HubError, describe
 
 billing_app = typer.Typer(
     no_args_is_help=True, help="Billing: prices, prepaid balances, monthly statements."
@@ -27,20 +28,29 @@ ConfigOpt = Annotated[
 
 _fail = fail
 
+# The command line's names for the services' fields: arguments in capitals, `--from` for the
+# first day of a rate; any other field is its option (`machine_type` is --machine-type).
+FLAGS = {
+    "member_email": "MEMBER_EMAIL",
+    "amount": "AMOUNT",
+    "statement": "STATEMENT",
+    "file": "FILE",
+    "effective_from": "--from",
+}
+
 
 @contextmanager
 def _database(config: Path | None) -> Iterator[tuple[Any, Any]]:
-    """(settings, session); a BillingError inside becomes its message and exit code 2."""
+    """(settings, session); a HubError inside is rolled back and becomes the flag at fault,
+    its message and exit code 2."""
     from sqlmodel import Session
-
-    from hub.billing_store import BillingError
 
     with database(config) as (settings, engine), Session(engine) as session:
         try:
             yield settings, session
-        except BillingError as exc:
+        except HubError as error:
             session.rollback()
-            raise _fail(str(exc)) from None
+            raise refusal(error, FLAGS) from None
 
 
 def _timezone(settings: Any) -> ZoneInfo:
@@ -85,30 +95,30 @@ def import_rates(
     config: ConfigOpt = None,
 ) -> None:
     """Rates from a CSV file; all rows or none. A row for an existing day replaces it."""
-    from hub.billing_store import import_rates as run_import
+    from hub.services.billing import import_rates_file
 
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise _fail(f"FILE: {file}: no such file") from None
-    except UnicodeDecodeError:
-        raise _fail(f"FILE: {file} is not UTF-8 text; save the sheet as CSV UTF-8") from None
+    except OSError as exc:
+        raise _fail(f"FILE: {file}: {exc.strerror or exc}") from None
     with _database(config) as (_, session):
         try:
-            added, replaced = run_import(session, text)
-        except ValueError as exc:
-            raise _fail(f"{file}: {exc}; nothing was imported") from None
-        record(
-            session,
-            actor=cli_actor(),
-            action="billing.rates_import",
-            entity="billing_rate",
-            entity_id=file.name,
-            added=added,
-            replaced=replaced,
-        )
+            added, replaced = import_rates_file(session, raw=raw, name=file.name, actor=cli_actor())
+        except HubError as error:
+            session.rollback()
+            raise _fail(f"{file}: {_where(error)}{describe(error)}; nothing was imported") from None
         session.commit()
     typer.echo(f"{file}: {added} rate(s) added, {replaced} replaced")
+
+
+def _where(error: HubError) -> str:
+    """A refused row's place in the file: its line and column (the header is line 1)."""
+    line = error.params.get("line")
+    if line is None or error.field in (None, "file"):
+        return ""  # a refusal of the file as a whole says its line itself, if it has one
+    return f"line {line}, {error.field}: "
 
 
 @rates_app.command("set")
@@ -126,8 +136,7 @@ def set_rate(
     config: ConfigOpt = None,
 ) -> None:
     """Add a price (or replace the one for the same type, category and day)."""
-    from hub.billing_store import check_rate
-    from hub.billing_store import set_rate as store
+    from hub.services.billing import save_rate
 
     values = {
         "machine_type": machine_type,
@@ -142,25 +151,7 @@ def set_rate(
         "included_minutes_per_month": included_minutes_per_month,
     }
     with _database(config) as (_, session):
-        try:
-            rate = check_rate(session, values)
-        except ValueError as exc:
-            message = str(exc)
-            for name in values:
-                if message.startswith(name):
-                    # Name the option the person typed, not the CSV column.
-                    option = "--from" if name == "effective_from" else "--" + name.replace("_", "-")
-                    message = option + message[len(name) :]
-            raise _fail(message) from None
-        added = store(session, rate)
-        record(
-            session,
-            actor=cli_actor(),
-            action="billing.rate_set",
-            entity="billing_rate",
-            entity_id=f"{rate.machine_type}/{rate.category}/{rate.effective_from}",
-            **{k: v for k, v in values.items() if v},
-        )
+        _, added = save_rate(session, values=values, actor=cli_actor())
         session.commit()
     verb = "added" if added else "replaced"
     typer.echo(
@@ -172,7 +163,7 @@ def set_rate(
 @rates_app.command("list")
 def list_rates(config: ConfigOpt = None) -> None:
     """Every price, old ones included (they still price the months they cover)."""
-    from hub.billing_store import all_rates
+    from hub.services.billing import all_rates
 
     with _database(config) as (_, session):
         for r in all_rates(session):
@@ -189,7 +180,7 @@ def list_rates(config: ConfigOpt = None) -> None:
 def _change_account(
     config: Path | None, email: str, apply: Callable[[Any, Any], str], publish: bool
 ) -> None:
-    from hub.billing_store import member_by_email
+    from hub.services.billing import member_by_email
 
     with _database(config) as (settings, session):
         member = member_by_email(session, email)
@@ -207,19 +198,13 @@ def topup(
     config: ConfigOpt = None,
 ) -> None:
     """Add money to a member's prepaid balance; machines open again at once."""
-    from hub.billing_store import euros, parse_euros, top_up
+    from hub.services.billing import euros, parse_euros, top_up
+
+    with refusals(**FLAGS):
+        cents = parse_euros(amount)
 
     def apply(session: Any, member: Any) -> str:
-        cents = parse_euros(amount)
         account = top_up(session, member, cents, actor=cli_actor(), note=note)
-        record(
-            session,
-            actor=cli_actor(),
-            action="billing.topup",
-            entity="member",
-            entity_id=member.ref,
-            cents=cents,
-        )
         return f"{member.name}: +{euros(cents)} €, balance {euros(account.balance_cents)} €"
 
     _change_account(config, member_email, apply, publish=True)
@@ -238,18 +223,10 @@ def plan(
     config: ConfigOpt = None,
 ) -> None:
     """Whether an empty prepaid balance refuses the member at the machines."""
-    from hub.billing_store import euros, set_plan
+    from hub.services.billing import euros, set_plan
 
     def apply(session: Any, member: Any) -> str:
-        account = set_plan(session, member, prepaid_only=prepaid_only)
-        record(
-            session,
-            actor=cli_actor(),
-            action="billing.plan",
-            entity="member",
-            entity_id=member.ref,
-            prepaid_only=prepaid_only,
-        )
+        account = set_plan(session, member, prepaid_only=prepaid_only, actor=cli_actor())
         kind = "prepaid only" if prepaid_only else "pays later"
         return f"{member.name}: {kind}, balance {euros(account.balance_cents)} €"
 
@@ -262,14 +239,14 @@ def balance(
     config: ConfigOpt = None,
 ) -> None:
     """A member's prepaid balance and its movements."""
-    from hub.billing_store import BillingAccount, euros, movements
+    from hub.services.billing import BillingAccount, account_state, euros, movements
 
     def apply(session: Any, member: Any) -> str:
         shown = [
             f"  {m.at:%Y-%m-%d %H:%M}  {m.kind:<7} {euros(m.cents):>10} €  {m.note}"
             for m in movements(session, member)
         ]
-        account = session.get(BillingAccount, member.id) or BillingAccount(member_id=member.id)
+        account = account_state(session, member) or BillingAccount(member_id=member.id)
         plan = "prepaid only" if account.prepaid_only else "pays later"
         return "\n".join(
             [f"{member.name} ({plan}): balance {euros(account.balance_cents)} €", *shown]
@@ -291,24 +268,14 @@ def close(
     config: ConfigOpt = None,
 ) -> None:
     """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
-    from hub.billing_store import BillingError, close_month, euros, export_month, parse_month
+    from hub.reports.statements import export_month
+    from hub.services.billing import close_month, euros, parse_month
 
-    try:
+    with refusals(**FLAGS):
         parse_month(month)
-    except BillingError as exc:
-        raise _fail(str(exc)) from None
     with _database(config) as (settings, session):
         tz = _timezone(settings)
         closing = close_month(session, month, tz=tz, now=datetime.now(UTC), actor=cli_actor())
-        if not closing.already_closed:
-            record(
-                session,
-                actor=cli_actor(),
-                action="billing.close",
-                entity="billing_month",
-                entity_id=month,
-                statements=len(closing.statements),
-            )
         session.commit()
         state = "was already closed" if closing.already_closed else "is closed"
         typer.echo(f"{month} {state}: {len(closing.statements)} statement(s)")
@@ -335,20 +302,12 @@ def credit(
     config: ConfigOpt = None,
 ) -> None:
     """Give back sessions of a closed statement with a credit note (the statement stays)."""
-    from hub.billing_store import credit as store
-    from hub.billing_store import euros, write_csv, write_pdf
+    from hub.reports.statements import write_csv, write_pdf
+    from hub.services.billing import credit as store
+    from hub.services.billing import euros
 
     with _database(config) as (settings, session):
         note = store(session, statement, sessions, reason, actor=cli_actor())
-        record(
-            session,
-            actor=cli_actor(),
-            action="billing.credit",
-            entity="statement",
-            entity_id=note.number,
-            sessions=sessions,
-            reason=reason,
-        )
         session.commit()
         typer.echo(
             f"credit note {note.number}: {euros(note.total_cents)} € "

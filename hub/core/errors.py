@@ -123,6 +123,52 @@ MESSAGES: dict[str, str] = {
         "e.g. {example!r}"
     ),
     "stats.opening_empty": N_("no opening slot in {spec!r}; e.g. {example!r}"),
+    # Billing (hub/services/billing/).
+    "billing.month_format": N_("{month!r} is not a month: write it like 2026-10"),
+    "billing.month_not_over": N_("{month} is not over yet; close it from {next} on"),
+    "billing.sessions_open": N_(
+        "{count} session(s) of the month have not ended ({sessions}); wait for the machines "
+        "to report them (or end them) before closing"
+    ),
+    "billing.session_member_unknown": N_(
+        "session {session}: member {member} is not known to the hub"
+    ),
+    "billing.session_machine_unknown": N_(
+        "session {session}: machine {machine} is not known to the hub"
+    ),
+    "billing.no_rate": N_(
+        "no rate for machine type {machine_type!r} and category {category!r} on {day}; "
+        "add one from that day or earlier, then close the month again"
+    ),
+    "billing.amount_format": N_("{amount!r} is not an amount in euros: write it like 20 or 12,50"),
+    "billing.amount_not_positive": N_("the amount must be more than zero"),
+    "billing.member_missing": N_("give the member by email or number"),
+    "billing.member_unknown": N_(
+        "no member with email or number {member!r}; give the member by email or number"
+    ),
+    "billing.plan": N_("choose prepaid only or pay later"),
+    "rate.missing": N_("{fields} must be given"),
+    "rate.category": N_("{category!r} is not a member category: give one of {categories}"),
+    "rate.day_format": N_("{value!r} is not a day: write it like 2026-10-01"),
+    "rate.month_closed": N_(
+        "{day} is not after {month}, which is closed: a closed month cannot change; "
+        "give a day after it"
+    ),
+    "rate.basis": N_("{basis!r} must be session or busy"),
+    "rate.whole_number": N_("{value!r} must be a whole number, at least {least}"),
+    "rates.header_missing": N_("the header lacks {missing}; expected columns: {expected}"),
+    "rates.header_unknown": N_("unknown column(s) {unknown}; expected columns: {expected}"),
+    "rates.twice": N_(
+        "line {line}: the same rate is given twice ({machine_type}, {category}, {day})"
+    ),
+    "rates.empty": N_("the file has a header but no rate"),
+    "rates.too_large": N_("the file is larger than {max_mb} MB; split it"),
+    "rates.not_utf8": N_("the file is not UTF-8 text; save the sheet as CSV UTF-8"),
+    "statement.unknown": N_("no statement numbered {number!r}"),
+    "credit.no_session": N_("name at least one session of the statement to credit"),
+    "credit.already_credited": N_("{sessions} already credited on {number}"),
+    "credit.not_on_statement": N_("session(s) {sessions} are not on statement {number}"),
+    "credit.reason_empty": N_("a credit note needs a reason the member can read"),
 }
 
 

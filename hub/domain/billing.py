@@ -96,6 +96,15 @@ class Charge:
 class NoRateError(LookupError):
     """No rate covers a machine type and category on a day; the lab must add one."""
 
+    def __init__(self, machine_type: str, category: str, day: date) -> None:
+        super().__init__(
+            f"no rate for machine type {machine_type!r} and category {category!r} on {day}; "
+            "add one with an earlier effective_from"
+        )
+        self.machine_type = machine_type
+        self.category = category
+        self.day = day
+
 
 def _euros(cents: int) -> str:
     sign = "-" if cents < 0 else ""
@@ -115,10 +124,7 @@ def rate_on(rates: Iterable[Rate], machine_type: str, category: str, day: date) 
 
 
 def _no_rate(machine_type: str, category: str, day: date) -> NoRateError:
-    return NoRateError(
-        f"no rate for machine type {machine_type!r} and category {category!r} on {day}; "
-        "add one with an earlier effective_from"
-    )
+    return NoRateError(machine_type, category, day)
 
 
 class RateBook:
@@ -558,15 +564,27 @@ class CreditNote:
         return sum(line.cents for line in self.lines)
 
 
+class ReasonMissing(ValueError):
+    """A credit note without a reason the member can read."""
+
+
+class SessionsNotOnStatement(ValueError):
+    """Sessions to credit that the statement does not carry (`missing`, sorted)."""
+
+    def __init__(self, missing: list[str], payer_ref: str) -> None:
+        super().__init__(f"sessions {missing} are not on the statement of {payer_ref}")
+        self.missing = missing
+
+
 def credit_note(statement: Statement, session_ids: Iterable[str], reason: str) -> CreditNote:
     """Credit the given sessions of a closed statement in full, as negative lines."""
     if not reason.strip():
-        raise ValueError("a credit note needs a reason the member can read")
+        raise ReasonMissing("a credit note needs a reason the member can read")
     wanted = set(session_ids)
     known = {line.session_id for line in statement.lines}
     missing = sorted(wanted - known)
     if missing:
-        raise ValueError(f"sessions {missing} are not on the statement of {statement.payer_ref}")
+        raise SessionsNotOnStatement(missing, statement.payer_ref)
     lines = tuple(
         StatementLine(
             line.session_id,
@@ -590,11 +608,13 @@ class PrepaidPlan:
     prepaid_only: bool = False
 
 
-def apply_prepaid(balance_cents: int, charges: Iterable[Charge]) -> tuple[int, int]:
-    """Draw charges from a prepaid balance: (new balance, cents the balance did not cover)."""
-    due = sum(c.cents for c in charges)
-    drawn = min(max(balance_cents, 0), due)
-    return balance_cents - drawn, due - drawn
+def apply_prepaid(balance_cents: int, due_cents: int) -> tuple[int, int]:
+    """Draw what is due from a prepaid balance: (new balance, cents the balance did not
+    cover). A balance at or below zero gives nothing; it never goes below zero by a draw.
+    The rule the month's close (a statement's total) and the drawdown at each session's end
+    (a session's price) both run."""
+    drawn = min(max(balance_cents, 0), due_cents)
+    return balance_cents - drawn, due_cents - drawn
 
 
 def may_start(balance_cents: int, plan: PrepaidPlan) -> DenyReason | None:

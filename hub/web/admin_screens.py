@@ -1,10 +1,10 @@
 """The screens that change the lab's records: members, machines and their types, users and
-tokens, retention settings and billing actions.
+tokens, retention settings (billing's forms are in hub/web/billing_screens.py).
 
 Each form calls the API's own function (`hub.api.members.create_member`,
-`hub.api.accounts.update_user`...) or, for billing, the store functions the CLI calls, so the
-rules, the audit rows and the allow-list re-publication stay in one place. Each route names
-the same role sets as the API route it mirrors. A refusal is shown in the form, next to the
+`hub.api.accounts.update_user`...), so the rules, the audit rows and the allow-list
+re-publication stay in one place. Each route names the same role sets as the API route it
+mirrors. A refusal is shown in the form, next to the
 field it is about.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from hub.api import accounts as accounts_api
 from hub.api import machines as machines_api
 from hub.api import members as members_api
 from hub.api import retention as retention_api
-from hub.api.changes import audit, get_machine, get_member, invalid, republish
+from hub.api.changes import audit, get_machine, get_member, invalid
 from hub.api.deps import ADMIN, EVERYONE, MANAGE, MAX_ID, SessionDep
 from hub.models import (
     ApiToken,
@@ -42,7 +42,6 @@ from hub.web.i18n import N_
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-RATE_CSV_MAX = 1_000_000
 
 # Words shown from code, for the catalogue.
 WORDS = [
@@ -52,8 +51,6 @@ WORDS = [
     N_("password changed: every session and token of this user is revoked"),
     N_("token revoked"),
     N_("retention rules saved"),
-    N_("rate saved"),
-    N_("rate replaced"),
     N_("Users"),
     N_("Settings"),
     N_("laser"),
@@ -914,210 +911,3 @@ def purge_now(
     counts = retention_api.apply_now(request, session, user)
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     return _settings_page(request, session, user, notice=f"purged now: {summary}")
-
-
-# --- billing actions ----------------------------------------------------------------------
-# Billing has no API routes: these call the store functions `atelier hub billing` calls,
-# with the same audit rows, and re-publish the lists when a balance or plan changes.
-def _billing_member(session: Session, member_id: str) -> Member:
-    hint = "give the member by email or number"
-    chosen = _member_by_text(session, member_id, "member_id", hint)
-    member = session.get(Member, chosen) if chosen else None
-    if member is None:
-        raise invalid("member_id", hint)
-    return member
-
-
-def _billing_answer(
-    request: Request,
-    session: Session,
-    user: User,
-    *,
-    notice: str | None = None,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
-) -> Response:
-    from hub.web.screens import billing_view
-
-    return billing_view(
-        request,
-        session,
-        user,
-        month=None,
-        notice=notice,
-        errors=errors or {},
-        values=values or {},
-        status_code=422 if errors else 200,
-    )
-
-
-@router.post("/billing/topup", response_class=HTMLResponse, dependencies=[Checked])
-def top_up(
-    request: Request,
-    session: SessionDep,
-    background: BackgroundTasks,
-    user: Annotated[User, Page(MANAGE)],
-    member_id: Annotated[str, Form(max_length=320)] = "",
-    amount: Annotated[str, Form(max_length=20)] = "",
-    note: Annotated[str, Form(max_length=500)] = "",
-) -> Response:
-    from hub.api.changes import actor
-    from hub.billing_store import euros, parse_euros
-    from hub.billing_store import top_up as store
-
-    values = {"topup_member_id": member_id, "topup_amount": amount, "topup_note": note}
-    try:
-        member = _billing_member(session, member_id)
-        cents = parse_euros(amount, field="amount")
-        account = store(session, member, cents, actor=actor(user), note=note.strip())
-        audit(session, user, "billing.topup", "member", member.ref, cents=cents)
-        session.commit()
-    except PROBLEMS as exc:
-        session.rollback()
-        errors = {f"topup_{k}" if k else "": v for k, v in _money_errors(exc).items()}
-        return _billing_answer(request, session, user, errors=errors, values=values)
-    republish(request, background)  # an empty balance may have been refusing the member
-    text = f"{member.name}: +{euros(cents)} €, {euros(account.balance_cents)} €"
-    return _billing_answer(request, session, user, notice=text)
-
-
-def _money_errors(exc: Exception) -> dict[str, str]:
-    errors = field_errors(exc, ["member_id", "amount", "note"])
-    if "" in errors and errors[""].startswith("AMOUNT"):
-        errors["amount"] = errors.pop("").replace("AMOUNT", "amount", 1)
-    return errors
-
-
-@router.post("/billing/plan", response_class=HTMLResponse, dependencies=[Checked])
-def set_plan(
-    request: Request,
-    session: SessionDep,
-    background: BackgroundTasks,
-    user: Annotated[User, Page(MANAGE)],
-    member_id: Annotated[str, Form(max_length=320)] = "",
-    plan: Annotated[str, Form(max_length=20)] = "",
-) -> Response:
-    from hub.billing_store import set_plan as store
-
-    values = {"plan_member_id": member_id, "plan": plan}
-    try:
-        member = _billing_member(session, member_id)
-        if plan not in ("prepaid", "later"):
-            raise invalid("plan", "prepaid only or pay later")
-        store(session, member, prepaid_only=plan == "prepaid")
-        audit(session, user, "billing.plan", "member", member.ref, prepaid_only=plan == "prepaid")
-        session.commit()
-    except PROBLEMS as exc:
-        session.rollback()
-        errors = {
-            f"plan_{k}" if k else "": v for k, v in field_errors(exc, ["member_id", "plan"]).items()
-        }
-        return _billing_answer(request, session, user, errors=errors, values=values)
-    republish(request, background)
-    return _billing_answer(request, session, user, notice=f"{member.name}: plan saved")
-
-
-def _rate_fields() -> list[str]:
-    from hub.billing_store import RATE_FIELDS
-
-    return RATE_FIELDS
-
-
-@router.post("/billing/rates", response_class=HTMLResponse, dependencies=[Checked])
-def set_rate(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(MANAGE)],
-    machine_type: Annotated[str, Form(max_length=63)] = "",
-    category: Annotated[str, Form(max_length=20)] = "",
-    effective_from: Annotated[str, Form(max_length=20)] = "",
-    cents_per_hour: Annotated[str, Form(max_length=12)] = "",
-    basis: Annotated[str, Form(max_length=10)] = "session",
-    start_fee_cents: Annotated[str, Form(max_length=12)] = "",
-    minimum_cents: Annotated[str, Form(max_length=12)] = "",
-    rounding_minutes: Annotated[str, Form(max_length=12)] = "",
-    daily_cap_cents: Annotated[str, Form(max_length=12)] = "",
-    included_minutes_per_month: Annotated[str, Form(max_length=12)] = "",
-) -> Response:
-    values = {
-        "machine_type": machine_type,
-        "category": category,
-        "effective_from": effective_from,
-        "cents_per_hour": cents_per_hour,
-        "basis": basis,
-        "start_fee_cents": start_fee_cents,
-        "minimum_cents": minimum_cents,
-        "rounding_minutes": rounding_minutes,
-        "daily_cap_cents": daily_cap_cents,
-        "included_minutes_per_month": included_minutes_per_month,
-    }
-    return _rates(request, session, user, "rate", values)
-
-
-@router.post("/billing/rates/import", response_class=HTMLResponse, dependencies=[Checked])
-def import_rates(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(MANAGE)],
-    file: UploadFile | None = None,
-) -> Response:
-    if file is None or not file.filename:
-        errors = {"import_file": "choose the CSV file to import"}
-        return _billing_answer(request, session, user, errors=errors)
-    raw = file.file.read(RATE_CSV_MAX + 1)
-    return _rates(request, session, user, "import", {"file": file.filename, "raw": raw})
-
-
-def _rates(
-    request: Request, session: Session, user: User, what: str, values: dict[str, Any]
-) -> Response:
-    from hub.billing_store import BillingError, check_rate
-    from hub.billing_store import import_rates as run_import
-    from hub.billing_store import set_rate as store
-
-    if what == "rate":
-        try:
-            rate = check_rate(session, values)
-            added = store(session, rate)
-            audit(
-                session,
-                user,
-                "billing.rate_set",
-                "billing_rate",
-                f"{rate.machine_type}/{rate.category}/{rate.effective_from}",
-                **{k: v for k, v in values.items() if v},
-            )
-            session.commit()
-        except PROBLEMS as exc:
-            session.rollback()
-            errors = field_errors(exc, _rate_fields())
-            shown = {f"rate_{k}": v for k, v in values.items()}
-            errors = {f"rate_{k}" if k else "": v for k, v in errors.items()}
-            return _billing_answer(request, session, user, errors=errors, values=shown)
-        notice = "rate saved" if added else "rate replaced"
-        return _billing_answer(request, session, user, notice=notice)
-    raw: bytes = values["raw"]
-    try:
-        if len(raw) > RATE_CSV_MAX:
-            raise BillingError("the file is larger than 1 MB; split it")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise BillingError("the file is not UTF-8 text; save the sheet as CSV UTF-8") from None
-        count, replaced = run_import(session, text)
-        audit(
-            session,
-            user,
-            "billing.rates_import",
-            "billing_rate",
-            values["file"],
-            added=count,
-            replaced=replaced,
-        )
-        session.commit()
-    except PROBLEMS as exc:
-        session.rollback()
-        message = f"{values['file']}: {error_message(exc)}; nothing was imported"
-        return _billing_answer(request, session, user, errors={"import_file": message})
-    notice = f"rates imported: {count} added, {replaced} replaced"
-    return _billing_answer(request, session, user, notice=notice)

@@ -47,9 +47,10 @@ from hub.models import (
     TrainingLevel,
     User,
 )
+from hub.services.billing import member_billing
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
-from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
+from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
@@ -632,8 +633,8 @@ def my_page(
     trainings = trainings_api.list_trainings(
         session, user, member_id=member.id, machine_type=None, limit=100, offset=0
     )
-    balance = _balance(session, member)
-    billing = _my_billing(session, member)
+    billing = member_billing(session, member=member)  # read only: no account is created
+    balance = _balance(billing.account)
     return render(
         request,
         "me.html",
@@ -643,114 +644,16 @@ def my_page(
             "jobs": jobs,
             "trainings": trainings,
             "balance": balance,
-            "movements": billing["movements"],
-            "statements": billing["statements"],
+            "movements": billing.movements,
+            "statements": billing.statements,
             "now": datetime.now(UTC),
         },
         user=user,
     )
 
 
-def _balance(session: Session, member: Member) -> dict[str, Any] | None:
-    """The prepaid balance as billing keeps it, read only (no account is created here)."""
-    try:
-        from hub.billing_store import BillingAccount
-    except ImportError:  # billing not installed in this build
-        return None
-    account = session.get(BillingAccount, member.id)
+def _balance(account: Any) -> dict[str, Any] | None:
+    """The prepaid balance as billing keeps it (None: the member has no account)."""
     if account is None:
         return None
     return {"cents": account.balance_cents, "prepaid_only": account.prepaid_only}
-
-
-# --- billing ------------------------------------------------------------------------------
-# Billing has no API routes yet: this page reads its tables directly; its forms (top-up,
-# plan, rates) are in hub/web/admin_screens.py, and closing a month stays in
-# `atelier hub billing`.
-@router.get("/billing", response_class=HTMLResponse)
-def billing_page(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(MANAGE)],
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
-) -> Response:
-    return billing_view(request, session, user, month=month)
-
-
-def billing_view(
-    request: Request,
-    session: Session,
-    user: User,
-    *,
-    month: str | None,
-    notice: str | None = None,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    from hub.billing_store import BillingAccount, BillingMonth, BillingRate, Statement
-
-    months = sorted(session.exec(select(BillingMonth.month)).all(), reverse=True)
-    month = month or (months[0] if months else None)
-    statements = (
-        session.exec(
-            select(Statement).where(Statement.month == month).order_by(col(Statement.number))
-        ).all()
-        if month
-        else []
-    )
-    held = session.exec(select(BillingAccount).order_by(col(BillingAccount.balance_cents))).all()
-    names = members_api.members_by_id(session, {a.member_id for a in held})
-    accounts = [(names.get(a.member_id), a) for a in held]
-    rates = session.exec(
-        select(BillingRate).order_by(
-            col(BillingRate.machine_type),
-            col(BillingRate.category),
-            col(BillingRate.effective_from),
-        )
-    ).all()
-    return render(
-        request,
-        "billing.html",
-        {
-            "months": months,
-            "month": month,
-            "statements": statements,
-            "accounts": accounts,
-            "rates": rates,
-            # Suggestions for the top-up and plan forms: the account holders; any other
-            # member is typed by email or number (a lab's whole member table is not sent).
-            "member_options": [
-                (member_key(m), m.name) for m in sorted(names.values(), key=lambda m: m.name)
-            ],
-            "type_options": [
-                (t.code, f"{t.name} ({t.code})")
-                for t in session.exec(select(MachineType).order_by(col(MachineType.code)))
-            ],
-            "categories": list(MemberCategory),
-            "notice": notice,
-            "errors": errors or {},
-            "problem": (errors or {}).get(""),
-            "v": values or {},
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-def _my_billing(session: Session, member: Member) -> dict[str, Any]:
-    from hub.billing_store import BalanceMovement, Statement
-
-    moves = session.exec(
-        select(BalanceMovement)
-        .where(BalanceMovement.member_id == member.id)
-        .order_by(col(BalanceMovement.at).desc())
-        .limit(50)
-    ).all()
-    statements = session.exec(
-        select(Statement)
-        .where(Statement.payer_ref == member.ref)
-        .order_by(col(Statement.month).desc(), col(Statement.number))
-        .limit(24)
-    ).all()
-    return {"movements": moves, "statements": statements}

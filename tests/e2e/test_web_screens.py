@@ -234,7 +234,7 @@ def test_the_live_stream_sends_cards_and_lets_go_of_a_closed_browser(tmp_path: P
 def test_billing_shows_statements_balances_and_a_members_own(hub: TestClient) -> None:
     from datetime import date
 
-    from hub.billing_store import (
+    from hub.services.billing import (
         BalanceMovement,
         BillingAccount,
         BillingMonth,
@@ -466,7 +466,7 @@ def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestC
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from hub.billing_store import BillingMonth
+    from hub.services.billing import BillingMonth
 
     token = sign_in(hub, "test-manager", PASSWORD)
     engine = hub.app.state.engine
@@ -745,7 +745,7 @@ def test_retention_settings_for_admins_read_only_for_managers(hub: TestClient) -
 
 
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:
-    from hub.billing_store import BalanceMovement, BillingAccount, BillingRate
+    from hub.services.billing import BalanceMovement, BillingAccount, BillingRate
 
     engine = hub.app.state.engine
     with Session(engine) as session:
@@ -754,7 +754,8 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
     wrong = hub.post(
         "/web/billing/topup", data={"member_id": str(hugo.id), "amount": "douze", "csrf": token}
     )
-    assert wrong.status_code == 422 and 'id="topup_amount-error">amount' in wrong.text
+    assert wrong.status_code == 422
+    assert 'id="topup_amount-error">&#39;douze&#39; is not an amount in euros' in wrong.text
     nobody = hub.post("/web/billing/topup", data={"member_id": "", "amount": "5", "csrf": token})
     assert nobody.status_code == 422
     assert 'id="topup_member_id-error">give the member by email or number' in nobody.text
@@ -795,7 +796,8 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
         "csrf": token,
     }
     bad = hub.post("/web/billing/rates", data=rate)
-    assert bad.status_code == 422 and 'id="rate_cents_per_hour-error">cents_per_hour' in bad.text
+    assert bad.status_code == 422
+    assert 'id="rate_cents_per_hour-error">&#39;neuf&#39; must be a whole number' in bad.text
     assert hub.post("/web/billing/rates", data={**rate, "cents_per_hour": "900"}).status_code == 200
     broken = hub.post(
         "/web/billing/rates/import",
@@ -822,6 +824,46 @@ def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None
             "billing.rate_set",
             "billing.rates_import",
         } <= actions
+
+
+def test_billing_refusals_are_shown_in_french_under_their_field(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    french = {"Accept-Language": "fr"}
+    wrong = hub.post(
+        "/web/billing/topup",
+        data={"member_id": "hugo@example.org", "amount": "douze", "csrf": token},
+        headers=french,
+    )
+    assert wrong.status_code == 422
+    assert 'id="topup_amount-error">&#39;douze&#39; n&#39;est pas un montant en euros' in wrong.text
+    closed_type = hub.post(
+        "/web/billing/rates",
+        data={
+            "machine_type": "plasma",
+            "category": "student",
+            "effective_from": "2027-01-01",
+            "cents_per_hour": "900",
+            "csrf": token,
+        },
+        headers=french,
+    )
+    assert closed_type.status_code == 422
+    assert 'id="rate_machine_type-error">' in closed_type.text
+    line = hub.post(
+        "/web/billing/rates/import",
+        data={"csrf": token},
+        files={
+            "file": (
+                "tarifs.csv",
+                b"machine_type,category,effective_from,cents_per_hour\nlaser,retraite,2027-01-01,1\n",
+                "text/csv",
+            )
+        },
+        headers=french,
+    )
+    assert line.status_code == 422
+    assert "tarifs.csv : ligne 2, category : &#39;retraite&#39; n&#39;est pas" in line.text
+    assert "rien n&#39;a été importé" in line.text
 
 
 def test_the_new_forms_speak_french(hub: TestClient) -> None:

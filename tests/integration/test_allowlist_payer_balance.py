@@ -9,10 +9,10 @@ from sqlmodel import Session, select
 
 from edge.domain.access import decide
 from hub.allowlist import allowlist_body
-from hub.billing_store import set_plan, top_up
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import Machine, Member, MemberCategory
+from hub.services.billing import set_plan, top_up
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason
 
@@ -52,16 +52,16 @@ def test_an_empty_payer_balance_refuses_the_people_it_pays_for(database_url: str
 
             assert decision() == (True, None)
             # The company pays later: never refused.
-            set_plan(session, company, prepaid_only=False)
+            set_plan(session, company, prepaid_only=False, actor="test")
             session.commit()
             assert decision() == (True, None)
             # Prepaid-only and empty: its people are refused, and only them.
-            set_plan(session, company, prepaid_only=True)
+            set_plan(session, company, prepaid_only=True, actor="test")
             session.commit()
             assert decision() == (False, DenyReason.BALANCE)
             assert blocked() == {HUGO: "balance"}
             # Hugo's own prepaid account, even empty, is not what pays his sessions.
-            set_plan(session, hugo, prepaid_only=True)
+            set_plan(session, hugo, prepaid_only=True, actor="test")
             top_up(session, company, 2000, actor="test")
             session.commit()
             assert decision() == (True, None)

@@ -13,7 +13,13 @@ import pytest
 from sqlmodel import Session, col, select
 
 from hub.allowlist import AllowListPublisher
-from hub.billing_store import (
+from hub.core.db import make_engine, migrate
+from hub.core.security import load_or_create_signing_key
+from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
+from hub.ingest.consumer import IngestConsumer
+from hub.models import MachineSession, Member
+from hub.services.billing import (
     PROVISIONAL,
     BalanceMovement,
     BillingAccount,
@@ -27,12 +33,6 @@ from hub.billing_store import (
     set_plan,
     top_up,
 )
-from hub.core.db import make_engine, migrate
-from hub.core.security import load_or_create_signing_key
-from hub.core.settings import get_settings
-from hub.demo.seed import seed_demo
-from hub.ingest.consumer import IngestConsumer
-from hub.models import MachineSession, Member
 from tests.integration.test_agent_offline import Hub, started_agent
 from tests.integration.test_billing_store import (  # noqa: F401
     NOW,
@@ -110,7 +110,7 @@ def test_the_close_gives_the_same_statements_with_or_without_provisional_charges
     with Session(engine) as session:
         alice = member(session, "alice")
         top_up(session, alice, 2000, actor="test")
-        set_plan(session, alice, prepaid_only=True)
+        set_plan(session, alice, prepaid_only=True, actor="test")
         session.commit()
         emptied = set()
         for sid in ALICE_SESSIONS:
@@ -180,7 +180,7 @@ def live_hub(
             )
         )
         hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
-        set_plan(session, hugo, prepaid_only=True)
+        set_plan(session, hugo, prepaid_only=True, actor="test")
         top_up(session, hugo, 150, actor="test")
         session.commit()
     settings = get_settings(

@@ -19,25 +19,8 @@ from typer.testing import CliRunner
 from atelier_cli import app
 from edge.domain.access import decide
 from hub.allowlist import allowlist_body
-from hub.billing_store import (
-    RATE_FIELDS,
-    BillingError,
-    BillingRate,
-    Statement,
-    StatementLine,
-    account_of,
-    balances,
-    check_rate,
-    close_month,
-    credit,
-    export_month,
-    import_rates,
-    lines_of,
-    month_statements,
-    set_plan,
-    top_up,
-)
 from hub.core.db import make_engine, migrate
+from hub.core.errors import Conflict, HubError, InvalidValue, NotFound
 from hub.demo.seed import seed_demo
 from hub.models import (
     BusyPeriod,
@@ -47,6 +30,23 @@ from hub.models import (
     MachineType,
     Member,
     MemberCategory,
+)
+from hub.reports.statements import export_month
+from hub.services.billing import (
+    RATE_FIELDS,
+    BillingRate,
+    Statement,
+    StatementLine,
+    account_of,
+    balances,
+    check_rate,
+    close_month,
+    credit,
+    import_rates,
+    lines_of,
+    month_statements,
+    set_plan,
+    top_up,
 )
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason
@@ -311,8 +311,9 @@ def test_two_closes_at_once_make_one_set_of_statements(engine) -> None:  # type:
 
 def test_a_closed_month_refuses_changes_and_open_months_wait(engine) -> None:  # type: ignore[no-untyped-def]
     with Session(engine) as session:
-        with pytest.raises(BillingError, match="2026-11 is not over yet"):
+        with pytest.raises(Conflict, match="2026-11 is not over yet") as early:
             close_month(session, "2026-11", tz=PARIS, now=NOW, actor="test")
+        assert (early.value.code, early.value.field) == ("billing.month_not_over", "month")
         close_month(session, "2026-10", tz=PARIS, now=NOW, actor="test")
         session.commit()
         values = {
@@ -322,9 +323,10 @@ def test_a_closed_month_refuses_changes_and_open_months_wait(engine) -> None:  #
             "cents_per_hour": "100",
         }
         with pytest.raises(
-            BillingError, match="effective_from 2026-10-20.*2026-10, which is closed"
-        ):
+            Conflict, match="2026-10-20 is not after 2026-10, which is closed"
+        ) as late:
             check_rate(session, values)
+        assert (late.value.code, late.value.field) == ("rate.month_closed", "effective_from")
         assert check_rate(session, {**values, "effective_from": "2026-11-01"}).cents_per_hour == 100
         # A session still running blocks the close of its month, named.
         session.add(
@@ -337,8 +339,9 @@ def test_a_closed_month_refuses_changes_and_open_months_wait(engine) -> None:  #
             )
         )
         session.commit()
-        with pytest.raises(BillingError, match="RUNNING"):
+        with pytest.raises(Conflict, match="RUNNING") as running:
             close_month(session, "2026-09", tz=PARIS, now=NOW, actor="test")
+        assert (running.value.code, running.value.field) == ("billing.sessions_open", "month")
 
 
 def test_a_missing_rate_names_the_type_and_category(engine) -> None:  # type: ignore[no-untyped-def]
@@ -354,8 +357,14 @@ def test_a_missing_rate_names_the_type_and_category(engine) -> None:  # type: ig
             )
         )
         session.commit()
-        with pytest.raises(BillingError, match="'laser' and category 'company'"):
+        with pytest.raises(Conflict, match="'laser' and category 'company'") as no_rate:
             close_month(session, "2026-08", tz=PARIS, now=NOW, actor="test")
+        assert no_rate.value.code == "billing.no_rate"
+        assert no_rate.value.params == {
+            "machine_type": "laser",
+            "category": "company",
+            "day": "2026-08-03",
+        }
         session.rollback()
         assert month_statements(session, "2026-08") == []
 
@@ -387,14 +396,28 @@ def test_prepaid_balance_is_drawn_and_a_credit_note_gives_it_back(engine) -> Non
         # The statement itself is untouched.
         assert month_statements(session, "2026-10")[0].total_cents == 2650
 
-        with pytest.raises(BillingError, match="S01 already credited"):
-            credit(session, "2026-10-001", ["S01"], "again", actor="test")
-        with pytest.raises(BillingError, match="--session.*S99"):
-            credit(session, "2026-10-001", ["S99"], "typo", actor="test")
-        with pytest.raises(BillingError, match="--reason"):
-            credit(session, "2026-10-001", ["S03"], "  ", actor="test")
-        with pytest.raises(BillingError, match="no statement numbered '2026-10-999'"):
-            credit(session, "2026-10-999", ["S03"], "x", actor="test")
+        refusals: list[tuple[HubError, str, str | None]] = []
+        for number, sessions, reason in [
+            ("2026-10-001", ["S01"], "again"),
+            ("2026-10-001", ["S99"], "typo"),
+            ("2026-10-001", ["S03"], "  "),
+            ("2026-10-001", [], "nothing named"),
+            ("2026-10-999", ["S03"], "x"),
+        ]:
+            with pytest.raises(HubError) as refused:
+                credit(session, number, sessions, reason, actor="test")
+            refusals.append((refused.value, refused.value.code, refused.value.field))
+        assert [(code, field) for _, code, field in refusals] == [
+            ("credit.already_credited", "session"),
+            ("credit.not_on_statement", "session"),
+            ("credit.reason_empty", "reason"),
+            ("credit.no_session", "session"),
+            ("statement.unknown", "statement"),
+        ]
+        assert "S01 already credited on 2026-10-001" in str(refusals[0][0])
+        assert "S99" in str(refusals[1][0])
+        assert "no statement numbered '2026-10-999'" in str(refusals[4][0])
+        assert isinstance(refusals[4][0], NotFound) and isinstance(refusals[2][0], InvalidValue)
         # Only the prepaid part comes back: 20,00 drawn, 11,00 already returned.
         second = credit(session, "2026-10-001", ["S03", "S04"], "machine fault", actor="test")
         session.commit()
@@ -455,10 +478,10 @@ def test_an_empty_prepaid_balance_is_denied_at_the_machine(database_url: str) ->
 
             assert decision_for_hugo() == (True, None)
             # An account that pays later is never refused, whatever its balance.
-            set_plan(session, hugo, prepaid_only=False)
+            set_plan(session, hugo, prepaid_only=False, actor="test")
             session.commit()
             assert decision_for_hugo() == (True, None)
-            set_plan(session, hugo, prepaid_only=True)
+            set_plan(session, hugo, prepaid_only=True, actor="test")
             session.commit()
             assert decision_for_hugo() == (False, DenyReason.BALANCE)
             top_up(session, hugo, 500, actor="test")
@@ -549,27 +572,33 @@ def test_cli_closes_exports_and_credits(cli_env: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["close", "--month", "October"], "--month 'October' must be a month like 2026-10"),
-        (["close", "--month", "2099-01"], "--month 2099-01 is not over yet"),
-        (["topup", "nobody@example.org", "10"], "MEMBER_EMAIL: no member with email"),
-        (["topup", "alice@example.org", "ten"], "AMOUNT 'ten' must be an amount in euros"),
-        (["topup", "alice@example.org", "0"], "AMOUNT must be more than zero"),
+        (["close", "--month", "October"], "--month: 'October' is not a month: write it like"),
+        (["close", "--month", "2099-01"], "--month: 2099-01 is not over yet"),
+        (
+            ["topup", "nobody@example.org", "10"],
+            "MEMBER_EMAIL: no member with email nobody@example.org",
+        ),
+        (["topup", "alice@example.org", "ten"], "AMOUNT: 'ten' is not an amount in euros"),
+        (["topup", "alice@example.org", "0"], "AMOUNT: the amount must be more than zero"),
         (
             ["rates", "set", "--machine-type", "laser", "--category", "individual"]
             + ["--from", "2026-13-01", "--cents-per-hour", "100"],
-            "--from '2026-13-01' must be a day like 2026-10-01",
+            "--from: '2026-13-01' is not a day: write it like 2026-10-01",
         ),
         (
             ["rates", "set", "--machine-type", "plasma", "--category", "individual"]
             + ["--from", "2026-12-01", "--cents-per-hour", "100"],
-            "--machine-type 'plasma' is not a machine type of this lab",
+            "--machine-type: no machine type 'plasma' (known: ",
         ),
         (
             ["rates", "set", "--machine-type", "laser", "--category", "individual"]
             + ["--from", "2026-12-01", "--cents-per-hour", "12.5"],
-            "--cents-per-hour '12.5' must be a whole number",
+            "--cents-per-hour: '12.5' must be a whole number",
         ),
-        (["credit", "2026-10-001", "--session", "S01", "--reason", "x"], "no statement numbered"),
+        (
+            ["credit", "2026-10-001", "--session", "S01", "--reason", "x"],
+            "STATEMENT: no statement numbered '2026-10-001'",
+        ),
         (["rates", "import", "/nonexistent.csv"], "FILE: /nonexistent.csv: no such file"),
     ],
 )
@@ -591,7 +620,7 @@ def test_cli_rates_import_is_all_or_nothing(cli_env: str, tmp_path: Path) -> Non
     )
     code, output = billing("rates", "import", str(bad))
     assert code == 2
-    assert "line 3: category 'retired' must be one of" in output
+    assert "line 3, category: 'retired' is not a member category" in output
     assert "nothing was imported" in output
     bad.write_text(",".join(RATE_FIELDS[:4]) + ",colour\nlaser,individual,2027-01-01,1,red\n")
     code, output = billing("rates", "import", str(bad))

@@ -12,18 +12,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.billing_store import (
-    PROVISIONAL,
-    BalanceMovement,
-    BillingMonth,
-    BillingRate,
-    account_of,
-    close_month,
-    draw_ended_sessions,
-    lines_of,
-    month_statements,
-    top_up,
-)
 from hub.category_history import CategoryChangeError, change_category, history
 from hub.core.db import make_engine, migrate
 from hub.imports import import_members
@@ -36,6 +24,18 @@ from hub.models import (
     MemberCategory,
     MemberCategoryChange,
     Role,
+)
+from hub.services.billing import (
+    PROVISIONAL,
+    BalanceMovement,
+    BillingMonth,
+    BillingRate,
+    account_of,
+    close_month,
+    draw_ended_sessions,
+    lines_of,
+    month_statements,
+    top_up,
 )
 from tests.integration.test_api_crud import lab  # noqa: F401
 from tests.support.api import bearer
@@ -356,7 +356,7 @@ def _in_thread(work):  # type: ignore[no-untyped-def]
 def test_a_change_waits_for_a_close_in_progress_then_is_refused(engine: Engine) -> None:
     """The close holds the books from before it reads the members until it commits: a change
     into the month being closed waits, then sees the month closed."""
-    from hub.billing_store import lock_books
+    from hub.services.billing import lock_books
 
     closing = Session(engine)
     lock_books(closing)  # where close_month starts; the rest of the close follows below

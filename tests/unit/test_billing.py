@@ -230,12 +230,38 @@ def test_prepaid_draws_down_and_denies_when_empty() -> None:
         Charge("a", (ChargeLine("x", 700),), 35, 0),
         Charge("b", (ChargeLine("y", 500),), 25, 0),
     ]
-    assert apply_prepaid(1000, charges) == (0, 200)
-    assert apply_prepaid(2000, charges) == (800, 0)
-    assert apply_prepaid(-100, charges) == (-100, 1200)
+    due = sum(c.cents for c in charges)
+    assert apply_prepaid(1000, due) == (0, 200)
+    assert apply_prepaid(2000, due) == (800, 0)
+    assert apply_prepaid(-100, due) == (-100, 1200)
     assert may_start(0, PrepaidPlan(prepaid_only=True)) is DenyReason.BALANCE
     assert may_start(1, PrepaidPlan(prepaid_only=True)) is None
     assert may_start(-500, PrepaidPlan(prepaid_only=False)) is None
+
+
+CENTS = st.integers(min_value=-(10**12), max_value=10**12)  # far past any lab's money
+
+
+@settings(max_examples=200, deadline=None)
+@given(balance=CENTS, due=st.integers(min_value=0, max_value=10**12), parts=st.integers(1, 6))
+def test_the_draw_takes_what_the_balance_holds_and_nothing_more(
+    balance: int, due: int, parts: int
+) -> None:
+    """The one draw rule, which the month's close (a whole statement) and the drawdown at
+    each session's end (one session at a time) both run: the two ways agree."""
+    left_balance, uncovered = apply_prepaid(balance, due)
+    drawn = balance - left_balance
+    assert 0 <= drawn <= max(balance, 0) and drawn <= due
+    assert uncovered == due - drawn
+    assert drawn == min(max(balance, 0), due)  # all it can: never less than both allow
+    assert left_balance >= min(balance, 0)  # a draw never makes a balance negative
+    # Session by session (the drawdown) leaves the same balance as the whole at once (close).
+    pieces = [due // parts] * (parts - 1)
+    pieces.append(due - sum(pieces))
+    step = balance
+    for cents in pieces:
+        step = apply_prepaid(step, cents)[0]
+    assert step == left_balance
 
 
 # The worked example of docs/billing.md. The doc's table is parsed and compared below,
