@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from hub.core.files import private_file
-from hub.services.billing._tables import CREDIT_NOTE, Statement
+from hub.models import CREDIT_NOTE, Statement
 from hub.services.billing.books import euros
 from hub.services.billing.close import lines_of, month_statements
 
