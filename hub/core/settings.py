@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,22 @@ class Settings(BaseSettings):
     maintenance_check_s: float = Field(default=300, ge=5)
     ingest_batch_max: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_ms: int = Field(default=50, ge=1, le=5_000)
+
+    # Notifications (docs/notifications.md). No smtp_host: no email is sent (they wait).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    # A secret: from ATELIER_SMTP_PASSWORD or systemd's credentials, never logged or shown.
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "atelier@localhost"
+    smtp_ca_file: Path | None = None
+    notify_language: Literal["en", "fr"] = "en"
+    # A worker killed while sending holds its messages this long; then they go again.
+    notify_lease_s: float = Field(default=120, ge=1, le=86_400)
+    notify_poll_s: float = Field(default=2, gt=0, le=3_600)
+    notify_backoff_s: float = Field(default=30, gt=0, le=86_400)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

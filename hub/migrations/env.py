@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 import hub.billing_store  # noqa: F401  (billing tables)
 import hub.maintenance_store  # noqa: F401  (maintenance tables)
 import hub.models  # noqa: F401  (registers the tables)
+import hub.notification_models  # noqa: F401  (the notification outbox)
 from hub.core.db import make_engine
 
 config = context.config

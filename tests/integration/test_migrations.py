@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import hub.billing_store  # noqa: F401  (registers the billing tables)
 import hub.maintenance_store  # noqa: F401  (registers the maintenance tables)
 import hub.models  # noqa: F401
+import hub.notification_models  # noqa: F401  (registers the notification outbox)
 from hub.core.db import make_engine, migrate
 
 

@@ -1,0 +1,49 @@
+"""the notification outbox: messages written with their cause, sent by a worker
+
+Revision ID: 0017_notifications
+Revises: 0013_list_versions
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0017_notifications"
+down_revision: str | Sequence[str] | None = "0013_list_versions"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_text = sqlmodel.sql.sqltypes.AutoString
+
+
+def upgrade() -> None:
+    op.create_table(
+        "notification_outbox",
+        sa.Column("id", _text(length=32), nullable=False),
+        sa.Column("dedup_key", _text(length=200), nullable=False),
+        sa.Column("channel", _text(length=20), nullable=False),
+        sa.Column("recipient", _text(length=320), nullable=False),
+        sa.Column("kind", _text(length=40), nullable=False),
+        sa.Column("language", _text(length=5), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("status", _text(length=10), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_owner", _text(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", _text(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("dedup_key"),
+    )
+    op.create_index(
+        "ix_notification_outbox_due", "notification_outbox", ["status", "next_attempt_at"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_notification_outbox_due", table_name="notification_outbox")
+    op.drop_table("notification_outbox")

@@ -1,0 +1,87 @@
+"""What each kind of notification says, in French and English, as subject, text and HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from hub.web.i18n import translator
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def N_(message: str) -> str:  # noqa: N802  (gettext's name for "mark, translate later")
+    return message
+
+
+# kind -> (subject, body); %(name)s are the message's params (names, not ids).
+KINDS: dict[str, tuple[str, str]] = {
+    "print.finished": (
+        N_("Your print on %(machine)s is finished"),
+        N_("The print %(file)s on %(machine)s finished after %(duration)s."),
+    ),
+    "print.failed": (
+        N_("Your print on %(machine)s failed"),
+        N_("The print %(file)s on %(machine)s stopped after %(duration)s: %(error)s"),
+    ),
+    "test": (
+        N_("Atelier test message"),
+        N_("This test message from %(lab)s shows that notifications reach you."),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class UnknownKind(ValueError):
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown notification kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+        self.kind = kind
+
+
+def _environment(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(translator(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        total = max(0, int(float(seconds)))
+    except (TypeError, ValueError):
+        return "?"
+    hours, rest = divmod(total, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def render(kind: str, language: str, params: dict[str, Any]) -> Rendered:
+    """The message in `language` (English when the lab has no catalogue for it)."""
+    if kind not in KINDS:
+        raise UnknownKind(kind)
+    gettext = translator(language).gettext
+    values = {key: str(value) for key, value in params.items()}
+    values.setdefault("error", "")
+    values["duration"] = _duration(params.get("duration_s"))
+    subject_id, body_id = KINDS[kind]
+    subject = gettext(subject_id) % values
+    body = gettext(body_id) % values
+    env = _environment(language)
+    context = {"subject": subject, "body": body, "language": language}
+    return Rendered(
+        subject=subject,
+        text=env.get_template("notification.txt").render(context),
+        html=env.get_template("notification.html").render(context),
+    )

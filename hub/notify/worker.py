@@ -1,0 +1,190 @@
+"""The outbox worker: claims due messages with a lease, sends them, records the outcome.
+
+Run inside the hub (hub/app.py) or alone: `python -m hub.notify.worker` with the hub's
+settings (ATELIER_CONFIG or ATELIER_* variables).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from hub.core.settings import Settings
+from hub.notification_models import Notification
+from hub.notify import email
+from hub.notify.email import DeliveryError
+from hub.notify.messages import UnknownKind, render
+from hub.services import notifications
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[Notification], None]
+
+
+def smtp_config(settings: Settings) -> email.SmtpConfig | None:
+    if not settings.smtp_host:
+        return None
+    return email.SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        sender=settings.smtp_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        ca_file=settings.smtp_ca_file,
+    )
+
+
+def email_sender(config: email.SmtpConfig) -> Sender:
+    def send(note: Notification) -> None:
+        try:
+            rendered = render(note.kind, note.language, note.params)
+        except UnknownKind as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
+        message = email.build_message(
+            config, to=note.recipient, rendered=rendered, message_id=note.id
+        )
+        email.send(config, message)
+
+    return send
+
+
+def senders_from(settings: Settings) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {}
+    config = smtp_config(settings)
+    if config is not None:
+        senders["email"] = email_sender(config)
+    return senders
+
+
+class OutboxWorker:
+    """One thread; several workers (hub and extra processes) may share one outbox."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        senders: dict[str, Sender],
+        *,
+        lease_s: float = 120.0,
+        poll_s: float = 2.0,
+        backoff_base_s: float = notifications.BACKOFF_BASE_S,
+        max_attempts: int = notifications.MAX_ATTEMPTS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.senders = senders
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.backoff_base_s = backoff_base_s
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, limit: int = 20) -> int:
+        """Send what is due now; how many messages were sent."""
+        if not self.senders:
+            return 0
+        sent = 0
+        with Session(self.engine) as session:
+            batch = notifications.claim(
+                session,
+                owner=self.owner,
+                now=self.clock(),
+                lease_s=self.lease_s,
+                limit=limit,
+                channels=tuple(self.senders),
+            )
+            for note in batch:
+                try:
+                    self.senders[note.channel](note)
+                except DeliveryError as exc:
+                    status = notifications.mark_failed(
+                        session,
+                        note_id=note.id,
+                        owner=self.owner,
+                        now=self.clock(),
+                        error=str(exc),
+                        permanent=exc.permanent,
+                        max_attempts=self.max_attempts,
+                        base_s=self.backoff_base_s,
+                    )
+                    log.warning(
+                        "notification %s (%s) not delivered, now %s: %s",
+                        note.id,
+                        note.channel,
+                        status,
+                        exc,
+                    )
+                    continue
+                if notifications.mark_sent(
+                    session, note_id=note.id, owner=self.owner, now=self.clock()
+                ):
+                    sent += 1
+                else:
+                    log.warning("notification %s was sent after its lease ran out", note.id)
+        return sent
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # the database away for a moment: try again at the next poll
+                log.exception("the notification outbox could not be read")
+                busy = 0
+            if not busy:
+                self._stop.wait(self.poll_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="notify-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(10.0, self.poll_s * 2))
+
+
+def worker_from(settings: Settings, engine: Engine) -> OutboxWorker:
+    return OutboxWorker(
+        engine,
+        senders_from(settings),
+        lease_s=settings.notify_lease_s,
+        poll_s=settings.notify_poll_s,
+        backoff_base_s=settings.notify_backoff_s,
+        max_attempts=settings.notify_max_attempts,
+    )
+
+
+def main() -> None:  # pragma: no cover - exercised as a subprocess by the SIGKILL test
+    from hub.core.db import make_engine, migrate
+    from hub.core.settings import SettingsError, get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        for error in exc.errors:
+            log.error("%s", error)
+        raise SystemExit(2) from None
+    migrate(settings.database_url)
+    worker = worker_from(settings, make_engine(settings.database_url))
+    log.info(
+        "notification worker %s started (channels: %s)",
+        worker.owner,
+        ", ".join(worker.senders) or "none",
+    )
+    worker._loop()
+
+
+if __name__ == "__main__":
+    main()

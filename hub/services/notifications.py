@@ -1,0 +1,169 @@
+"""The notification outbox: enqueue with the cause, claim with a lease, mark what was sent.
+
+Every state change is one conditional UPDATE, so two workers (or a worker and its restarted
+self) can never both hold a message: on SQLite the writer lock serialises them, on PostgreSQL
+READ COMMITTED re-checks the WHERE clause of the row it waited for.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, col, select
+
+from hub.core.db import rowcount
+from hub.notification_models import Notification, OutboxStatus
+
+# A message that failed this many times is given up (kept in the log, status failed).
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 30.0
+BACKOFF_CAP_S = 6 * 3600.0
+
+
+def enqueue(
+    session: Session,
+    *,
+    cause: str,
+    channel: str,
+    recipient: str,
+    kind: str,
+    params: dict[str, Any],
+    language: str = "en",
+    now: datetime,
+) -> Notification | None:
+    """Add a message in the caller's transaction; None when this cause already made it."""
+    key = f"{cause}|{channel}|{recipient}"[:200]
+    if session.exec(select(Notification.id).where(Notification.dedup_key == key)).first():
+        return None
+    note = Notification(
+        dedup_key=key,
+        channel=channel,
+        recipient=recipient,
+        kind=kind,
+        params=params,
+        language=language,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(note)
+    return note
+
+
+def backoff(
+    attempts: int, *, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S
+) -> float:
+    """Seconds before the next attempt after `attempts` failures: doubling, capped."""
+    return float(min(cap_s, base_s * 2 ** max(0, min(attempts - 1, 30))))
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(
+            col(Notification.status) == OutboxStatus.PENDING.value,
+            col(Notification.next_attempt_at) <= now,
+        ),
+        # A worker that died while sending: its lease ran out, the message goes again.
+        and_(
+            col(Notification.status) == OutboxStatus.SENDING.value,
+            col(Notification.lease_until) < now,
+        ),
+    )
+
+
+def claim(
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    limit: int = 20,
+    channels: tuple[str, ...] | None = None,
+) -> list[Notification]:
+    """Take up to `limit` due messages for `owner` until now + lease_s, committing the claim."""
+    query = select(Notification.id).where(_claimable(now))
+    if channels is not None:
+        query = query.where(col(Notification.channel).in_(channels))
+    candidates = session.exec(query.order_by(col(Notification.next_attempt_at)).limit(limit)).all()
+    claimed: list[str] = []
+    for note_id in candidates:
+        result = session.execute(
+            update(Notification)
+            .where(col(Notification.id) == note_id, _claimable(now))
+            .values(
+                status=OutboxStatus.SENDING.value,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_s),
+                attempts=col(Notification.attempts) + 1,
+            )
+        )
+        session.commit()  # each claim on its own: a long batch must not hold the writer lock
+        if rowcount(result) == 1:
+            claimed.append(note_id)
+    if not claimed:
+        return []
+    rows = session.exec(select(Notification).where(col(Notification.id).in_(claimed))).all()
+    for row in rows:
+        session.expunge(row)
+    return sorted(rows, key=lambda n: n.next_attempt_at)
+
+
+def mark_sent(session: Session, *, note_id: str, owner: str, now: datetime) -> bool:
+    """Record the channel's acknowledgement; False when the lease was lost meanwhile."""
+    result = session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == note_id,
+            col(Notification.lease_owner) == owner,
+            col(Notification.status) == OutboxStatus.SENDING.value,
+        )
+        .values(status=OutboxStatus.SENT.value, sent_at=now, lease_until=None, last_error=None)
+    )
+    session.commit()
+    return rowcount(result) == 1
+
+
+def mark_failed(
+    session: Session,
+    *,
+    note_id: str,
+    owner: str,
+    now: datetime,
+    error: str,
+    permanent: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    base_s: float = BACKOFF_BASE_S,
+) -> str | None:
+    """Put a failed message back for later (or give it up); its new status, None if not ours."""
+    note = session.get(Notification, note_id)
+    if note is None or note.lease_owner != owner or note.status != OutboxStatus.SENDING.value:
+        return None
+    give_up = permanent or note.attempts >= max_attempts
+    status = OutboxStatus.FAILED if give_up else OutboxStatus.PENDING
+    result = session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == note_id,
+            col(Notification.lease_owner) == owner,
+            col(Notification.status) == OutboxStatus.SENDING.value,
+        )
+        .values(
+            status=status.value,
+            lease_until=None,
+            last_error=error[:500],
+            next_attempt_at=now + timedelta(seconds=backoff(note.attempts, base_s=base_s)),
+        )
+    )
+    session.commit()
+    return status.value if rowcount(result) == 1 else None
+
+
+def delivery_log(
+    session: Session, *, limit: int = 100, status: str | None = None
+) -> list[Notification]:
+    """The newest messages first, for the admins' delivery log."""
+    query = select(Notification).order_by(col(Notification.created_at).desc()).limit(limit)
+    if status is not None:
+        query = query.where(Notification.status == status)
+    return list(session.exec(query).all())
