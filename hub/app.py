@@ -69,6 +69,10 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
                 period_s=settings.maintenance_check_s,
             )
             app.state.maintenance_watch.start()
+            from hub.notify.worker import worker_from
+
+            app.state.notify_worker = worker_from(settings, engine)
+            app.state.notify_worker.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -79,6 +83,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             yield
         finally:
             if start_ingest:
+                app.state.notify_worker.stop()
                 app.state.maintenance_watch.stop()
                 app.state.allowlist_watch.stop()
                 app.state.publisher.stop()

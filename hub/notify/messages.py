@@ -27,6 +27,10 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("Your print on %(machine)s failed"),
         N_("The print %(file)s on %(machine)s stopped after %(duration)s: %(error)s"),
     ),
+    "print.cancelled": (
+        N_("Your print on %(machine)s was cancelled"),
+        N_("The print %(file)s on %(machine)s was cancelled after %(duration)s."),
+    ),
     "test": (
         N_("Atelier test message"),
         N_("This test message from %(lab)s shows that notifications reach you."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -43,10 +44,11 @@ def smtp_config(settings: Settings) -> email.SmtpConfig | None:
     )
 
 
-def email_sender(config: email.SmtpConfig) -> Sender:
+def email_sender(config: email.SmtpConfig, *, lab_language: str = "en") -> Sender:
     def send(note: Notification) -> None:
         try:
-            rendered = render(note.kind, note.language, note.params)
+            # No language of its own: the lab's (settings.notify_language).
+            rendered = render(note.kind, note.language or lab_language, note.params)
         except UnknownKind as exc:
             raise DeliveryError(str(exc), permanent=True) from None
         message = email.build_message(
@@ -61,7 +63,7 @@ def senders_from(settings: Settings) -> dict[str, Sender]:
     senders: dict[str, Sender] = {}
     config = smtp_config(settings)
     if config is not None:
-        senders["email"] = email_sender(config)
+        senders["email"] = email_sender(config, lab_language=settings.notify_language)
     return senders
 
 
@@ -91,50 +93,53 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
 
     def run_once(self, limit: int = 20) -> int:
-        """Send what is due now; how many messages were sent."""
+        """Send up to `limit` due messages; how many were sent.
+
+        One message is claimed at a time, so a lease only has to outlast one send (the SMTP
+        timeout), and a killed worker holds one message, not a batch."""
         if not self.senders:
             return 0
         sent = 0
         with Session(self.engine) as session:
-            batch = notifications.claim(
-                session,
-                owner=self.owner,
-                now=self.clock(),
-                lease_s=self.lease_s,
-                limit=limit,
-                channels=tuple(self.senders),
-            )
-            for note in batch:
-                try:
-                    self.senders[note.channel](note)
-                except DeliveryError as exc:
-                    status = notifications.mark_failed(
-                        session,
-                        note_id=note.id,
-                        owner=self.owner,
-                        now=self.clock(),
-                        error=str(exc),
-                        permanent=exc.permanent,
-                        max_attempts=self.max_attempts,
-                        base_s=self.backoff_base_s,
-                    )
-                    log.warning(
-                        "notification %s (%s) not delivered, now %s: %s",
-                        note.id,
-                        note.channel,
-                        status,
-                        exc,
-                    )
-                    continue
-                if notifications.mark_sent(
-                    session, note_id=note.id, owner=self.owner, now=self.clock()
-                ):
-                    sent += 1
-                else:
-                    log.warning("notification %s was sent after its lease ran out", note.id)
+            for _ in range(limit):
+                batch = notifications.claim(
+                    session,
+                    owner=self.owner,
+                    now=self.clock(),
+                    lease_s=self.lease_s,
+                    limit=1,
+                    channels=tuple(self.senders),
+                )
+                if not batch:
+                    break
+                sent += self._deliver(session, batch[0])
         return sent
 
-    def _loop(self) -> None:
+    def _deliver(self, session: Session, note: Notification) -> int:
+        try:
+            self.senders[note.channel](note)
+        except DeliveryError as exc:
+            status = notifications.mark_failed(
+                session,
+                note_id=note.id,
+                owner=self.owner,
+                now=self.clock(),
+                error=str(exc),
+                permanent=exc.permanent,
+                max_attempts=self.max_attempts,
+                base_s=self.backoff_base_s,
+            )
+            log.warning(
+                "notification %s (%s) not delivered, now %s: %s", note.id, note.channel, status, exc
+            )
+            return 0
+        if notifications.mark_sent(session, note_id=note.id, owner=self.owner, now=self.clock()):
+            return 1
+        log.warning("notification %s was sent after its lease ran out", note.id)
+        return 0
+
+    def run(self) -> None:
+        """Send until stop() (blocking); start() runs it in a thread."""
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
@@ -145,7 +150,7 @@ class OutboxWorker:
                 self._stop.wait(self.poll_s)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="notify-outbox", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="notify-outbox", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -183,7 +188,10 @@ def main() -> None:  # pragma: no cover - exercised as a subprocess by the SIGKI
         worker.owner,
         ", ".join(worker.senders) or "none",
     )
-    worker._loop()
+    # systemd's SIGTERM: finish the message in hand, then leave (a SIGKILL loses nothing
+    # either: the lease runs out and another worker sends it again).
+    signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
+    worker.run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""The outbox's promises where they are at risk: a message is written with the event that
+causes it (and only once however often the event arrives), and a sending worker SIGKILLed
+loses nothing and repeats at most the one message it had in hand."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hub.core.db import make_engine, migrate
+from hub.ingest.writer import Incoming, IngestWriter
+from hub.models import Member
+from hub.notification_models import Notification, OutboxStatus
+from hub.seed import seed_demo
+from hub.services import notifications
+from protocol import EventType, encode_envelope, new_envelope
+from tests.support.processes import Proc, wait_until
+from tests.support.smtp import Recorder, start_smtp
+
+T0 = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
+TOPIC = "atelier/v1/lab/printer-1/event"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+    yield engine
+    engine.dispose()
+
+
+def _member(engine: Engine) -> Member:
+    with Session(engine) as session:
+        return session.exec(select(Member).where(col(Member.email).is_not(None))).first()  # type: ignore[return-value]
+
+
+def _event(seq: int, type: EventType, minutes: float, **data: object) -> bytes:
+    at = T0 + timedelta(minutes=minutes)
+    return encode_envelope(
+        new_envelope(machine="printer-1", type=type, seq=seq, data=data, now=lambda: at)
+    )
+
+
+def _outbox(engine: Engine) -> list[Notification]:
+    with Session(engine) as session:
+        return list(session.exec(select(Notification).order_by(col(Notification.kind))).all())
+
+
+def test_a_print_ending_is_written_with_its_event_and_only_once(engine: Engine) -> None:
+    member = _member(engine)
+    writer = IngestWriter(engine)
+    events = [
+        _event(1, EventType.SESSION_STARTED, 0, session_id="s1", member=member.ref, badge="04A1"),
+        _event(2, EventType.JOB_STARTED, 1, job_id="42", file="bracket.gcode", session_id="s1"),
+        _event(3, EventType.JOB_FAILED, 30, job_id="42", duration_s=1740, error="thermal runaway"),
+        _event(4, EventType.JOB_STARTED, 31, job_id="43", file="clip.gcode", session_id="s1"),
+        _event(5, EventType.JOB_FAILED, 32, job_id="43", duration_s=60, error="cancelled"),
+        _event(6, EventType.JOB_STARTED, 33, job_id="44", file="hook.gcode", session_id="s1"),
+        _event(7, EventType.JOB_FINISHED, 93, job_id="44", duration_s=3600, session_id="s1"),
+    ]
+    writer.write_batch([Incoming(TOPIC, p) for p in events[:3]])
+    writer.write_batch([Incoming(TOPIC, p) for p in events[2:]])  # job 42's end again
+    writer.write_batch([Incoming(TOPIC, events[2])])  # and once more, alone
+    rows = _outbox(engine)
+    assert [(r.kind, r.params["file"]) for r in rows] == [
+        ("print.cancelled", "clip.gcode"),
+        ("print.failed", "bracket.gcode"),
+        ("print.finished", "hook.gcode"),
+    ]
+    assert {r.recipient for r in rows} == {member.email}
+    assert (
+        rows[1].params["machine"] == "Prusa MK4 #1" and rows[1].params["error"] == "thermal runaway"
+    )
+    assert all(r.status == OutboxStatus.PENDING.value for r in rows)
+
+
+def test_a_print_of_nobody_known_makes_no_message(engine: Engine) -> None:
+    writer = IngestWriter(engine)
+    writer.write_batch(
+        [
+            Incoming(TOPIC, _event(1, EventType.JOB_STARTED, 0, job_id="9", file="x.gcode")),
+            Incoming(TOPIC, _event(2, EventType.JOB_FINISHED, 5, job_id="9", duration_s=300)),
+            Incoming(
+                TOPIC,
+                _event(3, EventType.JOB_FINISHED, 6, job_id="10", duration_s=1, member="m-nobody"),
+            ),
+        ]
+    )
+    assert _outbox(engine) == []
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_sending_loses_nothing_and_repeats_at_most_its_message(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    recorder = Recorder()
+    recorder.delay_s = 0.4  # each DATA takes a while: the kill lands inside one
+    controller = start_smtp(recorder)
+    count = 12
+    with Session(engine) as session:
+        ids = []
+        for i in range(count):
+            note = notifications.enqueue(
+                session,
+                cause=f"kill-test:{i}",
+                channel="email",
+                recipient=f"member{i}@example.org",
+                kind="test",
+                params={"lab": "Fablab"},
+                now=datetime.now(UTC),
+            )
+            assert note is not None
+            ids.append(note.id)
+        session.commit()
+    env = {
+        "ATELIER_DATABASE_URL": database_url,
+        "ATELIER_DATA_DIR": str(tmp_path),
+        "ATELIER_SMTP_HOST": "127.0.0.1",
+        "ATELIER_SMTP_PORT": str(controller.port),
+        "ATELIER_SMTP_SECURITY": "none",
+        "ATELIER_NOTIFY_LEASE_S": "2",
+        "ATELIER_NOTIFY_POLL_S": "0.2",
+    }
+    program = [sys.executable, "-m", "hub.notify.worker"]
+    try:
+        first = Proc([], log=tmp_path / "worker1.log", env=env, program=program)
+        try:
+            recorder.wait_for(3, timeout_s=60)
+            recorder.in_data.clear()
+            assert recorder.in_data.wait(timeout=20), first.output()
+            first.kill()  # SIGKILL in the middle of a DATA exchange
+        finally:
+            first.stop()
+        with Session(engine) as session:
+            in_hand = session.exec(
+                select(Notification).where(Notification.status == OutboxStatus.SENDING.value)
+            ).all()
+        assert len(in_hand) == 1  # the one message the dead worker held
+        second = Proc([], log=tmp_path / "worker2.log", env=env, program=program)
+        try:
+
+            def all_sent() -> bool:
+                with Session(engine) as session:
+                    return all(
+                        r.status == OutboxStatus.SENT.value
+                        for r in session.exec(select(Notification))
+                    )
+
+            wait_until(all_sent, timeout=90, what="every message sent", proc=second)
+        finally:
+            assert second.stop() == 0, second.output()
+    finally:
+        controller.stop()
+    received = recorder.ids()
+    assert set(received) == set(ids)  # nothing lost
+    # What the SMTP server acknowledged and the hub recorded is never sent again; only the
+    # message in the dead worker's hands may arrive twice (same Message-ID: see the docs).
+    repeated = [i for i in set(received) if received.count(i) > 1]
+    assert len(received) - count == len(repeated) <= 1
+    if repeated:
+        assert repeated[0] in {n.id for n in in_hand}
