@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -62,3 +64,48 @@ class NotificationPublic(SQLModel):
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None
+
+
+def new_webhook_secret() -> str:
+    # Standard Webhooks' form: "whsec_" and the base64 of the HMAC key (docs/notifications.md).
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class Webhook(SQLModel, table=True):
+    """A receiver of signed JSON posts. Its secret is shown once, when it is made; it stays in
+    the database because every post is signed with it (HMAC), and no API or page returns it."""
+
+    __tablename__ = "notification_webhook"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=80)
+    url: str = Field(max_length=2000)
+    secret: str = Field(default_factory=new_webhook_secret, max_length=100)
+    # The notification kinds it receives ("print.failed"...); empty: every kind.
+    kinds: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Off unless an admin allows it: member references, file names and emails stay out.
+    personal_data: bool = False
+    enabled: bool = True
+    consecutive_failures: int = 0
+    # The first failure since the last success: turned off when failing for too long.
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WebhookPublic(SQLModel):
+    id: int
+    name: str
+    url: str
+    kinds: list[str]
+    personal_data: bool
+    enabled: bool
+    consecutive_failures: int
+    failing_since: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    """The answer to its creation: the only time the secret is shown."""
+
+    secret: str

@@ -23,6 +23,7 @@ from hub.notification_models import Notification
 from hub.notify import email
 from hub.notify.email import DeliveryError
 from hub.notify.messages import UnknownKind, render
+from hub.notify.webhook import webhook_sender
 from hub.services import notifications
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ def email_sender(config: email.SmtpConfig, *, lab_language: str = "en") -> Sende
     return send
 
 
-def senders_from(settings: Settings) -> dict[str, Sender]:
-    senders: dict[str, Sender] = {}
+def senders_from(settings: Settings, engine: Engine) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {"webhook": webhook_sender(engine)}
     config = smtp_config(settings)
     if config is not None:
         senders["email"] = email_sender(config, lab_language=settings.notify_language)
@@ -162,7 +163,7 @@ class OutboxWorker:
 def worker_from(settings: Settings, engine: Engine) -> OutboxWorker:
     return OutboxWorker(
         engine,
-        senders_from(settings),
+        senders_from(settings, engine),
         lease_s=settings.notify_lease_s,
         poll_s=settings.notify_poll_s,
         backoff_base_s=settings.notify_backoff_s,

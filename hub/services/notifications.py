@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from hub.core.db import rowcount
-from hub.notification_models import Notification, OutboxStatus
+from hub.notification_models import Notification, OutboxStatus, Webhook
 
 # A message that failed this many times is given up (kept in the log, status failed).
 MAX_ATTEMPTS = 8
@@ -167,3 +168,69 @@ def delivery_log(
     if status is not None:
         query = query.where(Notification.status == status)
     return list(session.exec(query).all())
+
+
+class NotificationError(ValueError):
+    """A person's mistake in notification settings: a stable code, the field, its params."""
+
+    def __init__(self, code: str, field: str, message: str, **params: Any) -> None:
+        super().__init__(message)
+        self.code, self.field, self.params = code, field, params
+
+
+def create_webhook(
+    session: Session,
+    *,
+    name: str,
+    url: str,
+    kinds: list[str] | None = None,
+    personal_data: bool = False,
+    known_kinds: frozenset[str] | None = None,
+    now: datetime,
+) -> tuple[Webhook, str]:
+    """A new webhook and its secret (the only time the caller gets it)."""
+    name = name.strip()
+    if not name or len(name) > 80 or "\x00" in name:
+        raise NotificationError(
+            "webhook.name", "name", "name: give 1 to 80 characters (no NUL)", length=len(name)
+        )
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or len(url) > 2000:
+        raise NotificationError(
+            "webhook.url",
+            "url",
+            "url: give an http:// or https:// address of at most 2000 characters",
+        )
+    wanted = sorted(set(kinds or []))
+    unknown = [k for k in wanted if known_kinds is not None and k not in known_kinds]
+    if unknown:
+        raise NotificationError(
+            "webhook.kinds", "kinds", f"kinds: unknown {', '.join(unknown)}", unknown=unknown
+        )
+    if session.exec(select(Webhook).where(Webhook.name == name)).first():
+        raise NotificationError(
+            "webhook.exists", "name", f"name: a webhook {name!r} exists already"
+        )
+    hook = Webhook(name=name, url=url, kinds=wanted, personal_data=personal_data, created_at=now)
+    session.add(hook)
+    session.commit()
+    session.refresh(hook)
+    return hook, hook.secret
+
+
+def set_webhook_enabled(session: Session, *, webhook_id: int, enabled: bool) -> Webhook:
+    hook = session.get(Webhook, webhook_id)
+    if hook is None:
+        raise NotificationError("webhook.unknown", "webhook_id", f"no webhook {webhook_id}")
+    hook.enabled = enabled
+    if enabled:  # turned on again by an admin: a fresh count of failures
+        hook.consecutive_failures = 0
+        hook.disabled_reason = None
+    session.add(hook)
+    session.commit()
+    session.refresh(hook)
+    return hook
+
+
+def list_webhooks(session: Session) -> list[Webhook]:
+    return list(session.exec(select(Webhook).order_by(col(Webhook.name))).all())

@@ -1,4 +1,4 @@
-"""the notification outbox: messages written with their cause, sent by a worker
+"""the notification outbox (messages written with their cause, sent by a worker) and webhooks
 
 Revision ID: 0017_notifications
 Revises: 0013_list_versions
@@ -42,8 +42,25 @@ def upgrade() -> None:
     op.create_index(
         "ix_notification_outbox_due", "notification_outbox", ["status", "next_attempt_at"]
     )
+    op.create_table(
+        "notification_webhook",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", _text(length=80), nullable=False),
+        sa.Column("url", _text(length=2000), nullable=False),
+        sa.Column("secret", _text(length=100), nullable=False),
+        sa.Column("kinds", sa.JSON(), nullable=False),
+        sa.Column("personal_data", sa.Boolean(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("disabled_reason", _text(length=500), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notification_webhook")
     op.drop_index("ix_notification_outbox_due", table_name="notification_outbox")
     op.drop_table("notification_outbox")
