@@ -213,8 +213,7 @@ def create_webhook(
         )
     hook = Webhook(name=name, url=url, kinds=wanted, personal_data=personal_data, created_at=now)
     session.add(hook)
-    session.commit()
-    session.refresh(hook)
+    session.flush()  # the caller commits, with its audit entry
     return hook, hook.secret
 
 
@@ -226,9 +225,9 @@ def set_webhook_enabled(session: Session, *, webhook_id: int, enabled: bool) -> 
     if enabled:  # turned on again by an admin: a fresh count of failures
         hook.consecutive_failures = 0
         hook.disabled_reason = None
+        hook.failing_since = None
     session.add(hook)
-    session.commit()
-    session.refresh(hook)
+    session.flush()
     return hook
 
 
