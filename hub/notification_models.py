@@ -109,3 +109,30 @@ class WebhookCreated(WebhookPublic):
     """The answer to its creation: the only time the secret is shown."""
 
     secret: str
+
+
+class NotificationDefault(SQLModel, table=True):
+    """The lab's choice for everyone who has not chosen (set by managers and admins)."""
+
+    __tablename__ = "notification_default"
+    kind: str = Field(primary_key=True, max_length=40)
+    channel: str = Field(primary_key=True, max_length=20)
+    enabled: bool = True
+
+
+class NotificationPreference(SQLModel, table=True):
+    """A person's own choice for one kind on one channel; it wins over the lab's default."""
+
+    __tablename__ = "notification_preference"
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+    kind: str = Field(primary_key=True, max_length=40)
+    channel: str = Field(primary_key=True, max_length=20)
+    enabled: bool = True
+
+
+class PreferencePublic(SQLModel):
+    kind: str
+    channel: str
+    enabled: bool
+    # Where the value comes from: "own" (the person's choice), "lab" or "built-in".
+    source: str

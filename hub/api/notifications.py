@@ -9,13 +9,78 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import Field, SQLModel
 
 from hub.api.changes import audit, invalid
-from hub.api.deps import ADMIN, Allow, CurrentUser, PathId, SessionDep
-from hub.notification_models import NotificationPublic, WebhookCreated, WebhookPublic
+from hub.api.deps import ADMIN, EVERYONE, MANAGE, Allow, CurrentUser, PathId, SessionDep
+from hub.notification_models import (
+    NotificationPublic,
+    PreferencePublic,
+    WebhookCreated,
+    WebhookPublic,
+)
 from hub.notify.messages import KINDS
+from hub.services import notification_preferences as prefs
 from hub.services import notifications
 from hub.services.notifications import NotificationError
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"], dependencies=[Allow(ADMIN)])
+# Each person's own choices (every login), and the lab's defaults (managers and admins).
+preferences_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+
+
+class PreferenceChange(SQLModel):
+    kind: str = Field(max_length=40)
+    channel: str = Field(default="email", max_length=20)
+    enabled: bool
+
+
+@preferences_router.get(
+    "/preferences", response_model=list[PreferencePublic], dependencies=[Allow(EVERYONE)]
+)
+def my_preferences(session: SessionDep, user: CurrentUser) -> Any:
+    """What you receive, and whether it is your choice, the lab's or the built-in one."""
+    return prefs.preferences(session, user=user)
+
+
+@preferences_router.put(
+    "/preferences", response_model=list[PreferencePublic], dependencies=[Allow(EVERYONE)]
+)
+def change_my_preference(body: PreferenceChange, session: SessionDep, user: CurrentUser) -> Any:
+    try:
+        prefs.set_preference(
+            session, user=user, kind=body.kind, channel=body.channel, enabled=body.enabled
+        )
+    except NotificationError as exc:
+        raise invalid(exc.field, str(exc)) from None
+    session.commit()
+    return prefs.preferences(session, user=user)
+
+
+@preferences_router.get(
+    "/defaults", response_model=list[PreferencePublic], dependencies=[Allow(MANAGE)]
+)
+def lab_defaults(session: SessionDep) -> Any:
+    return prefs.preferences(session, user=None)
+
+
+@preferences_router.put(
+    "/defaults", response_model=list[PreferencePublic], dependencies=[Allow(MANAGE)]
+)
+def change_lab_default(body: PreferenceChange, session: SessionDep, user: CurrentUser) -> Any:
+    """The lab's choice for everyone who has not made their own."""
+    try:
+        prefs.set_default(session, kind=body.kind, channel=body.channel, enabled=body.enabled)
+    except NotificationError as exc:
+        raise invalid(exc.field, str(exc)) from None
+    audit(
+        session,
+        user,
+        "notification.default",
+        "notification_default",
+        body.kind,
+        channel=body.channel,
+        enabled=body.enabled,
+    )
+    session.commit()
+    return prefs.preferences(session, user=None)
 
 
 class WebhookCreate(SQLModel):

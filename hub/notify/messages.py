@@ -31,6 +31,10 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("Your print on %(machine)s was cancelled"),
         N_("The print %(file)s on %(machine)s was cancelled after %(duration)s."),
     ),
+    "incident.opened": (
+        N_("Incident on %(machine)s"),
+        N_("An incident was reported on %(machine)s (%(source)s): %(note)s"),
+    ),
     "test": (
         N_("Atelier test message"),
         N_("This test message from %(lab)s shows that notifications reach you."),
@@ -65,7 +69,7 @@ def _environment(language: str) -> Environment:
 def _duration(seconds: Any) -> str:
     try:
         total = max(0, int(float(seconds)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # None, "abc", NaN, infinity
         return "?"
     hours, rest = divmod(total, 3600)
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"

@@ -21,7 +21,8 @@ from hub.notify.email import DeliveryError
 log = logging.getLogger(__name__)
 
 # What names or points to a person; a webhook gets it only when an admin allowed it.
-PERSONAL_KEYS = frozenset({"member", "member_ref", "member_name", "email", "file", "recipient"})
+# An incident's note is free text written by a person, who may name someone.
+PERSONAL_KEYS = frozenset({"member", "member_name", "email", "file", "note", "recipient"})
 # A webhook is turned off (an admin turns it on again) once it has failed this many times in
 # a row over at least this long: a receiver down for a night gets everything when back.
 DISABLE_AFTER = 10

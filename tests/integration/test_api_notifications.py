@@ -102,3 +102,45 @@ def test_the_delivery_log_lists_messages_without_their_body(
         ).status_code
         == 403
     )
+
+
+def test_each_person_chooses_and_managers_set_the_lab_default(
+    lab: tuple[TestClient, dict[Role, str], object],
+) -> None:
+    client, tokens, _ = lab
+    member, manager = bearer(tokens[Role.MEMBER]), bearer(tokens[Role.MANAGER])
+    mine = client.get("/api/v1/notifications/preferences", headers=member).json()
+    assert {p["kind"] for p in mine} == {"print.finished", "print.failed", "print.cancelled"}
+    assert {p["source"] for p in mine} == {"built-in"}
+    lab_default = {"kind": "print.finished", "channel": "email", "enabled": False}
+    assert (
+        client.put("/api/v1/notifications/defaults", json=lab_default, headers=manager).status_code
+        == 200
+    )
+    mine = {
+        p["kind"]: p for p in client.get("/api/v1/notifications/preferences", headers=member).json()
+    }
+    assert mine["print.finished"] == {**lab_default, "source": "lab"}
+    own = {"kind": "print.finished", "enabled": True}
+    after = {
+        p["kind"]: p
+        for p in client.put("/api/v1/notifications/preferences", json=own, headers=member).json()
+    }
+    assert after["print.finished"]["enabled"] is True and after["print.finished"]["source"] == "own"
+    staff_only = client.put(
+        "/api/v1/notifications/preferences",
+        json={"kind": "incident.opened", "enabled": True},
+        headers=member,
+    )
+    assert staff_only.status_code == 422 and staff_only.json()["detail"][0]["loc"] == [
+        "body",
+        "kind",
+    ]
+    wrong = client.put(
+        "/api/v1/notifications/defaults", json={"kind": "print.x", "enabled": True}, headers=manager
+    )
+    assert wrong.status_code == 422 and "print.finished" in wrong.json()["detail"][0]["msg"]
+    assert (
+        client.put("/api/v1/notifications/defaults", json=lab_default, headers=member).status_code
+        == 403
+    )

@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
-from hub.models import Member
+from hub.models import Member, Role, User
 from hub.notification_models import Notification, OutboxStatus
 from hub.seed import seed_demo
+from hub.services import notification_preferences as prefs
 from hub.services import notifications
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.processes import Proc, wait_until
@@ -167,3 +169,85 @@ def test_a_worker_killed_while_sending_loses_nothing_and_repeats_at_most_its_mes
     assert len(received) - count == len(repeated) <= 1
     if repeated:
         assert repeated[0] in {n.id for n in in_hand}
+
+
+def _staff_login(engine: Engine, role: Role, email: str, username: str) -> int:
+    with Session(engine) as session:
+        member = session.exec(select(Member).where(Member.email == email)).one()
+        user = create_user(
+            session, username=username, password="correct horse battery", role=role, member=member
+        )
+        session.commit()
+        assert user.id is not None
+        return user.id
+
+
+def test_an_incident_tells_the_staff_who_want_it_and_a_member_may_say_no(engine: Engine) -> None:
+    member = _member(engine)
+    with Session(engine) as session:
+        staff = session.exec(
+            select(Member).where(Member.email != member.email, col(Member.email).is_not(None))
+        ).all()
+    first = _staff_login(engine, Role.MAINTAINER, staff[0].email or "", "maint")
+    _staff_login(engine, Role.MANAGER, staff[1].email or "", "boss")
+    member_login = _staff_login(engine, Role.MEMBER, member.email or "", "member")
+    with Session(engine) as session:
+        prefs.set_preference(
+            session,
+            user=session.get(User, first),
+            kind="incident.opened",
+            channel="email",
+            enabled=False,
+        )  # type: ignore[arg-type]
+        prefs.set_preference(
+            session,
+            user=session.get(User, member_login),
+            kind="print.finished",
+            channel="email",
+            enabled=False,
+        )  # type: ignore[arg-type]
+        session.commit()
+    writer = IngestWriter(engine)
+    writer.write_batch(
+        [
+            Incoming(
+                TOPIC, _event(1, EventType.INCIDENT_REPORTED, 0, source="button", note="smoke")
+            ),
+            Incoming(
+                TOPIC,
+                _event(
+                    2, EventType.INCIDENT_REPORTED, 1, source="octoprint", kind="printer-online"
+                ),
+            ),
+            Incoming(
+                TOPIC,
+                _event(3, EventType.JOB_FINISHED, 2, job_id="1", duration_s=9, member=member.ref),
+            ),
+            Incoming(
+                TOPIC,
+                _event(
+                    4,
+                    EventType.JOB_FAILED,
+                    3,
+                    job_id="2",
+                    duration_s=9,
+                    member=member.ref,
+                    error="x",
+                ),
+            ),
+        ]
+    )
+    rows = _outbox(engine)
+    assert [(r.kind, r.recipient) for r in rows] == [
+        ("incident.opened", staff[1].email),  # the maintainer said no, the manager did not
+        ("print.failed", member.email),  # the member turned finished prints off, not failures
+    ]
+    assert rows[0].params["note"] == "smoke" and rows[0].params["machine"] == "Prusa MK4 #1"
+    with Session(engine) as session:  # the lab turns failures off: the member had not chosen
+        prefs.set_default(session, kind="print.failed", channel="email", enabled=False)
+        session.commit()
+        assert not prefs.wants(session, user_id=member_login, kind="print.failed", channel="email")
+        assert not prefs.wants(
+            session, user_id=member_login, kind="print.finished", channel="email"
+        )
+        assert prefs.wants(session, user_id=first, kind="print.finished", channel="email")

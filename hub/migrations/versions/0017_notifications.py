@@ -58,9 +58,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+    op.create_table(
+        "notification_default",
+        sa.Column("kind", _text(length=40), nullable=False),
+        sa.Column("channel", _text(length=20), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "channel"),
+    )
+    op.create_table(
+        "notification_preference",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("kind", _text(length=40), nullable=False),
+        sa.Column("channel", _text(length=20), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["user.id"]),
+        sa.PrimaryKeyConstraint("user_id", "kind", "channel"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notification_preference")
+    op.drop_table("notification_default")
     op.drop_table("notification_webhook")
     op.drop_index("ix_notification_outbox_due", table_name="notification_outbox")
     op.drop_table("notification_outbox")
