@@ -272,13 +272,14 @@ def _sse(event: str, data: str) -> str:
 # --- wiring -------------------------------------------------------------------------------
 def install(app: FastAPI) -> None:
     """Add the pages to the hub: routes, and refusals shown as pages."""
-    from hub.web import admin_screens, enrol_screens, screens
+    from hub.web import admin_screens, enrol_screens, notification_screens, screens
 
     app.include_router(router)
     app.include_router(enrol_screens.router)
     # First: its fixed paths (/web/members/new) must win over the screens' /web/members/{id}.
     app.include_router(admin_screens.router)
     app.include_router(screens.router)
+    app.include_router(notification_screens.router)
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:
