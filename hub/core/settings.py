@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     smtp_from: str = "atelier@localhost"
     smtp_ca_file: Path | None = None
     notify_language: Literal["en", "fr"] = "en"
+    # machine code -> its camera's snapshot address (OctoPrint: the webcam "snapshot URL"):
+    # a print's email carries the picture taken when it is sent.
+    notify_snapshot_urls: dict[str, str] = {}
     # A worker killed while sending holds its messages this long; then they go again.
     notify_lease_s: float = Field(default=120, ge=1, le=86_400)
     notify_poll_s: float = Field(default=2, gt=0, le=3_600)
@@ -81,6 +84,11 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'atelier.db'}"
+        for machine, url in self.notify_snapshot_urls.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"notify_snapshot_urls.{machine}: give an http:// or https:// address"
+                )
         if self.ingest_shared_group and self.mqtt_protocol != "5":
             raise ValueError(
                 'ingest_shared_group needs mqtt_protocol = "5" (MQTT 5 shared subscriptions)'

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -45,15 +46,58 @@ def smtp_config(settings: Settings) -> email.SmtpConfig | None:
     )
 
 
-def email_sender(config: email.SmtpConfig, *, lab_language: str = "en") -> Sender:
+SNAPSHOT_MAX_BYTES = 5_000_000
+SNAPSHOT_TYPES = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def fetch_snapshot(url: str, *, timeout_s: float = 5.0) -> email.Attachment | None:
+    """The camera's picture now, or None (the message goes without it: it matters more)."""
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if not response.is_success or kind not in SNAPSHOT_TYPES:
+                log.warning(
+                    "snapshot %s: HTTP %s, %s", url, response.status_code, kind or "no type"
+                )
+                return None
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > SNAPSHOT_MAX_BYTES:
+                    log.warning("snapshot %s: over %d bytes, left out", url, SNAPSHOT_MAX_BYTES)
+                    return None
+    except httpx.HTTPError as exc:
+        log.warning("snapshot %s: %s", url, exc)
+        return None
+    return email.Attachment(f"snapshot.{SNAPSHOT_TYPES[kind]}", kind, bytes(data))
+
+
+def email_sender(
+    config: email.SmtpConfig,
+    *,
+    lab_language: str = "en",
+    snapshots: dict[str, str] | None = None,
+) -> Sender:
+    """Emails; a print's message carries its machine's camera picture when one is configured
+    (settings.notify_snapshot_urls, e.g. OctoPrint's webcam snapshot address)."""
+
     def send(note: Notification) -> None:
         try:
             # No language of its own: the lab's (settings.notify_language).
             rendered = render(note.kind, note.language or lab_language, note.params)
         except UnknownKind as exc:
             raise DeliveryError(str(exc), permanent=True) from None
+        attachments: tuple[email.Attachment, ...] = ()
+        url = (snapshots or {}).get(str(note.params.get("machine_code", "")))
+        if url and note.kind.startswith("print."):
+            picture = fetch_snapshot(url)
+            attachments = (picture,) if picture is not None else ()
         message = email.build_message(
-            config, to=note.recipient, rendered=rendered, message_id=note.id
+            config,
+            to=note.recipient,
+            rendered=rendered,
+            message_id=note.id,
+            attachments=attachments,
         )
         email.send(config, message)
 
@@ -64,7 +108,11 @@ def senders_from(settings: Settings, engine: Engine) -> dict[str, Sender]:
     senders: dict[str, Sender] = {"webhook": webhook_sender(engine)}
     config = smtp_config(settings)
     if config is not None:
-        senders["email"] = email_sender(config, lab_language=settings.notify_language)
+        senders["email"] = email_sender(
+            config,
+            lab_language=settings.notify_language,
+            snapshots=settings.notify_snapshot_urls,
+        )
     return senders
 
 

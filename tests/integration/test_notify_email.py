@@ -21,6 +21,7 @@ from hub.notify import email as smtp
 from hub.notify.worker import OutboxWorker, email_sender
 from hub.services import notifications
 from hub.tls import issue, load_or_create_ca
+from tests.support.camera import Camera
 from tests.support.smtp import Credentials, Recorder, free_port, server_context, start_smtp
 
 # aiosmtpd's "AUTH without TLS" warning: it does not count implicit TLS (tests/support/smtp.py).
@@ -258,3 +259,39 @@ def test_two_workers_never_hold_the_same_message(
         thread.join(timeout=60)
     rec.wait_for(30)
     assert sorted(rec.ids()) == sorted(ids)  # each once: no two workers claimed one message
+
+
+def test_a_print_message_carries_the_camera_picture_or_goes_without(
+    engine: Engine, recorder: tuple[Recorder, int]
+) -> None:
+    rec, port = recorder
+    camera = Camera()
+    try:
+        with Session(engine) as session:
+            for i, machine in enumerate(["printer-1", "printer-1", "laser-1"]):
+                notifications.enqueue(
+                    session,
+                    cause=f"c{i}",
+                    channel="email",
+                    recipient=f"m{i}@example.org",
+                    kind="print.failed",
+                    params={"machine": machine, "machine_code": machine, "file": "f"},
+                    now=T0 + timedelta(seconds=i),  # sent in this order
+                )
+            session.commit()
+        sender = email_sender(_config(port), snapshots={"printer-1": camera.url})
+        clock = Clock()
+        clock.now = T0 + timedelta(minutes=1)
+        worker = OutboxWorker(engine, {"email": sender}, clock=clock)
+        assert worker.run_once(limit=1) == 1
+        camera.status = 404  # the camera away: the message goes all the same, without it
+        assert worker.run_once() == 2
+        rec.wait_for(3)
+    finally:
+        camera.stop()
+    by_to = {str(m["To"]): m for m in rec.messages}
+    [picture] = list(by_to["m0@example.org"].iter_attachments())
+    assert picture.get_content_type() == "image/png" and picture.get_content() == camera.picture
+    assert list(by_to["m1@example.org"].iter_attachments()) == []
+    assert list(by_to["m2@example.org"].iter_attachments()) == []  # no camera for the laser
+    assert camera.requests == 2
