@@ -16,11 +16,13 @@ from sqlmodel import Session, col, select
 from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
+from hub.member_data import erase_member
 from hub.models import Member, Role, User
 from hub.notification_models import Notification, OutboxStatus
 from hub.seed import seed_demo
 from hub.services import notification_preferences as prefs
 from hub.services import notifications
+from hub.services.notifications import create_webhook
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.processes import Proc, wait_until
 from tests.support.smtp import Recorder, start_smtp
@@ -251,3 +253,28 @@ def test_an_incident_tells_the_staff_who_want_it_and_a_member_may_say_no(engine:
             session, user_id=member_login, kind="print.finished", channel="email"
         )
         assert prefs.wants(session, user_id=first, kind="print.finished", channel="email")
+
+
+def test_an_erased_member_is_no_longer_in_the_outbox(engine: Engine) -> None:
+    member = _member(engine)
+    with Session(engine) as session:
+        create_webhook(
+            session, name="bot", url="https://bot.example.org/", personal_data=True, now=T0
+        )
+        session.commit()
+    IngestWriter(engine).write_batch(
+        [
+            Incoming(
+                TOPIC,
+                _event(1, EventType.JOB_FAILED, 0, job_id="7", duration_s=5, member=member.ref),
+            )
+        ]
+    )
+    assert {r.channel for r in _outbox(engine)} == {"email", "webhook"}
+    with Session(engine) as session:
+        counts = erase_member(session, session.get(Member, member.id))  # type: ignore[arg-type]
+        session.commit()
+    [left] = _outbox(engine)
+    assert counts["notifications"] == 2 and left.channel == "webhook"
+    assert "member" not in left.params and "file" not in left.params
+    assert member.email not in str(left.model_dump()) and member.ref not in str(left.params)
