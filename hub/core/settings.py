@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     notify_poll_s: float = Field(default=2, gt=0, le=3_600)
     notify_backoff_s: float = Field(default=30, gt=0, le=86_400)
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Emails to one address an hour; more wait and go together in one digest.
+    notify_rate_per_hour: int = Field(default=6, ge=1, le=1_000)
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

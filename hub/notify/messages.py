@@ -47,6 +47,7 @@ class Rendered:
     subject: str
     text: str
     html: str
+    body: str = ""  # the message alone, without the footer (a digest lists them)
 
 
 class UnknownKind(ValueError):
@@ -75,6 +76,22 @@ def _duration(seconds: Any) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
+def render_digest(language: str, items: list[tuple[str, dict[str, Any]]]) -> Rendered:
+    """Several messages to one person in one email (the rate limit's digest)."""
+    translations = translator(language)
+    parts = [render(kind, language, params) for kind, params in items]
+    subject = translations.ngettext(
+        "%(count)d notifications from Atelier", "%(count)d notifications from Atelier", len(parts)
+    ) % {"count": len(parts)}
+    env = _environment(language)
+    context = {"subject": subject, "parts": parts, "language": language}
+    return Rendered(
+        subject=subject,
+        text=env.get_template("digest.txt").render(context),
+        html=env.get_template("digest.html").render(context),
+    )
+
+
 def render(kind: str, language: str, params: dict[str, Any]) -> Rendered:
     """The message in `language` (English when the lab has no catalogue for it)."""
     if kind not in KINDS:
@@ -92,4 +109,5 @@ def render(kind: str, language: str, params: dict[str, Any]) -> Rendered:
         subject=subject,
         text=env.get_template("notification.txt").render(context),
         html=env.get_template("notification.html").render(context),
+        body=body,
     )

@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -23,13 +23,16 @@ from hub.core.settings import Settings
 from hub.notification_models import Notification
 from hub.notify import email
 from hub.notify.email import DeliveryError
-from hub.notify.messages import UnknownKind, render
+from hub.notify.messages import UnknownKind, render, render_digest
 from hub.notify.webhook import webhook_sender
 from hub.services import notifications
 
 log = logging.getLogger(__name__)
 
 Sender = Callable[[Notification], None]
+Digester = Callable[[list[Notification]], None]
+HOUR = timedelta(hours=1)
+DIGEST_MAX = 50
 
 
 def smtp_config(settings: Settings) -> email.SmtpConfig | None:
@@ -104,6 +107,31 @@ def email_sender(
     return send
 
 
+def email_digester(config: email.SmtpConfig, *, lab_language: str = "en") -> Digester:
+    """Several messages to one address in one email; its id is the first message's."""
+
+    def send(notes: list[Notification]) -> None:
+        language = notes[0].language or lab_language
+        try:
+            rendered = render_digest(language, [(n.kind, n.params) for n in notes])
+        except UnknownKind as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
+        message = email.build_message(
+            config, to=notes[0].recipient, rendered=rendered, message_id=notes[0].id
+        )
+        message.replace_header("X-Atelier-Notification", ",".join(n.id for n in notes))
+        email.send(config, message)
+
+    return send
+
+
+def digesters_from(settings: Settings) -> dict[str, Digester]:
+    config = smtp_config(settings)
+    if config is None:
+        return {}
+    return {"email": email_digester(config, lab_language=settings.notify_language)}
+
+
 def senders_from(settings: Settings, engine: Engine) -> dict[str, Sender]:
     senders: dict[str, Sender] = {"webhook": webhook_sender(engine)}
     config = smtp_config(settings)
@@ -129,8 +157,13 @@ class OutboxWorker:
         backoff_base_s: float = notifications.BACKOFF_BASE_S,
         max_attempts: int = notifications.MAX_ATTEMPTS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        digesters: dict[str, Digester] | None = None,
+        rate_per_hour: int | None = None,
     ) -> None:
         self.engine = engine
+        self.digesters = digesters or {}
+        # At most this many messages an hour to one recipient; the rest wait and go together.
+        self.rate_per_hour = rate_per_hour
         self.senders = senders
         self.lease_s = lease_s
         self.poll_s = poll_s
@@ -161,8 +194,59 @@ class OutboxWorker:
                 )
                 if not batch:
                     break
-                sent += self._deliver(session, batch[0])
+                sent += self._deliver_or_group(session, batch[0])
         return sent
+
+    def _deliver_or_group(self, session: Session, note: Notification) -> int:
+        digest = self.digesters.get(note.channel)
+        if digest is None:
+            return self._deliver(session, note)
+        now = self.clock()
+        if self.rate_per_hour:
+            # One digest counts once: its messages share their sent_at.
+            sent = sorted(
+                set(
+                    notifications.sent_since(
+                        session, channel=note.channel, recipient=note.recipient, since=now - HOUR
+                    )
+                )
+            )
+            if len(sent) >= self.rate_per_hour:
+                until = sent[len(sent) - self.rate_per_hour] + HOUR
+                notifications.postpone(session, note_id=note.id, owner=self.owner, until=until)
+                return 0
+        group = [note] + notifications.claim_same_recipient(
+            session,
+            owner=self.owner,
+            channel=note.channel,
+            recipient=note.recipient,
+            now=now,
+            lease_s=self.lease_s,
+            limit=DIGEST_MAX - 1,
+        )
+        if len(group) == 1:
+            return self._deliver(session, note)
+        try:
+            digest(group)
+        except DeliveryError as exc:
+            for item in group:
+                notifications.mark_failed(
+                    session,
+                    note_id=item.id,
+                    owner=self.owner,
+                    now=self.clock(),
+                    error=str(exc),
+                    permanent=exc.permanent,
+                    max_attempts=self.max_attempts,
+                    base_s=self.backoff_base_s,
+                )
+            log.warning("digest of %d to one recipient not delivered: %s", len(group), exc)
+            return 0
+        done = self.clock()
+        return sum(
+            notifications.mark_sent(session, note_id=item.id, owner=self.owner, now=done)
+            for item in group
+        )
 
     def _deliver(self, session: Session, note: Notification) -> int:
         try:
@@ -216,6 +300,8 @@ def worker_from(settings: Settings, engine: Engine) -> OutboxWorker:
         poll_s=settings.notify_poll_s,
         backoff_base_s=settings.notify_backoff_s,
         max_attempts=settings.notify_max_attempts,
+        digesters=digesters_from(settings),
+        rate_per_hour=settings.notify_rate_per_hour,
     )
 
 

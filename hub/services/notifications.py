@@ -233,3 +233,80 @@ def set_webhook_enabled(session: Session, *, webhook_id: int, enabled: bool) -> 
 
 def list_webhooks(session: Session) -> list[Webhook]:
     return list(session.exec(select(Webhook).order_by(col(Webhook.name))).all())
+
+
+def sent_since(
+    session: Session, *, channel: str, recipient: str, since: datetime
+) -> list[datetime]:
+    """When messages went to this recipient after `since` (the rate limit's window)."""
+    rows = session.exec(
+        select(Notification.sent_at).where(
+            Notification.channel == channel,
+            Notification.recipient == recipient,
+            Notification.status == OutboxStatus.SENT.value,
+            col(Notification.sent_at) > since,  # an hour old: out of the window
+        )
+    ).all()
+    return sorted(r for r in rows if r is not None)
+
+
+def postpone(session: Session, *, note_id: str, owner: str, until: datetime) -> bool:
+    """Give a claimed message back, due at `until`, without counting it as an attempt."""
+    result = session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == note_id,
+            col(Notification.lease_owner) == owner,
+            col(Notification.status) == OutboxStatus.SENDING.value,
+        )
+        .values(
+            status=OutboxStatus.PENDING.value,
+            lease_until=None,
+            next_attempt_at=until,
+            attempts=col(Notification.attempts) - 1,
+        )
+    )
+    session.commit()
+    return rowcount(result) == 1
+
+
+def claim_same_recipient(
+    session: Session,
+    *,
+    owner: str,
+    channel: str,
+    recipient: str,
+    now: datetime,
+    lease_s: float,
+    limit: int,
+) -> list[Notification]:
+    """The other due messages to this recipient, claimed to go in one digest."""
+    ids = session.exec(
+        select(Notification.id)
+        .where(
+            _claimable(now),
+            Notification.channel == channel,
+            Notification.recipient == recipient,
+        )
+        .order_by(col(Notification.created_at))
+        .limit(limit)
+    ).all()
+    claimed: list[Notification] = []
+    for note_id in ids:
+        result = session.execute(
+            update(Notification)
+            .where(col(Notification.id) == note_id, _claimable(now))
+            .values(
+                status=OutboxStatus.SENDING.value,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_s),
+                attempts=col(Notification.attempts) + 1,
+            )
+        )
+        session.commit()
+        if rowcount(result) == 1:
+            row = session.get(Notification, note_id)
+            if row is not None:
+                session.expunge(row)
+                claimed.append(row)
+    return claimed

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from hub.core.db import make_engine, migrate
 from hub.notification_models import Notification, OutboxStatus
 from hub.notify import email as smtp
-from hub.notify.worker import OutboxWorker, email_sender
+from hub.notify.worker import OutboxWorker, email_digester, email_sender
 from hub.services import notifications
 from hub.tls import issue, load_or_create_ca
 from tests.support.camera import Camera
@@ -295,3 +295,64 @@ def test_a_print_message_carries_the_camera_picture_or_goes_without(
     assert list(by_to["m1@example.org"].iter_attachments()) == []
     assert list(by_to["m2@example.org"].iter_attachments()) == []  # no camera for the laser
     assert camera.requests == 2
+
+
+def test_a_busy_hour_is_rate_limited_and_the_rest_goes_in_one_digest(
+    engine: Engine, recorder: tuple[Recorder, int]
+) -> None:
+    rec, port = recorder
+    clock = Clock()
+    config = _config(port)
+    worker = OutboxWorker(
+        engine,
+        {"email": email_sender(config)},
+        digesters={"email": email_digester(config)},
+        rate_per_hour=2,
+        clock=clock,
+    )
+
+    def arrives(name: str, to: str = "hugo@example.org") -> str:
+        with Session(engine) as session:
+            note = notifications.enqueue(
+                session,
+                cause=name,
+                channel="email",
+                recipient=to,
+                kind="print.finished",
+                language="fr",
+                params={"machine": "Prusa MK4", "file": f"{name}.gcode"},
+                now=clock.now,
+            )
+            session.commit()
+            assert note is not None
+            return note.id
+
+    first_sent = clock.now
+    arrives("a")
+    assert worker.run_once() == 1
+    clock.now += timedelta(minutes=1)
+    arrives("b")
+    assert worker.run_once() == 1  # two in the hour: Hugo's limit
+    waiting = []
+    for name in ("c", "d", "e"):
+        clock.now += timedelta(minutes=1)
+        waiting.append(arrives(name))
+        assert worker.run_once() == 0
+    arrives("lea", to="lea@example.org")
+    assert worker.run_once() == 1  # Léa is not held by Hugo's hour
+    with Session(engine) as session:
+        for note_id in waiting:
+            row = session.get(Notification, note_id)
+            assert row is not None and row.status == OutboxStatus.PENDING.value
+            assert row.attempts == 0 and row.next_attempt_at == first_sent + timedelta(hours=1)
+    clock.now = first_sent + timedelta(hours=1)
+    assert worker.run_once() == 3  # c, d and e in one email
+    rec.wait_for(4)
+    assert [str(m["To"]) for m in rec.messages].count("hugo@example.org") == 3
+    digest = rec.messages[-1]
+    assert digest["Subject"] == "3 notifications d’Atelier"
+    assert str(digest["X-Atelier-Notification"]) == ",".join(waiting)
+    text = digest.get_body(("plain",))
+    assert text is not None
+    assert all(f"{name}.gcode" in text.get_content() for name in ("c", "d", "e"))
+    assert "Plusieurs notifications" in text.get_content()
