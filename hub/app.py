@@ -73,6 +73,12 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
 
             app.state.notify_worker = worker_from(settings, engine)
             app.state.notify_worker.start()
+            app.state.homeassistant = None
+            if settings.homeassistant_discovery:
+                from hub.notify.homeassistant import HomeAssistantDiscovery
+
+                app.state.homeassistant = HomeAssistantDiscovery(settings, engine)
+                app.state.homeassistant.start()
         log.info(
             "hub ready on http://%s:%s (database %s)",
             settings.http_host,
@@ -84,6 +90,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         finally:
             if start_ingest:
                 app.state.notify_worker.stop()
+                if app.state.homeassistant is not None:
+                    app.state.homeassistant.stop()
                 app.state.maintenance_watch.stop()
                 app.state.allowlist_watch.stop()
                 app.state.publisher.stop()

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     notify_poll_s: float = Field(default=2, gt=0, le=3_600)
     notify_backoff_s: float = Field(default=30, gt=0, le=86_400)
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Home Assistant MQTT discovery (docs/notifications.md); the member's reference is shown
+    # only when homeassistant_personal_data is on.
+    homeassistant_discovery: bool = False
+    homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    homeassistant_personal_data: bool = False
     # Emails to one address an hour; more wait and go together in one digest.
     notify_rate_per_hour: int = Field(default=6, ge=1, le=1_000)
 
