@@ -73,6 +73,10 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
 
             app.state.notify_worker = worker_from(settings, engine)
             app.state.notify_worker.start()
+            from hub.notify.watch import NotificationWatch
+
+            app.state.notify_watch = NotificationWatch(engine, settings)
+            app.state.notify_watch.start()
             app.state.homeassistant = None
             if settings.homeassistant_discovery:
                 from hub.notify.homeassistant import HomeAssistantDiscovery
@@ -89,6 +93,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             yield
         finally:
             if start_ingest:
+                app.state.notify_watch.stop()
                 app.state.notify_worker.stop()
                 if app.state.homeassistant is not None:
                     app.state.homeassistant.stop()

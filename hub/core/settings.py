@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     homeassistant_discovery: bool = False
     homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     homeassistant_personal_data: bool = False
+    # How often the hub looks for expiring trainings, silent machines and refused messages;
+    # a machine silent this long is told to staff; so are this many dead letters in an hour.
+    notify_watch_s: float = Field(default=300, ge=5, le=86_400)
+    notify_offline_after_s: float = Field(default=1800, ge=60, le=30 * 86_400)
+    notify_dead_letters_per_hour: int = Field(default=20, ge=1, le=1_000_000)
     # Emails to one address an hour; more wait and go together in one digest.
     notify_rate_per_hour: int = Field(default=6, ge=1, le=1_000)
 

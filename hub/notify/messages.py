@@ -35,6 +35,22 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("Incident on %(machine)s"),
         N_("An incident was reported on %(machine)s (%(source)s): %(note)s"),
     ),
+    "session.idle_ended": (
+        N_("Your session on %(machine)s ended: nothing happened for a while"),
+        N_("Your session on %(machine)s was ended by the idle timeout after %(duration)s."),
+    ),
+    "training.expiring": (
+        N_("Your training for %(machine_type)s expires on %(expires)s"),
+        N_("Your training for %(machine_type)s expires on %(expires)s; ask a trainer to renew it."),
+    ),
+    "machine.offline": (
+        N_("%(machine)s is offline"),
+        N_("%(machine)s has not been heard from since %(since)s (UTC)."),
+    ),
+    "dead_letters.rising": (
+        N_("The hub refused %(count)s messages in the last hour"),
+        N_("%(count)s messages could not be stored in the last hour: see the dead letters."),
+    ),
     "test": (
         N_("Atelier test message"),
         N_("This test message from %(lab)s shows that notifications reach you."),
@@ -67,6 +83,13 @@ def _environment(language: str) -> Environment:
     return env
 
 
+class _Params(dict[str, str]):
+    """A message whose cause left a value out says "?" there rather than not going at all."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
 def _duration(seconds: Any) -> str:
     try:
         total = max(0, int(float(seconds)))
@@ -97,7 +120,7 @@ def render(kind: str, language: str, params: dict[str, Any]) -> Rendered:
     if kind not in KINDS:
         raise UnknownKind(kind)
     gettext = translator(language).gettext
-    values = {key: str(value) for key, value in params.items()}
+    values = _Params({key: str(value) for key, value in params.items()})
     values.setdefault("error", "")
     values["duration"] = _duration(params.get("duration_s"))
     subject_id, body_id = KINDS[kind]

@@ -9,8 +9,14 @@ from hub.notification_models import NotificationDefault, NotificationPreference,
 from hub.services.notifications import NotificationError
 
 # What a member hears about, and what staff hear about (hub/notify/messages.py words them).
-MEMBER_KINDS = ("print.finished", "print.failed", "print.cancelled")
-STAFF_KINDS = ("incident.opened",)
+MEMBER_KINDS = (
+    "print.finished",
+    "print.failed",
+    "print.cancelled",
+    "session.idle_ended",
+    "training.expiring",
+)
+STAFF_KINDS = ("incident.opened", "machine.offline", "dead_letters.rising")
 KINDS = MEMBER_KINDS + STAFF_KINDS
 CHANNELS = ("email",)
 STAFF_ROLES = (Role.MAINTAINER, Role.MANAGER, Role.ADMIN)

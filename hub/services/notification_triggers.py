@@ -36,23 +36,53 @@ def on_event(
     """Enqueue what a stored event tells someone; how many messages it made."""
     if event_type == "incident.reported":
         return _incident(session, event_id=event_id, machine=machine, data=data, now=now)
+    if event_type == "session.ended" and data.get("reason") == "idle-timeout":
+        member_ref = str(data.get("member") or "")
+        params = {
+            "machine": _machine_name(session, machine),
+            "machine_code": machine,
+            "duration_s": float(data.get("duration_s") or 0),
+            "member": member_ref,
+        }
+        return to_member(
+            session,
+            member_ref=member_ref,
+            kind="session.idle_ended",
+            cause=f"event:{event_id}",
+            params=params,
+            now=now,
+        )
     kind = _print_kind(event_type, data.get("error"))
     if kind is None:
         return 0
     job = session.get(PrintJob, f"{machine}:{data.get('job_id')}"[:128])
-    member_ref = data.get("member") or (job.member_ref if job is not None else None)
-    member = (
-        session.exec(select(Member).where(Member.ref == member_ref)).first() if member_ref else None
-    )
+    job_member = data.get("member") or (job.member_ref if job is not None else None)
     params = {
         "machine": _machine_name(session, machine),
         "machine_code": machine,
         "file": (job.file if job is not None else "") or str(data.get("job_id", "")),
         "duration_s": float(data.get("duration_s") or 0),
         "error": str(data.get("error") or ""),
-        "member": member_ref or "",
+        "member": job_member or "",
     }
-    cause = f"event:{event_id}"
+    return to_member(
+        session, member_ref=job_member, kind=kind, cause=f"event:{event_id}", params=params, now=now
+    )
+
+
+def to_member(
+    session: Session,
+    *,
+    member_ref: str | None,
+    kind: str,
+    cause: str,
+    params: dict[str, Any],
+    now: datetime,
+    member: Member | None = None,
+) -> int:
+    """Email the member if they (or the lab) want it, and post to the webhooks."""
+    if member is None and member_ref:
+        member = session.exec(select(Member).where(Member.ref == member_ref)).first()
     made = 0
     if member is not None and member.email:
         login = session.exec(
@@ -91,7 +121,13 @@ def _incident(
         "note": str(data.get("note") or "")[:500],
         "member": str(data.get("member") or ""),
     }
-    cause = f"event:{event_id}"
+    return to_staff(session, kind=kind, cause=f"event:{event_id}", params=params, now=now)
+
+
+def to_staff(
+    session: Session, *, kind: str, cause: str, params: dict[str, Any], now: datetime
+) -> int:
+    """Email the staff logins who want it, and post to the webhooks."""
     made = 0
     for user_id, member_id in staff_recipients(session):
         member = session.get(Member, member_id)

@@ -25,6 +25,10 @@ KIND_LABELS = {
     "print.failed": N_("A print of mine failed"),
     "print.cancelled": N_("A print of mine was cancelled"),
     "incident.opened": N_("An incident was reported on a machine"),
+    "session.idle_ended": N_("My session was ended by the idle timeout"),
+    "training.expiring": N_("A training of mine expires within 30 days"),
+    "machine.offline": N_("A machine is offline for long"),
+    "dead_letters.rising": N_("The hub refuses many messages"),
 }
 SOURCE_LABELS = {
     "own": N_("your choice"),

@@ -16,6 +16,7 @@ from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.seed import seed_demo
 from hub.services import notifications
+from hub.services.notification_preferences import MEMBER_KINDS
 from tests.e2e.web import sign_in
 from tests.support.api import PASSWORD, role_tokens
 
@@ -58,7 +59,7 @@ def test_a_member_chooses_in_french(hub: TestClient) -> None:
     assert "incident" not in page.text.lower().split("<main")[-1]  # staff kinds are not offered
     saved = hub.post("/web/notifications", data={"wanted": ["print.failed"], "csrf": token})
     assert saved.status_code == 200
-    assert saved.text.count("(votre choix)") == 3
+    assert saved.text.count("(votre choix)") == len(MEMBER_KINDS)
     assert 'value="print.failed" checked' in saved.text
     assert 'value="print.finished" checked' not in saved.text
 

@@ -17,11 +17,12 @@ from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.member_data import erase_member
-from hub.models import Member, Role, User
+from hub.models import DeadLetter, Machine, Member, Role, Training, User
 from hub.notification_models import Notification, OutboxStatus
 from hub.seed import seed_demo
 from hub.services import notification_preferences as prefs
 from hub.services import notifications
+from hub.services.notification_watch import look
 from hub.services.notifications import create_webhook
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.processes import Proc, wait_until
@@ -278,3 +279,112 @@ def test_an_erased_member_is_no_longer_in_the_outbox(engine: Engine) -> None:
     assert counts["notifications"] == 2 and left.channel == "webhook"
     assert "member" not in left.params and "file" not in left.params
     assert member.email not in str(left.model_dump()) and member.ref not in str(left.params)
+
+
+def test_an_idle_timeout_tells_the_member(engine: Engine) -> None:
+    member = _member(engine)
+    IngestWriter(engine).write_batch(
+        [
+            Incoming(
+                TOPIC,
+                _event(
+                    1,
+                    EventType.SESSION_STARTED,
+                    0,
+                    session_id="s9",
+                    member=member.ref,
+                    badge="04A1",
+                ),
+            ),
+            Incoming(
+                TOPIC,
+                _event(
+                    2,
+                    EventType.SESSION_ENDED,
+                    20,
+                    session_id="s9",
+                    member=member.ref,
+                    reason="idle-timeout",
+                    duration_s=1200,
+                ),
+            ),
+            Incoming(
+                TOPIC,
+                _event(
+                    3,
+                    EventType.SESSION_STARTED,
+                    21,
+                    session_id="s10",
+                    member=member.ref,
+                    badge="04A1",
+                ),
+            ),
+            Incoming(
+                TOPIC,
+                _event(
+                    4,
+                    EventType.SESSION_ENDED,
+                    25,
+                    session_id="s10",
+                    member=member.ref,
+                    reason="badge-out",
+                    duration_s=240,
+                ),
+            ),
+        ]
+    )
+    [row] = _outbox(engine)
+    assert row.kind == "session.idle_ended" and row.recipient == member.email
+    assert row.params["duration_s"] == 1200
+
+
+def test_the_watch_tells_once_what_no_event_says(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    member = _member(engine)
+    with Session(engine) as session:
+        staff = session.exec(
+            select(Member).where(Member.email != member.email, col(Member.email).is_not(None))
+        ).first()
+        assert staff is not None and staff.email
+    _staff_login(engine, Role.MAINTAINER, staff.email, "maint")
+    with Session(engine) as session:
+        trainings = session.exec(select(Training).where(Training.member_id == member.id)).all()
+        trainings[0].expires_at = now + timedelta(days=10)
+        for other in trainings[1:]:
+            other.expires_at = now + timedelta(days=40)  # not yet
+        session.add_all(trainings)
+        for training in session.exec(select(Training).where(Training.member_id != member.id)):
+            training.expires_at = None
+            session.add(training)
+        machine = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+        machine.online, machine.last_seen = False, now - timedelta(hours=2)
+        session.add(machine)
+        for _ in range(5):
+            session.add(
+                DeadLetter(
+                    topic="x", payload=b"\x00", reason="bad_json", detail="", received_at=now
+                )
+            )
+        session.commit()
+    kinds = lambda: sorted((r.kind, r.recipient) for r in _outbox(engine))  # noqa: E731
+    with Session(engine) as session:
+        made = look(session, now=now, offline_after_s=1800, dead_letters_per_hour=5)
+        session.commit()
+    assert kinds() == [
+        ("dead_letters.rising", staff.email),
+        ("machine.offline", staff.email),
+        ("training.expiring", member.email),
+    ]
+    assert made == 3
+    with Session(engine) as session:  # the next look: the same causes, nothing new
+        assert (
+            look(
+                session,
+                now=now + timedelta(minutes=5),
+                offline_after_s=1800,
+                dead_letters_per_hour=5,
+            )
+            == 0
+        )
+        session.commit()
+    assert len(_outbox(engine)) == 3

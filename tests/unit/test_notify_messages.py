@@ -9,7 +9,7 @@ from hub.notify.messages import KINDS, render
 from hub.services.notification_preferences import KINDS as CHOOSABLE
 from hub.web.i18n import translator
 
-PARAMS = ("machine", "file", "error", "note", "source", "lab")
+PARAMS = ("machine", "file", "error", "note", "source", "lab", "since", "count", "expires")
 
 
 def test_every_kind_a_person_may_choose_has_words_in_both_languages() -> None:
@@ -36,8 +36,9 @@ def test_far_durations_do_not_break_a_message() -> None:
     kind=st.sampled_from(sorted(KINDS)),
     language=st.sampled_from(["en", "fr", "de", ""]),
     values=st.fixed_dictionaries(
-        {name: st.text(max_size=300) for name in PARAMS},
-        optional={"duration_s": st.one_of(st.floats(), st.integers(), st.text(max_size=5))},
+        {"machine": st.text(max_size=300)},
+        optional={name: st.text(max_size=300) for name in PARAMS[1:]}
+        | {"duration_s": st.one_of(st.floats(), st.integers(), st.text(max_size=5))},
     ),
 )
 def test_any_params_render_and_html_is_escaped(

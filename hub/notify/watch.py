@@ -1,0 +1,58 @@
+"""Runs hub/services/notification_watch.py every few minutes in the hub."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from hub.core.settings import Settings
+from hub.services.notification_watch import look
+
+log = logging.getLogger(__name__)
+
+
+class NotificationWatch:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        with Session(self.engine) as session:
+            made = look(
+                session,
+                now=self.clock(),
+                offline_after_s=self.settings.notify_offline_after_s,
+                dead_letters_per_hour=self.settings.notify_dead_letters_per_hour,
+            )
+            session.commit()
+        return made
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.notify_watch_s):
+            try:
+                self.run_once()
+            except Exception:  # the database away for a moment: look again next time
+                log.exception("the notification watch could not look")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="notify-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

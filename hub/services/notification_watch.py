@@ -1,0 +1,79 @@
+"""What no single event says, found by looking now and then: a training about to expire, a
+machine silent for too long, the ingest refusing many messages. Each is told once per cause."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from hub.models import DeadLetter, Machine, MachineType, Member, MemberStatus, Training
+from hub.services.notification_triggers import to_member, to_staff
+
+TRAINING_NOTICE = timedelta(days=30)
+
+
+def look(
+    session: Session,
+    *,
+    now: datetime,
+    offline_after_s: float,
+    dead_letters_per_hour: int,
+) -> int:
+    """Enqueue what is due now (in the caller's transaction); how many messages it made."""
+    made = 0
+    rows = session.exec(
+        select(Training, Member, MachineType)
+        .join(Member, col(Member.id) == Training.member_id)
+        .join(MachineType, col(MachineType.id) == Training.machine_type_id)
+        .where(
+            col(Training.expires_at) > now,
+            col(Training.expires_at) <= now + TRAINING_NOTICE,
+            Member.status == MemberStatus.ACTIVE,
+        )
+    ).all()
+    for training, member, machine_type in rows:
+        assert training.expires_at is not None
+        expires = training.expires_at.date().isoformat()
+        made += to_member(
+            session,
+            member_ref=member.ref,
+            member=member,
+            kind="training.expiring",
+            # Once per training and expiry: a renewed training that nears its end is told again.
+            cause=f"training-expiring:{training.id}:{expires}",
+            params={"machine_type": machine_type.name, "expires": expires, "member": member.ref},
+            now=now,
+        )
+    silent_since = now - timedelta(seconds=offline_after_s)
+    for machine in session.exec(
+        select(Machine).where(
+            col(Machine.online).is_(False),
+            col(Machine.last_seen).is_not(None),
+            col(Machine.last_seen) < silent_since,
+        )
+    ):
+        assert machine.last_seen is not None
+        since = machine.last_seen.strftime("%Y-%m-%d %H:%M")
+        made += to_staff(
+            session,
+            kind="machine.offline",
+            cause=f"offline:{machine.code}:{machine.last_seen.isoformat()}",
+            params={"machine": machine.name, "machine_code": machine.code, "since": since},
+            now=now,
+        )
+    refused = session.exec(
+        select(func.count())
+        .select_from(DeadLetter)
+        .where(col(DeadLetter.received_at) > now - timedelta(hours=1))
+    ).one()
+    if refused >= dead_letters_per_hour:
+        made += to_staff(
+            session,
+            kind="dead_letters.rising",
+            cause=f"dead-letters:{now:%Y-%m-%dT%H}",  # at most once an hour
+            params={"count": int(refused)},
+            now=now,
+        )
+    return made
