@@ -58,8 +58,11 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
             app.state.gap_repairer = GapRepairer(engine, app.state.publisher.send_command)
             app.state.gap_repairer.start()
             from hub.allowlist_watch import AllowListWatch
+            from hub.notify.watch import telling_stale_lists
 
-            app.state.allowlist_watch = AllowListWatch(engine, app.state.publisher.publish)
+            app.state.allowlist_watch = AllowListWatch(
+                engine, telling_stale_lists(engine, app.state.publisher.publish)
+            )
             app.state.allowlist_watch.start()
             from hub.maintenance_service import MaintenanceWatch
 

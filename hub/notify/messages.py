@@ -47,6 +47,22 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("%(machine)s is offline"),
         N_("%(machine)s has not been heard from since %(since)s (UTC)."),
     ),
+    "maintenance.due": (
+        N_("Maintenance due on %(machine)s: %(task)s"),
+        N_("The task %(task)s is due on %(machine)s."),
+    ),
+    "maintenance.overdue": (
+        N_("Maintenance overdue on %(machine)s: %(task)s"),
+        N_("The task %(task)s is overdue on %(machine)s; a critical one locks the machine."),
+    ),
+    "machine.locked": (
+        N_("%(machine)s is locked"),
+        N_("%(machine)s has been locked since %(since)s (UTC): %(reason)s"),
+    ),
+    "allowlist.stale": (
+        N_("%(machine)s holds an older allow-list"),
+        N_("%(machine)s does not hold the current allow-list; the hub is sending it again."),
+    ),
     "dead_letters.rising": (
         N_("The hub refused %(count)s messages in the last hour"),
         N_("%(count)s messages could not be stored in the last hour: see the dead letters."),

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hub.core.settings import Settings
-from hub.services.notification_watch import look
+from hub.services.notification_watch import look, stale_lists
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,21 @@ class NotificationWatch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def telling_stale_lists(
+    engine: Engine, publish: Callable[[list[str]], object]
+) -> Callable[[list[str]], object]:
+    """The allow-list watch's re-publish, which also tells staff which machines lag."""
+
+    def publish_and_tell(codes: list[str]) -> object:
+        result = publish(codes)
+        try:
+            with Session(engine) as session:
+                stale_lists(session, machine_codes=codes, now=datetime.now(UTC))
+                session.commit()
+        except Exception:  # the list matters more than the message
+            log.exception("could not tell staff of machines holding an older allow-list")
+        return result
+
+    return publish_and_tell

@@ -16,7 +16,15 @@ MEMBER_KINDS = (
     "session.idle_ended",
     "training.expiring",
 )
-STAFF_KINDS = ("incident.opened", "machine.offline", "dead_letters.rising")
+STAFF_KINDS = (
+    "incident.opened",
+    "maintenance.due",
+    "maintenance.overdue",
+    "machine.offline",
+    "machine.locked",
+    "allowlist.stale",
+    "dead_letters.rising",
+)
 KINDS = MEMBER_KINDS + STAFF_KINDS
 CHANNELS = ("email",)
 STAFF_ROLES = (Role.MAINTAINER, Role.MANAGER, Role.ADMIN)

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from hub.maintenance_service import task_states
+from hub.maintenance_store import Downtime
 from hub.models import DeadLetter, Machine, MachineType, Member, MemberStatus, Training
 from hub.services.notification_triggers import to_member, to_staff
 
@@ -63,6 +65,40 @@ def look(
             params={"machine": machine.name, "machine_code": machine.code, "since": since},
             now=now,
         )
+    for due in task_states(session, now=now):
+        status = due.state.status.value
+        if status not in ("due", "overdue"):
+            continue
+        signed = due.last_sign_off.id if due.last_sign_off is not None else 0
+        made += to_staff(
+            session,
+            kind=f"maintenance.{status}",
+            # Once per task, machine and state until the next sign-off.
+            cause=f"maintenance:{due.task.id}:{due.machine.code}:{status}:{signed}",
+            params={
+                "machine": due.machine.name,
+                "machine_code": due.machine.code,
+                "task": due.task.title,
+            },
+            now=now,
+        )
+    for downtime, machine in session.exec(
+        select(Downtime, Machine)
+        .join(Machine, col(Machine.id) == Downtime.machine_id)
+        .where(col(Downtime.ended_at).is_(None), col(Downtime.started_at) < silent_since)
+    ).all():
+        made += to_staff(
+            session,
+            kind="machine.locked",
+            cause=f"locked:{downtime.id}",
+            params={
+                "machine": machine.name,
+                "machine_code": machine.code,
+                "since": downtime.started_at.strftime("%Y-%m-%d %H:%M"),
+                "reason": downtime.reason or downtime.cause.value,
+            },
+            now=now,
+        )
     refused = session.exec(
         select(func.count())
         .select_from(DeadLetter)
@@ -74,6 +110,21 @@ def look(
             kind="dead_letters.rising",
             cause=f"dead-letters:{now:%Y-%m-%dT%H}",  # at most once an hour
             params={"count": int(refused)},
+            now=now,
+        )
+    return made
+
+
+def stale_lists(session: Session, *, machine_codes: list[str], now: datetime) -> int:
+    """Staff hear of machines the allow-list watch found holding an older list (once per list
+    version: hub/allowlist_watch.py alerts once per episode and publishes it again)."""
+    made = 0
+    for machine in session.exec(select(Machine).where(col(Machine.code).in_(machine_codes))):
+        made += to_staff(
+            session,
+            kind="allowlist.stale",
+            cause=f"acl-stale:{machine.code}:{machine.acl_version}",
+            params={"machine": machine.name, "machine_code": machine.code},
             now=now,
         )
     return made

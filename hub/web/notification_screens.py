@@ -28,6 +28,10 @@ KIND_LABELS = {
     "session.idle_ended": N_("My session was ended by the idle timeout"),
     "training.expiring": N_("A training of mine expires within 30 days"),
     "machine.offline": N_("A machine is offline for long"),
+    "maintenance.due": N_("A maintenance task is due"),
+    "maintenance.overdue": N_("A maintenance task is overdue"),
+    "machine.locked": N_("A machine is locked for long"),
+    "allowlist.stale": N_("A machine holds an older allow-list"),
     "dead_letters.rising": N_("The hub refuses many messages"),
 }
 SOURCE_LABELS = {

@@ -16,13 +16,15 @@ from sqlmodel import Session, col, select
 from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
+from hub.maintenance_service import add_task
+from hub.maintenance_store import Downtime
 from hub.member_data import erase_member
 from hub.models import DeadLetter, Machine, Member, Role, Training, User
 from hub.notification_models import Notification, OutboxStatus
 from hub.seed import seed_demo
 from hub.services import notification_preferences as prefs
 from hub.services import notifications
-from hub.services.notification_watch import look
+from hub.services.notification_watch import look, stale_lists
 from hub.services.notifications import create_webhook
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.processes import Proc, wait_until
@@ -359,6 +361,11 @@ def test_the_watch_tells_once_what_no_event_says(engine: Engine) -> None:
         machine = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
         machine.online, machine.last_seen = False, now - timedelta(hours=2)
         session.add(machine)
+        add_task(session, title="Clean the lens", actor="test", machine="laser-1", every_days=1)
+        cnc = session.exec(select(Machine).where(Machine.code == "cnc-1")).one()
+        session.add(
+            Downtime(machine_id=cnc.id, started_at=now - timedelta(hours=3), reason="spindle noise")
+        )
         for _ in range(5):
             session.add(
                 DeadLetter(
@@ -372,10 +379,11 @@ def test_the_watch_tells_once_what_no_event_says(engine: Engine) -> None:
         session.commit()
     assert kinds() == [
         ("dead_letters.rising", staff.email),
+        ("machine.locked", staff.email),
         ("machine.offline", staff.email),
         ("training.expiring", member.email),
     ]
-    assert made == 3
+    assert made == 4
     with Session(engine) as session:  # the next look: the same causes, nothing new
         assert (
             look(
@@ -387,4 +395,15 @@ def test_the_watch_tells_once_what_no_event_says(engine: Engine) -> None:
             == 0
         )
         session.commit()
-    assert len(_outbox(engine)) == 3
+    assert len(_outbox(engine)) == 4
+    with Session(engine) as session:  # three days on, the daily cleaning is overdue
+        later = look(
+            session, now=now + timedelta(days=3), offline_after_s=1800, dead_letters_per_hour=5
+        )
+        session.commit()
+    assert later == 1 and ("maintenance.overdue", staff.email) in kinds()
+    with Session(engine) as session:  # the allow-list watch's finding, once per list version
+        assert stale_lists(session, machine_codes=["laser-1"], now=now) == 1
+        assert stale_lists(session, machine_codes=["laser-1"], now=now) == 0
+        session.commit()
+    assert ("allowlist.stale", staff.email) in kinds()
