@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     notify_watch_s: float = Field(default=300, ge=5, le=86_400)
     notify_offline_after_s: float = Field(default=1800, ge=60, le=30 * 86_400)
     notify_dead_letters_per_hour: int = Field(default=20, ge=1, le=1_000_000)
+    # A prepaid balance at or below this (in cents) is "low" for its member.
+    notify_low_balance_cents: int = Field(default=500, ge=0, le=10_000_000)
     # Emails to one address an hour; more wait and go together in one digest.
     notify_rate_per_hour: int = Field(default=6, ge=1, le=1_000)
 

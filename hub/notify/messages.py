@@ -43,6 +43,14 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("Your training for %(machine_type)s expires on %(expires)s"),
         N_("Your training for %(machine_type)s expires on %(expires)s; ask a trainer to renew it."),
     ),
+    "balance.low": (
+        N_("Your prepaid balance is low"),
+        N_("Your prepaid balance is down to %(balance)s; top it up at the front desk."),
+    ),
+    "balance.empty": (
+        N_("Your prepaid balance is empty"),
+        N_("Your prepaid balance is %(balance)s; top it up before your next session."),
+    ),
     "machine.offline": (
         N_("%(machine)s is offline"),
         N_("%(machine)s has not been heard from since %(since)s (UTC)."),

@@ -37,6 +37,7 @@ class NotificationWatch:
                 now=self.clock(),
                 offline_after_s=self.settings.notify_offline_after_s,
                 dead_letters_per_hour=self.settings.notify_dead_letters_per_hour,
+                low_balance_cents=self.settings.notify_low_balance_cents,
             )
             session.commit()
         return made

@@ -15,6 +15,8 @@ MEMBER_KINDS = (
     "print.cancelled",
     "session.idle_ended",
     "training.expiring",
+    "balance.low",
+    "balance.empty",
 )
 STAFF_KINDS = (
     "incident.opened",

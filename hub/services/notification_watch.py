@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from hub.billing_store import BalanceMovement, BillingAccount
 from hub.maintenance_service import task_states
 from hub.maintenance_store import Downtime
 from hub.models import DeadLetter, Machine, MachineType, Member, MemberStatus, Training
@@ -22,9 +23,10 @@ def look(
     now: datetime,
     offline_after_s: float,
     dead_letters_per_hour: int,
+    low_balance_cents: int = 500,
 ) -> int:
     """Enqueue what is due now (in the caller's transaction); how many messages it made."""
-    made = 0
+    made = _balances(session, now=now, low_balance_cents=low_balance_cents)
     rows = session.exec(
         select(Training, Member, MachineType)
         .join(Member, col(Member.id) == Training.member_id)
@@ -125,6 +127,36 @@ def stale_lists(session: Session, *, machine_codes: list[str], now: datetime) ->
             kind="allowlist.stale",
             cause=f"acl-stale:{machine.code}:{machine.acl_version}",
             params={"machine": machine.name, "machine_code": machine.code},
+            now=now,
+        )
+    return made
+
+
+def _balances(session: Session, *, now: datetime, low_balance_cents: int) -> int:
+    """A prepaid balance (one that was ever topped up) running low or empty: told once per
+    state until the next top-up."""
+    last_topup = (
+        select(BalanceMovement.member_id, func.max(BalanceMovement.id).label("topup"))
+        .where(BalanceMovement.kind == "topup")
+        .group_by(col(BalanceMovement.member_id))
+        .subquery()
+    )
+    made = 0
+    rows = session.exec(
+        select(BillingAccount, Member, last_topup.c.topup)
+        .join(Member, col(Member.id) == BillingAccount.member_id)
+        .join(last_topup, last_topup.c.member_id == BillingAccount.member_id)
+        .where(col(BillingAccount.balance_cents) <= low_balance_cents)
+    ).all()
+    for account, member, topup in rows:
+        state = "empty" if account.balance_cents <= 0 else "low"
+        made += to_member(
+            session,
+            member_ref=member.ref,
+            member=member,
+            kind=f"balance.{state}",
+            cause=f"balance-{state}:{member.id}:{topup}",
+            params={"balance": f"{account.balance_cents / 100:.2f}", "member": member.ref},
             now=now,
         )
     return made

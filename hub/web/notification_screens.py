@@ -27,6 +27,8 @@ KIND_LABELS = {
     "incident.opened": N_("An incident was reported on a machine"),
     "session.idle_ended": N_("My session was ended by the idle timeout"),
     "training.expiring": N_("A training of mine expires within 30 days"),
+    "balance.low": N_("My prepaid balance is low"),
+    "balance.empty": N_("My prepaid balance is empty"),
     "machine.offline": N_("A machine is offline for long"),
     "maintenance.due": N_("A maintenance task is due"),
     "maintenance.overdue": N_("A maintenance task is overdue"),

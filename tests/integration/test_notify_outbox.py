@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.auth import create_user
+from hub.billing_store import BillingAccount, top_up
 from hub.core.db import make_engine, migrate
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.maintenance_service import add_task
@@ -407,3 +408,52 @@ def test_the_watch_tells_once_what_no_event_says(engine: Engine) -> None:
         assert stale_lists(session, machine_codes=["laser-1"], now=now) == 0
         session.commit()
     assert ("allowlist.stale", staff.email) in kinds()
+
+
+def test_a_prepaid_balance_running_low_then_empty_is_told_once_each_until_a_top_up(
+    engine: Engine,
+) -> None:
+    member = _member(engine)
+    now = datetime.now(UTC)
+
+    def look_now() -> int:
+        with Session(engine) as session:
+            made = look(
+                session,
+                now=now,
+                offline_after_s=10**6,
+                dead_letters_per_hour=10**6,
+                low_balance_cents=500,
+            )
+            session.commit()
+            return made
+
+    def balance_kinds() -> list[str]:
+        return [r.kind for r in _outbox(engine) if r.kind.startswith("balance.")]
+
+    with Session(engine) as session:
+        account = top_up(session, session.get(Member, member.id), 2000, actor="test")  # type: ignore[arg-type]
+        session.commit()
+    assert look_now() == 0 and balance_kinds() == []  # 20.00: plenty
+    for cents, expected in (
+        (300, ["balance.low"]),
+        (250, ["balance.low"]),
+        (0, ["balance.empty", "balance.low"]),
+    ):
+        with Session(engine) as session:
+            account = session.get(BillingAccount, member.id)
+            assert account is not None
+            account.balance_cents = cents
+            session.add(account)
+            session.commit()
+        look_now()
+        assert sorted(balance_kinds()) == expected
+    with Session(engine) as session:  # topped up, then low again: told again
+        top_up(session, session.get(Member, member.id), 100, actor="test")  # type: ignore[arg-type]
+        session.commit()
+    look_now()
+    assert sorted(balance_kinds()) == ["balance.empty", "balance.low", "balance.low"]
+    low = [r for r in _outbox(engine) if r.kind == "balance.low"]
+    assert {r.params["balance"] for r in low} == {"3.00", "1.00"} and {
+        r.recipient for r in low
+    } == {member.email}
