@@ -305,7 +305,7 @@ def worker_from(settings: Settings, engine: Engine) -> OutboxWorker:
     )
 
 
-def main() -> None:  # pragma: no cover - exercised as a subprocess by the SIGKILL test
+def main() -> None:  # pragma: no cover - run as a subprocess by test_notify_email.py
     from hub.core.db import make_engine, migrate
     from hub.core.settings import SettingsError, get_settings
 

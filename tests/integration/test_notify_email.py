@@ -4,6 +4,9 @@ once, in the member's language, with retries and backoff, over STARTTLS or TLS w
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,7 @@ from hub.notify.worker import OutboxWorker, email_digester, email_sender
 from hub.services import notifications
 from hub.tls import issue, load_or_create_ca
 from tests.support.camera import Camera
+from tests.support.processes import Proc
 from tests.support.smtp import Credentials, Recorder, free_port, server_context, start_smtp
 
 # aiosmtpd's "AUTH without TLS" warning: it does not count implicit TLS (tests/support/smtp.py).
@@ -356,3 +360,35 @@ def test_a_busy_hour_is_rate_limited_and_the_rest_goes_in_one_digest(
     assert text is not None
     assert all(f"{name}.gcode" in text.get_content() for name in ("c", "d", "e"))
     assert "Plusieurs notifications" in text.get_content()
+
+
+def test_the_worker_alone_sends_then_stops_on_sigterm_and_refuses_bad_settings(
+    engine: Engine, database_url: str, recorder: tuple[Recorder, int], tmp_path: Path
+) -> None:
+    rec, port = recorder
+    [note_id] = _enqueue(engine, 1)
+    program = [sys.executable, "-m", "hub.notify.worker"]
+    env = {
+        "ATELIER_DATABASE_URL": database_url,
+        "ATELIER_DATA_DIR": str(tmp_path),
+        "ATELIER_SMTP_HOST": "127.0.0.1",
+        "ATELIER_SMTP_PORT": str(port),
+        "ATELIER_SMTP_SECURITY": "none",
+        "ATELIER_NOTIFY_POLL_S": "0.2",
+    }
+    worker = Proc([], log=tmp_path / "worker.log", env=env, program=program)
+    try:
+        rec.wait_for(1, timeout_s=30)
+    finally:
+        code = worker.stop()
+    assert rec.ids() == [note_id] and code == 0, worker.output()
+    bad = subprocess.run(
+        program,
+        env={**os.environ, **env, "ATELIER_SMTP_PORT": "70000", "ATELIER_SMTP_SECURITY": "ssl"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "smtp_port" in bad.stderr and "smtp_security" in bad.stderr
+    assert "Traceback" not in bad.stderr

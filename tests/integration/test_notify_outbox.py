@@ -4,7 +4,6 @@ loses nothing and repeats at most the one message it had in hand."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,9 @@ from hub.services import notifications
 from hub.services.notification_watch import look, stale_lists
 from hub.services.notifications import create_webhook
 from protocol import EventType, encode_envelope, new_envelope
-from tests.support.processes import Proc, wait_until
+from tests.support.hub import HubSettings, start_hub
+from tests.support.mosquitto import MosquittoBroker
+from tests.support.processes import wait_until
 from tests.support.smtp import Recorder, start_smtp
 
 T0 = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
@@ -106,8 +107,8 @@ def test_a_print_of_nobody_known_makes_no_message(engine: Engine) -> None:
 
 
 @pytest.mark.slow
-def test_a_worker_killed_while_sending_loses_nothing_and_repeats_at_most_its_message(
-    engine: Engine, database_url: str, tmp_path: Path
+def test_a_hub_killed_while_sending_loses_nothing_and_repeats_at_most_its_message(
+    engine: Engine, database_url: str, tmp_path: Path, mosquitto: MosquittoBroker
 ) -> None:
     recorder = Recorder()
     recorder.delay_s = 0.4  # each DATA takes a while: the kill lands inside one
@@ -128,31 +129,34 @@ def test_a_worker_killed_while_sending_loses_nothing_and_repeats_at_most_its_mes
             assert note is not None
             ids.append(note.id)
         session.commit()
-    env = {
-        "ATELIER_DATABASE_URL": database_url,
-        "ATELIER_DATA_DIR": str(tmp_path),
-        "ATELIER_SMTP_HOST": "127.0.0.1",
-        "ATELIER_SMTP_PORT": str(controller.port),
-        "ATELIER_SMTP_SECURITY": "none",
-        "ATELIER_NOTIFY_LEASE_S": "2",
-        "ATELIER_NOTIFY_POLL_S": "0.2",
-    }
-    program = [sys.executable, "-m", "hub.notify.worker"]
+    settings = HubSettings(
+        data_dir=tmp_path / "hub",
+        database_url=database_url,
+        site="lab",
+        broker=mosquitto,
+        extra_env={
+            "ATELIER_SMTP_HOST": "127.0.0.1",
+            "ATELIER_SMTP_PORT": str(controller.port),
+            "ATELIER_SMTP_SECURITY": "none",
+            "ATELIER_NOTIFY_LEASE_S": "2",
+            "ATELIER_NOTIFY_POLL_S": "0.2",
+        },
+    )
     try:
-        first = Proc([], log=tmp_path / "worker1.log", env=env, program=program)
+        first = start_hub(settings, log=tmp_path / "hub1.log")
         try:
             recorder.wait_for(3, timeout_s=60)
             recorder.in_data.clear()
             assert recorder.in_data.wait(timeout=20), first.output()
-            first.kill()  # SIGKILL in the middle of a DATA exchange
+            first.kill()  # SIGKILL in the middle of an SMTP DATA exchange
         finally:
             first.stop()
         with Session(engine) as session:
             in_hand = session.exec(
                 select(Notification).where(Notification.status == OutboxStatus.SENDING.value)
             ).all()
-        assert len(in_hand) == 1  # the one message the dead worker held
-        second = Proc([], log=tmp_path / "worker2.log", env=env, program=program)
+        assert len(in_hand) == 1  # the one message the dead hub held
+        second = start_hub(settings, log=tmp_path / "hub2.log")
         try:
 
             def all_sent() -> bool:
@@ -164,13 +168,13 @@ def test_a_worker_killed_while_sending_loses_nothing_and_repeats_at_most_its_mes
 
             wait_until(all_sent, timeout=90, what="every message sent", proc=second)
         finally:
-            assert second.stop() == 0, second.output()
+            second.stop()
     finally:
         controller.stop()
     received = recorder.ids()
     assert set(received) == set(ids)  # nothing lost
     # What the SMTP server acknowledged and the hub recorded is never sent again; only the
-    # message in the dead worker's hands may arrive twice (same Message-ID: see the docs).
+    # message in the dead hub's hands may arrive twice (same Message-ID: see the docs).
     repeated = [i for i in set(received) if received.count(i) > 1]
     assert len(received) - count == len(repeated) <= 1
     if repeated:
