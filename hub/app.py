@@ -40,6 +40,9 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         app.state.gap_repairer = runtime.gap_repairer
         app.state.maintenance_watch = runtime.maintenance_watch
         app.state.allowlist_watch = runtime.allowlist_watch
+        app.state.notify_worker = runtime.notify_worker
+        app.state.notify_watch = runtime.notify_watch
+        app.state.homeassistant = runtime.homeassistant
         if start_ingest:
             runtime.start()
         log.info(
@@ -62,6 +65,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         maintenance,
         members,
         metrics,
+        notifications,
         retention,
         sessions,
         trainings,
@@ -92,6 +96,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(sessions.router, responses=guarded)
     app.include_router(sessions.events_router, responses=guarded)
     app.include_router(retention.router, responses=guarded)
+    app.include_router(notifications.router, responses=guarded)
+    app.include_router(notifications.preferences_router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])
     app.include_router(stats_router, responses=guarded, dependencies=[Allow(MANAGE)])
     pages.install(app)  # the web pages and their screens (hub/web)

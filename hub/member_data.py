@@ -322,6 +322,7 @@ def erase_member(session: Session, member: Member) -> dict[str, int]:
         "statements": 0,
         "dead_letters": 0,
         "notes": 0,
+        "notifications": 0,
     }
     for badge in badges:
         badge.revoked_at = badge.revoked_at or now
@@ -408,11 +409,39 @@ def erase_member(session: Session, member: Member) -> dict[str, int]:
                 session.add(machine)
         counts["notes"] += _scrub_notes(session, who)
 
+    counts["notifications"] = _erase_notifications(session, member, [u.id for u in users])
+
     member.name = ERASED_NAME
     member.email = None
     member.status = MemberStatus.LEFT
     session.add(member)
     return counts
+
+
+def _erase_notifications(session: Session, member: Member, user_ids: list[int | None]) -> int:
+    """Messages to the member's address go (sent ones are only a log, pending ones must not
+    reach an erased person); messages to webhooks lose the member's reference and files."""
+    from hub.models import Notification, NotificationPreference
+
+    changed = 0
+    if member.email:
+        for note in session.exec(
+            select(Notification).where(Notification.recipient == member.email)
+        ):
+            session.delete(note)
+            changed += 1
+    for note in session.exec(select(Notification).where(Notification.channel == "webhook")):
+        if note.params.get("member") == member.ref:
+            note.params = {k: v for k, v in note.params.items() if k not in ("member", "file")}
+            session.add(note)
+            changed += 1
+    ids = [i for i in user_ids if i is not None]
+    if ids:
+        for choice in session.exec(
+            select(NotificationPreference).where(col(NotificationPreference.user_id).in_(ids))
+        ):
+            session.delete(choice)
+    return changed
 
 
 def _scrub_notes(session: Session, who: _Identity) -> int:

@@ -203,6 +203,8 @@ def acl_text(hub_user: str, accounts: list[Account], bridges: Sequence[BridgeAcc
         f"user {hub_user}",
         "topic readwrite atelier/v1/#",
         "topic readwrite $share/#",
+        # Home Assistant discovery (hub/notify/homeassistant.py): its configs and birth message.
+        "topic readwrite homeassistant/#",
         "",
     ]
     for bridge in bridges:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from hub.gaps import GapRepairer
     from hub.ingest.consumer import IngestConsumer
     from hub.maintenance_service import MaintenanceWatch
+    from hub.notify.homeassistant import HomeAssistantDiscovery
+    from hub.notify.watch import NotificationWatch
+    from hub.notify.worker import OutboxWorker
     from hub.services.billing import PrepaidDrawdown
     from hub.telemetry import TelemetryCompactor
 
@@ -50,6 +53,9 @@ class HubRuntime:
     gap_repairer: GapRepairer | None = field(default=None, init=False)
     maintenance_watch: MaintenanceWatch | None = field(default=None, init=False)
     allowlist_watch: AllowListWatch | None = field(default=None, init=False)
+    notify_worker: OutboxWorker | None = field(default=None, init=False)
+    notify_watch: NotificationWatch | None = field(default=None, init=False)
+    homeassistant: HomeAssistantDiscovery | None = field(default=None, init=False)
     _started: list[Any] = field(default_factory=list, init=False, repr=False)
 
     @property
@@ -104,8 +110,21 @@ class HubRuntime:
         self.maintenance_watch = MaintenanceWatch(
             self.engine, self.publisher.publish, period_s=settings.maintenance_check_s
         )
-        # An agent holding another list than the current one is alerted on and sent it again.
-        self.allowlist_watch = AllowListWatch(self.engine, self.publisher.publish)
+        from hub.notify.watch import NotificationWatch, telling_stale_lists
+        from hub.notify.worker import worker_from
+
+        # An agent holding another list than the current one is alerted on (staff are told)
+        # and sent it again.
+        self.allowlist_watch = AllowListWatch(
+            self.engine, telling_stale_lists(self.engine, self.publisher.publish)
+        )
+        # The outbox's sender and the watch of time-based notifications (docs/notifications.md).
+        self.notify_worker = worker_from(settings, self.engine)
+        self.notify_watch = NotificationWatch(self.engine, settings)
+        if settings.homeassistant_discovery:
+            from hub.notify.homeassistant import HomeAssistantDiscovery
+
+            self.homeassistant = HomeAssistantDiscovery(settings, self.engine)
 
     def start(self) -> None:
         if self.publisher is None:
@@ -117,6 +136,9 @@ class HubRuntime:
             self.gap_repairer,
             self.maintenance_watch,
             self.allowlist_watch,
+            self.notify_worker,
+            self.notify_watch,
+            self.homeassistant,
         ):
             if worker is not None:
                 worker.start()

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -88,10 +88,48 @@ class Settings(BaseSettings):
             )
         return value
 
+    # Notifications (docs/notifications.md). No smtp_host: no email is sent (they wait).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    # A secret: from ATELIER_SMTP_PASSWORD or systemd's credentials, never logged or shown.
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "atelier@localhost"
+    smtp_ca_file: Path | None = None
+    notify_language: Literal["en", "fr"] = "en"
+    # machine code -> its camera's snapshot address (OctoPrint: the webcam "snapshot URL"):
+    # a print's email carries the picture taken when it is sent.
+    notify_snapshot_urls: dict[str, str] = {}
+    # A worker killed while sending holds its messages this long; then they go again.
+    notify_lease_s: float = Field(default=120, ge=1, le=86_400)
+    notify_poll_s: float = Field(default=2, gt=0, le=3_600)
+    notify_backoff_s: float = Field(default=30, gt=0, le=86_400)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Home Assistant MQTT discovery (docs/notifications.md); the member's reference is shown
+    # only when homeassistant_personal_data is on.
+    homeassistant_discovery: bool = False
+    homeassistant_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    homeassistant_personal_data: bool = False
+    # How often the hub looks for expiring trainings, silent machines and refused messages;
+    # a machine silent this long is told to staff; so are this many dead letters in an hour.
+    notify_watch_s: float = Field(default=300, ge=5, le=86_400)
+    notify_offline_after_s: float = Field(default=1800, ge=60, le=30 * 86_400)
+    notify_dead_letters_per_hour: int = Field(default=20, ge=1, le=1_000_000)
+    # A prepaid balance at or below this (in cents) is "low" for its member.
+    notify_low_balance_cents: int = Field(default=500, ge=0, le=10_000_000)
+    # Emails to one address an hour; more wait and go together in one digest.
+    notify_rate_per_hour: int = Field(default=6, ge=1, le=1_000)
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'atelier.db'}"
+        for machine, url in self.notify_snapshot_urls.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"notify_snapshot_urls.{machine}: give an http:// or https:// address"
+                )
         if self.ingest_shared_group and self.mqtt_protocol != "5":
             raise ValueError(
                 'ingest_shared_group needs mqtt_protocol = "5" (MQTT 5 shared subscriptions)'

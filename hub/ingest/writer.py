@@ -30,6 +30,7 @@ from hub.models import (
     PrintJob,
     TelemetrySample,
 )
+from hub.services.notification_triggers import on_event as notify_on_event
 from protocol import limits
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope
 from protocol.messages import Status, Telemetry, decode_message
@@ -353,6 +354,15 @@ class IngestWriter:
                         _apply_machine_use(session, site, env)
                         if env.type is EventType.INCIDENT_REPORTED:
                             incident_from_event(session, site, env)  # a maintenance ticket
+                        # Who is told about it: written with the event (the outbox).
+                        notify_on_event(
+                            session,
+                            event_id=str(env.id),
+                            event_type=env.type.value,
+                            machine=env.machine,
+                            data=env.data,
+                            now=now,
+                        )
                 gaps = self._sequences(conn, fresh)
                 if self.on_sessions_ended is not None:
                     ended = [

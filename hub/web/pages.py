@@ -277,6 +277,7 @@ def install(app: FastAPI) -> None:
         billing_screens,
         enrol_screens,
         machine_setup_screens,
+        notification_screens,
         screens,
         stats_screens,
     )
@@ -289,6 +290,7 @@ def install(app: FastAPI) -> None:
     app.include_router(billing_screens.router)
     app.include_router(screens.router)
     app.include_router(stats_screens.router)
+    app.include_router(notification_screens.router)
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:

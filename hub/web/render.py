@@ -128,6 +128,7 @@ MENU: list[tuple[str, str, frozenset[Role]]] = [
     ("/web/billing", "Billing", MANAGE),
     ("/web/users", "Users", ADMIN),
     ("/web/settings", "Settings", MANAGE),
+    ("/web/notifications", "Notifications", EVERYONE),
 ]
 
 

@@ -12,11 +12,16 @@ WEB = Path(__file__).resolve().parents[2] / "hub" / "web"
 # Outside the pages, messages a person reads in the CLI and in the pages alike.
 SHARED = [WEB.parent / "services" / "machines.py", WEB.parent / "cli" / "machine_setup.py"]
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
+# The notifications' words (hub/notify) are in the same catalogue.
+NOTIFY = WEB.parent / "notify"
+NOTIFY_METHODS = [("**.py", "python"), ("templates/**", "jinja2")]
 
 
 def test_every_message_has_a_french_translation() -> None:
     messages = {
-        m[2] if isinstance(m[2], str) else m[2][0] for m in extract_from_dir(str(WEB), METHODS)
+        m[2] if isinstance(m[2], str) else m[2][0]
+        for directory, methods in ((WEB, METHODS), (NOTIFY, NOTIFY_METHODS))
+        for m in extract_from_dir(str(directory), methods)
     }
     assert len(messages) > 100  # the extraction found the templates
     shared = {
@@ -45,5 +50,7 @@ def test_every_message_has_a_french_translation() -> None:
         "Minimum",
         "Note",
         "session",
+        "Notifications",
+        "Webhooks",
     }
     assert [m for m in missing if m not in same] == []

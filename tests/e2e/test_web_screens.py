@@ -35,6 +35,7 @@ PAGES = {
     "/web/users": {Role.ADMIN},
     "/web/users/1": {Role.ADMIN},
     "/web/account": set(Role),
+    "/web/notifications": set(Role),
     "/web/members/new": {Role.MANAGER, Role.ADMIN},
     "/web/members/2/edit": {Role.MANAGER, Role.ADMIN},
     "/web/machines/new": {Role.ADMIN},
@@ -327,6 +328,7 @@ FORMS: list[tuple[str, dict[str, str], Role | None]] = [
     ("/web/account/tokens", {"name": "script"}, None),
     ("/web/settings/retention", {"telemetry": "90", "events": "400"}, Role.MANAGER),
     ("/web/settings/retention/apply", {}, Role.MANAGER),
+    ("/web/notifications/defaults", {"wanted": "print.failed"}, Role.MAINTAINER),
     ("/web/billing/topup", {"member_id": "2", "amount": "20"}, Role.MAINTAINER),
     ("/web/billing/plan", {"member_id": "2", "plan": "prepaid"}, Role.TRAINER),
     (

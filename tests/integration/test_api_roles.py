@@ -111,6 +111,14 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("GET", "/api/v1/retention", None, MANAGE),
     ("PATCH", "/api/v1/retention", {"events": 365}, {A}),
     ("POST", "/api/v1/retention/apply", None, {A}),
+    ("GET", "/api/v1/notifications/deliveries", None, {A}),
+    ("GET", "/api/v1/notifications/preferences", None, ALL),
+    ("PUT", "/api/v1/notifications/preferences", {"kind": "print.failed", "enabled": False}, ALL),
+    ("GET", "/api/v1/notifications/defaults", None, MANAGE),
+    ("PUT", "/api/v1/notifications/defaults", {"kind": "print.failed", "enabled": True}, MANAGE),
+    ("GET", "/api/v1/webhooks", None, {A}),
+    ("POST", "/api/v1/webhooks", {"name": "bot", "url": "https://bot.example.org/"}, {A}),
+    ("PATCH", "/api/v1/webhooks/1", {"enabled": False}, {A}),
     ("GET", "/api/v1/ingest/stats", None, MANAGE),
     ("GET", "/metrics", None, MANAGE),
     ("GET", "/api/v1/maintenance/tasks", None, STAFF),
@@ -245,6 +253,7 @@ def test_every_route_is_in_the_matrix(template: Lab, tmp_path: Path) -> None:
             }.get(name, "training_id")
             path = path.replace("{" + name + "}", "{" + target + "}")
         path = path.replace("laser-1", "{code}").replace("cnc-1", "{code}")
+        path = path.replace("/webhooks/1", "/webhooks/{webhook_id}")
         path = path.replace("printer-2", "{code}").replace(
             "/machine-types/laser/", "/machine-types/{code}/"
         )

@@ -54,6 +54,7 @@ ACL_TEMPLATE = """\
 user {hub_user}
 topic readwrite atelier/v1/#
 topic readwrite $share/#
+topic readwrite homeassistant/#
 
 pattern write atelier/v1/+/%u/event
 pattern write atelier/v1/+/%u/telemetry

@@ -1,6 +1,6 @@
 """a printer's OctoPrint address and key, for the setup check and the agent's config
 
-Revision ID: 0016_machine_setup
+Revision ID: 0014_machine_setup
 Revises: 0013_list_versions
 
 `atelier hub machine add` and the web's "add a machine" take a printer's OctoPrint URL and
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0016_machine_setup"
+revision: str = "0014_machine_setup"
 down_revision: str | Sequence[str] | None = "0013_list_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

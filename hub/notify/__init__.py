@@ -1,0 +1,1 @@
+"""Channel senders (email, webhooks) and the worker that empties the notification outbox."""
