@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hub.seed import seed_demo
 from sqlmodel import Session
 
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.services import notifications
 from hub.services.notification_preferences import MEMBER_KINDS
 from tests.e2e.web import sign_in

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hub.seed import seed_demo
 from sqlmodel import Session
 
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.models import Role
 from hub.services import notifications
 from hub.services.notification_preferences import MEMBER_KINDS

@@ -14,13 +14,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from hub.seed import seed_demo
 from jinja2.sandbox import SandboxedEnvironment
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import Session
 
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
 from hub.notify.homeassistant import HomeAssistantDiscovery, MachineInfo, discovery_messages
 from protocol.messages import Status, Telemetry
 from tests.support.mosquitto import MosquittoBroker

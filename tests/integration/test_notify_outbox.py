@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hub.seed import seed_demo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.auth import create_user
 from hub.billing_store import BillingAccount, top_up
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.maintenance_service import add_task
 from hub.maintenance_store import Downtime

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hub.seed import seed_demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.core.db import make_engine, migrate
+from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import Member, Notification, OutboxStatus, Webhook
 from hub.notify.messages import KINDS
