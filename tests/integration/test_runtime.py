@@ -59,6 +59,8 @@ def test_the_hub_runs_every_worker_and_stops_them_publisher_last(
             "GapRepairer",
             "MaintenanceWatch",
             "AllowListWatch",
+            "OutboxWorker",
+            "NotificationWatch",
         ]
     finally:
         runtime.stop()
