@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -19,15 +19,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
+from hub.ingest.apply import apply_machine_use, apply_session, apply_status
 from hub.maintenance_store import incident_from_event
 from hub.models import (
     AgentSeq,
-    BusyPeriod,
     DeadLetter,
     Event,
     Machine,
-    MachineSession,
-    PrintJob,
     TelemetrySample,
 )
 from hub.services.notification_triggers import on_event as notify_on_event
@@ -350,8 +348,8 @@ class IngestWriter:
                 )
                 for site, env in fresh:
                     if env.type in _BOOKKEEPING:
-                        _apply_session(session, site, env)
-                        _apply_machine_use(session, site, env)
+                        apply_session(session, site, env)
+                        apply_machine_use(session, site, env)
                         if env.type is EventType.INCIDENT_REPORTED:
                             incident_from_event(session, site, env)  # a maintenance ticket
                         # Who is told about it: written with the event (the outbox).
@@ -373,7 +371,7 @@ class IngestWriter:
             if dead:
                 session.execute(insert(DeadLetter.__table__), dead)  # type: ignore[attr-defined]
             for machine, status in statuses:
-                _apply_status(session, machine, status, now)
+                apply_status(session, machine, status, now)
             if samples:
                 session.execute(
                     insert(TelemetrySample.__table__),  # type: ignore[attr-defined]
@@ -496,99 +494,6 @@ def _dead(item: Incoming, reason: str, detail: str, now: datetime) -> dict[str, 
     }
 
 
-def _apply_session(session: Session, site: str, env: Envelope) -> None:
-    data = env.data
-    if env.type is EventType.SESSION_STARTED:
-        row = session.get(MachineSession, data["session_id"])
-        if row is None:
-            row = MachineSession(
-                id=data["session_id"], site=site, machine=env.machine, member_ref=data["member"]
-            )
-        row.badge = data.get("badge", "")
-        row.mode = data.get("mode") or "normal"
-        row.supervisor_ref = data.get("supervisor")
-        row.started_at = env.ts
-        session.add(row)
-    elif env.type is EventType.SESSION_ENDED:
-        row = session.get(MachineSession, data["session_id"])
-        duration = float(data.get("duration_s", 0))
-        if row is None:
-            # The end arrived first (replay order across a reconnect): keep what we know.
-            row = MachineSession(
-                id=data["session_id"],
-                site=site,
-                machine=env.machine,
-                member_ref=data["member"],
-                started_at=env.ts - timedelta(seconds=duration),
-            )
-        row.ended_at = env.ts
-        row.end_reason = data.get("reason")
-        row.duration_s = duration
-        row.busy_s = float(data.get("busy_s", 0) or 0)
-        session.add(row)
-
-
-def _member_of(session: Session, session_id: str | None) -> str | None:
-    if not session_id:
-        return None
-    row = session.get(MachineSession, session_id)
-    return row.member_ref if row else None
-
-
-def _apply_machine_use(session: Session, site: str, env: Envelope) -> None:
-    """Busy periods and jobs, billed to the member of the session open when they began."""
-    data = env.data
-    if env.type is EventType.MACHINE_BUSY:
-        session.add(
-            BusyPeriod(
-                site=site,
-                machine=env.machine,
-                source=data["source"],
-                session_id=data.get("session_id"),
-                member_ref=_member_of(session, data.get("session_id")),
-                started_at=env.ts,
-            )
-        )
-    elif env.type is EventType.MACHINE_IDLE:
-        busy_s = float(data["busy_s"])
-        session.flush()
-        open_period = session.exec(
-            select(BusyPeriod)
-            .where(BusyPeriod.machine == env.machine, col(BusyPeriod.ended_at).is_(None))
-            .order_by(col(BusyPeriod.started_at).desc())
-        ).first()
-        if open_period is None:  # the start was lost or is still on its way: keep what we know
-            open_period = BusyPeriod(
-                site=site,
-                machine=env.machine,
-                source=data["source"],
-                session_id=data.get("session_id"),
-                member_ref=_member_of(session, data.get("session_id")),
-                started_at=env.ts - timedelta(seconds=busy_s),
-            )
-        open_period.ended_at = env.ts
-        open_period.busy_s = busy_s
-        session.add(open_period)
-    elif env.type in (EventType.JOB_STARTED, EventType.JOB_FINISHED, EventType.JOB_FAILED):
-        key = f"{env.machine}:{data['job_id']}"[:128]
-        job = session.get(PrintJob, key) or PrintJob(
-            id=key, site=site, machine=env.machine, job_id=str(data["job_id"])[:100]
-        )
-        job.session_id = data.get("session_id") or job.session_id
-        job.member_ref = data.get("member") or job.member_ref or _member_of(session, job.session_id)
-        if env.type is EventType.JOB_STARTED:
-            job.file = str(data.get("file", ""))[:255]
-            job.started_at = env.ts
-        else:
-            job.ended_at = env.ts
-            job.duration_s = float(data["duration_s"])
-            job.state = "finished" if env.type is EventType.JOB_FINISHED else "failed"
-            job.error = str(data["error"])[:500] if data.get("error") else None
-            if job.started_at is None:
-                job.started_at = env.ts - timedelta(seconds=job.duration_s)
-        session.add(job)
-
-
 class SequenceTracker:
     """Each agent's highest seq and count of events seen, for gap detection and repair.
 
@@ -649,16 +554,3 @@ class SequenceTracker:
         sql = self._head + ", ".join([self._row] * len(per_agent)) + self._tail
         conn.exec_driver_sql(sql, tuple(params))
         return new_gaps
-
-
-def _apply_status(session: Session, machine: str, status: Status | None, now: datetime) -> None:
-    values: dict[str, Any]
-    if status is None:
-        values = {"online": False, "last_status": None}
-    else:
-        values = {
-            "online": status.state == "online",
-            "last_status": status.model_dump(mode="json", exclude_none=True),
-            "last_seen": now,
-        }
-    session.execute(update(Machine).where(Machine.code == machine).values(**values))  # type: ignore[arg-type]
