@@ -1,4 +1,4 @@
-"""The API's dependencies: the ones in `hub.core.deps`, which the web shares, under their old path."""
+"""The API's dependencies: those of `hub.core.deps`, which the web shares, at their old path."""
 
 from __future__ import annotations
 

@@ -7,17 +7,20 @@ import the API (docs/decisions.md); `hub.api.deps` re-exports them for the route
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi import BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from sqlmodel import Session
 
 from hub.auth import user_for_token
 from hub.models import Role, User
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "atelier_session"
 
@@ -147,3 +150,26 @@ def role_guard(*role_sets: frozenset[Role]) -> Callable[..., User]:
 
 def is_staff(user: User) -> bool:
     return user.role in STAFF
+
+
+def actor(user: User) -> str:
+    """Who made a change, as the audit log names a signed-in user."""
+    return f"user:{user.username}"
+
+
+def republish(
+    request: Request, background: BackgroundTasks, machine_codes: list[str] | None = None
+) -> None:
+    """After the response: sign and publish these machines' lists (all when None), so a
+    revocation reaches the machines within seconds."""
+    publisher = getattr(request.app.state, "publisher", None)
+    if publisher is None:
+        return
+
+    def publish() -> None:
+        try:
+            publisher.publish(machine_codes)
+        except Exception:  # the scheduled publication will catch up
+            log.exception("publishing allow-lists after a change failed")
+
+    background.add_task(publish)

@@ -75,6 +75,13 @@ MESSAGES: dict[str, str] = {
     "machine_type.unknown": N_("no machine type {machine_type!r} (known: {known})"),
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
+    "member.unknown_id": N_("no member with id {member}"),
+    "badge.uid_invalid": N_(
+        "badge uid {uid!r} is not a card UID: give 4, 7 or 10 bytes as hex, e.g. 04A1B2C3"
+    ),
+    "badge.enrolled": N_("card {uid} is already enrolled (badge {badge}); revoke it first"),
+    "badge.unknown": N_("no badge with id {badge}"),
+    "badge.reader_offline": N_("{machine} is offline: choose a machine whose reader is connected"),
     "maintenance.title_empty": N_(
         "the title is empty: say what is to be done, e.g. 'clean the lens'"
     ),

@@ -19,10 +19,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from sqlmodel import Session, col, select
 
 from hub.api.accounts import client_address, failure_window, set_session_cookie
-from hub.api.deps import SESSION_COOKIE, STAFF, SessionDep
 from hub.api.machines import machines_public, members_see_names
 from hub.api.sessions import list_events
 from hub.auth import LoginRefused, hash_token, login, revoke_token
+from hub.core.deps import SESSION_COOKIE, STAFF, SessionDep
 from hub.maintenance_service import task_states
 from hub.models import ApiToken, MachinePublic, MachineSession, User
 from hub.web.csrf import require_csrf
