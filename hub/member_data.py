@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from hub.auth import revoke_token
 from hub.billing_store import BalanceMovement, BillingMonth, Statement, StatementLine
 from hub.maintenance_store import Incident, MaintenanceSignOff
 from hub.models import (
@@ -39,6 +38,7 @@ from hub.models import (
     Training,
     User,
 )
+from hub.services.accounts import revoke_token
 
 ERASED_NAME = "(erased)"
 ERASED = "ERASED"

@@ -23,12 +23,17 @@ from hub.core.deps import (
     QueryId,
     QueryMoment,
     SessionDep,
+    actor,
+    client_address,
+    failure_window,
     get_current_user,
     get_session,
     is_staff,
     refuse_cross_site,
+    republish,
     request_token,
     role_guard,
+    set_session_cookie,
 )
 
 __all__ = [
@@ -52,10 +57,15 @@ __all__ = [
     "QueryId",
     "QueryMoment",
     "SessionDep",
+    "actor",
+    "client_address",
+    "failure_window",
     "get_current_user",
     "get_session",
     "is_staff",
     "refuse_cross_site",
+    "republish",
     "request_token",
     "role_guard",
+    "set_session_cookie",
 ]

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, Depends, HTTPException, Path, Query, Request
+from fastapi import BackgroundTasks, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from sqlmodel import Session
 
-from hub.auth import user_for_token
 from hub.models import Role, User
+from hub.services.accounts import FailureWindow, user_for_token
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +173,27 @@ def republish(
             log.exception("publishing allow-lists after a change failed")
 
     background.add_task(publish)
+
+
+def failure_window(request: Request) -> FailureWindow:
+    """The app's count of failed logins per client address (hub/services/accounts.py)."""
+    window: FailureWindow | None = getattr(request.app.state, "login_failures", None)
+    if window is None:
+        window = request.app.state.login_failures = FailureWindow()
+    return window
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """A web login's token in an HttpOnly, SameSite=Lax cookie (Secure over HTTPS)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=12 * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )

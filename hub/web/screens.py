@@ -3,7 +3,7 @@ a member's own page.
 
 Every screen calls the API's own functions (or the services they call), so a rule lives in
 one place: a grant here goes through `hub.api.trainings.grant`, a revocation through
-`hub.api.badges.revoke`, both re-publishing the allow-lists as the API does. Each route names
+hub/services/badges.py, both re-publishing the allow-lists as the API does. Each route names
 the same role sets as the API route it mirrors.
 """
 
@@ -17,7 +17,6 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Requ
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api import badges as badges_api
 from hub.api import machines as machines_api
 from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
@@ -35,6 +34,7 @@ from hub.api.deps import (
 )
 from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
+from hub.core.deps import actor, republish
 from hub.core.errors import HubError
 from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
@@ -49,6 +49,7 @@ from hub.models import (
     TrainingLevel,
     User,
 )
+from hub.services import badges as badges_service
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
@@ -112,11 +113,7 @@ def _member_page(
     status_code: int = 200,
 ) -> Response:
     member = _existing_member(session, member_id)
-    badges = (
-        badges_api.badges(session, member_id=member_id, uid=None, active=None, limit=100, offset=0)
-        if may(user, MANAGE)
-        else None
-    )
+    badges = badges_service.list_badges(session, member_id=member_id) if may(user, MANAGE) else None
     trainings = trainings_api.list_trainings(
         session, user, member_id=member_id, machine_type=None, limit=100, offset=0
     )
@@ -183,18 +180,13 @@ def enrol_badge(
     # An unknown member is the page's 404, before anything is tried (and rolled back).
     _existing_member(session, member_id)
     try:
-        badge = badges_api.enrol(
-            badges_api.BadgeCreate(uid=uid, member_id=member_id),
-            session,
-            user,
-            request,
-            background,
-        )
-    except PROBLEMS as exc:
+        badge = badges_service.enrol_badge(session, uid=uid, member_id=member_id, actor=actor(user))
+        session.commit()
+    except HubError as exc:
         session.rollback()
-        return _member_page(
-            request, session, user, member_id, problem=error_message(exc), status_code=422
-        )
+        _, problem = field_errors(request, exc, {})
+        return _member_page(request, session, user, member_id, problem=problem, status_code=422)
+    republish(request, background)
     return _member_page(request, session, user, member_id, notice=f"card {badge.uid} enrolled")
 
 
@@ -207,10 +199,14 @@ def revoke_badge(
     user: Annotated[User, Page(MANAGE)],
 ) -> Response:
     try:
-        badge_id = _stored_id(badge_id, f"no badge with id {badge_id}")
-        badge = badges_api.revoke(badge_id, session, user, request, background)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        badge, revoked = badges_service.revoke_badge(session, badge_id=badge_id, actor=actor(user))
+    except HubError as exc:
+        _, problem = field_errors(request, exc, {})
+        raise PageError(exc.status, problem or str(exc)) from None
+    if revoked:
+        session.commit()
+        session.refresh(badge)
+        republish(request, background)
     return _member_page(request, session, user, badge.member_id, notice=f"card {badge.uid} revoked")
 
 
