@@ -240,7 +240,7 @@ def export_member_command(
     from hub.cli.support import load_settings
     from hub.core.db import make_engine
     from hub.core.files import private_file
-    from hub.member_data import export_member, find_member
+    from hub.services.member_data import export_member, find_member
 
     settings = load_settings(config)
     engine = make_engine(settings.database_url)
@@ -280,7 +280,7 @@ def erase_member_command(
     """Erase a member's name, email, card UIDs and login; history stays under their
     reference."""
     from hub.core.db import forget_erased
-    from hub.member_data import erase_member, find_member
+    from hub.services.member_data import erase_member, find_member
 
     if not yes:
         typer.echo("erasure cannot be undone: add --yes to confirm", err=True)
@@ -326,8 +326,8 @@ def first_trainer_command(
 
     from sqlmodel import select
 
-    from hub.member_data import find_member
     from hub.models import MachineType
+    from hub.services.member_data import find_member
     from hub.trainers import FirstTrainerError, appoint_first_trainer
 
     expires_at = None

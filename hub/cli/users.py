@@ -71,8 +71,8 @@ def add_user(
     config: ConfigOpt = None,
 ) -> None:
     """Create a login. Trainers must be linked to their member to grant trainings."""
-    from hub.member_data import find_member
     from hub.services.accounts import add_user
+    from hub.services.member_data import find_member
 
     chosen = _role(role)
     with _session(config) as session:
