@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from hub.audit import record
 from hub.category_history import CategoryChangeError, change_category
+from hub.domain.trainings import TrainingFacts, is_trainer
 from hub.models import (
     Badge,
     MachineType,
@@ -226,15 +227,13 @@ def import_members(
 
 
 def _is_trainer(session: Session, member_id: int, machine_type_id: int, now: datetime) -> bool:
-    for training in session.exec(
+    """The trainer rule (hub/domain/trainings.py) over this member's trainings for the type."""
+    held = session.exec(
         select(Training).where(
             Training.member_id == member_id, Training.machine_type_id == machine_type_id
         )
-    ):
-        valid = training.expires_at is None or training.expires_at > now
-        if valid and training.level in (TrainingLevel.TRAINER, TrainingLevel.MAINTAINER):
-            return True
-    return False
+    )
+    return is_trainer((TrainingFacts(str(t.level), t.expires_at) for t in held), now)
 
 
 def import_trainings(
