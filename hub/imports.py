@@ -25,7 +25,6 @@ from sqlmodel import Session, select
 
 from hub.audit import record
 from hub.category_history import CategoryChangeError, change_category
-from hub.domain.trainings import TrainingFacts, is_trainer
 from hub.models import (
     Badge,
     MachineType,
@@ -34,6 +33,7 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
+from hub.services.trainings import trains
 from protocol.badges import normalise_uid
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -227,13 +227,7 @@ def import_members(
 
 
 def _is_trainer(session: Session, member_id: int, machine_type_id: int, now: datetime) -> bool:
-    """The trainer rule (hub/domain/trainings.py) over this member's trainings for the type."""
-    held = session.exec(
-        select(Training).where(
-            Training.member_id == member_id, Training.machine_type_id == machine_type_id
-        )
-    )
-    return is_trainer((TrainingFacts(str(t.level), t.expires_at) for t in held), now)
+    return trains(session, member_id=member_id, machine_type_id=machine_type_id, now=now)
 
 
 def import_trainings(

@@ -326,9 +326,10 @@ def first_trainer_command(
 
     from sqlmodel import select
 
+    from hub.core.errors import HubError
     from hub.models import MachineType
     from hub.services.member_data import find_member
-    from hub.trainers import FirstTrainerError, appoint_first_trainer
+    from hub.services.trainings import appoint_first_trainer
 
     expires_at = None
     if expires is not None:
@@ -354,8 +355,9 @@ def first_trainer_command(
                 now=datetime.now(UTC),
                 expires_at=expires_at,
             )
-        except FirstTrainerError as exc:
-            raise LookupError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+        except HubError as exc:  # _change reports a LookupError as the person's mistake
+            field = exc.field or ""
+            raise LookupError(f"{flags.get(field, field)}: {exc}") from None
         return f"{member.name} is now a trainer for {mtype.code}: they grant its trainings"
 
     _change(config, apply)

@@ -126,6 +126,17 @@ MESSAGES: dict[str, str] = {
     "token.days_out_of_range": N_("1 to {max} days, or none for a token that does not expire"),
     "token.unknown_id": N_("no token with id {token}"),
     "token.unknown_prefix": N_("no single token with prefix {prefix!r}"),
+    "training.not_trainer": N_(
+        "only a trainer for {machine_type} may grant or change its trainings"
+    ),
+    "training.time_zone_missing": N_("give a time zone, e.g. 2027-06-30T00:00:00Z"),
+    "training.unknown": N_("no training with id {training}"),
+    "training.not_null": N_("{field} may not be null"),
+    "training.expired_already": N_("the training would be expired already"),
+    "training.type_has_trainers": N_(
+        "{machine_type} has trainers already ({names}): one of them grants it"
+    ),
+    "member.own_data_only": N_("members may only see their own data"),
     "incident.unknown": N_("no incident {incident}"),
     "incident.closed": N_("incident {incident} is already closed (by {by}, {at} UTC)"),
     "incident.text_empty": N_("the text is empty: say what is wrong"),

@@ -3,7 +3,7 @@
 A training is valid until its `expires_at` (exclusive; None: for good). A member may grant or
 change a machine type's trainings when they hold a valid training of a trainer's level for it:
 `trainer` or `maintainer` (a maintainer also inducts). The hub's queries that filter
-trainings in SQL (hub/trainers.py) are tested equal to these rules.
+trainings in SQL (hub/services/trainings.py) are tested equal to these rules.
 """
 
 from __future__ import annotations

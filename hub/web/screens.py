@@ -36,7 +36,6 @@ from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
 from hub.core.deps import actor, republish
 from hub.core.errors import HubError
-from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
 from hub.models import (
@@ -50,6 +49,7 @@ from hub.models import (
     User,
 )
 from hub.services import badges as badges_service
+from hub.services import trainings as trainings_service
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
@@ -212,15 +212,8 @@ def revoke_badge(
 
 # --- trainings ----------------------------------------------------------------------------
 def _types_i_train(session: Session, user: User) -> list[MachineType]:
-    """The machine types this login may certify on: the API's own trainer rule."""
-    if user.member_id is None:
-        return []
-    now = datetime.now(UTC)
-    return [
-        t
-        for t in session.exec(select(MachineType).order_by(MachineType.code))
-        if _is_trainer(session, user.member_id, t.id or 0, now)
-    ]
+    """The machine types this login may certify on: the services' own trainer rule."""
+    return trainings_service.types_trained_by(session, user=user, now=datetime.now(UTC))
 
 
 def _trainings_page(
@@ -304,38 +297,33 @@ def certify(
     machine_type: Annotated[str, Form(max_length=63)],
     months: Annotated[int, Form(ge=0, le=120)] = 24,
 ) -> Response:
-    """Grant (or renew) a user-level training through the API's own rule."""
+    """Grant (or renew) a user-level training: hub/services/trainings.py, as the API."""
     expires = datetime.now(UTC) + timedelta(days=round(months * 30.44)) if months else None
     try:
-        training = trainings_api.grant(
-            trainings_api.TrainingCreate(
-                member_id=member_id,
-                machine_type=machine_type,
-                level=TrainingLevel.USER,
-                expires_at=expires,
-            ),
+        granted = trainings_service.grant_training(
             session,
-            user,
-            request,
-            background,
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        return _trainings_page(
-            request,
-            session,
-            user,
+            user=user,
+            actor=actor(user),
             member_id=member_id,
-            problem=error_message(exc),
-            status_code=403 if isinstance(exc, HTTPException) else 422,
+            machine_type=machine_type,
+            level=TrainingLevel.USER,
+            expires_at=expires,
         )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        _, problem = field_errors(request, exc, {})
+        return _trainings_page(
+            request, session, user, member_id=member_id, problem=problem, status_code=exc.status
+        )
+    republish(request, background, granted.machines)
     member = session.get(Member, member_id)
     return _trainings_page(
         request,
         session,
         user,
         member_id=member_id,
-        notice=f"{member.name if member else member_id}: {training.machine_type} ✓",
+        notice=f"{member.name if member else member_id}: {machine_type} ✓",
     )
 
 

@@ -1,6 +1,6 @@
-"""The trainer rule where SQL filters it (hub/trainers.py's `current_trainers`) equals the pure
-rule (hub/domain/trainings.py) on generated trainings: levels, expiries around now (equal to
-it, a microsecond either side, far dates, none). SQLite and PostgreSQL."""
+"""The trainer rule where SQL filters it (`current_trainers`, hub/services/trainings.py) equals
+the pure rule (hub/domain/trainings.py) on generated trainings: levels, expiries around now
+(equal to it, a microsecond either side, far dates, none). SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hub.core.db import make_engine, migrate
 from hub.domain.trainings import TrainingFacts, is_trainer
 from hub.imports import _is_trainer
 from hub.models import MachineType, Member, Training, TrainingLevel
-from hub.trainers import current_trainers
+from hub.services.trainings import current_trainers
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 MEMBERS = 4
