@@ -85,6 +85,7 @@ MESSAGES: dict[str, str] = {
     ),
     "badge.enrolled": N_("card {uid} is already enrolled (badge {badge}); revoke it first"),
     "badge.unknown": N_("no badge with id {badge}"),
+    "badge.not_active": N_("no active badge {uid}"),
     "badge.reader_offline": N_("{machine} is offline: choose a machine whose reader is connected"),
     "maintenance.title_empty": N_(
         "the title is empty: say what is to be done, e.g. 'clean the lens'"

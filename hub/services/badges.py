@@ -169,3 +169,24 @@ def card_read(session: Session, *, request_id: str, machine: str) -> CardRead:
         card=data.get("card"),
         card_refusal=data.get("card_refusal"),
     )
+
+
+def revoke_card(session: Session, *, uid: str, actor: str) -> Badge:
+    """Revoke the badge that holds this card now (lost, stolen, returned)."""
+    uid = card_uid(uid)
+    badge = session.exec(
+        select(Badge).where(Badge.uid == uid, col(Badge.revoked_at).is_(None))
+    ).first()
+    if badge is None:
+        raise NotFound("badge.not_active", field="uid", params={"uid": uid})
+    badge.revoked_at = datetime.now(UTC)
+    session.add(badge)
+    record(
+        session,
+        actor=actor,
+        action="badge.revoke",
+        entity="badge",
+        entity_id=uid,
+        member_id=badge.member_id,
+    )
+    return badge

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
+from hub.audit import record
 from hub.core.errors import InvalidValue, NotFound
-from hub.models import Member
+from hub.models import Member, MemberStatus
 from protocol.limits import INT32_MAX
 
 
@@ -42,4 +43,24 @@ def member_by_text(session: Session, *, value: str, field: str) -> Member | None
             member = session.exec(select(Member).where(Member.ref == value)).first()
     if member is None:
         raise InvalidValue("member.unknown_text", field=field, params={"value": value})
+    return member
+
+
+def set_member_status(session: Session, *, email: str, status: MemberStatus, actor: str) -> Member:
+    """Suspend (every machine refuses their badges) or reactivate a member. The caller commits
+    and re-publishes the allow-lists."""
+    member = session.exec(select(Member).where(Member.email == email.lower())).first()
+    if member is None:
+        raise NotFound("member.unknown_email", field="email", params={"email": email})
+    before = member.status.value
+    member.status = status
+    session.add(member)
+    record(
+        session,
+        actor=actor,
+        action=f"member.{status.value}",
+        entity="member",
+        entity_id=member.ref,
+        before=before,
+    )
     return member

@@ -16,9 +16,16 @@ from sqlmodel import Session, col, select
 from hub.core.db import make_engine, migrate
 from hub.core.errors import Conflict, InvalidValue, NotFound, describe
 from hub.demo.seed import seed_demo
-from hub.models import AuditEntry, Badge, Machine, Member
-from hub.services.badges import ask_for_a_card, card_read, enrol_badge, list_badges, revoke_badge
-from hub.services.members import member_by_id
+from hub.models import AuditEntry, Badge, Machine, Member, MemberStatus
+from hub.services.badges import (
+    ask_for_a_card,
+    card_read,
+    enrol_badge,
+    list_badges,
+    revoke_badge,
+    revoke_card,
+)
+from hub.services.members import member_by_id, set_member_status
 from hub.web.i18n import translator
 
 CARD = "0A0B0C0D"
@@ -149,3 +156,28 @@ def sqlite_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         session.commit()
     yield engine
     engine.dispose()
+
+
+def test_a_lost_card_is_revoked_by_its_uid_and_a_member_suspended_by_email(lab: Engine) -> None:
+    with Session(lab) as session:
+        member = _a_member(session)
+        assert member.id is not None and member.email
+        enrol_badge(session, uid=CARD, member_id=member.id, actor="user:t")
+        session.commit()
+        revoked = revoke_card(session, uid="0a:0b:0c:0d", actor="cli:t")
+        session.commit()
+        assert revoked.revoked_at is not None
+        with pytest.raises(NotFound) as gone:
+            revoke_card(session, uid=CARD, actor="cli:t")
+        assert gone.value.code == "badge.not_active" and gone.value.field == "uid"
+        assert isinstance(gone.value, LookupError)  # the CLI's _change reports it, exit 2
+        suspended = set_member_status(
+            session, email=member.email.upper(), status=MemberStatus.SUSPENDED, actor="cli:t"
+        )
+        session.commit()
+        assert suspended.status is MemberStatus.SUSPENDED
+        with pytest.raises(NotFound) as nobody:
+            set_member_status(
+                session, email="nobody@example.org", status=MemberStatus.ACTIVE, actor="cli:t"
+            )
+        assert nobody.value.field == "email"
