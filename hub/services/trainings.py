@@ -320,3 +320,38 @@ def appoint_first_trainer(
         expires_at=expires_at.isoformat() if expires_at else None,
     )
     return training
+
+
+@dataclass(frozen=True)
+class HeldTraining:
+    """A training as the pages list it: its machine type by code."""
+
+    id: int
+    member_id: int
+    machine_type: str
+    level: TrainingLevel
+    granted_by_id: int | None
+    granted_at: datetime
+    expires_at: datetime | None
+    supervised_only: bool
+
+
+def trainings_held(
+    session: Session, *, viewer: User, member_id: int, limit: int = 100
+) -> list[HeldTraining]:
+    """A member's trainings with their type's code (`list_trainings`' rule on who sees them)."""
+    rows = list_trainings(session, viewer=viewer, member_id=member_id, limit=limit)
+    codes = {t.id or 0: t.code for t in session.exec(select(MachineType))}
+    return [
+        HeldTraining(
+            id=t.id or 0,
+            member_id=t.member_id,
+            machine_type=codes.get(t.machine_type_id, "?"),
+            level=t.level,
+            granted_by_id=t.granted_by_id,
+            granted_at=t.granted_at,
+            expires_at=t.expires_at,
+            supervised_only=t.supervised_only,
+        )
+        for t in rows
+    ]

@@ -20,7 +20,6 @@ from sqlmodel import Session, col, select
 from hub.api import machines as machines_api
 from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
-from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
 from hub.api.deps import (
     EVERYONE,
@@ -114,9 +113,7 @@ def _member_page(
 ) -> Response:
     member = _existing_member(session, member_id)
     badges = badges_service.list_badges(session, member_id=member_id) if may(user, MANAGE) else None
-    trainings = trainings_api.list_trainings(
-        session, user, member_id=member_id, machine_type=None, limit=100, offset=0
-    )
+    trainings = trainings_service.trainings_held(session, viewer=user, member_id=member_id)
     return render(
         request,
         "member.html",
@@ -249,9 +246,7 @@ def _trainings_page(
     names = members_api.members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
     chosen = names.get(member_id) if member_id else None
     held = (
-        trainings_api.list_trainings(
-            session, user, member_id=member_id, machine_type=None, limit=100, offset=0
-        )
+        trainings_service.trainings_held(session, viewer=user, member_id=member_id or 0)
         if chosen
         else []
     )
@@ -675,9 +670,7 @@ def my_page(
         .order_by(col(PrintJob.started_at).desc())
         .limit(50)
     ).all()
-    trainings = trainings_api.list_trainings(
-        session, user, member_id=member.id, machine_type=None, limit=100, offset=0
-    )
+    trainings = trainings_service.trainings_held(session, viewer=user, member_id=member.id or 0)
     balance = _balance(session, member)
     billing = _my_billing(session, member)
     return render(
