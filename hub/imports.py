@@ -33,6 +33,7 @@ from hub.models import (
     Training,
     TrainingLevel,
 )
+from hub.services.trainings import trains
 from protocol.badges import normalise_uid
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -226,15 +227,7 @@ def import_members(
 
 
 def _is_trainer(session: Session, member_id: int, machine_type_id: int, now: datetime) -> bool:
-    for training in session.exec(
-        select(Training).where(
-            Training.member_id == member_id, Training.machine_type_id == machine_type_id
-        )
-    ):
-        valid = training.expires_at is None or training.expires_at > now
-        if valid and training.level in (TrainingLevel.TRAINER, TrainingLevel.MAINTAINER):
-            return True
-    return False
+    return trains(session, member_id=member_id, machine_type_id=machine_type_id, now=now)
 
 
 def import_trainings(

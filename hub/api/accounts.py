@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 
-from hub.api.changes import audit, invalid, member_field
 from hub.api.deps import (
     ADMIN,
     SESSION_COOKIE,
@@ -18,20 +17,15 @@ from hub.api.deps import (
     PathId,
     QueryId,
     SessionDep,
+    actor,
+    client_address,
+    failure_window,
     request_token,
+    set_session_cookie,
 )
-from hub.auth import (
-    AuthError,
-    FailureWindow,
-    LoginRefused,
-    hash_token,
-    issue_token,
-    login,
-    revoke_token,
-    set_password,
-)
-from hub.auth import create_user as make_user
 from hub.models import ApiToken, Role, TokenPublic, User, UserPublic
+from hub.services import accounts
+from hub.services.accounts import LoginRefused, login
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found"}}
@@ -72,17 +66,6 @@ class TokenCreated(SQLModel):
     info: TokenPublic
 
 
-def failure_window(request: Request) -> FailureWindow:
-    window: FailureWindow | None = getattr(request.app.state, "login_failures", None)
-    if window is None:
-        window = request.app.state.login_failures = FailureWindow()
-    return window
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post(
     "/auth/login",
     response_model=LoginAnswer,
@@ -110,27 +93,11 @@ def sign_in(body: LoginRequest, session: SessionDep, request: Request, response:
     )
 
 
-def set_session_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=12 * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
-
-
 @router.post("/auth/logout", status_code=204)
 def sign_out(request: Request, response: Response, session: SessionDep, user: CurrentUser) -> None:
     """Revokes the token this request was made with."""
-    raw = request_token(request)
-    token = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(raw or ""))
-    ).first()
-    if token is not None:
-        revoke_token(session, token)
-        session.commit()
+    accounts.sign_out(session, raw=request_token(request))
+    session.commit()
     response.delete_cookie(SESSION_COOKIE)
 
 
@@ -145,7 +112,7 @@ def list_users(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[User]:
-    return list(session.exec(select(User).order_by(col(User.id)).offset(offset).limit(limit)).all())
+    return accounts.list_users(session, limit=limit, offset=offset)
 
 
 @router.post(
@@ -156,18 +123,19 @@ def list_users(
     responses={409: {"description": "The username is taken"}},
 )
 def create_user(body: UserCreate, session: SessionDep, user: CurrentUser) -> User:
-    member = member_field(session, body.member_id) if body.member_id is not None else None
-    try:
-        created = make_user(
-            session, username=body.username, password=body.password, role=body.role, member=member
-        )
-    except AuthError as exc:
-        message = str(exc)
-        if "already exists" in message:
-            raise HTTPException(status_code=409, detail=message) from None
-        field = next((f for f in ("password", "member") if f in message), "username")
-        raise invalid("member_id" if field == "member" else field, message) from None
-    audit(session, user, "user.create", "user", created.username, role=body.role.value)
+    member = (
+        accounts.linked_member(session, member_id=body.member_id)
+        if body.member_id is not None
+        else None
+    )
+    created = accounts.add_user(
+        session,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        actor=actor(user),
+        member=member,
+    )
     session.commit()
     session.refresh(created)
     return created
@@ -180,31 +148,18 @@ def create_user(body: UserCreate, session: SessionDep, user: CurrentUser) -> Use
     dependencies=[Allow(ADMIN)],
 )
 def update_user(user_id: PathId, body: UserUpdate, session: SessionDep, user: CurrentUser) -> User:
-    target = session.get(User, user_id)
-    if target is None:
-        raise HTTPException(status_code=404, detail=f"no user with id {user_id}")
     changes = body.model_dump(exclude_unset=True)
-    if changes.get("role") is not None:
-        target.role = changes["role"]
-    if changes.get("active") is not None:
-        target.active = changes["active"]
     if "member_id" in changes:
-        target.member_id = (
-            member_field(session, changes["member_id"]).id if changes["member_id"] else None
-        )
-    if target.role is Role.MEMBER and target.member_id is None:
-        raise invalid("member_id", "a `member` user needs a member")
-    if changes.get("password") is not None:
-        try:
-            set_password(target, changes["password"])
-        except AuthError as exc:
-            raise invalid("password", f"{exc}") from None
-    if changes.get("active") is False or changes.get("password") is not None:
-        # A disabled account or a new password ends every session and token at once.
-        for token in session.exec(select(ApiToken).where(ApiToken.user_id == target.id)):
-            revoke_token(session, token)
-    session.add(target)
-    audit(session, user, "user.update", "user", target.username, fields=sorted(changes))
+        changes["member_id"] = changes["member_id"] or None
+    target = accounts.update_user(
+        session,
+        user_id=user_id,
+        actor=actor(user),
+        role=changes.get("role"),
+        active=changes.get("active"),
+        password=changes.get("password"),
+        **({"member_id": changes["member_id"]} if "member_id" in changes else {}),
+    )
     session.commit()
     session.refresh(target)
     return target
@@ -213,24 +168,15 @@ def update_user(user_id: PathId, body: UserUpdate, session: SessionDep, user: Cu
 @router.get("/tokens", response_model=list[TokenPublic])
 def list_tokens(session: SessionDep, user: CurrentUser, user_id: QueryId = None) -> list[ApiToken]:
     """Your own tokens; an admin may name another user."""
-    if user_id is not None and user_id != user.id and user.role is not Role.ADMIN:
-        raise HTTPException(status_code=403, detail="only an admin sees other users' tokens")
-    owner = user_id if user_id is not None else user.id
-    return list(
-        session.exec(select(ApiToken).where(ApiToken.user_id == owner).order_by(col(ApiToken.id)))
-    )
+    return accounts.tokens_of(session, viewer=user, user_id=user_id)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenCreated:
     """A new API token for yourself; the secret is in this answer only."""
-    if not body.name.strip():
-        raise invalid("name", "say what the token is for")
-    if body.expires_in_days is not None and not 1 <= body.expires_in_days <= 3650:
-        raise invalid("expires_in_days", "1 to 3650, or omit it")
-    ttl = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    raw, token = issue_token(session, user, name=body.name.strip(), kind="api", ttl=ttl)
-    audit(session, user, "token.create", "token", token.prefix, name=token.name)
+    raw, token = accounts.create_api_token(
+        session, user=user, name=body.name, expires_in_days=body.expires_in_days, actor=actor(user)
+    )
     session.commit()
     session.refresh(token)
     return TokenCreated(token=raw, info=TokenPublic.model_validate(token))
@@ -239,11 +185,5 @@ def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> T
 @router.delete("/tokens/{token_id}", status_code=204, responses=NOT_FOUND)
 def delete_token(token_id: PathId, session: SessionDep, user: CurrentUser) -> None:
     """Revoke a token: yours, or anyone's for an admin. It stops working at once."""
-    token = session.get(ApiToken, token_id)
-    if token is None:
-        raise HTTPException(status_code=404, detail=f"no token with id {token_id}")
-    if token.user_id != user.id and user.role is not Role.ADMIN:
-        raise HTTPException(status_code=403, detail="only an admin revokes other users' tokens")
-    revoke_token(session, token, now=datetime.now(UTC))
-    audit(session, user, "token.revoke", "token", token.prefix)
+    accounts.revoke_token_by_id(session, token_id=token_id, by=user, actor=actor(user))
     session.commit()

@@ -1,20 +1,20 @@
-"""Badges: a member may hold several; enrolment and revocation are kept as history."""
+"""Badges over HTTP: the routes of hub/services/badges.py (enrol, revoke, enrol by a tap)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from pydantic import field_validator
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 
-from hub.api.changes import audit, invalid, member_field, republish
+from hub.api.changes import actor, invalid, republish
 from hub.api.deps import MANAGE, Allow, CurrentUser, Id, PathId, QueryId, SessionDep
-from hub.models import Badge, Event, Machine
+from hub.core.errors import InvalidValue, describe
+from hub.models import Badge
+from hub.services import badges as service
 from protocol.badges import normalise_uid
-from protocol.envelope import EventType
 
 router = APIRouter(prefix="/api/v1/badges", tags=["badges"], dependencies=[Allow(MANAGE)])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No badge with this id"}}
@@ -49,9 +49,6 @@ class CardRead(SQLModel):
     card_refusal: str | None = None
 
 
-ENROL_WINDOW = timedelta(seconds=60)
-
-
 class BadgePublic(SQLModel):
     id: int
     uid: str
@@ -69,19 +66,12 @@ def badges(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[Badge]:
-    query = select(Badge)
-    if member_id is not None:
-        query = query.where(Badge.member_id == member_id)
-    if uid:
-        try:
-            query = query.where(Badge.uid == normalise_uid(uid))
-        except ValueError as exc:
-            raise invalid("uid", str(exc), where="query") from None
-    if active is True:
-        query = query.where(col(Badge.revoked_at).is_(None))
-    elif active is False:
-        query = query.where(col(Badge.revoked_at).is_not(None))
-    return list(session.exec(query.order_by(col(Badge.id)).offset(offset).limit(limit)).all())
+    try:
+        return service.list_badges(
+            session, member_id=member_id, uid=uid, active=active, limit=limit, offset=offset
+        )
+    except InvalidValue as exc:  # a query parameter, not the body
+        raise invalid("uid", describe(exc), where="query") from None
 
 
 @router.post(
@@ -97,19 +87,7 @@ def enrol(
     request: Request,
     background: BackgroundTasks,
 ) -> Badge:
-    member = member_field(session, body.member_id)
-    held = session.exec(
-        select(Badge).where(Badge.uid == body.uid, col(Badge.revoked_at).is_(None))
-    ).first()
-    if held is not None:
-        raise HTTPException(
-            status_code=409,
-            detail=f"card {body.uid} is already enrolled (badge {held.id}); revoke it first",
-        )
-    badge = Badge(uid=body.uid, member_id=body.member_id)
-    session.add(badge)
-    session.flush()
-    audit(session, user, "badge.enrol", "badge", body.uid, member=member.ref)
+    badge = service.enrol_badge(session, uid=body.uid, member_id=body.member_id, actor=actor(user))
     session.commit()
     session.refresh(badge)
     republish(request, background)
@@ -125,13 +103,8 @@ def revoke(
     background: BackgroundTasks,
 ) -> Badge:
     """The card stops opening machines within seconds; the badge stays in the history."""
-    badge = session.get(Badge, badge_id)
-    if badge is None:
-        raise HTTPException(status_code=404, detail=f"no badge with id {badge_id}")
-    if badge.revoked_at is None:
-        badge.revoked_at = datetime.now(UTC)
-        session.add(badge)
-        audit(session, user, "badge.revoke", "badge", badge.uid)
+    badge, revoked = service.revoke_badge(session, badge_id=badge_id, actor=actor(user))
+    if revoked:
         session.commit()
         session.refresh(badge)
         republish(request, background)
@@ -149,24 +122,15 @@ def ask_for_a_card(
 ) -> ReadRequestPublic:
     """Enrol by tapping: the machine's reader reports the next card shown to it (within a
     minute) instead of deciding; poll GET .../read-requests/{id} for its UID."""
-    machine = session.exec(select(Machine).where(Machine.code == body.machine)).first()
-    if machine is None:
-        raise invalid("machine", f"no machine {body.machine!r}")
-    publisher = getattr(request.app.state, "publisher", None)
-    if not machine.online or publisher is None:
-        raise HTTPException(
-            status_code=409,
-            detail=f"{machine.code} is offline: choose a machine whose reader is connected",
-        )
-    request_id = uuid.uuid4().hex
-    window = ENROL_WINDOW.total_seconds()
-    publisher.send_command(
-        machine.site, machine.code, "enrol", {"request_id": request_id, "window_s": window}
+    asked = service.ask_for_a_card(
+        session,
+        machine=body.machine,
+        publisher=getattr(request.app.state, "publisher", None),
+        actor=actor(user),
     )
-    audit(session, user, "badge.read_request", "machine", machine.code, request_id=request_id)
     session.commit()
     return ReadRequestPublic(
-        request_id=request_id, machine=machine.code, expires_at=datetime.now(UTC) + ENROL_WINDOW
+        request_id=asked.request_id, machine=asked.machine, expires_at=asked.expires_at
     )
 
 
@@ -177,18 +141,11 @@ def card_read(
     session: SessionDep,
 ) -> CardRead:
     """The card read for this request, once the member has shown it (`badge` null until then)."""
-    since = datetime.now(UTC) - ENROL_WINDOW * 3
-    events = session.exec(
-        select(Event)
-        .where(Event.machine == machine, Event.type == EventType.BADGE_READ.value)
-        .where(col(Event.ts) >= since)
-        .order_by(col(Event.ts).desc())
-    ).all()
-    data = next((e.data for e in events if e.data.get("request_id") == request_id), {})
+    read = service.card_read(session, request_id=request_id, machine=machine)
     return CardRead(
-        request_id=request_id,
-        machine=machine,
-        badge=data.get("badge"),
-        card=data.get("card"),
-        card_refusal=data.get("card_refusal"),
+        request_id=read.request_id,
+        machine=read.machine,
+        badge=read.badge,
+        card=read.card,
+        card_refusal=read.card_refusal,
     )

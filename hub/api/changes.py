@@ -1,19 +1,30 @@
 """What every change made through the API does after it is saved: an audit row in the same
-transaction, then the affected machines' allow-lists re-signed and re-published."""
+transaction, then the affected machines' allow-lists re-signed and re-published (`actor` and
+`republish` live in hub/core/deps.py, which the web shares)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from fastapi import BackgroundTasks, HTTPException, Request
+from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session, select
 
 from hub.audit import record
+from hub.core.deps import actor, republish
 from hub.models import Machine, MachineType, Member, User
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "actor",
+    "audit",
+    "get_machine",
+    "get_machine_type",
+    "get_member",
+    "invalid",
+    "machines_of_type",
+    "member_field",
+    "republish",
+]
 
 
 def invalid(field: str, message: str, where: str = "body") -> RequestValidationError:
@@ -23,34 +34,12 @@ def invalid(field: str, message: str, where: str = "body") -> RequestValidationE
     )
 
 
-def actor(user: User) -> str:
-    return f"user:{user.username}"
-
-
 def audit(
     session: Session, user: User, action: str, entity: str, entity_id: object, **detail: Any
 ) -> None:
     record(
         session, actor=actor(user), action=action, entity=entity, entity_id=str(entity_id), **detail
     )
-
-
-def republish(
-    request: Request, background: BackgroundTasks, machine_codes: list[str] | None = None
-) -> None:
-    """After the response: sign and publish these machines' lists (all when None), so a
-    revocation reaches the machines within seconds."""
-    publisher = getattr(request.app.state, "publisher", None)
-    if publisher is None:
-        return
-
-    def publish() -> None:
-        try:
-            publisher.publish(machine_codes)
-        except Exception:  # the scheduled publication will catch up
-            log.exception("publishing allow-lists after a change failed")
-
-    background.add_task(publish)
 
 
 def machines_of_type(session: Session, machine_type_id: int) -> list[str]:

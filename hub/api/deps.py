@@ -1,147 +1,71 @@
-"""FastAPI dependencies: the database session, the signed-in user and the roles a route needs.
-
-Routers only declare them: `user: CurrentUser`, or `dependencies=[Allow(*MANAGE)]`.
-"""
+"""The API's dependencies: those of `hub.core.deps`, which the web shares, at their old path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from hub.core.deps import (
+    ADMIN,
+    EARLIEST_DAY,
+    EVERYONE,
+    LATEST_DAY,
+    MAINTAINERS,
+    MANAGE,
+    MAX_ID,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    STAFF,
+    TRAINERS,
+    WINDOW,
+    Allow,
+    CurrentUser,
+    Id,
+    PathId,
+    QueryDay,
+    QueryId,
+    QueryMoment,
+    SessionDep,
+    actor,
+    client_address,
+    failure_window,
+    get_current_user,
+    get_session,
+    is_staff,
+    refuse_cross_site,
+    republish,
+    request_token,
+    role_guard,
+    set_session_cookie,
+)
 
-from fastapi import Depends, HTTPException, Path, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, Field
-from sqlmodel import Session
-
-from hub.auth import user_for_token
-from hub.models import Role, User
-
-SESSION_COOKIE = "atelier_session"
-
-# Who does what, in the lab's words. Each route names one of these.
-EVERYONE = frozenset(Role)
-STAFF = frozenset({Role.TRAINER, Role.MAINTAINER, Role.MANAGER, Role.ADMIN})
-TRAINERS = frozenset({Role.TRAINER, Role.MANAGER, Role.ADMIN})
-MAINTAINERS = frozenset({Role.MAINTAINER, Role.MANAGER, Role.ADMIN})
-MANAGE = frozenset({Role.MANAGER, Role.ADMIN})
-ADMIN = frozenset({Role.ADMIN})
-
-
-# Row ids as the databases store them (32-bit on PostgreSQL): anything larger is a 422, not
-# an overflow in the driver.
-MAX_ID = 2**31 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
-QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
-
-# Days and times a query may name: the window the usage exports take (hub/reports/inputs.py).
-# Far outside it, arithmetic on the value (a year back, a time zone) overflows Python's
-# datetime and the database's types: a 422 naming the parameter, never a 500.
-EARLIEST_DAY = date(1970, 1, 1)
-LATEST_DAY = date(3000, 1, 1)
-WINDOW = f"give a day from {EARLIEST_DAY} to {LATEST_DAY}"
-
-
-def _day_in_window(value: date) -> date:
-    if not EARLIEST_DAY <= value <= LATEST_DAY:
-        raise ValueError(f"{value.isoformat()} is out of range: {WINDOW}")
-    return value
-
-
-def _moment_in_window(value: datetime) -> datetime:
-    """In the window, as UTC; a time without a zone is taken as UTC."""
-    if not EARLIEST_DAY <= value.date() <= LATEST_DAY:
-        raise ValueError(f"{value.isoformat()} is out of range: {WINDOW}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-QueryDay = Annotated[date, AfterValidator(_day_in_window)]
-QueryMoment = Annotated[datetime, AfterValidator(_moment_in_window)]
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-_bearer = HTTPBearer(auto_error=False, description="an API token: `atelier hub user token`")
-
-
-def request_token(request: Request) -> str | None:
-    """The token a request carries: `Authorization: Bearer …`, else the web session cookie."""
-    header = request.headers.get("authorization", "")
-    return (
-        header[7:] if header.lower().startswith("bearer ") else request.cookies.get(SESSION_COOKIE)
-    )
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def refuse_cross_site(request: Request) -> None:
-    """A change signed in by the web cookie must come from the hub's own pages.
-
-    The cookie is SameSite=Lax, so browsers already keep it off cross-site POSTs; this is the
-    second lock (OWASP's check of the standard headers): a browser says where a request comes
-    from (`Sec-Fetch-Site`, `Origin`), and one from another site is refused. Scripts and tools
-    send neither header and sign in with a bearer token anyway."""
-    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
-        raise HTTPException(status_code=403, detail="cross-site request refused")
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = origin.split("://", 1)[-1].rstrip("/").lower()
-        if host != request.headers.get("host", "").lower():
-            raise HTTPException(
-                status_code=403,
-                detail="cross-site request refused: the Origin is not this hub "
-                "(behind a proxy, pass the Host header on: proxy_set_header Host $host)",
-            )
-    elif origin == "null":
-        raise HTTPException(status_code=403, detail="cross-site request refused")
-
-
-def get_current_user(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    raw = credentials.credentials if credentials else request.cookies.get(SESSION_COOKIE)
-    if raw and credentials is None and request.method not in SAFE_METHODS:
-        refuse_cross_site(request)
-    user = user_for_token(session, raw) if raw else None
-    if user is None:
-        raise HTTPException(
-            status_code=401,
-            detail="sign in: send `Authorization: Bearer <token>` or log in on the web page",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    request.state.user = user
-    return user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def Allow(*role_sets: frozenset[Role]) -> Any:  # noqa: N802  (reads as a declaration)
-    """A dependency refusing, with 403, anyone whose role is in none of these sets."""
-    allowed = frozenset().union(*role_sets)
-
-    def check(user: CurrentUser) -> User:
-        if user.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise HTTPException(status_code=403, detail=f"this needs one of the roles: {names}")
-        return user
-
-    return Depends(check)
-
-
-def role_guard(*role_sets: frozenset[Role]) -> Callable[..., User]:
-    """The same check as a plain function, for routes that need the user object too."""
-    return Allow(*role_sets).dependency  # type: ignore[no-any-return]
-
-
-def is_staff(user: User) -> bool:
-    return user.role in STAFF
+__all__ = [
+    "ADMIN",
+    "EARLIEST_DAY",
+    "EVERYONE",
+    "LATEST_DAY",
+    "MAINTAINERS",
+    "MANAGE",
+    "MAX_ID",
+    "SAFE_METHODS",
+    "SESSION_COOKIE",
+    "STAFF",
+    "TRAINERS",
+    "WINDOW",
+    "Allow",
+    "CurrentUser",
+    "Id",
+    "PathId",
+    "QueryDay",
+    "QueryId",
+    "QueryMoment",
+    "SessionDep",
+    "actor",
+    "client_address",
+    "failure_window",
+    "get_current_user",
+    "get_session",
+    "is_staff",
+    "refuse_cross_site",
+    "republish",
+    "request_token",
+    "role_guard",
+    "set_session_cookie",
+]

@@ -16,7 +16,6 @@ from hub.api.deps import ADMIN, MANAGE, MAX_ID, STAFF, Allow, CurrentUser, Id, P
 from hub.category_history import CategoryChangeError, change_category, undo_latest_change
 from hub.category_history import history as category_history
 from hub.core.db import forget_erased
-from hub.member_data import erase_member, export_member
 from hub.models import (
     Badge,
     MachineSession,
@@ -29,6 +28,7 @@ from hub.models import (
     Training,
     User,
 )
+from hub.services.member_data import erase_member, export_member
 
 router = APIRouter(prefix="/api/v1/members", tags=["members"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No member with this id"}}

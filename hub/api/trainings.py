@@ -1,4 +1,4 @@
-"""Trainings: who may use which machine type, at which level, granted by which trainer.
+"""Trainings over HTTP: the routes of hub/services/trainings.py.
 
 Only a member holding a valid trainer (or maintainer) training for a machine type may grant,
 renew or change a training for it, and the grant records them. Managers may withdraw one.
@@ -9,22 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
-from sqlmodel import Session, SQLModel, col, select
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from sqlmodel import Session, SQLModel, select
 
-from hub.api.changes import (
-    actor,
-    audit,
-    get_machine_type,
-    invalid,
-    machines_of_type,
-    member_field,
-    republish,
-)
 from hub.api.deps import (
     ADMIN,
-    MANAGE,
-    STAFF,
     TRAINERS,
     Allow,
     CurrentUser,
@@ -32,10 +21,12 @@ from hub.api.deps import (
     PathId,
     QueryId,
     SessionDep,
+    actor,
+    republish,
 )
-from hub.imports import _is_trainer
-from hub.models import MachineType, Training, TrainingLevel, User
-from hub.trainers import FirstTrainerError, appoint_first_trainer
+from hub.core.errors import NotFound
+from hub.models import MachineType, Training, TrainingLevel
+from hub.services import trainings as service
 
 router = APIRouter(prefix="/api/v1/trainings", tags=["trainings"])
 first_trainer_router = APIRouter(prefix="/api/v1/machine-types", tags=["trainings"])
@@ -84,25 +75,6 @@ def _codes(session: Session) -> dict[int, str]:
     return {t.id or 0: t.code for t in session.exec(select(MachineType))}
 
 
-def _require_trainer(session: Session, user: User, machine_type: MachineType) -> int:
-    """The granting member's id, or 403 saying why."""
-    now = datetime.now(UTC)
-    if user.member_id is None or not _is_trainer(
-        session, user.member_id, machine_type.id or 0, now
-    ):
-        raise HTTPException(
-            status_code=403,
-            detail=f"only a trainer for {machine_type.code} may grant or change its trainings",
-        )
-    return user.member_id
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise invalid(f"{field}", "give a time zone, e.g. 2027-06-30T00:00:00Z")
-    return value
-
-
 @router.get("", response_model=list[TrainingPublic])
 def list_trainings(
     session: SessionDep,
@@ -114,19 +86,15 @@ def list_trainings(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[TrainingPublic]:
     """Members see their own trainings only."""
-    if user.role not in STAFF:
-        if user.member_id is None or member_id not in (None, user.member_id):
-            raise HTTPException(status_code=403, detail="members may only see their own data")
-        member_id = user.member_id
-    query = select(Training)
-    if member_id is not None:
-        query = query.where(Training.member_id == member_id)
-    if machine_type:
-        query = query.where(Training.machine_type_id == get_machine_type(session, machine_type).id)
-    if valid_only:
-        now = datetime.now(UTC)
-        query = query.where((col(Training.expires_at).is_(None)) | (col(Training.expires_at) > now))
-    rows = session.exec(query.order_by(col(Training.id)).offset(offset).limit(limit)).all()
+    rows = service.list_trainings(
+        session,
+        viewer=user,
+        member_id=member_id,
+        machine_type=machine_type,
+        valid_only=valid_only,
+        limit=limit,
+        offset=offset,
+    )
     codes = _codes(session)
     return [_public(t, codes) for t in rows]
 
@@ -146,51 +114,25 @@ def grant(
     background: BackgroundTasks,
 ) -> TrainingPublic:
     """Grant a training, or renew the member's existing one at the same level."""
-    member = member_field(session, body.member_id)
-    mtype = get_machine_type(session, body.machine_type)
-    granter = _require_trainer(session, user, mtype)
-    _aware(body.expires_at, "expires_at")
-    training = session.exec(
-        select(Training).where(
-            Training.member_id == member.id,
-            Training.machine_type_id == mtype.id,
-            Training.level == body.level,
-        )
-    ).first()
-    action = "training.renew" if training else "training.grant"
-    if training is None:
-        training = Training(
-            member_id=member.id or 0, machine_type_id=mtype.id or 0, level=body.level
-        )
-    training.granted_by_id = granter
-    training.granted_at = datetime.now(UTC)
-    training.expires_at = body.expires_at
-    training.supervised_only = body.supervised_only
-    session.add(training)
-    session.flush()
-    audit(
+    granted = service.grant_training(
         session,
-        user,
-        action,
-        "training",
-        training.id,
-        member=member.ref,
-        machine_type=mtype.code,
-        level=body.level.value,
+        user=user,
+        actor=actor(user),
+        member_id=body.member_id,
+        machine_type=body.machine_type,
+        level=body.level,
+        expires_at=body.expires_at,
+        supervised_only=body.supervised_only,
     )
     session.commit()
-    session.refresh(training)
-    republish(request, background, machines_of_type(session, mtype.id or 0))
-    return _public(training, _codes(session))
+    session.refresh(granted.training)
+    republish(request, background, granted.machines)
+    return _public(granted.training, _codes(session))
 
 
 @router.get("/{training_id}", response_model=TrainingPublic, responses=NOT_FOUND)
 def read_training(training_id: PathId, session: SessionDep, user: CurrentUser) -> TrainingPublic:
-    training = session.get(Training, training_id)
-    if training is None:
-        raise HTTPException(status_code=404, detail=f"no training with id {training_id}")
-    if user.role not in STAFF and training.member_id != user.member_id:
-        raise HTTPException(status_code=403, detail="members may only see their own data")
+    training = service.training_for(session, viewer=user, training_id=training_id)
     return _public(training, _codes(session))
 
 
@@ -209,25 +151,17 @@ def change(
     background: BackgroundTasks,
 ) -> TrainingPublic:
     """Change the level, the expiry (re-certification) or the supervised-only flag."""
-    training = session.get(Training, training_id)
-    if training is None:
-        raise HTTPException(status_code=404, detail=f"no training with id {training_id}")
-    mtype = session.get(MachineType, training.machine_type_id)
-    assert mtype is not None
-    training.granted_by_id = _require_trainer(session, user, mtype)
-    changes = body.model_dump(exclude_unset=True)
-    _aware(changes.get("expires_at"), "expires_at")
-    for field in ("level", "supervised_only"):
-        if field in changes and changes[field] is None:
-            raise invalid(f"{field}", "may not be null")
-    training.sqlmodel_update(changes)
-    training.granted_at = datetime.now(UTC)
-    session.add(training)
-    audit(session, user, "training.change", "training", training.id, fields=sorted(changes))
+    changed = service.change_training(
+        session,
+        user=user,
+        actor=actor(user),
+        training_id=training_id,
+        changes=body.model_dump(exclude_unset=True),
+    )
     session.commit()
-    session.refresh(training)
-    republish(request, background, machines_of_type(session, mtype.id or 0))
-    return _public(training, _codes(session))
+    session.refresh(changed.training)
+    republish(request, background, changed.machines)
+    return _public(changed.training, _codes(session))
 
 
 @router.delete(
@@ -241,26 +175,11 @@ def withdraw(
     background: BackgroundTasks,
 ) -> None:
     """Withdraw a training: a trainer for its type, or a manager."""
-    training = session.get(Training, training_id)
-    if training is None:
-        raise HTTPException(status_code=404, detail=f"no training with id {training_id}")
-    mtype = session.get(MachineType, training.machine_type_id)
-    assert mtype is not None
-    if user.role not in MANAGE:
-        _require_trainer(session, user, mtype)
-    audit(
-        session,
-        user,
-        "training.withdraw",
-        "training",
-        training.id,
-        member_id=training.member_id,
-        machine_type=mtype.code,
-        level=training.level.value,
+    machines = service.withdraw_training(
+        session, user=user, actor=actor(user), training_id=training_id
     )
-    session.delete(training)
     session.commit()
-    republish(request, background, machines_of_type(session, mtype.id or 0))
+    republish(request, background, machines)
 
 
 class FirstTrainer(SQLModel):
@@ -288,25 +207,17 @@ def first_trainer(
 ) -> TrainingPublic:
     """Appoint the first trainer of a machine type that has none (a new type): only an admin,
     since no trainer exists to grant it. Audited (`training.first_trainer`)."""
-    mtype = session.exec(select(MachineType).where(MachineType.code == code)).first()
-    if mtype is None:
-        raise HTTPException(status_code=404, detail=f"no machine type {code!r}")
-    member = member_field(session, body.member_id)
-    expires_at = _aware(body.expires_at, "expires_at")
-    try:
-        training = appoint_first_trainer(
-            session,
-            member=member,
-            machine_type=mtype,
-            actor=actor(user),
-            now=datetime.now(UTC),
-            expires_at=expires_at,
-        )
-    except FirstTrainerError as exc:
-        if exc.conflict:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        raise invalid(exc.field, str(exc)) from None
+    mtype = service.machine_type_by_code(session, code, status=NotFound)
+    member = service.linked_member(session, member_id=body.member_id)
+    training = service.appoint_first_trainer(
+        session,
+        member=member,
+        machine_type=mtype,
+        actor=actor(user),
+        now=datetime.now(UTC),
+        expires_at=service.aware(body.expires_at, "expires_at"),
+    )
     session.commit()
     session.refresh(training)
-    republish(request, background, machines_of_type(session, mtype.id or 0))
+    republish(request, background, service.machines_of_type(session, mtype.id or 0))
     return _public(training, _codes(session))

@@ -75,57 +75,26 @@ def revoke_badge(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a badge (lost, stolen, returned): no machine opens for it any more."""
-    from sqlmodel import col, select
+    from hub.cli.support import refusals
+    from hub.services.badges import card_uid, revoke_card
 
-    from hub.models import Badge
-    from protocol.badges import normalise_uid
-
-    try:
-        uid = normalise_uid(uid)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    with refusals(uid="UID"):
+        uid = card_uid(uid)
 
     def apply(session: Any) -> str:
-        badge = session.exec(
-            select(Badge).where(Badge.uid == uid, col(Badge.revoked_at).is_(None))
-        ).first()
-        if badge is None:
-            raise LookupError(f"no active badge {uid}")
-        badge.revoked_at = datetime.now(UTC)
-        session.add(badge)
-        record(
-            session,
-            actor=cli_actor(),
-            action="badge.revoke",
-            entity="badge",
-            entity_id=uid,
-            member_id=badge.member_id,
-        )
+        revoke_card(session, uid=uid, actor=cli_actor())  # NotFound is a LookupError
         return f"badge {uid} revoked"
 
     _change(config, apply)
 
 
 def _set_member_status(email: str, status: str, config: Path | None) -> None:
-    from sqlmodel import select
-
-    from hub.models import Member, MemberStatus
+    from hub.models import MemberStatus
+    from hub.services.members import set_member_status
 
     def apply(session: Any) -> str:
-        member = session.exec(select(Member).where(Member.email == email.lower())).first()
-        if member is None:
-            raise LookupError(f"no member with email {email}")
-        before = member.status.value
-        member.status = MemberStatus(status)
-        session.add(member)
-        record(
-            session,
-            actor=cli_actor(),
-            action=f"member.{status}",
-            entity="member",
-            entity_id=member.ref,
-            before=before,
+        member = set_member_status(
+            session, email=email, status=MemberStatus(status), actor=cli_actor()
         )
         return f"{member.name} is now {status}"
 
@@ -240,7 +209,7 @@ def export_member_command(
     from hub.cli.support import load_settings
     from hub.core.db import make_engine
     from hub.core.files import private_file
-    from hub.member_data import export_member, find_member
+    from hub.services.member_data import export_member, find_member
 
     settings = load_settings(config)
     engine = make_engine(settings.database_url)
@@ -280,7 +249,7 @@ def erase_member_command(
     """Erase a member's name, email, card UIDs and login; history stays under their
     reference."""
     from hub.core.db import forget_erased
-    from hub.member_data import erase_member, find_member
+    from hub.services.member_data import erase_member, find_member
 
     if not yes:
         typer.echo("erasure cannot be undone: add --yes to confirm", err=True)
@@ -326,9 +295,10 @@ def first_trainer_command(
 
     from sqlmodel import select
 
-    from hub.member_data import find_member
+    from hub.core.errors import HubError
     from hub.models import MachineType
-    from hub.trainers import FirstTrainerError, appoint_first_trainer
+    from hub.services.member_data import find_member
+    from hub.services.trainings import appoint_first_trainer
 
     expires_at = None
     if expires is not None:
@@ -354,8 +324,9 @@ def first_trainer_command(
                 now=datetime.now(UTC),
                 expires_at=expires_at,
             )
-        except FirstTrainerError as exc:
-            raise LookupError(f"{flags.get(exc.field, exc.field)}: {exc}") from None
+        except HubError as exc:  # _change reports a LookupError as the person's mistake
+            field = exc.field or ""
+            raise LookupError(f"{flags.get(field, field)}: {exc}") from None
         return f"{member.name} is now a trainer for {mtype.code}: they grant its trainings"
 
     _change(config, apply)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from hub.audit import cli_actor, record
-from hub.cli.support import database, fail
+from hub.cli.support import database, fail, refusals
 
 user_app = typer.Typer(no_args_is_help=True, help="Users: logins, roles and API tokens.")
 
@@ -72,8 +71,8 @@ def add_user(
     config: ConfigOpt = None,
 ) -> None:
     """Create a login. Trainers must be linked to their member to grant trainings."""
-    from hub.auth import AuthError, create_user
-    from hub.member_data import find_member
+    from hub.services.accounts import add_user
+    from hub.services.member_data import find_member
 
     chosen = _role(role)
     with _session(config) as session:
@@ -84,20 +83,15 @@ def add_user(
             except LookupError as exc:
                 raise _fail(f"--member: {exc}") from None
         password = _password(password_stdin)
-        try:
-            user = create_user(
-                session, username=username, password=password, role=chosen, member=linked
+        with refusals(username="USERNAME", member_id="--member", password="the password"):
+            user = add_user(
+                session,
+                username=username,
+                password=password,
+                role=chosen,
+                actor=cli_actor(),
+                member=linked,
             )
-        except AuthError as exc:
-            raise _fail(str(exc)) from None
-        record(
-            session,
-            actor=cli_actor(),
-            action="user.create",
-            entity="user",
-            entity_id=user.username,
-            role=chosen.value,
-        )
         session.commit()
         typer.echo(f"user {user.username} created ({chosen.value})")
 
@@ -122,21 +116,13 @@ def change_password(
     config: ConfigOpt = None,
 ) -> None:
     """Set a new password; it ends the user's web sessions and unlocks the account."""
-    from sqlmodel import select
-
-    from hub.auth import AuthError, revoke_token, set_password
-    from hub.models import ApiToken
+    from hub.services.accounts import revoke_tokens_of, set_password
 
     with _session(config) as session:
         user = _user(session, username)
-        try:
+        with refusals(password="the password"):
             set_password(user, _password(password_stdin))
-        except AuthError as exc:
-            raise _fail(str(exc)) from None
-        for token in session.exec(
-            select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "web")
-        ):
-            revoke_token(session, token)
+        revoke_tokens_of(session, user, kind="web")
         session.add(user)
         record(
             session, actor=cli_actor(), action="user.passwd", entity="user", entity_id=user.username
@@ -153,10 +139,7 @@ def set_user(
     config: ConfigOpt = None,
 ) -> None:
     """Change a role, or disable a login (which revokes all its tokens)."""
-    from sqlmodel import select
-
-    from hub.auth import revoke_token
-    from hub.models import ApiToken
+    from hub.services.accounts import revoke_tokens_of
 
     with _session(config) as session:
         user = _user(session, username)
@@ -165,8 +148,7 @@ def set_user(
         if active is not None:
             user.active = active
             if not active:
-                for token in session.exec(select(ApiToken).where(ApiToken.user_id == user.id)):
-                    revoke_token(session, token)
+                revoke_tokens_of(session, user)
         session.add(user)
         record(
             session,
@@ -189,23 +171,16 @@ def new_token(
     config: ConfigOpt = None,
 ) -> None:
     """Issue an API token; it is printed once, keep it in a secret store."""
-    from hub.auth import issue_token
+    from hub.services.accounts import create_api_token, token_lifetime
 
-    if days is not None and not 1 <= days <= 3650:
-        raise _fail("--days: 1 to 3650, or omit it for a token that does not expire")
+    with refusals(expires_in_days="--days"):
+        token_lifetime(days)  # refused before the database is opened
     with _session(config) as session:
         user = _user(session, username)
-        raw, token = issue_token(
-            session, user, name=name, ttl=timedelta(days=days) if days else None
-        )
-        record(
-            session,
-            actor=cli_actor(),
-            action="token.create",
-            entity="token",
-            entity_id=token.prefix,
-            user=user.username,
-        )
+        with refusals(expires_in_days="--days"):
+            raw, _ = create_api_token(
+                session, user=user, name=name, expires_in_days=days, actor=cli_actor()
+            )
         session.commit()
         typer.echo(raw)
 
@@ -216,17 +191,11 @@ def revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a token at once, by the prefix `atelier hub user tokens` shows."""
-    from sqlmodel import select
-
-    from hub.auth import revoke_token
-    from hub.models import ApiToken
+    from hub.services.accounts import revoke_token_by_prefix
 
     with _session(config) as session:
-        tokens = session.exec(select(ApiToken).where(ApiToken.prefix == prefix)).all()
-        if len(tokens) != 1:
-            raise _fail(f"no single token with prefix {prefix!r}")
-        revoke_token(session, tokens[0])
-        record(session, actor=cli_actor(), action="token.revoke", entity="token", entity_id=prefix)
+        with refusals(prefix="PREFIX"):
+            revoke_token_by_prefix(session, prefix=prefix, actor=cli_actor())
         session.commit()
         typer.echo(f"token {prefix} revoked")
 

@@ -45,7 +45,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             # What is deleted or overwritten is zeroed on disk, not left in free pages: an
-            # erased member's name must not survive in the file (hub/member_data.py).
+            # erased member's name must not survive in the file (hub/services/member_data.py).
             cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 

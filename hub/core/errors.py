@@ -75,6 +75,18 @@ MESSAGES: dict[str, str] = {
     "machine_type.unknown": N_("no machine type {machine_type!r} (known: {known})"),
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
+    "member.unknown_id": N_("no member with id {member}"),
+    "member.unknown_text": N_(
+        "no member with email or number {value!r}: give a member's email or number, "
+        "or leave it empty"
+    ),
+    "badge.uid_invalid": N_(
+        "badge uid {uid!r} is not a card UID: give 4, 7 or 10 bytes as hex, e.g. 04A1B2C3"
+    ),
+    "badge.enrolled": N_("card {uid} is already enrolled (badge {badge}); revoke it first"),
+    "badge.unknown": N_("no badge with id {badge}"),
+    "badge.not_active": N_("no active badge {uid}"),
+    "badge.reader_offline": N_("{machine} is offline: choose a machine whose reader is connected"),
     "maintenance.title_empty": N_(
         "the title is empty: say what is to be done, e.g. 'clean the lens'"
     ),
@@ -99,6 +111,33 @@ MESSAGES: dict[str, str] = {
         "the machine's counter ({current} h) is below the last sign-off ({last} h); "
         "is the counter right?"
     ),
+    "user.password_short": N_("the password must have at least {min} characters"),
+    "user.username_invalid": N_("the username must be 1 to {max} characters without spaces"),
+    "user.exists": N_("a user {username!r} already exists"),
+    "user.member_required": N_(
+        "a `member` user must be linked to a member (give the member's email)"
+    ),
+    "user.role_unknown": N_(
+        "{role!r} is not a role: use member, trainer, maintainer, manager or admin"
+    ),
+    "user.unknown_id": N_("no user with id {user}"),
+    "user.unknown": N_("no user {username!r}"),
+    "token.others_admin_only": N_("only an admin sees or revokes other users' tokens"),
+    "token.name_empty": N_("say what the token is for"),
+    "token.days_out_of_range": N_("1 to {max} days, or none for a token that does not expire"),
+    "token.unknown_id": N_("no token with id {token}"),
+    "token.unknown_prefix": N_("no single token with prefix {prefix!r}"),
+    "training.not_trainer": N_(
+        "only a trainer for {machine_type} may grant or change its trainings"
+    ),
+    "training.time_zone_missing": N_("give a time zone, e.g. 2027-06-30T00:00:00Z"),
+    "training.unknown": N_("no training with id {training}"),
+    "training.not_null": N_("{field} may not be null"),
+    "training.expired_already": N_("the training would be expired already"),
+    "training.type_has_trainers": N_(
+        "{machine_type} has trainers already ({names}): one of them grants it"
+    ),
+    "member.own_data_only": N_("members may only see their own data"),
     "incident.unknown": N_("no incident {incident}"),
     "incident.closed": N_("incident {incident} is already closed (by {by}, {at} UTC)"),
     "incident.text_empty": N_("the text is empty: say what is wrong"),

@@ -146,7 +146,7 @@ DEMO_USERS = [
 
 def seed_demo_users(session: Session, password: str = DEMO_PASSWORD) -> list[str]:
     """Idempotent: the demo's logins, linked to their members."""
-    from hub.auth import create_user
+    from hub.services.accounts import create_user
 
     made = []
     for username, role, email in DEMO_USERS:

@@ -1,11 +1,10 @@
-"""The screens that change the lab's records: members, machines and their types, users and
-tokens, retention settings (billing's forms are in hub/web/billing_screens.py).
+"""The screens that change the lab's records: members, machines and their types, retention
+settings (billing's forms: hub/web/billing_screens.py; users and tokens:
+hub/web/account_screens.py).
 
-Each form calls the API's own function (`hub.api.members.create_member`,
-`hub.api.accounts.update_user`...), so the rules, the audit rows and the allow-list
-re-publication stay in one place. Each route names the same role sets as the API route it
-mirrors. A refusal is shown in the form, next to the
-field it is about.
+Each form calls the API's own function (`hub.api.members.create_member`...), so the rules, the
+audit rows and the allow-list re-publication stay in one place. Each route names the same role
+sets as the API route it mirrors. A refusal is shown in the form, next to the field it is about.
 """
 
 from __future__ import annotations
@@ -19,21 +18,18 @@ from pydantic import ValidationError
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from hub.api import accounts as accounts_api
 from hub.api import machines as machines_api
 from hub.api import members as members_api
 from hub.api import retention as retention_api
 from hub.api.changes import audit, get_machine, get_member, invalid
-from hub.api.deps import ADMIN, EVERYONE, MANAGE, MAX_ID, SessionDep
+from hub.core.deps import ADMIN, MANAGE, MAX_ID, SessionDep
 from hub.models import (
-    ApiToken,
     Machine,
     MachineKind,
     MachineType,
     Member,
     MemberCategory,
     MemberStatus,
-    Role,
     User,
 )
 from hub.mqtt_accounts import PLUG_TOPIC_MAX
@@ -578,272 +574,6 @@ def update_machine_type(
     audit(session, user, "machine_type.update", "machine_type", mtype.code, fields=["kind", "name"])
     session.commit()
     return _types_page(request, session, user, notice="machine type saved")
-
-
-# --- users --------------------------------------------------------------------------------
-USER_FIELDS = ["username", "password", "role", "member_id", "active"]
-
-
-def _users_page(
-    request: Request,
-    session: Session,
-    user: User,
-    *,
-    values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    errors = errors or {}
-    users = accounts_api.list_users(session, limit=1000, offset=0)
-    linked = members_api.members_by_id(session, {u.member_id for u in users if u.member_id})
-    names = {member_id: m.name for member_id, m in linked.items()}
-    return render(
-        request,
-        "users.html",
-        {
-            "users": users,
-            "names": names,  # only the members linked to a login
-            "roles": list(Role),
-            "v": values or {"username": "", "role": "member", "member_id": ""},
-            "errors": errors,
-            "problem": errors.get(""),
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-@router.get("/users", response_class=HTMLResponse)
-def users_page(
-    request: Request, session: SessionDep, user: Annotated[User, Page(ADMIN)]
-) -> Response:
-    return _users_page(request, session, user)
-
-
-@router.post("/users", response_class=HTMLResponse, dependencies=[Checked])
-def create_user(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(ADMIN)],
-    username: Annotated[str, Form(max_length=80)] = "",
-    password: Annotated[str, Form(max_length=200)] = "",
-    role: Annotated[str, Form(max_length=20)] = "member",
-    member_id: Annotated[str, Form(max_length=320)] = "",
-) -> Response:
-    values = {"username": username, "role": role, "member_id": member_id}
-    try:
-        created = accounts_api.create_user(
-            accounts_api.UserCreate.model_validate(
-                {
-                    "username": username.strip(),
-                    "password": password,
-                    "role": role,
-                    "member_id": _member_by_text(session, member_id, "member_id", LINKED_HINT),
-                }
-            ),
-            session,
-            user,
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        errors = field_errors(exc, USER_FIELDS)
-        return _users_page(request, session, user, values=values, errors=errors, status_code=422)
-    return RedirectResponse(f"/web/users/{created.id}", status_code=303)
-
-
-def _user_page(
-    request: Request,
-    session: Session,
-    user: User,
-    target: User,
-    *,
-    errors: dict[str, str] | None = None,
-    notice: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    errors = errors or {}
-    return render(
-        request,
-        "user.html",
-        {
-            "target": target,
-            "v": {"member_id": _linked_key(session, target)},
-            "roles": list(Role),
-            "tokens": accounts_api.list_tokens(session, user, target.id),
-            "errors": errors,
-            "problem": errors.get(""),
-            "notice": notice,
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-def _linked_key(session: Session, target: User) -> str:
-    member = session.get(Member, target.member_id) if target.member_id else None
-    return member_key(member) if member else ""
-
-
-LINKED_HINT = "leave empty for a login without a member"
-
-
-def _existing_user(session: Session, user_id: int) -> User:
-    target = session.get(User, user_id) if 1 <= user_id <= MAX_ID else None
-    if target is None:
-        raise PageError(404, f"no user with id {user_id}")
-    return target
-
-
-@router.get("/users/{user_id}", response_class=HTMLResponse)
-def user_page(
-    request: Request, user_id: int, session: SessionDep, user: Annotated[User, Page(ADMIN)]
-) -> Response:
-    return _user_page(request, session, user, _existing_user(session, user_id))
-
-
-def _change_user(
-    request: Request,
-    session: Session,
-    user: User,
-    user_id: int,
-    body: dict[str, Any],
-    notice: str,
-) -> Response:
-    target = _existing_user(session, user_id)
-    try:
-        accounts_api.update_user(user_id, accounts_api.UserUpdate(**body), session, user)
-    except PROBLEMS as exc:
-        session.rollback()
-        target = _existing_user(session, user_id)
-        errors = field_errors(exc, USER_FIELDS)
-        return _user_page(request, session, user, target, errors=errors, status_code=422)
-    session.refresh(target)
-    return _user_page(request, session, user, target, notice=notice)
-
-
-@router.post("/users/{user_id}", response_class=HTMLResponse, dependencies=[Checked])
-def update_user(
-    request: Request,
-    user_id: int,
-    session: SessionDep,
-    user: Annotated[User, Page(ADMIN)],
-    role: Annotated[str, Form(max_length=20)] = "member",
-    member_id: Annotated[str, Form(max_length=320)] = "",
-    active: Annotated[str, Form(max_length=5)] = "",
-) -> Response:
-    try:
-        body = {
-            "role": role,
-            "member_id": _member_by_text(session, member_id, "member_id", LINKED_HINT),
-            "active": bool(active),
-        }
-    except RequestValidationError as exc:
-        target = _existing_user(session, user_id)
-        errors = field_errors(exc, USER_FIELDS)
-        return _user_page(request, session, user, target, errors=errors, status_code=422)
-    return _change_user(request, session, user, user_id, body, "user saved")
-
-
-@router.post("/users/{user_id}/password", response_class=HTMLResponse, dependencies=[Checked])
-def reset_password(
-    request: Request,
-    user_id: int,
-    session: SessionDep,
-    user: Annotated[User, Page(ADMIN)],
-    password: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    return _change_user(
-        request,
-        session,
-        user,
-        user_id,
-        {"password": password},
-        "password changed: every session and token of this user is revoked",
-    )
-
-
-# --- one's own API tokens -----------------------------------------------------------------
-def _account_page(
-    request: Request,
-    session: Session,
-    user: User,
-    *,
-    secret: str | None = None,
-    errors: dict[str, str] | None = None,
-    notice: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    errors = errors or {}
-    tokens = [t for t in accounts_api.list_tokens(session, user, None) if t.kind == "api"]
-    return render(
-        request,
-        "account.html",
-        {
-            "tokens": tokens,
-            "secret": secret,
-            "errors": errors,
-            "problem": errors.get(""),
-            "notice": notice,
-            "member": session.get(Member, user.member_id) if user.member_id else None,
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-@router.get("/account", response_class=HTMLResponse)
-def account_page(
-    request: Request, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
-) -> Response:
-    return _account_page(request, session, user)
-
-
-@router.post("/account/tokens", response_class=HTMLResponse, dependencies=[Checked])
-def create_token(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(EVERYONE)],
-    name: Annotated[str, Form(max_length=100)] = "",
-    expires_in_days: Annotated[str, Form(max_length=5)] = "",
-) -> Response:
-    try:
-        days = expires_in_days.strip()
-        if days and not days.isdigit():
-            raise invalid("expires_in_days", "a whole number of days, or leave empty")
-        created = accounts_api.create_token(
-            accounts_api.TokenCreate(name=name, expires_in_days=int(days) if days else None),
-            session,
-            user,
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        errors = field_errors(exc, ["name", "expires_in_days"])
-        return _account_page(request, session, user, errors=errors, status_code=422)
-    # The secret is in this answer only: the hub keeps its hash.
-    return _account_page(request, session, user, secret=created.token)
-
-
-@router.post(
-    "/account/tokens/{token_id}/revoke", response_class=HTMLResponse, dependencies=[Checked]
-)
-def revoke_token(
-    request: Request,
-    token_id: int,
-    session: SessionDep,
-    user: Annotated[User, Page(EVERYONE)],
-) -> Response:
-    if not 1 <= token_id <= MAX_ID:
-        raise PageError(404, f"no token with id {token_id}")
-    token = session.get(ApiToken, token_id)
-    try:
-        accounts_api.delete_token(token_id, session, user)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
-    if token is not None and token.user_id != user.id:  # an admin on another user's page
-        return _user_page(
-            request, session, user, _existing_user(session, token.user_id), notice="token revoked"
-        )
-    return _account_page(request, session, user, notice="token revoked")
 
 
 # --- settings: retention ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api.deps import MANAGE, SessionDep
+from hub.core.deps import MANAGE, SessionDep
 from hub.core.errors import HubError, InvalidValue, describe
 from hub.models import MachineType, MemberCategory, User
 from hub.services import billing

@@ -14,7 +14,7 @@ import secrets
 
 from fastapi import Depends, HTTPException, Request, Response
 
-from hub.api.deps import SESSION_COOKIE
+from hub.core.deps import SESSION_COOKIE
 
 PRESESSION_COOKIE = "atelier_presession"
 HEADER = "x-csrf-token"

@@ -2,7 +2,7 @@
 
 The manager picks a machine whose reader is online; the hub asks its agent to report the next
 card shown (POST /api/v1/badges/read-requests); the page polls until the card's UID arrives and
-offers to enrol it. The same API functions serve the web and scripts.
+offers to enrol it. hub/services/badges.py serves the web and the API alike.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
-from hub.api import badges as badges_api
-from hub.api.changes import get_member
-from hub.api.deps import MANAGE, MAX_ID, QueryMoment, SessionDep
+from hub.core.deps import MANAGE, QueryMoment, SessionDep, actor
+from hub.core.errors import HubError
 from hub.models import Machine, Member, User
+from hub.services import badges as badges_service
+from hub.services.members import member_by_id
 from hub.web.csrf import Checked
+from hub.web.errors import field_errors
 from hub.web.render import Page, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -34,10 +36,8 @@ def _online(session: SessionDep) -> list[Machine]:
 
 
 def _member(session: SessionDep, member_id: int) -> Member:
-    """The member of the URL; an id beyond a database's (32-bit) ids is unknown, as any other."""
-    if not 1 <= member_id <= MAX_ID:
-        raise HTTPException(status_code=404, detail=f"no member with id {member_id}")
-    return get_member(session, member_id)
+    """The member of the URL (a 404 otherwise, the app's HubError answer)."""
+    return member_by_id(session, member_id=member_id)
 
 
 @router.get("/members/{member_id}/tap", response_class=HTMLResponse)
@@ -63,10 +63,16 @@ def ask_for_a_card(
 ) -> Response:
     member = _member(session, member_id)
     try:
-        asked = badges_api.ask_for_a_card(
-            badges_api.ReadRequest(machine=machine), session, user, request
+        asked = badges_service.ask_for_a_card(
+            session,
+            machine=machine,
+            publisher=getattr(request.app.state, "publisher", None),
+            actor=actor(user),
         )
-    except HTTPException as exc:
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        _, problem = field_errors(request, exc, {})
         return render(
             request,
             FRAGMENT,
@@ -74,7 +80,7 @@ def ask_for_a_card(
                 "member": member,
                 "machines": _online(session),
                 "step": "choose",
-                "problem": str(exc.detail),
+                "problem": problem,
             },
             user=user,
         )
@@ -103,7 +109,7 @@ def wait_for_the_card(
     until: Annotated[QueryMoment, Query()],
 ) -> Response:
     member = _member(session, member_id)
-    read = badges_api.card_read(request_id, machine, session)
+    read = badges_service.card_read(session, request_id=request_id, machine=machine)
     context: dict[str, object] = {
         "member": member,
         "machine": machine,

@@ -16,8 +16,8 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api.deps import ADMIN, SessionDep
 from hub.audit import record
+from hub.core.deps import ADMIN, SessionDep
 from hub.core.security import load_or_create_signing_key
 from hub.models import Machine, MachineKind, MachineType, User
 from hub.services.machines import (

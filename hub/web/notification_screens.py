@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from hub.api.deps import EVERYONE, MANAGE, SessionDep
 from hub.audit import record
+from hub.core.deps import EVERYONE, MANAGE, SessionDep
 from hub.models import Role, User
 from hub.services import notification_preferences as prefs
 from hub.services import notifications

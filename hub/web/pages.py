@@ -18,13 +18,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 
-from hub.api.accounts import client_address, failure_window, set_session_cookie
-from hub.api.deps import SESSION_COOKIE, STAFF, SessionDep
 from hub.api.machines import machines_public, members_see_names
 from hub.api.sessions import list_events
-from hub.auth import LoginRefused, hash_token, login, revoke_token
+from hub.core.deps import (
+    SESSION_COOKIE,
+    STAFF,
+    SessionDep,
+    client_address,
+    failure_window,
+    set_session_cookie,
+)
 from hub.maintenance_service import task_states
-from hub.models import ApiToken, MachinePublic, MachineSession, User
+from hub.models import MachinePublic, MachineSession, User
+from hub.services.accounts import LoginRefused, login, sign_out
 from hub.web.csrf import require_csrf
 from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of
 from hub.web.render import LIST_REFUSALS, STATE_LABELS, PageError, fragment, render, signed_in
@@ -81,10 +87,8 @@ def login_form(
 def logout(request: Request, session: SessionDep) -> Response:
     raw = request.cookies.get(SESSION_COOKIE)
     if raw:
-        token = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(raw))).first()
-        if token is not None:
-            revoke_token(session, token)
-            session.commit()
+        sign_out(session, raw=raw)
+        session.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -273,6 +277,7 @@ def _sse(event: str, data: str) -> str:
 def install(app: FastAPI) -> None:
     """Add the pages to the hub: routes, and refusals shown as pages."""
     from hub.web import (
+        account_screens,
         admin_screens,
         billing_screens,
         enrol_screens,
@@ -286,6 +291,7 @@ def install(app: FastAPI) -> None:
     app.include_router(enrol_screens.router)
     # First: its fixed paths (/web/members/new) must win over the screens' /web/members/{id}.
     app.include_router(admin_screens.router)
+    app.include_router(account_screens.router)
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
     app.include_router(billing_screens.router)
     app.include_router(screens.router)

@@ -18,7 +18,7 @@ from jinja2 import pass_context
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from hub.api.deps import (
+from hub.core.deps import (
     ADMIN,
     EVERYONE,
     MAINTAINERS,
@@ -28,8 +28,8 @@ from hub.api.deps import (
     SessionDep,
     request_token,
 )
-from hub.auth import user_for_token
 from hub.models import Role, User
+from hub.services.accounts import user_for_token
 from hub.web.csrf import csrf_token, set_presession, start_presession
 from hub.web.i18n import LANGUAGES, N_, language_of, translator
 

@@ -3,7 +3,7 @@ page (statistics: hub/web/stats_screens.py).
 
 Every screen calls the API's own functions (or the services they call), so a rule lives in
 one place: a grant here goes through `hub.api.trainings.grant`, a revocation through
-`hub.api.badges.revoke`, both re-publishing the allow-lists as the API does. Each route names
+hub/services/badges.py, both re-publishing the allow-lists as the API does. Each route names
 the same role sets as the API route it mirrors.
 """
 
@@ -16,13 +16,13 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Requ
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api import badges as badges_api
 from hub.api import machines as machines_api
 from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
-from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
-from hub.api.deps import (
+from hub.api.sessions import list_events, list_sessions
+from hub.category_history import history as category_history
+from hub.core.deps import (
     EVERYONE,
     MAINTAINERS,
     MANAGE,
@@ -30,11 +30,10 @@ from hub.api.deps import (
     STAFF,
     TRAINERS,
     SessionDep,
+    actor,
+    republish,
 )
-from hub.api.sessions import list_events, list_sessions
-from hub.category_history import history as category_history
 from hub.core.errors import HubError
-from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
 from hub.models import (
@@ -47,6 +46,8 @@ from hub.models import (
     TrainingLevel,
     User,
 )
+from hub.services import badges as badges_service
+from hub.services import trainings as trainings_service
 from hub.services.billing import member_billing
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
@@ -110,14 +111,8 @@ def _member_page(
     status_code: int = 200,
 ) -> Response:
     member = _existing_member(session, member_id)
-    badges = (
-        badges_api.badges(session, member_id=member_id, uid=None, active=None, limit=100, offset=0)
-        if may(user, MANAGE)
-        else None
-    )
-    trainings = trainings_api.list_trainings(
-        session, user, member_id=member_id, machine_type=None, limit=100, offset=0
-    )
+    badges = badges_service.list_badges(session, member_id=member_id) if may(user, MANAGE) else None
+    trainings = trainings_service.trainings_held(session, viewer=user, member_id=member_id)
     return render(
         request,
         "member.html",
@@ -181,18 +176,13 @@ def enrol_badge(
     # An unknown member is the page's 404, before anything is tried (and rolled back).
     _existing_member(session, member_id)
     try:
-        badge = badges_api.enrol(
-            badges_api.BadgeCreate(uid=uid, member_id=member_id),
-            session,
-            user,
-            request,
-            background,
-        )
-    except PROBLEMS as exc:
+        badge = badges_service.enrol_badge(session, uid=uid, member_id=member_id, actor=actor(user))
+        session.commit()
+    except HubError as exc:
         session.rollback()
-        return _member_page(
-            request, session, user, member_id, problem=error_message(exc), status_code=422
-        )
+        _, problem = field_errors(request, exc, {})
+        return _member_page(request, session, user, member_id, problem=problem, status_code=422)
+    republish(request, background)
     return _member_page(request, session, user, member_id, notice=f"card {badge.uid} enrolled")
 
 
@@ -205,24 +195,21 @@ def revoke_badge(
     user: Annotated[User, Page(MANAGE)],
 ) -> Response:
     try:
-        badge_id = _stored_id(badge_id, f"no badge with id {badge_id}")
-        badge = badges_api.revoke(badge_id, session, user, request, background)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        badge, revoked = badges_service.revoke_badge(session, badge_id=badge_id, actor=actor(user))
+    except HubError as exc:
+        _, problem = field_errors(request, exc, {})
+        raise PageError(exc.status, problem or str(exc)) from None
+    if revoked:
+        session.commit()
+        session.refresh(badge)
+        republish(request, background)
     return _member_page(request, session, user, badge.member_id, notice=f"card {badge.uid} revoked")
 
 
 # --- trainings ----------------------------------------------------------------------------
 def _types_i_train(session: Session, user: User) -> list[MachineType]:
-    """The machine types this login may certify on: the API's own trainer rule."""
-    if user.member_id is None:
-        return []
-    now = datetime.now(UTC)
-    return [
-        t
-        for t in session.exec(select(MachineType).order_by(MachineType.code))
-        if _is_trainer(session, user.member_id, t.id or 0, now)
-    ]
+    """The machine types this login may certify on: the services' own trainer rule."""
+    return trainings_service.types_trained_by(session, user=user, now=datetime.now(UTC))
 
 
 def _trainings_page(
@@ -258,9 +245,7 @@ def _trainings_page(
     names = members_api.members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
     chosen = names.get(member_id) if member_id else None
     held = (
-        trainings_api.list_trainings(
-            session, user, member_id=member_id, machine_type=None, limit=100, offset=0
-        )
+        trainings_service.trainings_held(session, viewer=user, member_id=member_id or 0)
         if chosen
         else []
     )
@@ -306,38 +291,33 @@ def certify(
     machine_type: Annotated[str, Form(max_length=63)],
     months: Annotated[int, Form(ge=0, le=120)] = 24,
 ) -> Response:
-    """Grant (or renew) a user-level training through the API's own rule."""
+    """Grant (or renew) a user-level training: hub/services/trainings.py, as the API."""
     expires = datetime.now(UTC) + timedelta(days=round(months * 30.44)) if months else None
     try:
-        training = trainings_api.grant(
-            trainings_api.TrainingCreate(
-                member_id=member_id,
-                machine_type=machine_type,
-                level=TrainingLevel.USER,
-                expires_at=expires,
-            ),
+        granted = trainings_service.grant_training(
             session,
-            user,
-            request,
-            background,
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        return _trainings_page(
-            request,
-            session,
-            user,
+            user=user,
+            actor=actor(user),
             member_id=member_id,
-            problem=error_message(exc),
-            status_code=403 if isinstance(exc, HTTPException) else 422,
+            machine_type=machine_type,
+            level=TrainingLevel.USER,
+            expires_at=expires,
         )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        _, problem = field_errors(request, exc, {})
+        return _trainings_page(
+            request, session, user, member_id=member_id, problem=problem, status_code=exc.status
+        )
+    republish(request, background, granted.machines)
     member = session.get(Member, member_id)
     return _trainings_page(
         request,
         session,
         user,
         member_id=member_id,
-        notice=f"{member.name if member else member_id}: {training.machine_type} ✓",
+        notice=f"{member.name if member else member_id}: {machine_type} ✓",
     )
 
 
@@ -630,9 +610,7 @@ def my_page(
         .order_by(col(PrintJob.started_at).desc())
         .limit(50)
     ).all()
-    trainings = trainings_api.list_trainings(
-        session, user, member_id=member.id, machine_type=None, limit=100, offset=0
-    )
+    trainings = trainings_service.trainings_held(session, viewer=user, member_id=member.id or 0)
     billing = member_billing(session, member=member)  # read only: no account is created
     balance = _balance(billing.account)
     return render(

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from hub.api.deps import MANAGE
+from hub.core.deps import MANAGE
 from hub.core.errors import HubError, describe
 from hub.models import User
 from hub.services import statistics

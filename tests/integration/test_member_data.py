@@ -131,8 +131,8 @@ def test_export_holds_the_category_history(lab: str) -> None:
     from zoneinfo import ZoneInfo
 
     from hub.category_history import change_category
-    from hub.member_data import export_member
     from hub.models import MemberCategory
+    from hub.services.member_data import export_member
 
     engine = make_engine(lab)
     try:

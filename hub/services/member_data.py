@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from hub.auth import revoke_token
 from hub.billing_store import BalanceMovement, BillingMonth, Statement, StatementLine
+from hub.core.errors import NotFound
 from hub.maintenance_store import Incident, MaintenanceSignOff
 from hub.models import (
     ApiToken,
@@ -39,6 +39,7 @@ from hub.models import (
     Training,
     User,
 )
+from hub.services.accounts import revoke_token
 
 ERASED_NAME = "(erased)"
 ERASED = "ERASED"
@@ -57,9 +58,10 @@ UNUSABLE_PASSWORD = "!erased"
 
 
 def find_member(session: Session, email: str) -> Member:
+    """The member with this email (any case); NotFound (a LookupError) naming `email`."""
     member = session.exec(select(Member).where(Member.email == email.lower())).first()
     if member is None:
-        raise LookupError(f"no member with email {email}")
+        raise NotFound("member.unknown_email", field="email", params={"email": email})
     return member
 
 
