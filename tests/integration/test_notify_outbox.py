@@ -19,10 +19,10 @@ from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.maintenance_service import add_task
 from hub.maintenance_store import Downtime
-from hub.member_data import erase_member
 from hub.models import DeadLetter, Machine, Member, Notification, OutboxStatus, Role, Training, User
 from hub.services import notification_preferences as prefs
 from hub.services import notifications
+from hub.services.member_data import erase_member
 from hub.services.notification_watch import look, stale_lists
 from hub.services.notifications import create_webhook
 from protocol import EventType, encode_envelope, new_envelope
