@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from edge.domain.access import decide
-from hub.allowlist import allowlist_body
 from hub.billing_store import (
     RATE_FIELDS,
     BillingError,
@@ -48,6 +47,7 @@ from hub.models import (
     Member,
     MemberCategory,
 )
+from hub.services.allowlists import allowlist_body
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason
 from tests.integration.test_admin_commands import hub_env  # noqa: F401

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.allowlist import AllowListPublisher, allowlist_body, build_allowlist
+from hub.allowlist import AllowListPublisher
 from hub.allowlist_watch import AllowListWatch
 from hub.api.machines import machines_public
 from hub.app import create_app
@@ -34,6 +34,7 @@ from hub.demo.seed import seed_demo
 from hub.gaps import GapRepairer
 from hub.ingest.consumer import IngestConsumer
 from hub.models import AgentSeq, Badge, Event, Machine, Role, User
+from hub.services.allowlists import allowlist_body, build_allowlist
 from protocol.allowlist import public_key_b64, sign_allowlist
 from protocol.commands import sign_command
 from protocol.messages import Command, CommandName
