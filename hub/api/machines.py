@@ -38,7 +38,7 @@ from hub.models import (
     User,
 )
 from hub.mqtt_accounts import check_plug_topic
-from hub.services.machines import kind_conflict
+from hub.services.machine_checks import kind_conflict
 from protocol import limits
 from protocol.topics import check_slug
 

@@ -1,7 +1,7 @@
 """Adding a machine in one screen and its setup check: from "new laser" to "first badge works".
 
 The form calls `hub.services.machines.add_machine`, as `atelier hub machine add` does; the setup
-page shows `setup_check` (refreshed every few seconds while it is open) and gives the agent's
+page shows `hub.services.machine_checks.setup_check` (refreshed every few seconds while it is open) and gives the agent's
 config, its broker password and the lab CA as downloads.
 """
 
@@ -20,8 +20,8 @@ from hub.api.deps import ADMIN, SessionDep
 from hub.audit import record
 from hub.core.security import load_or_create_signing_key
 from hub.models import Machine, MachineKind, MachineType, User
+from hub.services.machine_checks import KIND_CONFLICTS, kind_conflict, setup_check
 from hub.services.machines import (
-    KIND_CONFLICTS,
     PLUG_KINDS,
     READERS,
     MachineChoices,
@@ -30,8 +30,6 @@ from hub.services.machines import (
     add_machine,
     agent_config,
     broker_account,
-    kind_conflict,
-    setup_check,
     target_of,
 )
 from hub.web.csrf import Checked
