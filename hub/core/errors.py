@@ -103,6 +103,7 @@ MESSAGES: dict[str, str] = {
     "incident.closed": N_("incident {incident} is already closed (by {by}, {at} UTC)"),
     "incident.text_empty": N_("the text is empty: say what is wrong"),
     "incident.note_empty": N_("the note is empty: say what was found and done"),
+    "session.not_own": N_("members may only see their own sessions"),
 }
 
 

@@ -179,7 +179,8 @@ def version_floor(now: datetime, *, reported: int | None = None, machine: str = 
 
 def _reported_version(machine: Machine) -> int | None:
     """The list version the agent said it holds in its last status (None when unknown)."""
-    reported = (machine.last_status or {}).get("acl_version")
+    status = machine.last_status if isinstance(machine.last_status, dict) else {}
+    reported = status.get("acl_version")
     return reported if isinstance(reported, int) and not isinstance(reported, bool) else None
 
 

@@ -171,7 +171,7 @@ def setup_check(
 
 def _clock_skew(machine: Machine) -> float | None:
     """The agent's clock minus the hub's, from its last status (sent as it was received)."""
-    status = machine.last_status or {}
+    status = machine.last_status if isinstance(machine.last_status, dict) else {}
     if not machine.online or machine.last_seen is None or not isinstance(status.get("ts"), str):
         return None
     try:

@@ -1,8 +1,8 @@
 """Adding a machine in one screen and its setup check: from "new laser" to "first badge works".
 
 The form calls `hub.services.machines.add_machine`, as `atelier hub machine add` does; the setup
-page shows `hub.services.machine_checks.setup_check` (refreshed every few seconds while it is open) and gives the agent's
-config, its broker password and the lab CA as downloads.
+page shows `hub.services.machine_checks.setup_check` (refreshed every few seconds while it is
+open) and gives the agent's config, its broker password and the lab CA as downloads.
 """
 
 from __future__ import annotations

@@ -20,14 +20,22 @@ from sqlmodel import Session, col, select
 
 from hub.api.accounts import client_address, failure_window, set_session_cookie
 from hub.api.deps import SESSION_COOKIE, STAFF, SessionDep
-from hub.api.machines import machines_public, members_see_names
-from hub.api.sessions import list_events
 from hub.auth import LoginRefused, hash_token, login, revoke_token
 from hub.maintenance_service import task_states
 from hub.models import ApiToken, MachinePublic, MachineSession, User
+from hub.services.machine_views import machines_public
+from hub.services.sessions import list_events
 from hub.web.csrf import require_csrf
 from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of
-from hub.web.render import LIST_REFUSALS, STATE_LABELS, PageError, fragment, render, signed_in
+from hub.web.render import (
+    LIST_REFUSALS,
+    STATE_LABELS,
+    PageError,
+    fragment,
+    members_see_names,
+    render,
+    signed_in,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -139,7 +147,7 @@ def today_usage(session: Session, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def recent_events(session: Session, limit: int = 8) -> list[Any]:
-    return list_events(session, machine=None, type=None, since=None, until=None, limit=limit)
+    return list_events(session, limit=limit)
 
 
 def card_context(machine: MachinePublic, due: list[str]) -> dict[str, Any]:

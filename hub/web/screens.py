@@ -33,9 +33,8 @@ from hub.api.deps import (
     QueryDay,
     SessionDep,
 )
-from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
-from hub.core.errors import HubError
+from hub.core.errors import Forbidden, HubError
 from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
@@ -49,10 +48,21 @@ from hub.models import (
     TrainingLevel,
     User,
 )
+from hub.services import machine_views
+from hub.services.sessions import list_events, list_sessions
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
-from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
+from hub.web.render import (
+    PROBLEMS,
+    Page,
+    PageError,
+    error_message,
+    may,
+    member_key,
+    members_see_names,
+    render,
+)
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
@@ -348,10 +358,10 @@ def certify(
 def machines_page(
     request: Request, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
 ) -> Response:
-    machines = machines_api.machines_public(
-        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    machines = machine_views.machines_public(
+        session, viewer=user, members_see_names=members_see_names(request)
     )
-    counters = {m.code: machines_api.machine_counters(m.code, session) for m in machines}
+    counters = {m.code: machine_views.machine_counters(session, code=m.code) for m in machines}
     return render(request, "machines.html", {"machines": machines, "counters": counters}, user=user)
 
 
@@ -365,42 +375,28 @@ def _machine_page(
     problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    machines = machines_api.machines_public(
-        session, viewer=user, members_see_names=machines_api.members_see_names(request)
+    machines = machine_views.machines_public(
+        session, viewer=user, members_see_names=members_see_names(request)
     )
     machine = next((m for m in machines if m.code == code), None)
     if machine is None:
         raise PageError(404, f"no machine {code!r}")
     try:
-        history = list_sessions(
-            session,
-            user,
-            machine=code,
-            member=None,
-            since=None,
-            until=None,
-            open_only=False,
-            limit=30,
-            offset=0,
-        )
-    except HTTPException:
+        history = list_sessions(session, viewer=user, machine=code, limit=30)
+    except Forbidden:
         history = []  # a member login without a member record has no sessions to see
     names = (
-        machines_api.member_names(session, {s.member_ref for s in history})
+        machine_views.member_names(session, {s.member_ref for s in history})
         if may(user, STAFF)
         else {}
     )
-    events = (
-        list_events(session, machine=code, type=None, since=None, until=None, limit=30)
-        if may(user, STAFF)
-        else None
-    )
+    events = list_events(session, machine=code, limit=30) if may(user, STAFF) else None
     return render(
         request,
         "machine.html",
         {
             "m": machine,
-            "counters": machines_api.machine_counters(code, session),
+            "counters": machine_views.machine_counters(session, code=code),
             "history": history,
             "names": names,
             "events": events,
@@ -673,17 +669,7 @@ def my_page(
     member = session.get(Member, user.member_id) if user.member_id else None
     if member is None:
         raise PageError(404, "This login is not linked to a member.")
-    sessions = list_sessions(
-        session,
-        user,
-        machine=None,
-        member=member.ref,
-        since=None,
-        until=None,
-        open_only=False,
-        limit=50,
-        offset=0,
-    )
+    sessions = list_sessions(session, viewer=user, member=member.ref, limit=50)
     # No API route lists a member's jobs; the page reads them by its member reference.
     jobs = session.exec(
         select(PrintJob)
