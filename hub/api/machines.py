@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from pydantic import field_validator
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
+from hub.api.changes import actor, audit, get_machine, get_machine_type, invalid, republish
 from hub.api.deps import (
     ADMIN,
     EVERYONE,
@@ -32,6 +32,7 @@ from hub.models import (
 )
 from hub.mqtt_accounts import check_plug_topic
 from hub.services import machine_views as views
+from hub.services.lockout import set_lock
 from hub.services.machine_views import machines_public, sees_admin_fields
 from protocol.topics import check_slug
 
@@ -279,19 +280,7 @@ def _set_lock(
     request: Request,
     background: BackgroundTasks,
 ) -> MachinePublic:
-    machine = get_machine(session, code)
-    machine.locked = locked
-    machine.lock_reason = reason if locked else None
-    session.add(machine)
-    audit(
-        session,
-        user,
-        "machine.lock" if locked else "machine.unlock",
-        "machine",
-        code,
-        reason=reason or "",
-    )
-    session.commit()
+    set_lock(session, code=code, locked=locked, reason=reason, actor=actor(user))
     republish(request, background, [code])
     return _one(session, code, user, request)
 
@@ -312,9 +301,7 @@ def lock(
     background: BackgroundTasks,
 ) -> MachinePublic:
     """Lock a machine out: only maintainers may use it until it is unlocked."""
-    if not body.reason.strip():
-        raise invalid("reason", "say why, members see it")
-    return _set_lock(code, True, body.reason.strip(), session, user, request, background)
+    return _set_lock(code, True, body.reason, session, user, request, background)
 
 
 @router.post(

@@ -104,6 +104,7 @@ MESSAGES: dict[str, str] = {
     "incident.text_empty": N_("the text is empty: say what is wrong"),
     "incident.note_empty": N_("the note is empty: say what was found and done"),
     "session.not_own": N_("members may only see their own sessions"),
+    "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
 }
 
 

@@ -7,7 +7,6 @@ open) and gives the agent's config, its broker password and the lab CA as downlo
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -35,9 +34,9 @@ from hub.services.machines import (
 from hub.web.csrf import Checked
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, PageError, render, templates
+from hub.web.republish import republish
 from protocol.allowlist import public_key_b64
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/web", include_in_schema=False)
 WORDS = [N_("Add a machine")]
 # The machine page (screens.py) words a kind_conflict code with these too.
@@ -174,25 +173,11 @@ def add_submit(
         session.rollback()
         errors = {exc.field: exc.text(_gettext(request))}
         return _form(request, session, user, values, errors, status_code=422)
-    _republish(request, background, choices.code)
+    # The new machine's first allow-list, signed and retained before its agent connects.
+    republish(request, background, [choices.code])
     # The broker's files not written (or not reloaded): the setup page says what to run.
     pending = "" if added.broker_written else "?broker=pending"
     return RedirectResponse(f"/web/machines/{choices.code}/setup{pending}", status_code=303)
-
-
-def _republish(request: Request, background: BackgroundTasks, code: str) -> None:
-    """The new machine's first allow-list, signed and retained before its agent connects."""
-    publisher = getattr(request.app.state, "publisher", None)
-    if publisher is None:
-        return
-
-    def publish() -> None:
-        try:
-            publisher.publish([code])
-        except Exception:  # the scheduled publication catches up
-            log.exception("publishing the allow-list of new machine %s failed", code)
-
-    background.add_task(publish)
 
 
 def _machine(session: Session, code: str) -> tuple[Machine, str]:

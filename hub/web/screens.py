@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from hub.api import badges as badges_api
-from hub.api import machines as machines_api
 from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
@@ -34,7 +33,7 @@ from hub.api.deps import (
     SessionDep,
 )
 from hub.category_history import history as category_history
-from hub.core.errors import Forbidden, HubError
+from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound, describe
 from hub.imports import _is_trainer
 from hub.maintenance_service import interlock_faults, task_states
 from hub.maintenance_store import IncidentClose, IncidentCreate
@@ -49,6 +48,7 @@ from hub.models import (
     User,
 )
 from hub.services import machine_views
+from hub.services.lockout import set_lock
 from hub.services.sessions import list_events, list_sessions
 from hub.usage_export import ExportInputError, usage_report
 from hub.web.csrf import Checked
@@ -63,6 +63,7 @@ from hub.web.render import (
     members_see_names,
     render,
 )
+from hub.web.republish import republish
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
@@ -425,14 +426,14 @@ def lock_machine(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     try:
-        machines_api.lock(
-            code, machines_api.LockRequest(reason=reason), session, user, request, background
-        )
-    except PROBLEMS as exc:
+        set_lock(session, code=code, locked=True, reason=reason, actor=f"user:{user.username}")
+    except InvalidValue as exc:
         session.rollback()
-        return _machine_page(
-            request, session, user, code, problem=error_message(exc), status_code=422
-        )
+        _, problem = field_errors(request, exc, {})
+        return _machine_page(request, session, user, code, problem=problem, status_code=422)
+    except NotFound as exc:
+        raise PageError(404, describe(exc)) from None
+    republish(request, background, [code])
     return _machine_page(request, session, user, code, notice="locked out")
 
 
@@ -445,9 +446,10 @@ def unlock_machine(
     user: Annotated[User, Page(MAINTAINERS)],
 ) -> Response:
     try:
-        machines_api.unlock(code, session, user, request, background)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        set_lock(session, code=code, locked=False, reason=None, actor=f"user:{user.username}")
+    except NotFound as exc:
+        raise PageError(404, describe(exc)) from None
+    republish(request, background, [code])
     return _machine_page(request, session, user, code, notice="unlocked")
 
 
