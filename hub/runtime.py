@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hub.core.settings import Settings
     from hub.gaps import GapRepairer
     from hub.ingest.consumer import IngestConsumer
-    from hub.maintenance_service import MaintenanceWatch
+    from hub.maintenance_watch import MaintenanceWatch
     from hub.telemetry import TelemetryCompactor
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class HubRuntime:
             return
         from hub.allowlist_watch import AllowListWatch
         from hub.gaps import GapRepairer
-        from hub.maintenance_service import MaintenanceWatch
+        from hub.maintenance_watch import MaintenanceWatch
         from hub.telemetry import TelemetryCompactor
 
         self.compactor = TelemetryCompactor(settings, self.engine)
