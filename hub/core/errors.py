@@ -105,6 +105,13 @@ MESSAGES: dict[str, str] = {
     "incident.note_empty": N_("the note is empty: say what was found and done"),
     "session.not_own": N_("members may only see their own sessions"),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
+    "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
+    "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),
+    "retention.too_long": N_("{kind}: at most {max} days; to keep them for good, say so"),
+    "retention.too_short": N_("{kind}: keep them at least {min} days"),
+    "retention.events_too_short": N_(
+        "{kind}: keep them at least {min} days (an agent may still replay them)"
+    ),
 }
 
 

@@ -10,6 +10,7 @@ field it is about.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request, UploadFile
@@ -22,9 +23,9 @@ from sqlmodel import Session, col, select
 from hub.api import accounts as accounts_api
 from hub.api import machines as machines_api
 from hub.api import members as members_api
-from hub.api import retention as retention_api
 from hub.api.changes import audit, get_machine, get_member, invalid, republish
 from hub.api.deps import ADMIN, EVERYONE, MANAGE, MAX_ID, SessionDep
+from hub.core.errors import HubError
 from hub.models import (
     ApiToken,
     Machine,
@@ -37,8 +38,10 @@ from hub.models import (
     User,
 )
 from hub.mqtt_accounts import PLUG_TOPIC_MAX
+from hub.services import retention
 from hub.web.csrf import Checked
-from hub.web.i18n import N_
+from hub.web.errors import field_errors as hub_field_errors
+from hub.web.i18n import N_, language_of, translator
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -861,7 +864,7 @@ def _settings_page(
     status_code: int = 200,
 ) -> Response:
     errors = errors or {}
-    rules = retention_api.read_policy(request, session)
+    rules = retention.policy(session, request.app.state.settings)
     shown = values or {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
     return render(
         request,
@@ -885,6 +888,9 @@ def settings_page(
     return _settings_page(request, session, user)
 
 
+NOT_DAYS = N_("give a number of days, or leave it empty to keep them for good")
+
+
 @router.post("/settings/retention", response_class=HTMLResponse, dependencies=[Checked])
 def change_retention(
     request: Request,
@@ -895,14 +901,28 @@ def change_retention(
     dead_letters: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     given = {"telemetry": telemetry, "events": events, "dead_letters": dead_letters}
-    try:
-        body = retention_api.RetentionPolicy.model_validate(
-            {k: (v.strip().replace(",", ".") or None) for k, v in given.items()}
-        )
-        retention_api.change_policy(body, request, session, user)
-    except PROBLEMS as exc:
-        session.rollback()
-        errors = field_errors(exc, list(given))
+    changes: dict[str, float | None] = {}
+    errors: dict[str, str] = {}
+    for kind, text in given.items():
+        text = text.strip().replace(",", ".")
+        try:
+            changes[kind] = float(text) if text else None
+        except ValueError:
+            errors[kind] = translator(language_of(request)).gettext(NOT_DAYS)
+    if not errors:
+        try:
+            retention.change_policy(
+                session,
+                settings=request.app.state.settings,
+                changes=changes,
+                actor=f"user:{user.username}",
+            )
+        except HubError as exc:
+            session.rollback()
+            errors, problem = hub_field_errors(request, exc, {k: k for k in given})
+            if problem:
+                errors[""] = problem
+    if errors:
         return _settings_page(request, session, user, values=given, errors=errors, status_code=422)
     return _settings_page(request, session, user, notice="retention rules saved")
 
@@ -911,7 +931,13 @@ def change_retention(
 def purge_now(
     request: Request, session: SessionDep, user: Annotated[User, Page(ADMIN)]
 ) -> Response:
-    counts = retention_api.apply_now(request, session, user)
+    counts = retention.apply_now(
+        session,
+        request.app.state.engine,
+        request.app.state.settings,
+        now=datetime.now(UTC),
+        actor=f"user:{user.username}",
+    )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     return _settings_page(request, session, user, notice=f"purged now: {summary}")
 
