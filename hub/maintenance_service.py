@@ -44,10 +44,12 @@ from hub.models import (
     Machine,
     MachineSession,
     MachineType,
+    Member,
     MemberStatus,
     PrintJob,
     Training,
     TrainingLevel,
+    User,
 )
 from protocol.envelope import EventType
 
@@ -472,6 +474,31 @@ def sign_off_task(
     )
     check = check_lockouts(session, now=now, actor=actor, machine_codes=[target.code])
     return SignOffResult(row, target.code, check)
+
+
+def sign_off_as(
+    session: Session,
+    *,
+    user: User,
+    task_id: int,
+    note: str,
+    now: datetime,
+    actor: str,
+    machine: str | None = None,
+) -> SignOffResult:
+    """`sign_off_task` signed by the member this login belongs to (the API and the web)."""
+    member = session.get(Member, user.member_id) if user.member_id else None
+    if member is None or not member.email:
+        raise Forbidden("maintenance.login_without_member")
+    return sign_off_task(
+        session,
+        task_id=task_id,
+        by_email=member.email,
+        note=note,
+        now=now,
+        actor=actor,
+        machine=machine,
+    )
 
 
 def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | None) -> Machine:

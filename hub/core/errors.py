@@ -89,6 +89,9 @@ MESSAGES: dict[str, str] = {
         "{email} holds no valid maintainer training for {machine_type}; "
         "a maintainer must sign the work off"
     ),
+    "maintenance.login_without_member": N_(
+        "link this login to your member record (with an email) to sign work off"
+    ),
     "maintenance.note_empty": N_("the note is empty: say what was done (parts, findings)"),
     "maintenance.task_other_machine": N_("task {task} is for {expected}, not {machine}"),
     "maintenance.task_not_for_machine": N_("task {task} does not apply to {machine!r}"),

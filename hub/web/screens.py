@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from hub.api import badges as badges_api
-from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api import trainings as trainings_api
 from hub.api.changes import get_member
@@ -35,8 +34,7 @@ from hub.api.deps import (
 from hub.category_history import history as category_history
 from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound, describe
 from hub.imports import _is_trainer
-from hub.maintenance_service import interlock_faults, task_states
-from hub.maintenance_store import IncidentClose, IncidentCreate
+from hub.maintenance_service import interlock_faults, sign_off_as, task_states
 from hub.models import (
     Machine,
     MachineType,
@@ -47,6 +45,7 @@ from hub.models import (
     TrainingLevel,
     User,
 )
+from hub.services import incidents as incident_service
 from hub.services import machine_views
 from hub.services.lockout import set_lock
 from hub.services.sessions import list_events, list_sessions
@@ -469,7 +468,7 @@ def _maintenance_page(
 ) -> Response:
     states = task_states(session, now=datetime.now(UTC), with_estimates=True)
     states.sort(key=lambda s: (STATUS_ORDER.get(s.state.status.value, 9), s.machine.code))
-    incidents = maintenance_api.list_incidents(session, include_closed=False)
+    incidents = incident_service.list_incidents(session, include_closed=False)
     return render(
         request,
         "maintenance.html",
@@ -528,14 +527,16 @@ def sign_off(
 ) -> Response:
     """The API's sign-off, signed by the member this login belongs to."""
     try:
-        result = maintenance_api.sign_off(
-            _stored_id(task_id, f"no maintenance task {task_id}"),
-            maintenance_api.SignOffCreate(machine=machine, note=note),
+        result = sign_off_as(
             session,
-            user,
-            request,
-            background,
+            user=user,
+            task_id=_stored_id(task_id, f"no maintenance task {task_id}"),
+            note=note,
+            now=datetime.now(UTC),
+            actor=f"user:{user.username}",
+            machine=machine,
         )
+        session.commit()
     except HubError as exc:
         return _maintenance_refused(
             request, session, user, exc, {"note": f"note-{task_id}-{machine}"}
@@ -545,6 +546,8 @@ def sign_off(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
+    if result.check.changed:
+        republish(request, background, result.check.changed)
     text = f"{result.machine}: signed off"
     if result.unlocked:
         text += ", unlocked"
@@ -560,9 +563,10 @@ def report_incident(
     text: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        maintenance_api.report_incident(
-            IncidentCreate(machine=machine, text=text or " ", reported_by=user.username), session
+        incident_service.report_incident(
+            session, machine=machine, text=text, source="web", reported_by=user.username
         )
+        session.commit()
     except HubError as exc:
         return _maintenance_refused(
             request, session, user, exc, {"machine": "inc-machine", "text": "inc-text"}
@@ -588,12 +592,13 @@ def close(
     resolution: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
-        maintenance_api.resolve_incident(
-            _stored_id(incident_id, f"no incident {incident_id}"),
-            IncidentClose(note=resolution),
+        incident_service.resolve_incident(
             session,
-            user,
+            incident_id=_stored_id(incident_id, f"no incident {incident_id}"),
+            by=f"user:{user.username}",
+            note=resolution,
         )
+        session.commit()
     except HubError as exc:
         return _maintenance_refused(request, session, user, exc, {"note": f"res-{incident_id}"})
     except PROBLEMS as exc:
