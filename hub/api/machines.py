@@ -30,8 +30,8 @@ from hub.models import (
     TelemetryPoint,
     User,
 )
-from hub.mqtt_accounts import check_plug_topic
 from hub.services import machine_views as views
+from hub.services.broker_accounts import check_plug_topic
 from hub.services.lockout import set_lock
 from hub.services.machine_views import machines_public, sees_admin_fields
 from protocol.topics import check_slug

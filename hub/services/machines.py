@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from hub.audit import record
 from hub.models import Machine, MachineKind, MachineType
-from hub.mqtt_accounts import (
+from hub.services.broker_accounts import (
     _secret,
     check_plug_topic,
     secret_path,

@@ -37,8 +37,8 @@ from hub.models import (
     Role,
     User,
 )
-from hub.mqtt_accounts import PLUG_TOPIC_MAX
 from hub.services import retention
+from hub.services.broker_accounts import PLUG_TOPIC_MAX
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.i18n import N_, language_of, translator

@@ -33,7 +33,7 @@ from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
 from hub.ingest.consumer import IngestConsumer
 from hub.models import Badge, Machine, MachineKind, MachineType, Member, Training, TrainingLevel
-from hub.mqtt_accounts import write_credentials
+from hub.services.broker_accounts import write_credentials
 from hub.services.machine_checks import setup_check
 from hub.services.machines import (
     CLOCK_TOLERANCE_S,
