@@ -280,13 +280,20 @@ def _sse(event: str, data: str) -> str:
 # --- wiring -------------------------------------------------------------------------------
 def install(app: FastAPI) -> None:
     """Add the pages to the hub: routes, and refusals shown as pages."""
-    from hub.web import admin_screens, enrol_screens, machine_setup_screens, screens
+    from hub.web import (
+        admin_screens,
+        enrol_screens,
+        machine_screens,
+        machine_setup_screens,
+        screens,
+    )
 
     app.include_router(router)
     app.include_router(enrol_screens.router)
     # First: its fixed paths (/web/members/new) must win over the screens' /web/members/{id}.
     app.include_router(admin_screens.router)
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
+    app.include_router(machine_screens.router)
     app.include_router(screens.router)
 
     @app.exception_handler(PageError)
