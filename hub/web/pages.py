@@ -286,6 +286,7 @@ def install(app: FastAPI) -> None:
         machine_screens,
         machine_setup_screens,
         screens,
+        settings_screens,
     )
 
     app.include_router(router)
@@ -294,6 +295,7 @@ def install(app: FastAPI) -> None:
     app.include_router(admin_screens.router)
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
     app.include_router(machine_screens.router)
+    app.include_router(settings_screens.router)
     app.include_router(screens.router)
 
     @app.exception_handler(PageError)
