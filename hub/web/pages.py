@@ -283,6 +283,7 @@ def install(app: FastAPI) -> None:
     from hub.web import (
         admin_screens,
         enrol_screens,
+        machine_admin_screens,
         machine_screens,
         machine_setup_screens,
         screens,
@@ -293,6 +294,7 @@ def install(app: FastAPI) -> None:
     app.include_router(enrol_screens.router)
     # First: its fixed paths (/web/members/new) must win over the screens' /web/members/{id}.
     app.include_router(admin_screens.router)
+    app.include_router(machine_admin_screens.router)  # /web/machines/new, before {code}
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
     app.include_router(machine_screens.router)
     app.include_router(settings_screens.router)
