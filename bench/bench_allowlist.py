@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from hub.allowlist import allowlist_body
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import Badge, Machine, MachineType, Member, Training
+from hub.services.allowlists import allowlist_body
 from protocol.allowlist import sign_body, verify_allowlist
 from tests.support.databases import throwaway_postgres_database
 

@@ -44,7 +44,7 @@ class ListState:
 def list_state(machine: Machine) -> ListState | None:
     """The machine's list as its agent last reported it; None when it is offline or has not
     said (an agent too old to report its version)."""
-    # A stored status is whatever reached the database (an older hub, a hand-written row).
+    # A row written by hand or by an older hub may hold any JSON, not an object.
     status = machine.last_status if isinstance(machine.last_status, dict) else {}
     if not machine.online:
         return None

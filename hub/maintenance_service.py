@@ -1,4 +1,5 @@
-"""Maintenance at work: due dates from the metered hours, the lockout check, sign-offs, the feed.
+"""Maintenance at work: due dates from the metered hours, the lockout check, sign-offs, the feed
+(the watch that runs the check is hub/maintenance_watch.py).
 
 The hub's database holds the truth about a lockout (`Machine.locked`); every allow-list
 carries it, so a machine that misses one publication gets it at the next.
@@ -8,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.audit import record
@@ -45,10 +44,12 @@ from hub.models import (
     Machine,
     MachineSession,
     MachineType,
+    Member,
     MemberStatus,
     PrintJob,
     Training,
     TrainingLevel,
+    User,
 )
 from protocol.envelope import EventType
 
@@ -282,60 +283,6 @@ def _track_manual_lock(session: Session, machine: Machine, now: datetime) -> Non
         session.add(downtime)
 
 
-Publish = Callable[[list[str]], object]
-
-
-def run_check(
-    engine: Engine, *, now: datetime, actor: str = CHECK_ACTOR, publish: Publish | None = None
-) -> CheckResult:
-    """One check in its own transaction, then the changed machines' lists published."""
-    with Session(engine) as session:
-        result = check_lockouts(session, now=now, actor=actor)
-        session.commit()
-    for code in result.locked:
-        log.warning("%s locked out: %s", code, "; ".join(result.overdue_critical[code]))
-    for code in result.released:
-        log.info("%s released: no critical maintenance overdue", code)
-    if result.changed and publish is not None:
-        publish(result.changed)
-    return result
-
-
-class MaintenanceWatch:
-    """Runs the check every `period_s` in the hub process (first run soon after start)."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        publish: Publish | None,
-        *,
-        period_s: float = 300,
-        first_after_s: float = 5,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.engine, self.publish, self.clock = engine, publish, clock
-        self.period_s, self.first_after_s = period_s, first_after_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="maintenance-check", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        wait = self.first_after_s
-        while not self._stop.wait(wait):
-            wait = self.period_s
-            try:
-                run_check(self.engine, now=self.clock(), publish=self.publish)
-            except Exception:
-                log.exception("maintenance check failed; will retry")
-
-
 # --- tasks and sign-offs ------------------------------------------------------------------
 def add_task(
     session: Session,
@@ -527,6 +474,31 @@ def sign_off_task(
     )
     check = check_lockouts(session, now=now, actor=actor, machine_codes=[target.code])
     return SignOffResult(row, target.code, check)
+
+
+def sign_off_as(
+    session: Session,
+    *,
+    user: User,
+    task_id: int,
+    note: str,
+    now: datetime,
+    actor: str,
+    machine: str | None = None,
+) -> SignOffResult:
+    """`sign_off_task` signed by the member this login belongs to (the API and the web)."""
+    member = session.get(Member, user.member_id) if user.member_id else None
+    if member is None or not member.email:
+        raise Forbidden("maintenance.login_without_member")
+    return sign_off_task(
+        session,
+        task_id=task_id,
+        by_email=member.email,
+        note=note,
+        now=now,
+        actor=actor,
+        machine=machine,
+    )
 
 
 def _sign_off_machine(session: Session, task: MaintenanceTaskRow, code: str | None) -> Machine:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from hub.core.settings import Settings
     from hub.gaps import GapRepairer
     from hub.ingest.consumer import IngestConsumer
-    from hub.maintenance_service import MaintenanceWatch
+    from hub.maintenance_watch import MaintenanceWatch
     from hub.notify.homeassistant import HomeAssistantDiscovery
     from hub.notify.watch import NotificationWatch
     from hub.notify.worker import OutboxWorker
@@ -102,7 +102,7 @@ class HubRuntime:
             return
         from hub.allowlist_watch import AllowListWatch
         from hub.gaps import GapRepairer
-        from hub.maintenance_service import MaintenanceWatch
+        from hub.maintenance_watch import MaintenanceWatch
         from hub.telemetry import TelemetryCompactor
 
         self.compactor = TelemetryCompactor(settings, self.engine)

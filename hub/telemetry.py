@@ -99,7 +99,7 @@ class TelemetryCompactor:
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             try:
-                from hub.retention import purge  # the retention rules include telemetry's
+                from hub.services.retention import purge  # the retention rules include telemetry's
 
                 counts = purge(self.engine, self.settings, now=datetime.now(UTC))
                 log.info("retention applied: %s", counts)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from pydantic import field_validator
-from sqlalchemy import func
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.allowlist_watch import list_state
-from hub.api.changes import audit, get_machine, get_machine_type, invalid, republish
+from hub.api.changes import actor, audit, get_machine, get_machine_type, invalid, republish
 from hub.api.deps import (
     ADMIN,
     EVERYONE,
     MAINTAINERS,
-    STAFF,
     Allow,
     CurrentUser,
     QueryMoment,
@@ -31,15 +26,14 @@ from hub.models import (
     MachinePublic,
     MachineSession,
     MachineType,
-    Member,
     PrintJob,
     TelemetryPoint,
-    TelemetrySample,
     User,
 )
-from hub.mqtt_accounts import check_plug_topic
-from hub.services.machines import kind_conflict
-from protocol import limits
+from hub.services import machine_views as views
+from hub.services.broker_accounts import check_plug_topic
+from hub.services.lockout import set_lock
+from hub.services.machine_views import machines_public, sees_admin_fields
 from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
@@ -113,182 +107,8 @@ class MachineTypePublic(SQLModel):
     kind: MachineKind
 
 
-def machine_state(machine: Machine) -> tuple[str, dict[str, Any] | None]:
-    status = machine.last_status if isinstance(machine.last_status, dict) else {}
-    session = live_session(status.get("session")) if machine.online else None
-    if not machine.online:
-        return "offline", None
-    if machine.locked or status.get("locked") is True:
-        return ("in_use" if session else "locked"), session
-    working = "printing" if _printing(machine) else "busy"
-    busy = status.get("busy") is True
-    if session:
-        return (working if busy else "in_use"), session
-    return (working if busy else "idle"), None
-
-
-def _printing(machine: Machine) -> bool:
-    telemetry = machine.last_telemetry if isinstance(machine.last_telemetry, dict) else {}
-    return machine.kind == "printer" and finite(telemetry.get("progress")) is not None
-
-
-# What the ingest stores is validated (protocol/limits.py), but rows written before those checks,
-# by hand or by an older hub may hold anything: what is shown is read defensively, so a
-# hostile row shows as "unknown", never as an error page.
-def finite(value: Any) -> float | None:
-    """`value` as a finite float, or None (text, booleans, NaN, infinities, huge integers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """`value` with what a JSON answer refuses (NaN, infinities) as null, nesting cut at the
-    protocol's depth."""
-    if depth > limits.JSON_DEPTH_MAX:
-        return None
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v, depth + 1) for v in value]
-    return value
-
-
-def live_session(value: Any) -> dict[str, Any] | None:
-    """A status's `session`, if it names a session and a member as text."""
-    if not isinstance(value, dict):
-        return None
-    if not isinstance(value.get("session_id"), str) or not isinstance(value.get("member"), str):
-        return None
-    return value
-
-
-def _interlocks(machine: Machine) -> dict[str, bool] | None:
-    """The safety inputs of the last status, when it holds them as names to booleans (a row
-    written by hand or by an older hub may hold anything: the page shows none rather than fail)."""
-    raw = json_safe(machine.last_status)
-    found = raw.get("interlocks") if isinstance(raw, dict) else None
-    if not isinstance(found, dict):
-        return None
-    return {str(k): v for k, v in found.items() if isinstance(v, bool)}
-
-
-def _started_at(live: dict[str, Any]) -> datetime | None:
-    raw = live.get("started_at")
-    if not isinstance(raw, str):
-        return None
-    try:
-        started = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return started if started.tzinfo else started.replace(tzinfo=UTC)
-
-
-def member_names(session: Session, refs: set[str]) -> dict[str, str]:
-    """The names of these members, by ref, in one query: never the whole member table."""
-    if not refs:
-        return {}
-    rows = session.exec(select(Member.ref, Member.name).where(col(Member.ref).in_(sorted(refs))))
-    return {ref: name for ref, name in rows}
-
-
-def names_shown(user: User, members_see_names: bool) -> bool:
-    """Whether `user` sees who is using a machine: staff always; members only when the lab
-    says so (`members_see_who_uses_machines`), otherwise "in use" and their own name only."""
-    return user.role in STAFF or members_see_names
-
-
-def machines_public(
-    session: Session, *, viewer: User, members_see_names: bool, admin_fields: bool = False
-) -> list[MachinePublic]:
-    """Every machine with its live state as `viewer` may see it; with `admin_fields`, its
-    agent_id and plug_topic too.
-
-    Without them those fields are left unset, and the routes (`response_model_exclude_unset`)
-    leave unset fields out of the JSON: other roles get no key rather than a misleading null.
-    `in_use_by` is the name of the member in session only when `names_shown`; otherwise it is
-    null, except on the viewer's own session."""
-    types = {t.id: t for t in session.exec(select(MachineType))}
-    machines = [
-        (machine, *machine_state(machine))
-        for machine in session.exec(select(Machine).order_by(Machine.code))
-    ]
-    # Only the members in a session shown: the live dashboard calls this every second.
-    in_session = {
-        live["member"] for _, _, live in machines if live and isinstance(live.get("member"), str)
-    }
-    if not names_shown(viewer, members_see_names):
-        own = session.get(Member, viewer.member_id) if viewer.member_id else None
-        in_session &= {own.ref} if own else set()
-    members = member_names(session, in_session)
-    out = []
-    for machine, state, live in machines:
-        telemetry = json_safe(machine.last_telemetry)
-        if not isinstance(telemetry, dict):
-            telemetry = {}
-        progress = finite(telemetry.get("progress"))
-        held = list_state(machine)
-        mtype = types.get(machine.machine_type_id)
-        admin: dict[str, Any] = (
-            {"agent_id": machine.agent_id, "plug_topic": machine.plug_topic} if admin_fields else {}
-        )
-        out.append(
-            MachinePublic(
-                **admin,
-                id=machine.id or 0,
-                code=machine.code,
-                name=machine.name,
-                site=machine.site,
-                location=machine.location,
-                kind=machine.kind,
-                machine_type=mtype.code if mtype else "?",
-                kind_from_type=mtype is None or machine.kind == mtype.kind,
-                kind_conflict=kind_conflict(machine),
-                locked=machine.locked,
-                lock_reason=machine.lock_reason,
-                online=machine.online,
-                last_seen=machine.last_seen,
-                state=state,
-                in_use_by=_in_use_by(live, members, names_shown(viewer, members_see_names)),
-                session_id=live.get("session_id") if live else None,
-                session_started_at=_started_at(live) if live else None,
-                progress=min(max(progress, 0.0), 100.0)
-                if state == "printing" and progress is not None
-                else None,
-                telemetry=telemetry if machine.online and telemetry else None,
-                acl_version=machine.acl_version,
-                agent_acl_version=held.held if held else None,
-                acl_current=held.is_current if held else None,
-                acl_refused=held.refused if held else None,
-                interlocks=_interlocks(machine) if machine.online else None,
-            )
-        )
-    return out
-
-
-def _in_use_by(live: dict[str, Any] | None, names: dict[str, str], shown: bool) -> str | None:
-    if not live:
-        return None
-    member = live.get("member")
-    if isinstance(member, str) and member in names:
-        return names[member]
-    # A reference nobody is known by (yet): staff see it, members see "in use" only.
-    return str(member) if shown and member is not None else None
-
-
 def members_see_names(request: Request) -> bool:
     return bool(request.app.state.settings.members_see_who_uses_machines)
-
-
-def sees_admin_fields(user: User) -> bool:
-    """Who gets agent_id and plug_topic in machine answers: those who may change them."""
-    return user.role in ADMIN
 
 
 @router.get(
@@ -317,32 +137,7 @@ def list_machines(session: SessionDep, user: CurrentUser, request: Request) -> l
 )
 def machine_counters(code: str, session: SessionDep) -> MachineCounters:
     """Metered use since the start: what maintenance and billing read."""
-    if session.exec(select(Machine).where(Machine.code == code)).first() is None:
-        raise HTTPException(status_code=404, detail=f"no machine {code!r}")
-    count, seconds = session.exec(
-        select(func.count(), func.coalesce(func.sum(MachineSession.duration_s), 0.0)).where(
-            MachineSession.machine == code
-        )
-    ).one()
-    busy = session.exec(
-        select(func.coalesce(func.sum(BusyPeriod.busy_s), 0.0)).where(BusyPeriod.machine == code)
-    ).one()
-    jobs = session.exec(
-        select(func.count()).select_from(PrintJob).where(PrintJob.machine == code)
-    ).one()
-    failed = session.exec(
-        select(func.count())
-        .select_from(PrintJob)
-        .where(PrintJob.machine == code, PrintJob.state == "failed")
-    ).one()
-    return MachineCounters(
-        machine=code,
-        sessions=int(count),
-        session_hours=round(float(seconds or 0) / 3600, 4),
-        busy_hours=round(float(busy or 0) / 3600, 4),
-        jobs=int(jobs),
-        jobs_failed=int(failed),
-    )
+    return views.machine_counters(session, code=code)
 
 
 @router.get(
@@ -359,22 +154,7 @@ def machine_telemetry(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[TelemetryPoint]:
     """Samples oldest first: raw for the last day, one per minute before that."""
-    if session.exec(select(Machine).where(Machine.code == code)).first() is None:
-        raise HTTPException(status_code=404, detail=f"no machine {code!r}")
-    query = select(TelemetrySample).where(TelemetrySample.machine == code)
-    if since:
-        query = query.where(col(TelemetrySample.ts) >= since)
-    if until:
-        query = query.where(col(TelemetrySample.ts) < until)
-    rows = session.exec(query.order_by(col(TelemetrySample.ts)).limit(limit)).all()
-    return [
-        TelemetryPoint(
-            ts=r.ts,
-            resolution_s=r.resolution_s,
-            values=values if isinstance(values := json_safe(r.values), dict) else {},
-        )
-        for r in rows
-    ]
+    return views.machine_telemetry(session, code=code, since=since, until=until, limit=limit)
 
 
 def _one(session: Session, code: str, user: User, request: Request) -> MachinePublic:
@@ -500,19 +280,7 @@ def _set_lock(
     request: Request,
     background: BackgroundTasks,
 ) -> MachinePublic:
-    machine = get_machine(session, code)
-    machine.locked = locked
-    machine.lock_reason = reason if locked else None
-    session.add(machine)
-    audit(
-        session,
-        user,
-        "machine.lock" if locked else "machine.unlock",
-        "machine",
-        code,
-        reason=reason or "",
-    )
-    session.commit()
+    set_lock(session, code=code, locked=locked, reason=reason, actor=actor(user))
     republish(request, background, [code])
     return _one(session, code, user, request)
 
@@ -533,9 +301,7 @@ def lock(
     background: BackgroundTasks,
 ) -> MachinePublic:
     """Lock a machine out: only maintainers may use it until it is unlocked."""
-    if not body.reason.strip():
-        raise invalid("reason", "say why, members see it")
-    return _set_lock(code, True, body.reason.strip(), session, user, request, background)
+    return _set_lock(code, True, body.reason, session, user, request, background)
 
 
 @router.post(

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
-from sqlmodel import Field, SQLModel, col, select
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from sqlmodel import Field, SQLModel
 
 from hub.api.changes import actor, republish
 from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
-from hub.maintenance_service import interlock_faults, sign_off_task, task_states
+from hub.maintenance_service import interlock_faults, sign_off_as, task_states
 from hub.maintenance_store import (
-    Incident,
     IncidentClose,
     IncidentCreate,
     IncidentPublic,
@@ -20,6 +19,7 @@ from hub.maintenance_store import (
     incident_public,
 )
 from hub.models import Machine, Member
+from hub.services import incidents
 from hub.services.incidents import report_incident as report_incident_service
 from hub.services.incidents import resolve_incident as resolve_incident_service
 
@@ -141,18 +141,13 @@ def sign_off(
     maintainer training for the machine's type: the task's counter on the machine starts
     again, and the machine is unlocked when its maintenance lockout came from this task and
     no other critical task is overdue (its allow-list is then re-published)."""
-    member = session.get(Member, user.member_id) if user.member_id else None
-    if member is None or not member.email:
-        raise HTTPException(
-            status_code=403,
-            detail="link this login to your member record (with an email) to sign work off",
-        )
-    # A HubError (unknown task, not a maintainer, which machine) reaches hub/api/errors.py,
-    # which answers its status with its code and field; the session rolls back as it closes.
-    result = sign_off_task(
+    # A HubError (a login without a member, unknown task, not a maintainer, which machine)
+    # reaches hub/api/errors.py, which answers its status with its code and field; the
+    # session rolls back as it closes.
+    result = sign_off_as(
         session,
+        user=user,
         task_id=task_id,
-        by_email=member.email,
         note=body.note,
         now=datetime.now(UTC),
         actor=actor(user),
@@ -162,13 +157,15 @@ def sign_off(
     if result.check.changed:
         republish(request, background, result.check.changed)
     row = result.sign_off
+    signer = session.get(Member, user.member_id)
+    assert signer is not None  # sign_off_as found it
     task = session.get(MaintenanceTaskRow, task_id)
     assert task is not None  # sign_off_task found it
     return SignOffPublic(
         id=row.id or 0,
         task_id=task_id,
         machine=result.machine,
-        maintainer=member.ref,
+        maintainer=signer.ref,
         signed_at=row.signed_at,
         counter=task.counter.value,
         counter_hours=round(row.counter_hours, 4),
@@ -202,13 +199,7 @@ def list_incidents(
     include_closed: Annotated[bool, Query(alias="all")] = False,
 ) -> list[IncidentPublic]:
     """Open incidents, newest first (`?all=true` adds the closed ones)."""
-    machines = {m.id: m.code for m in session.exec(select(Machine))}
-    query = select(Incident).order_by(col(Incident.opened_at).desc())
-    if not include_closed:
-        query = query.where(col(Incident.closed_at).is_(None))
-    return [
-        incident_public(i, machines.get(i.machine_id, "?")) for i in session.exec(query.limit(500))
-    ]
+    return incidents.list_incidents(session, include_closed=include_closed)
 
 
 @router.post(

@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from hub.allowlist_watch import list_state
 from hub.api.deps import MANAGE, Allow
-from hub.api.machines import machine_state
 from hub.models import Machine
+from hub.services.machine_views import machine_state
 
 if TYPE_CHECKING:  # imported by the app's start, not by every page
     from hub.ingest.consumer import IngestConsumer

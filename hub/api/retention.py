@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlmodel import SQLModel
 
-from hub.api.changes import audit, invalid
+from hub.api.changes import actor
 from hub.api.deps import ADMIN, MANAGE, Allow, CurrentUser, SessionDep
-from hub.retention import KINDS, RetentionError, policy, purge, set_rule
+from hub.services import retention
 
 router = APIRouter(prefix="/api/v1/retention", tags=["retention"])
 
@@ -25,7 +25,7 @@ class RetentionPolicy(SQLModel):
 
 @router.get("", response_model=RetentionPolicy, dependencies=[Allow(MANAGE)])
 def read_policy(request: Request, session: SessionDep) -> dict[str, float | None]:
-    return policy(session, request.app.state.settings)
+    return retention.policy(session, request.app.state.settings)
 
 
 @router.patch("", response_model=RetentionPolicy, dependencies=[Allow(ADMIN)])
@@ -33,22 +33,21 @@ def change_policy(
     body: RetentionPolicy, request: Request, session: SessionDep, user: CurrentUser
 ) -> dict[str, float | None]:
     """Only the kinds given change; the next hourly purge applies them."""
-    changes = body.model_dump(exclude_unset=True)
-    for kind in KINDS:
-        if kind in changes:
-            try:
-                set_rule(session, kind, changes[kind])
-            except RetentionError as exc:
-                raise invalid(kind, str(exc)) from None
-    audit(session, user, "retention.change", "retention", "policy", **changes)
-    session.commit()
-    return policy(session, request.app.state.settings)
+    return retention.change_policy(
+        session,
+        settings=request.app.state.settings,
+        changes=body.model_dump(exclude_unset=True),
+        actor=actor(user),
+    )
 
 
 @router.post("/apply", dependencies=[Allow(ADMIN)])
 def apply_now(request: Request, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Purge now what is past retention (the hub also does it every hour)."""
-    counts = purge(request.app.state.engine, request.app.state.settings, now=datetime.now(UTC))
-    audit(session, user, "retention.apply", "retention", "policy", **counts)
-    session.commit()
-    return counts
+    return retention.apply_now(
+        session,
+        request.app.state.engine,
+        request.app.state.settings,
+        now=datetime.now(UTC),
+        actor=actor(user),
+    )

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
-from sqlmodel import SQLModel, col, select
+from fastapi import APIRouter, Query
 
 from hub.api.deps import STAFF, Allow, CurrentUser, QueryMoment, SessionDep
-from hub.api.machines import json_safe
-from hub.models import Event, MachineSession, Member, SessionPublic
+from hub.models import MachineSession, SessionPublic
+from hub.services import sessions
+from hub.services.sessions import EventPublic
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 events_router = APIRouter(prefix="/api/v1/events", tags=["events"])
-
-
-class EventPublic(SQLModel):
-    id: str
-    site: str
-    machine: str
-    seq: int
-    ts: datetime
-    type: str
-    data: dict[str, Any]
-    received_at: datetime
 
 
 @router.get("", response_model=list[SessionPublic])
@@ -40,24 +28,17 @@ def list_sessions(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[MachineSession]:
     """Newest first; `from`/`to` bound the start time. Members see their own sessions only."""
-    if user.role not in STAFF:
-        own = session.get(Member, user.member_id) if user.member_id else None
-        if own is None or member not in (None, own.ref):
-            raise HTTPException(status_code=403, detail="members may only see their own data")
-        member = own.ref
-    query = select(MachineSession)
-    if machine:
-        query = query.where(MachineSession.machine == machine)
-    if member:
-        query = query.where(MachineSession.member_ref == member)
-    if since:
-        query = query.where(col(MachineSession.started_at) >= since)
-    if until:
-        query = query.where(col(MachineSession.started_at) < until)
-    if open_only:
-        query = query.where(col(MachineSession.ended_at).is_(None))
-    query = query.order_by(col(MachineSession.started_at).desc(), col(MachineSession.id))
-    return list(session.exec(query.offset(offset).limit(limit)).all())
+    return sessions.list_sessions(
+        session,
+        viewer=user,
+        machine=machine,
+        member=member,
+        since=since,
+        until=until,
+        open_only=open_only,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @events_router.get("", response_model=list[EventPublic], dependencies=[Allow(STAFF)])
@@ -71,26 +52,6 @@ def list_events(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[EventPublic]:
     """Events as the machines sent them, newest first; `from`/`to` bound the event time."""
-    query = select(Event)
-    if machine:
-        query = query.where(Event.machine == machine)
-    if type:
-        query = query.where(Event.type == type)
-    if since:
-        query = query.where(col(Event.ts) >= since)
-    if until:
-        query = query.where(col(Event.ts) < until)
-    query = query.order_by(col(Event.ts).desc(), col(Event.id)).offset(offset).limit(limit)
-    return [
-        EventPublic(
-            id=str(e.id),
-            site=e.site,
-            machine=e.machine,
-            seq=e.seq,
-            ts=e.ts,
-            type=e.type,
-            data=data if isinstance(data := json_safe(e.data), dict) else {},
-            received_at=e.received_at,
-        )
-        for e in session.exec(query)
-    ]
+    return sessions.list_events(
+        session, machine=machine, type=type, since=since, until=until, limit=limit, offset=offset
+    )

@@ -291,7 +291,8 @@ def check(
     """What still stops the machine from working, in words; exit 1 while something does."""
     from sqlmodel import Session
 
-    from hub.services.machines import MachineSetupError, is_ready, setup_check
+    from hub.services.machine_checks import is_ready, setup_check
+    from hub.services.machines import MachineSetupError
 
     _ = _gettext()
     with database(config) as (settings, engine), Session(engine) as session:

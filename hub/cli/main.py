@@ -178,7 +178,7 @@ def mqtt_credentials(
     allowed to publish its site's events, telemetry and status and to read its acl and cmd."""
     from hub.core.db import make_engine
     from hub.core.db import migrate as run_migrations
-    from hub.mqtt_accounts import secret_path, write_credentials
+    from hub.services.broker_accounts import secret_path, write_credentials
 
     if no_agents and site:
         typer.echo("--no-agents and --site: give one or the other", err=True)

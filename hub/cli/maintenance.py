@@ -225,7 +225,7 @@ def sign_off_command(
 def check(config: ConfigOpt = None) -> None:
     """Run the lockout check once (the hub runs it every few minutes)."""
     from hub.audit import cli_actor
-    from hub.maintenance_service import run_check
+    from hub.maintenance_watch import run_check
 
     with _database(config) as (settings, engine):
         result = run_check(engine, now=datetime.now(UTC), actor=cli_actor())

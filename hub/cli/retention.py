@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from hub.audit import cli_actor, record
-from hub.cli.support import database, fail
+from hub.audit import cli_actor
+from hub.cli.support import database, fail, refusals
 
 retention_app = typer.Typer(
     no_args_is_help=True, help="Retention: how long telemetry, events and dead letters stay."
@@ -29,7 +29,7 @@ def show(config: ConfigOpt = None) -> None:
     """The days each kind is kept."""
     from sqlmodel import Session
 
-    from hub.retention import policy
+    from hub.services.retention import policy
 
     with database(config) as (settings, engine), Session(engine) as session:
         _show(policy(session, settings))
@@ -44,7 +44,7 @@ def set_days(
     """Keep this kind so many days (applied at the next hourly purge, or `apply`)."""
     from sqlmodel import Session
 
-    from hub.retention import RetentionError, policy, set_rule
+    from hub.services.retention import change_policy
 
     if days == "forever":
         value: float | None = None
@@ -54,26 +54,18 @@ def set_days(
         except ValueError:
             raise fail(f"DAYS {days!r}: give a number of days, e.g. 365, or 'forever'") from None
     with database(config) as (settings, engine), Session(engine) as session:
-        try:
-            set_rule(session, kind, value)
-        except RetentionError as exc:
-            raise fail(str(exc)) from None
-        record(
-            session,
-            actor=cli_actor(),
-            action="retention.change",
-            entity="retention",
-            entity_id="policy",
-            **{kind: value},
-        )
-        session.commit()
-        _show(policy(session, settings))
+        # The kind and the days are the command's two arguments, whichever kind is refused.
+        with refusals(kind="KIND", **{k: "DAYS" for k in ("telemetry", "events", "dead_letters")}):
+            rules = change_policy(
+                session, settings=settings, changes={kind: value}, actor=cli_actor()
+            )
+        _show(rules)
 
 
 @retention_app.command("apply")
 def apply_now(config: ConfigOpt = None) -> None:
     """Purge now what is past retention (the hub does it every hour)."""
-    from hub.retention import purge
+    from hub.services.retention import purge
 
     with database(config) as (settings, engine):
         counts = purge(engine, settings, now=datetime.now(UTC))

@@ -101,6 +101,9 @@ MESSAGES: dict[str, str] = {
         "{email} holds no valid maintainer training for {machine_type}; "
         "a maintainer must sign the work off"
     ),
+    "maintenance.login_without_member": N_(
+        "link this login to your member record (with an email) to sign work off"
+    ),
     "maintenance.note_empty": N_("the note is empty: say what was done (parts, findings)"),
     "maintenance.task_other_machine": N_("task {task} is for {expected}, not {machine}"),
     "maintenance.task_not_for_machine": N_("task {task} does not apply to {machine!r}"),
@@ -208,6 +211,15 @@ MESSAGES: dict[str, str] = {
     "credit.already_credited": N_("{sessions} already credited on {number}"),
     "credit.not_on_statement": N_("session(s) {sessions} are not on statement {number}"),
     "credit.reason_empty": N_("a credit note needs a reason the member can read"),
+    "session.not_own": N_("members may only see their own sessions"),
+    "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
+    "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
+    "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),
+    "retention.too_long": N_("{kind}: at most {max} days; to keep them for good, say so"),
+    "retention.too_short": N_("{kind}: keep them at least {min} days"),
+    "retention.events_too_short": N_(
+        "{kind}: keep them at least {min} days (an agent may still replay them)"
+    ),
 }
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub.audit import record
 from hub.core.errors import Conflict, InvalidValue, NotFound
-from hub.maintenance_store import Incident, close_incident, member_by_email, open_incident
+from hub.maintenance_store import (
+    Incident,
+    IncidentPublic,
+    close_incident,
+    incident_public,
+    member_by_email,
+    open_incident,
+)
 from hub.models import Machine
 
 
@@ -71,3 +78,14 @@ def resolve_incident(session: Session, *, incident_id: int, by: str, note: str) 
         resolution=resolution,
     )
     return incident
+
+
+def list_incidents(session: Session, *, include_closed: bool = False) -> list[IncidentPublic]:
+    """Open incidents, newest first (the closed ones too with `include_closed`), at most 500."""
+    machines = {m.id: m.code for m in session.exec(select(Machine))}
+    query = select(Incident).order_by(col(Incident.opened_at).desc())
+    if not include_closed:
+        query = query.where(col(Incident.closed_at).is_(None))
+    return [
+        incident_public(i, machines.get(i.machine_id, "?")) for i in session.exec(query.limit(500))
+    ]

@@ -1,13 +1,12 @@
 """Adding a machine in one screen and its setup check: from "new laser" to "first badge works".
 
 The form calls `hub.services.machines.add_machine`, as `atelier hub machine add` does; the setup
-page shows `setup_check` (refreshed every few seconds while it is open) and gives the agent's
-config, its broker password and the lab CA as downloads.
+page shows `hub.services.machine_checks.setup_check` (refreshed every few seconds while it is
+open) and gives the agent's config, its broker password and the lab CA as downloads.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -20,8 +19,8 @@ from hub.audit import record
 from hub.core.deps import ADMIN, SessionDep
 from hub.core.security import load_or_create_signing_key
 from hub.models import Machine, MachineKind, MachineType, User
+from hub.services.machine_checks import KIND_CONFLICTS, kind_conflict, setup_check
 from hub.services.machines import (
-    KIND_CONFLICTS,
     PLUG_KINDS,
     READERS,
     MachineChoices,
@@ -30,16 +29,14 @@ from hub.services.machines import (
     add_machine,
     agent_config,
     broker_account,
-    kind_conflict,
-    setup_check,
     target_of,
 )
 from hub.web.csrf import Checked
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, PageError, render, templates
+from hub.web.republish import republish
 from protocol.allowlist import public_key_b64
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/web", include_in_schema=False)
 WORDS = [N_("Add a machine")]
 # The machine page (screens.py) words a kind_conflict code with these too.
@@ -176,25 +173,11 @@ def add_submit(
         session.rollback()
         errors = {exc.field: exc.text(_gettext(request))}
         return _form(request, session, user, values, errors, status_code=422)
-    _republish(request, background, choices.code)
+    # The new machine's first allow-list, signed and retained before its agent connects.
+    republish(request, background, [choices.code])
     # The broker's files not written (or not reloaded): the setup page says what to run.
     pending = "" if added.broker_written else "?broker=pending"
     return RedirectResponse(f"/web/machines/{choices.code}/setup{pending}", status_code=303)
-
-
-def _republish(request: Request, background: BackgroundTasks, code: str) -> None:
-    """The new machine's first allow-list, signed and retained before its agent connects."""
-    publisher = getattr(request.app.state, "publisher", None)
-    if publisher is None:
-        return
-
-    def publish() -> None:
-        try:
-            publisher.publish([code])
-        except Exception:  # the scheduled publication catches up
-            log.exception("publishing the allow-list of new machine %s failed", code)
-
-    background.add_task(publish)
 
 
 def _machine(session: Session, code: str) -> tuple[Machine, str]:

@@ -18,8 +18,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 
-from hub.api.machines import machines_public, members_see_names
-from hub.api.sessions import list_events
 from hub.core.deps import (
     SESSION_COOKIE,
     STAFF,
@@ -31,9 +29,19 @@ from hub.core.deps import (
 from hub.maintenance_service import task_states
 from hub.models import MachinePublic, MachineSession, User
 from hub.services.accounts import LoginRefused, login, sign_out
+from hub.services.machine_views import machines_public
+from hub.services.sessions import list_events
 from hub.web.csrf import require_csrf
 from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of
-from hub.web.render import LIST_REFUSALS, STATE_LABELS, PageError, fragment, render, signed_in
+from hub.web.render import (
+    LIST_REFUSALS,
+    STATE_LABELS,
+    PageError,
+    fragment,
+    members_see_names,
+    render,
+    signed_in,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -143,7 +151,7 @@ def today_usage(session: Session, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def recent_events(session: Session, limit: int = 8) -> list[Any]:
-    return list_events(session, machine=None, type=None, since=None, until=None, limit=limit)
+    return list_events(session, limit=limit)
 
 
 def card_context(machine: MachinePublic, due: list[str]) -> dict[str, Any]:
@@ -281,9 +289,12 @@ def install(app: FastAPI) -> None:
         admin_screens,
         billing_screens,
         enrol_screens,
+        machine_admin_screens,
+        machine_screens,
         machine_setup_screens,
         notification_screens,
         screens,
+        settings_screens,
         stats_screens,
     )
 
@@ -291,8 +302,11 @@ def install(app: FastAPI) -> None:
     app.include_router(enrol_screens.router)
     # First: its fixed paths (/web/members/new) must win over the screens' /web/members/{id}.
     app.include_router(admin_screens.router)
-    app.include_router(account_screens.router)
+    app.include_router(machine_admin_screens.router)  # /web/machines/new, before {code}
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
+    app.include_router(machine_screens.router)
+    app.include_router(settings_screens.router)
+    app.include_router(account_screens.router)
     app.include_router(billing_screens.router)
     app.include_router(screens.router)
     app.include_router(stats_screens.router)

@@ -132,6 +132,11 @@ MENU: list[tuple[str, str, frozenset[Role]]] = [
 ]
 
 
+def members_see_names(request: Request) -> bool:
+    """The lab's choice (`members_see_who_uses_machines`): members see who uses a machine."""
+    return bool(request.app.state.settings.members_see_who_uses_machines)
+
+
 def menu_for(user: User | None) -> list[tuple[str, str]]:
     if user is None:
         return []

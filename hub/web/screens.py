@@ -16,15 +16,11 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Requ
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api import machines as machines_api
-from hub.api import maintenance as maintenance_api
 from hub.api import members as members_api
 from hub.api.changes import get_member
-from hub.api.sessions import list_events, list_sessions
 from hub.category_history import history as category_history
 from hub.core.deps import (
     EVERYONE,
-    MAINTAINERS,
     MANAGE,
     MAX_ID,
     STAFF,
@@ -34,10 +30,7 @@ from hub.core.deps import (
     republish,
 )
 from hub.core.errors import HubError
-from hub.maintenance_service import interlock_faults, task_states
-from hub.maintenance_store import IncidentClose, IncidentCreate
 from hub.models import (
-    Machine,
     MachineType,
     Member,
     MemberCategory,
@@ -49,6 +42,7 @@ from hub.models import (
 from hub.services import badges as badges_service
 from hub.services import trainings as trainings_service
 from hub.services.billing import member_billing
+from hub.services.sessions import list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
 from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
@@ -321,269 +315,6 @@ def certify(
     )
 
 
-# --- machines -----------------------------------------------------------------------------
-@router.get("/machines", response_class=HTMLResponse)
-def machines_page(
-    request: Request, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
-) -> Response:
-    machines = machines_api.machines_public(
-        session, viewer=user, members_see_names=machines_api.members_see_names(request)
-    )
-    counters = {m.code: machines_api.machine_counters(m.code, session) for m in machines}
-    return render(request, "machines.html", {"machines": machines, "counters": counters}, user=user)
-
-
-def _machine_page(
-    request: Request,
-    session: Session,
-    user: User,
-    code: str,
-    *,
-    notice: str | None = None,
-    problem: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    machines = machines_api.machines_public(
-        session, viewer=user, members_see_names=machines_api.members_see_names(request)
-    )
-    machine = next((m for m in machines if m.code == code), None)
-    if machine is None:
-        raise PageError(404, f"no machine {code!r}")
-    try:
-        history = list_sessions(
-            session,
-            user,
-            machine=code,
-            member=None,
-            since=None,
-            until=None,
-            open_only=False,
-            limit=30,
-            offset=0,
-        )
-    except HTTPException:
-        history = []  # a member login without a member record has no sessions to see
-    names = (
-        machines_api.member_names(session, {s.member_ref for s in history})
-        if may(user, STAFF)
-        else {}
-    )
-    events = (
-        list_events(session, machine=code, type=None, since=None, until=None, limit=30)
-        if may(user, STAFF)
-        else None
-    )
-    return render(
-        request,
-        "machine.html",
-        {
-            "m": machine,
-            "counters": machines_api.machine_counters(code, session),
-            "history": history,
-            "names": names,
-            "events": events,
-            "notice": notice,
-            "problem": problem,
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-@router.get("/machines/{code}", response_class=HTMLResponse)
-def machine_page(
-    request: Request, code: str, session: SessionDep, user: Annotated[User, Page(EVERYONE)]
-) -> Response:
-    return _machine_page(request, session, user, code)
-
-
-@router.post("/machines/{code}/lock", response_class=HTMLResponse, dependencies=[Checked])
-def lock_machine(
-    request: Request,
-    code: str,
-    session: SessionDep,
-    background: BackgroundTasks,
-    user: Annotated[User, Page(MAINTAINERS)],
-    reason: Annotated[str, Form(max_length=500)] = "",
-) -> Response:
-    try:
-        machines_api.lock(
-            code, machines_api.LockRequest(reason=reason), session, user, request, background
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        return _machine_page(
-            request, session, user, code, problem=error_message(exc), status_code=422
-        )
-    return _machine_page(request, session, user, code, notice="locked out")
-
-
-@router.post("/machines/{code}/unlock", response_class=HTMLResponse, dependencies=[Checked])
-def unlock_machine(
-    request: Request,
-    code: str,
-    session: SessionDep,
-    background: BackgroundTasks,
-    user: Annotated[User, Page(MAINTAINERS)],
-) -> Response:
-    try:
-        machines_api.unlock(code, session, user, request, background)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
-    return _machine_page(request, session, user, code, notice="unlocked")
-
-
-# --- maintenance --------------------------------------------------------------------------
-STATUS_ORDER = {"overdue": 0, "due": 1, "due_soon": 2, "ok": 3}
-
-
-def _maintenance_page(
-    request: Request,
-    session: Session,
-    user: User,
-    *,
-    notice: str | None = None,
-    problem: str | None = None,
-    errors: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    states = task_states(session, now=datetime.now(UTC), with_estimates=True)
-    states.sort(key=lambda s: (STATUS_ORDER.get(s.state.status.value, 9), s.machine.code))
-    incidents = maintenance_api.list_incidents(session, include_closed=False)
-    return render(
-        request,
-        "maintenance.html",
-        {
-            "states": states,
-            "incidents": incidents,
-            "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
-            "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
-            "notice": notice,
-            "problem": problem,
-            "errors": errors or {},
-        },
-        user=user,
-        status_code=status_code,
-    )
-
-
-def _maintenance_refused(
-    request: Request,
-    session: Session,
-    user: User,
-    error: HubError,
-    inputs: dict[str, str],
-) -> Response:
-    """The maintenance page again, the service's refusal under the input it names."""
-    session.rollback()
-    errors, problem = field_errors(request, error, inputs)
-    return _maintenance_page(
-        request, session, user, problem=problem, errors=errors, status_code=error.status
-    )
-
-
-@router.get("/maintenance", response_class=HTMLResponse)
-def maintenance_page(
-    request: Request, session: SessionDep, user: Annotated[User, Page(STAFF)]
-) -> Response:
-    return _maintenance_page(request, session, user)
-
-
-def _problem(exc: Exception) -> int:
-    """The status of the page showing an API rule's refusal."""
-    return exc.status_code if isinstance(exc, HTTPException) else 422
-
-
-@router.post(
-    "/maintenance/tasks/{task_id}/sign-off", response_class=HTMLResponse, dependencies=[Checked]
-)
-def sign_off(
-    request: Request,
-    task_id: int,
-    session: SessionDep,
-    background: BackgroundTasks,
-    user: Annotated[User, Page(MAINTAINERS)],
-    machine: Annotated[str, Form(max_length=63)],
-    note: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    """The API's sign-off, signed by the member this login belongs to."""
-    try:
-        result = maintenance_api.sign_off(
-            _stored_id(task_id, f"no maintenance task {task_id}"),
-            maintenance_api.SignOffCreate(machine=machine, note=note),
-            session,
-            user,
-            request,
-            background,
-        )
-    except HubError as exc:
-        return _maintenance_refused(
-            request, session, user, exc, {"note": f"note-{task_id}-{machine}"}
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        return _maintenance_page(
-            request, session, user, problem=error_message(exc), status_code=_problem(exc)
-        )
-    text = f"{result.machine}: signed off"
-    if result.unlocked:
-        text += ", unlocked"
-    return _maintenance_page(request, session, user, notice=text)
-
-
-@router.post("/maintenance/incidents", response_class=HTMLResponse, dependencies=[Checked])
-def report_incident(
-    request: Request,
-    session: SessionDep,
-    user: Annotated[User, Page(STAFF)],
-    machine: Annotated[str, Form(max_length=63)],
-    text: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    try:
-        maintenance_api.report_incident(
-            IncidentCreate(machine=machine, text=text or " ", reported_by=user.username), session
-        )
-    except HubError as exc:
-        return _maintenance_refused(
-            request, session, user, exc, {"machine": "inc-machine", "text": "inc-text"}
-        )
-    except PROBLEMS as exc:
-        session.rollback()
-        return _maintenance_page(
-            request, session, user, problem=error_message(exc), status_code=422
-        )
-    return _maintenance_page(request, session, user, notice="incident opened")
-
-
-@router.post(
-    "/maintenance/incidents/{incident_id}/close",
-    response_class=HTMLResponse,
-    dependencies=[Checked],
-)
-def close(
-    request: Request,
-    incident_id: int,
-    session: SessionDep,
-    user: Annotated[User, Page(MAINTAINERS)],
-    resolution: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    try:
-        maintenance_api.resolve_incident(
-            _stored_id(incident_id, f"no incident {incident_id}"),
-            IncidentClose(note=resolution),
-            session,
-            user,
-        )
-    except HubError as exc:
-        return _maintenance_refused(request, session, user, exc, {"note": f"res-{incident_id}"})
-    except PROBLEMS as exc:
-        session.rollback()
-        return _maintenance_page(
-            request, session, user, problem=error_message(exc), status_code=_problem(exc)
-        )
-    return _maintenance_page(request, session, user, notice="incident closed")
-
-
 # --- a member's own page ------------------------------------------------------------------
 @router.get("/me", response_class=HTMLResponse)
 def my_page(
@@ -592,17 +323,7 @@ def my_page(
     member = session.get(Member, user.member_id) if user.member_id else None
     if member is None:
         raise PageError(404, "This login is not linked to a member.")
-    sessions = list_sessions(
-        session,
-        user,
-        machine=None,
-        member=member.ref,
-        since=None,
-        until=None,
-        open_only=False,
-        limit=50,
-        offset=0,
-    )
+    sessions = list_sessions(session, viewer=user, member=member.ref, limit=50)
     # No API route lists a member's jobs; the page reads them by its member reference.
     jobs = session.exec(
         select(PrintJob)

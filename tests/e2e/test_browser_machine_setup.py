@@ -22,7 +22,7 @@ from edge.integrations.octoprint import OctoPrintClient
 from hub.billing_store import BillingRate
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
-from hub.mqtt_accounts import write_credentials
+from hub.services.broker_accounts import write_credentials
 from tests.e2e.test_browser import browser  # noqa: F401 - Debian's chromium, the fixture
 from tests.integration.test_octoprint import gcode, octoprint  # noqa: F401 - the fixture
 from tests.support import octoprint as support

@@ -10,7 +10,11 @@ from hub.web.i18n import translator
 
 WEB = Path(__file__).resolve().parents[2] / "hub" / "web"
 # Outside the pages, messages a person reads in the CLI and in the pages alike.
-SHARED = [WEB.parent / "services" / "machines.py", WEB.parent / "cli" / "machine_setup.py"]
+SHARED = [
+    WEB.parent / "services" / "machines.py",
+    WEB.parent / "services" / "machine_checks.py",
+    WEB.parent / "cli" / "machine_setup.py",
+]
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
 # The notifications' words (hub/notify) are in the same catalogue.
 NOTIFY = WEB.parent / "notify"

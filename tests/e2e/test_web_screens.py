@@ -874,3 +874,29 @@ def test_the_new_forms_speak_french(hub: TestClient) -> None:
     assert "Nouveau membre" in hub.get("/web/members/new", headers=french).text
     assert "Utilisateurs" in hub.get("/web/users", headers=french).text
     assert "Mes jetons d’API" in hub.get("/web/account", headers=french).text
+
+
+def test_lockout_and_retention_refusals_speak_the_readers_language(hub: TestClient) -> None:
+    fr = {"Accept-Language": "fr"}
+    token = sign_in(hub, "test-maintainer", PASSWORD)
+    empty = hub.post("/web/machines/laser-1/lock", data={"reason": "  ", "csrf": token}, headers=fr)
+    assert empty.status_code == 422 and "la raison est vide" in empty.text
+    assert hub.get("/api/v1/machines/laser-1").json()["locked"] is False
+    nowhere = hub.post("/web/machines/nope-9/unlock", data={"csrf": token})
+    assert nowhere.status_code == 404
+    hub.cookies.clear()
+    token = sign_in(hub, "test-admin", PASSWORD)
+    words = hub.post(
+        "/web/settings/retention",
+        data={"telemetry": "douze", "events": "400", "csrf": token},
+        headers=fr,
+    )
+    assert words.status_code == 422
+    assert 'id="telemetry-error">donnez un nombre de jours' in words.text
+    short = hub.post(
+        "/web/settings/retention",
+        data={"telemetry": "60", "events": "10", "csrf": token},
+        headers=fr,
+    )
+    assert 'id="events-error">events : gardez-les au moins 30 jours' in short.text
+    assert hub.get("/api/v1/retention").json()["telemetry"] != 60  # nothing saved

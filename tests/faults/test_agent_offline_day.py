@@ -11,10 +11,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import Session, select
 
 from edge.inputs import Readings
-from hub.allowlist import allowlist_body
 from hub.core.db import make_engine
 from hub.core.security import load_or_create_signing_key
 from hub.models import Event, Machine, TelemetrySample
+from hub.services.allowlists import allowlist_body
 from protocol.allowlist import sign_body
 from tests.faults.conftest import ALLOWLIST_TTL_HOURS, FaultLab, OffsetClock, Traffic
 from tests.support.processes import wait_until

@@ -21,13 +21,14 @@ from edge.agent import Agent
 from edge.config import parse_config
 from edge.hardware.sim_reader import request
 from edge.journal import Journal
-from hub.allowlist import AllowListPublisher, build_allowlist
+from hub.allowlist import AllowListPublisher
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.ingest.consumer import IngestConsumer
 from hub.models import AgentSeq, Badge, Event, Machine, MachineSession
+from hub.services.allowlists import build_allowlist
 from protocol.allowlist import public_key_b64, sign_allowlist
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, wait_until

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
-from hub.allowlist import allowlist_body, build_allowlist
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import Machine, Member, MemberStatus, Training
+from hub.services.allowlists import allowlist_body, build_allowlist
 from protocol.allowlist import sign_body, verify_allowlist
 
 NOW = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from edge.domain.access import decide
-from hub.allowlist import allowlist_body
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import Machine, Member, MemberCategory
+from hub.services.allowlists import allowlist_body
 from hub.services.billing import set_plan, top_up
 from protocol.allowlist import AllowList
 from protocol.envelope import DenyReason

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from atelier_cli import app
 from edge.domain.access import decide
-from hub.allowlist import allowlist_body
 from hub.core.db import make_engine, migrate
 from hub.core.errors import Conflict, HubError, InvalidValue, NotFound
 from hub.demo.seed import seed_demo
@@ -32,6 +31,7 @@ from hub.models import (
     MemberCategory,
 )
 from hub.reports.statements import export_month
+from hub.services.allowlists import allowlist_body
 from hub.services.billing import (
     RATE_FIELDS,
     BillingRate,

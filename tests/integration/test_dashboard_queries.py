@@ -22,12 +22,12 @@ from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
-from hub.api.machines import machines_public
 from hub.app import create_app
 from hub.auth import create_user, issue_token
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.models import Machine, MachineKind, MachineSession, MachineType, Member, Role, User
+from hub.services.machine_views import machines_public
 from tests.support.api import PASSWORD, bearer
 
 MEMBERS = 2000

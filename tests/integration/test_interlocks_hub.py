@@ -12,7 +12,6 @@ from sqlmodel import Session, select
 
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.allowlist import allowlist_body, build_allowlist
 from hub.app import create_app
 from hub.auth import create_user
 from hub.core.db import make_engine, migrate
@@ -20,6 +19,7 @@ from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.maintenance_service import interlock_faults
 from hub.models import Event, Machine, MachineType, Member, Role, Training
+from hub.services.allowlists import allowlist_body, build_allowlist
 from tests.e2e.web import sign_in
 from tests.integration.test_agent_offline import Hub, hub  # noqa: F401
 from tests.support.api import PASSWORD, admin_headers

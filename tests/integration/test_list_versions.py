@@ -23,9 +23,8 @@ from sqlmodel import Session, select
 
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.allowlist import AllowListPublisher, allowlist_body, build_allowlist
+from hub.allowlist import AllowListPublisher
 from hub.allowlist_watch import AllowListWatch
-from hub.api.machines import machines_public
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.security import load_or_create_signing_key
@@ -34,6 +33,8 @@ from hub.demo.seed import seed_demo
 from hub.gaps import GapRepairer
 from hub.ingest.consumer import IngestConsumer
 from hub.models import AgentSeq, Badge, Event, Machine, Role, User
+from hub.services.allowlists import allowlist_body, build_allowlist
+from hub.services.machine_views import machines_public
 from protocol.allowlist import public_key_b64, sign_allowlist
 from protocol.commands import sign_command
 from protocol.messages import Command, CommandName

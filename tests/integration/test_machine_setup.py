@@ -33,7 +33,8 @@ from hub.core.security import load_or_create_signing_key
 from hub.core.settings import get_settings
 from hub.ingest.consumer import IngestConsumer
 from hub.models import Badge, Machine, MachineKind, MachineType, Member, Training, TrainingLevel
-from hub.mqtt_accounts import write_credentials
+from hub.services.broker_accounts import write_credentials
+from hub.services.machine_checks import setup_check
 from hub.services.machines import (
     CLOCK_TOLERANCE_S,
     AgentTarget,
@@ -43,7 +44,6 @@ from hub.services.machines import (
     ask_octoprint,
     check_choices,
     plug_parts,
-    setup_check,
 )
 from hub.web.i18n import translator
 from protocol.allowlist import public_key_b64

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from atelier_cli import app
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.maintenance_service import MaintenanceWatch
 from hub.maintenance_store import Downtime, DowntimeCause, Incident, MaintenanceSignOff
+from hub.maintenance_watch import MaintenanceWatch
 from hub.models import AuditEntry, BusyPeriod, Machine
 from tests.integration.test_admin_commands import hub_env  # noqa: F401
 from tests.integration.test_agent_offline import Hub, hub  # noqa: F401

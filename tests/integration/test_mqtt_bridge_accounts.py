@@ -24,7 +24,7 @@ from atelier_cli import app as cli
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.models import Machine
-from hub.mqtt_accounts import BridgeAccount, acl_text, bridge_accounts
+from hub.services.broker_accounts import BridgeAccount, acl_text, bridge_accounts
 from tests.support.bridge import site_broker
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import wait_until

@@ -20,7 +20,7 @@ from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.models import Machine, Role
-from hub.mqtt_accounts import Account, acl_text, check_plug_topic
+from hub.services.broker_accounts import Account, acl_text, check_plug_topic
 from tests.support.api import bearer, role_tokens
 from tests.support.mosquitto import MOSQUITTO_HINT, MosquittoBroker, find_binary
 from tests.support.processes import wait_until

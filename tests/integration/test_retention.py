@@ -7,16 +7,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
 
 from atelier_cli import app as cli
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
+from hub.core.errors import MESSAGES, InvalidValue, describe
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
 from hub.models import DeadLetter, Event, MachineSession, Role
+from hub.services import retention
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import admin_headers
 
@@ -123,3 +127,27 @@ def test_a_century_is_the_longest_rule(hub_db: str, tmp_path: Path) -> None:
         huge = client.patch("/api/v1/retention", json={"events": 1e300}, headers=admin)
         assert huge.status_code == 422 and "at most 36500 days" in huge.json()["detail"][0]["msg"]
         assert client.post("/api/v1/retention/apply", headers=admin).status_code == 200
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["telemetry", "events", "dead_letters"]) | st.text(max_size=20),
+    days=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_any_rule_is_kept_or_refused_on_its_field(kind: str, days: float | None) -> None:
+    """Generated kinds and days (NaN, infinities, negatives, huge, NUL in the kind): a rule
+    is either kept within its bounds or refused with a code, on the kind's field, that the
+    catalogue words; never another error."""
+    engine = make_engine("sqlite://")
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        try:
+            rule = retention.set_rule(session, kind, days)
+        except InvalidValue as error:
+            assert error.code in MESSAGES
+            assert error.field == (kind if kind in retention.KINDS else "kind")
+            assert describe(error) != error.code
+            return
+    assert kind in retention.KINDS
+    assert days is None or retention.MIN_DAYS[kind] <= days <= retention.MAX_DAYS
+    assert rule.days == days and not (kind == "telemetry" and days is None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 
 from hub.core.db import make_engine
-from hub.mqtt_accounts import bridge_accounts, secret_path, write_credentials
+from hub.services.broker_accounts import bridge_accounts, secret_path, write_credentials
 from tests.support.mosquitto import ACL_TEMPLATE, MosquittoBroker, find_binary, free_port
 
 REPO = Path(__file__).resolve().parents[2]

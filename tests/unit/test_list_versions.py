@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.journal import Journal
-from hub.allowlist import MAX_REPORTED_AHEAD, version_floor
+from hub.services.allowlists import MAX_REPORTED_AHEAD, version_floor
 from protocol.allowlist import MAX_LIST_VERSION
 from protocol.envelope import ProtocolError
 from protocol.messages import Status, decode_message

@@ -1,7 +1,7 @@
 """How long the hub keeps telemetry, events and dead letters, and the purge that applies it.
 
-The hub's settings give the defaults; an admin may override them (API or CLI), which is kept
-in the `retention` table. Sessions, busy periods, print jobs, statements and the audit log
+The hub's settings give the defaults; an admin may override them (API, web or CLI), which is
+kept in the `retention` table. Sessions, busy periods, print jobs, statements and the audit log
 are never aged out: they are the lab's history and its money.
 """
 
@@ -14,7 +14,9 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.audit import record
 from hub.core.db import rowcount
+from hub.core.errors import InvalidValue
 from hub.core.settings import Settings
 from hub.models import DeadLetter, Event, RetentionRule, utcnow
 from hub.telemetry import compact
@@ -24,10 +26,6 @@ KINDS = ("telemetry", "events", "dead_letters")
 # any replay, or the hub would take a replayed one as new.
 MIN_DAYS = {"telemetry": 1.0, "events": 30.0, "dead_letters": 1.0}
 MAX_DAYS = 36_500.0  # a century: past it, say "forever" (and dates would overflow)
-
-
-class RetentionError(ValueError):
-    """A person's mistake: the message names the kind or the number and the fix."""
 
 
 def defaults(settings: Settings) -> dict[str, float | None]:
@@ -48,22 +46,65 @@ def policy(session: Session, settings: Settings) -> dict[str, float | None]:
 
 
 def set_rule(session: Session, kind: str, days: float | None) -> RetentionRule:
+    """Keep `kind` so many days (None: for good); InvalidValue, on the field named by the
+    kind, for a kind the hub does not keep or a number out of range (NaN included)."""
     if kind not in KINDS:
-        raise RetentionError(f"{kind!r} is not kept by the hub: use {', '.join(KINDS)}")
+        raise InvalidValue(
+            "retention.unknown_kind", field="kind", params={"kind": kind, "kinds": ", ".join(KINDS)}
+        )
     if kind == "telemetry" and days is None:
-        raise RetentionError("telemetry cannot be kept for good: give a number of days")
+        raise InvalidValue("retention.telemetry_forever", field=kind)
     if days is not None and not days <= MAX_DAYS:
-        raise RetentionError(f"{kind}: at most {MAX_DAYS:g} days; to keep them for good, say so")
+        raise InvalidValue(
+            "retention.too_long", field=kind, params={"kind": kind, "max": f"{MAX_DAYS:g}"}
+        )
     if days is not None and days < MIN_DAYS[kind]:
-        raise RetentionError(
-            f"{kind}: keep them at least {MIN_DAYS[kind]:g} days"
-            + (" (an agent may still replay them)" if kind == "events" else "")
+        raise InvalidValue(
+            "retention.events_too_short" if kind == "events" else "retention.too_short",
+            field=kind,
+            params={"kind": kind, "min": f"{MIN_DAYS[kind]:g}"},
         )
     rule = session.get(RetentionRule, kind) or RetentionRule(kind=kind)
     rule.days = days
     rule.changed_at = utcnow()
     session.add(rule)
     return rule
+
+
+def change_policy(
+    session: Session, *, settings: Settings, changes: dict[str, float | None], actor: str
+) -> dict[str, float | None]:
+    """Set the kinds given (the others unchanged), audited as `actor`, committed; the policy
+    now in force. Nothing is saved when one of them is refused."""
+    for kind, days in changes.items():
+        set_rule(session, kind, days)
+    record(
+        session,
+        actor=actor,
+        action="retention.change",
+        entity="retention",
+        entity_id="policy",
+        **changes,
+    )
+    session.commit()
+    return policy(session, settings)
+
+
+def apply_now(
+    session: Session, engine: Engine, settings: Settings, *, now: datetime, actor: str
+) -> dict[str, Any]:
+    """Purge now (the hub also does it every hour), audited as `actor` in `session`."""
+    counts = purge(engine, settings, now=now)
+    record(
+        session,
+        actor=actor,
+        action="retention.apply",
+        entity="retention",
+        entity_id="policy",
+        **counts,
+    )
+    session.commit()
+    return counts
 
 
 def purge(engine: Engine, settings: Settings, *, now: datetime) -> dict[str, Any]:
