@@ -4,7 +4,9 @@ Billing prices each session with the category in force on its local start day
 (`hub.domain.billing.CategoryTimeline`); statistics keep using the current category. The
 members API, the web member form (through the API's function) and the CSV import all change
 a category through `change_category`, which refuses a day inside or before a closed billing
-month: a closed month's statements are frozen, so its categories are too. A change and a
+month: a closed month's statements are frozen, so its categories are too. Refusals are
+HubErrors naming `category_from`: InvalidValue for a day that cannot be, Conflict for one the
+lab's closed books refuse. A change and a
 month's close take turns on the books' lock (`hub.billing_store.lock_books`).
 """
 
@@ -17,19 +19,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from hub.billing_store import BillingMonth, lock_books, parse_month
+from hub.core.errors import Conflict, InvalidValue
 from hub.models import Member, MemberCategory, MemberCategoryChange
 
 FIELD = "category_from"
-
-
-class CategoryChangeError(ValueError):
-    """A change that cannot be recorded; the message starts with the field it is about.
-    `closed` says the day falls in (or before) a closed billing month: a conflict with the
-    lab's books (409) rather than a malformed request (422)."""
-
-    def __init__(self, message: str, *, closed: bool = False) -> None:
-        super().__init__(message)
-        self.closed = closed
 
 
 def lab_today(tz: ZoneInfo, now: datetime | None = None) -> date:
@@ -72,24 +65,23 @@ def change_category(
     new = MemberCategory(category)
     if new == member.category:
         if effective_from is not None:
-            raise CategoryChangeError(
-                f"{FIELD}: the member is already in category {new.value}; give it with a new "
-                "category"
-            )
+            raise InvalidValue("category.unchanged", field=FIELD, params={"category": new.value})
         return None
     today = lab_today(tz, now)
     day = effective_from or today
     if day > today:
-        raise CategoryChangeError(
-            f"{FIELD}: {day} is after today ({today} in the lab); record the change on the day"
+        raise InvalidValue(
+            "category.after_today",
+            field=FIELD,
+            params={"day": day.isoformat(), "today": today.isoformat()},
         )
     lock_books(session)  # a month being closed now is closed before we look
     if (closing := _closed_month_holding(session, day)) is not None:
         closed, open_from = closing
-        raise CategoryChangeError(
-            f"{FIELD}: {day} is in or before the closed billing month {closed}, whose statements "
-            f"cannot change; give {open_from} or later",
-            closed=True,
+        raise Conflict(
+            "category.closed_month",
+            field=FIELD,
+            params={"day": day.isoformat(), "month": closed, "open_from": open_from.isoformat()},
         )
     if member.id is not None:
         latest = session.exec(
@@ -98,9 +90,10 @@ def change_category(
             )
         ).one()
         if latest is not None and day < latest:
-            raise CategoryChangeError(
-                f"{FIELD}: {day} is before the member's latest category change, effective "
-                f"{latest}; give {latest} or later"
+            raise InvalidValue(
+                "category.before_latest",
+                field=FIELD,
+                params={"day": day.isoformat(), "latest": latest.isoformat()},
             )
     else:
         session.add(member)
@@ -134,14 +127,13 @@ def undo_latest_change(session: Session, member: Member) -> MemberCategoryChange
         )
     ).first()
     if latest is None:
-        raise CategoryChangeError(f"{FIELD}: the member's category has never changed")
+        raise Conflict("category.never_changed", field=FIELD)
     if (closing := _closed_month_holding(session, latest.effective_from)) is not None:
         closed, _ = closing
-        raise CategoryChangeError(
-            f"{FIELD}: the latest change, effective {latest.effective_from}, is in or before the "
-            f"closed billing month {closed}, which was billed with it; correct it with a "
-            "credit note and a new change",
-            closed=True,
+        raise Conflict(
+            "category.undo_closed_month",
+            field=FIELD,
+            params={"day": latest.effective_from.isoformat(), "month": closed},
         )
     member.category = MemberCategory(latest.previous_category)
     session.add(member)

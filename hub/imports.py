@@ -24,7 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.audit import record
-from hub.category_history import CategoryChangeError, change_category
+from hub.category_history import change_category
+from hub.core.errors import HubError
 from hub.models import (
     Badge,
     MachineType,
@@ -191,7 +192,7 @@ def import_members(
             previous = member.category.value
             try:
                 change_category(session, member, new_category, actor=actor, tz=tz)
-            except CategoryChangeError as exc:  # today is never in a closed month; kept safe
+            except HubError as exc:  # today is never in a closed month; kept safe
                 session.rollback()
                 report.errors.append(f"category: {member.email}: {exc}")
                 return report

@@ -1,4 +1,7 @@
-"""Members: who they are, what category they pay in, who pays for them; their data rights."""
+"""Members: who they are, what category they pay in, who pays for them; their data rights.
+
+Thin routes over hub/services/members.py: the rules, the audit rows and the refusals
+(HubErrors) live there."""
 
 from __future__ import annotations
 
@@ -6,98 +9,36 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
-from pydantic import field_validator
-from sqlalchemy import func, or_
-from sqlmodel import Session, SQLModel, col, select
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from sqlmodel import SQLModel
 
-from hub.api.changes import actor, audit, get_member, invalid, republish
-from hub.api.deps import ADMIN, MANAGE, MAX_ID, STAFF, Allow, CurrentUser, Id, PathId, SessionDep
-from hub.category_history import CategoryChangeError, change_category, undo_latest_change
+from hub.api.changes import actor, republish
+from hub.api.deps import ADMIN, MANAGE, STAFF, Allow, CurrentUser, PathId, SessionDep
 from hub.category_history import history as category_history
 from hub.core.db import forget_erased
+from hub.core.errors import Forbidden
 from hub.models import (
-    Badge,
-    MachineSession,
     Member,
-    MemberBase,
     MemberCategory,
     MemberCategoryChange,
     MemberPublic,
     MemberStatus,
-    Training,
     User,
 )
-from hub.services.member_data import erase_member, export_member
+from hub.services import members as members_service
+from hub.services.members import MemberCreate, MemberUpdate, members_by_id
+
+__all__ = ["MemberCreate", "MemberUpdate", "members_by_id", "router"]
 
 router = APIRouter(prefix="/api/v1/members", tags=["members"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No member with this id"}}
-
-
-def _clean_email(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
-        raise ValueError("not an email address, e.g. camille@example.org")
-    return value
-
-
-class MemberCreate(MemberBase):
-    payer_id: Id | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return _clean_email(value)
-
-
-class MemberUpdate(SQLModel):
-    name: str | None = None
-    email: str | None = None
-    category: MemberCategory | None = None
-    # The lab-local day a new category takes effect (billing prices each session with the
-    # category of its start day); today when not given. Not inside a closed billing month.
-    category_from: date | None = None
-    status: MemberStatus | None = None
-    payer_id: Id | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return _clean_email(value)
-
-
-def members_by_id(session: Session, ids: set[int]) -> dict[int, Member]:
-    """These members, by id, in one query: a page never loads the whole member table."""
-    wanted = sorted(i for i in ids if 1 <= i <= MAX_ID)
-    if not wanted:
-        return {}
-    return {m.id: m for m in session.exec(select(Member).where(col(Member.id).in_(wanted))) if m.id}
 
 
 def _own_or(user: User, member_id: int, *roles: frozenset[Any]) -> None:
     if user.member_id == member_id:
         return
     if not any(user.role in r for r in roles):
-        raise HTTPException(status_code=403, detail="members may only see their own data")
-
-
-def _check_unique_email(session: Session, email: str | None, member_id: int | None) -> None:
-    if email is None:
-        return
-    other = session.exec(select(Member).where(Member.email == email)).first()
-    if other is not None and other.id != member_id:
-        raise HTTPException(status_code=409, detail=f"another member already has email {email}")
-
-
-def _check_payer(session: Session, payer_id: int | None, member_id: int | None) -> None:
-    if payer_id is None:
-        return
-    if payer_id == member_id:
-        raise invalid("payer_id", "a member cannot be their own payer")
-    if session.get(Member, payer_id) is None:
-        raise invalid("payer_id", f"no member with id {payer_id}")
+        raise Forbidden("member.own_data_only", field="member")
 
 
 @router.get("", response_model=list[MemberPublic], dependencies=[Allow(STAFF)])
@@ -109,27 +50,14 @@ def list_members(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[Member]:
-    query = select(Member)
-    if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(
-            or_(func.lower(Member.name).like(pattern), col(Member.email).like(pattern))
-        )
-    if category:
-        query = query.where(Member.category == category)
-    if status:
-        query = query.where(Member.status == status)
-    return list(session.exec(query.order_by(col(Member.id)).offset(offset).limit(limit)).all())
+    return members_service.list_members(
+        session, q=q, category=category, status=status, limit=limit, offset=offset
+    )
 
 
 @router.post("", response_model=MemberPublic, status_code=201, dependencies=[Allow(MANAGE)])
 def create_member(body: MemberCreate, session: SessionDep, user: CurrentUser) -> Member:
-    _check_unique_email(session, body.email, None)
-    _check_payer(session, body.payer_id, None)
-    member = Member.model_validate(body)
-    session.add(member)
-    session.flush()
-    audit(session, user, "member.create", "member", member.ref, category=member.category.value)
+    member = members_service.create_member(session, data=body, actor=actor(user))
     session.commit()
     session.refresh(member)
     return member
@@ -138,7 +66,7 @@ def create_member(body: MemberCreate, session: SessionDep, user: CurrentUser) ->
 @router.get("/{member_id}", response_model=MemberPublic, responses=NOT_FOUND)
 def read_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> Member:
     _own_or(user, member_id, STAFF)
-    return get_member(session, member_id)
+    return members_service.member_by_id(session, member_id=member_id, field="member")
 
 
 class CategoryChangePublic(SQLModel):
@@ -161,7 +89,7 @@ def read_category_history(
     until the next one (billing prices a session in the category of its start day). Empty
     when the category never changed."""
     _own_or(user, member_id, MANAGE)
-    get_member(session, member_id)
+    members_service.member_by_id(session, member_id=member_id, field="member")
     return category_history(session, member_id)
 
 
@@ -179,21 +107,7 @@ def undo_category_change(
 ) -> CategoryChangePublic:
     """Take back the member's latest category change (recorded by mistake): they are in
     their previous category again. Not once a closed billing month was priced with it."""
-    member = get_member(session, member_id)
-    try:
-        undone = undo_latest_change(session, member)
-    except CategoryChangeError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
-    audit(
-        session,
-        user,
-        "member.category_undo",
-        "member",
-        member.ref,
-        category=undone.category,
-        category_from=undone.effective_from.isoformat(),
-        back_to=undone.previous_category,
-    )
+    undone = members_service.undo_category_change(session, member_id=member_id, actor=actor(user))
     taken_back = CategoryChangePublic.model_validate(undone, from_attributes=True)
     session.commit()
     return taken_back
@@ -216,45 +130,16 @@ def update_member(
     request: Request,
     background: BackgroundTasks,
 ) -> Member:
-    member = get_member(session, member_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "email" in changes:
-        _check_unique_email(session, changes["email"], member.id)
-    if "payer_id" in changes:
-        _check_payer(session, changes["payer_id"], member.id)
-    for field in ("name", "category", "status"):
-        if field in changes and changes[field] is None:
-            raise invalid(f"{field}", "may not be null")
-    category = changes.pop("category", None)
-    category_from = changes.pop("category_from", None)
-    if category_from is not None and category is None:
-        raise invalid("category_from", "give it with the new category")
-    change = None
-    if category is not None:
-        try:
-            change = change_category(
-                session,
-                member,
-                category,
-                actor=actor(user),
-                tz=ZoneInfo(request.app.state.settings.timezone),
-                effective_from=category_from,
-            )
-        except CategoryChangeError as exc:
-            if exc.closed:
-                raise HTTPException(status_code=409, detail=str(exc)) from None
-            raise invalid("category_from", str(exc).removeprefix("category_from: ")) from None
-    member.sqlmodel_update(changes)
-    session.add(member)
-    fields = sorted([*changes, *(["category"] if change is not None else [])])
-    detail: dict[str, Any] = {"fields": fields}
-    if change is not None:
-        detail["category"] = change.category
-        detail["category_from"] = change.effective_from.isoformat()
-    audit(session, user, "member.update", "member", member.ref, **detail)
+    member, status_changed = members_service.update_member(
+        session,
+        member_id=member_id,
+        data=body,
+        actor=actor(user),
+        tz=ZoneInfo(request.app.state.settings.timezone),
+    )
     session.commit()
     session.refresh(member)
-    if "status" in changes:  # suspension or return reaches every machine
+    if status_changed:  # suspension or return reaches every machine
         republish(request, background)
     return member
 
@@ -268,29 +153,7 @@ def update_member(
 def delete_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> None:
     """Only a member entered by mistake, with no history, is deleted; otherwise set their
     status to `left`, or erase their personal data."""
-    member = get_member(session, member_id)
-    used = (
-        session.exec(select(Badge.id).where(Badge.member_id == member_id)).first()
-        or session.exec(select(Training.id).where(Training.member_id == member_id)).first()
-        or session.exec(
-            select(MachineSession.id).where(MachineSession.member_ref == member.ref)
-        ).first()
-        or session.exec(select(Member.id).where(Member.payer_id == member_id)).first()
-        or session.exec(select(User.id).where(User.member_id == member_id)).first()
-    )
-    if used is not None:
-        raise HTTPException(
-            status_code=409,
-            detail="this member has badges, trainings, sessions, payees or a login: set status "
-            "to `left`, or erase their personal data (POST .../erase)",
-        )
-    audit(session, user, "member.delete", "member", member.ref)
-    for change in session.exec(
-        select(MemberCategoryChange).where(MemberCategoryChange.member_id == member_id)
-    ):
-        session.delete(change)  # a member entered by mistake: their category fixes go too
-    session.flush()
-    session.delete(member)
+    members_service.delete_member(session, member_id=member_id, actor=actor(user))
     session.commit()
 
 
@@ -298,9 +161,7 @@ def delete_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> 
 def export(member_id: PathId, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Everything held about a member (their right of access), as JSON."""
     _own_or(user, member_id, MANAGE)
-    member = get_member(session, member_id)
-    data = export_member(session, member)
-    audit(session, user, "member.export", "member", member.ref)
+    data = members_service.export_member_data(session, member_id=member_id, actor=actor(user))
     session.commit()
     return data
 
@@ -315,9 +176,7 @@ def erase(
 ) -> dict[str, int]:
     """Remove the name, email, card UIDs and login (wherever the hub copied them); keep the
     history under the member's reference."""
-    member = get_member(session, member_id)
-    counts = erase_member(session, member)
-    audit(session, user, "member.erase", "member", member.ref, **counts)
+    counts = members_service.erase_member_data(session, member_id=member_id, actor=actor(user))
     session.commit()
     forget_erased(request.app.state.engine)
     republish(request, background)

@@ -76,6 +76,36 @@ MESSAGES: dict[str, str] = {
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
     "member.unknown_id": N_("no member with id {member}"),
+    "member.name_empty": N_("give the member's name"),
+    "member.email_taken": N_("another member already has email {email}"),
+    "member.own_payer": N_("a member cannot be their own payer: leave it empty"),
+    "member.field_null": N_("{field} may not be null"),
+    "member.has_history": N_(
+        "member {member} has badges, trainings, sessions, payees or a login: set their status "
+        "to `left`, or erase their personal data"
+    ),
+    "category.day_without_category": N_(
+        "category_from is the day a new category takes effect: give it with the new category"
+    ),
+    "category.unchanged": N_(
+        "the member is already in category {category}; give the day with a new category"
+    ),
+    "category.after_today": N_(
+        "{day} is after today ({today} in the lab); record the change on the day"
+    ),
+    "category.closed_month": N_(
+        "{day} is in or before the closed billing month {month}, whose statements cannot "
+        "change; give {open_from} or later"
+    ),
+    "category.before_latest": N_(
+        "{day} is before the member's latest category change, effective {latest}; "
+        "give {latest} or later"
+    ),
+    "category.never_changed": N_("the member's category has never changed"),
+    "category.undo_closed_month": N_(
+        "the latest change, effective {day}, is in or before the closed billing month {month}, "
+        "which was billed with it; correct it with a credit note and a new change"
+    ),
     "member.unknown_text": N_(
         "no member with email or number {value!r}: give a member's email or number, "
         "or leave it empty"

@@ -1,12 +1,32 @@
-"""Members, as the API, the web and the CLI look them up: by id, by what a person types."""
+"""Members, as the API, the web and the CLI look them up (by id, by what a person types),
+create, change, list, delete, export and erase them. Refusals are HubErrors; the caller
+commits (and re-publishes the allow-lists when a status changed or data was erased)."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from datetime import date
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from sqlalchemy import func, or_
+from sqlmodel import Session, SQLModel, col, select
 
 from hub.audit import record
-from hub.core.errors import InvalidValue, NotFound
-from hub.models import Member, MemberStatus
+from hub.category_history import change_category, undo_latest_change
+from hub.core.errors import Conflict, InvalidValue, NotFound
+from hub.models import (
+    Badge,
+    MachineSession,
+    Member,
+    MemberBase,
+    MemberCategory,
+    MemberCategoryChange,
+    MemberStatus,
+    Training,
+    User,
+)
+from hub.services.member_data import erase_member, export_member
 from protocol.limits import INT32_MAX
 
 
@@ -64,3 +84,206 @@ def set_member_status(session: Session, *, email: str, status: MemberStatus, act
         before=before,
     )
     return member
+
+
+# --- the member records: create, change, list, delete ------------------------------------
+def _clean_email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
+        raise ValueError("not an email address, e.g. camille@example.org")
+    return value
+
+
+class MemberCreate(MemberBase):
+    payer_id: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _clean_email(value)
+
+
+class MemberUpdate(SQLModel):
+    name: str | None = None
+    email: str | None = None
+    category: MemberCategory | None = None
+    # The lab-local day a new category takes effect (billing prices each session with the
+    # category of its start day); today when not given. Not inside a closed billing month.
+    category_from: date | None = None
+    status: MemberStatus | None = None
+    payer_id: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _clean_email(value)
+
+
+def list_members(
+    session: Session,
+    *,
+    q: str | None = None,
+    category: MemberCategory | None = None,
+    status: MemberStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Member]:
+    """Members by id, filtered by part of a name or email, category and status: one page."""
+    query = select(Member)
+    if q:
+        pattern = f"%{q.lower()}%"
+        query = query.where(
+            or_(func.lower(Member.name).like(pattern), col(Member.email).like(pattern))
+        )
+    if category:
+        query = query.where(Member.category == category)
+    if status:
+        query = query.where(Member.status == status)
+    return list(session.exec(query.order_by(col(Member.id)).offset(offset).limit(limit)).all())
+
+
+def _check_unique_email(session: Session, email: str | None, member_id: int | None) -> None:
+    if email is None:
+        return
+    other = session.exec(select(Member).where(Member.email == email)).first()
+    if other is not None and other.id != member_id:
+        raise Conflict("member.email_taken", field="email", params={"email": email})
+
+
+def _check_payer(session: Session, payer_id: int | None, member_id: int | None) -> None:
+    if payer_id is None:
+        return
+    if payer_id == member_id:
+        raise InvalidValue("member.own_payer", field="payer_id")
+    if session.get(Member, payer_id) is None:
+        raise InvalidValue("member.unknown_id", field="payer_id", params={"member": payer_id})
+
+
+def create_member(session: Session, *, data: MemberCreate, actor: str) -> Member:
+    """A new member, audited. The caller commits."""
+    _check_unique_email(session, data.email, None)
+    _check_payer(session, data.payer_id, None)
+    member = Member.model_validate(data)
+    session.add(member)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="member.create",
+        entity="member",
+        entity_id=member.ref,
+        category=member.category.value,
+    )
+    return member
+
+
+def update_member(
+    session: Session, *, member_id: int, data: MemberUpdate, actor: str, tz: ZoneInfo
+) -> tuple[Member, bool]:
+    """Change the fields given in `data` (a category through hub/category_history.py, from
+    `category_from` or today in the lab's zone `tz`), audited. Returns the member and whether
+    their status changed (the caller then re-publishes every machine's list). The caller
+    commits."""
+    member = member_by_id(session, member_id=member_id, field="member")
+    changes = data.model_dump(exclude_unset=True)
+    if "email" in changes:
+        _check_unique_email(session, changes["email"], member.id)
+    if "payer_id" in changes:
+        _check_payer(session, changes["payer_id"], member.id)
+    for field in ("name", "category", "status"):
+        if field in changes and changes[field] is None:
+            raise InvalidValue("member.field_null", field=field, params={"field": field})
+    category = changes.pop("category", None)
+    category_from = changes.pop("category_from", None)
+    if category_from is not None and category is None:
+        raise InvalidValue("category.day_without_category", field="category_from")
+    change = None
+    if category is not None:
+        change = change_category(
+            session, member, category, actor=actor, tz=tz, effective_from=category_from
+        )
+    member.sqlmodel_update(changes)
+    session.add(member)
+    fields = sorted([*changes, *(["category"] if change is not None else [])])
+    detail: dict[str, Any] = {"fields": fields}
+    if change is not None:
+        detail["category"] = change.category
+        detail["category_from"] = change.effective_from.isoformat()
+    record(
+        session,
+        actor=actor,
+        action="member.update",
+        entity="member",
+        entity_id=member.ref,
+        **detail,
+    )
+    return member, "status" in changes
+
+
+def undo_category_change(session: Session, *, member_id: int, actor: str) -> MemberCategoryChange:
+    """Take back the member's latest category change (hub/category_history.py), audited.
+    Returns the change taken back. The caller commits."""
+    member = member_by_id(session, member_id=member_id, field="member")
+    undone = undo_latest_change(session, member)
+    record(
+        session,
+        actor=actor,
+        action="member.category_undo",
+        entity="member",
+        entity_id=member.ref,
+        category=undone.category,
+        category_from=undone.effective_from.isoformat(),
+        back_to=undone.previous_category,
+    )
+    return undone
+
+
+def delete_member(session: Session, *, member_id: int, actor: str) -> None:
+    """Only a member entered by mistake, with no history, is deleted (audited); otherwise
+    their status becomes `left`, or their personal data is erased. The caller commits."""
+    member = member_by_id(session, member_id=member_id, field="member")
+    used = (
+        session.exec(select(Badge.id).where(Badge.member_id == member_id)).first()
+        or session.exec(select(Training.id).where(Training.member_id == member_id)).first()
+        or session.exec(
+            select(MachineSession.id).where(MachineSession.member_ref == member.ref)
+        ).first()
+        or session.exec(select(Member.id).where(Member.payer_id == member_id)).first()
+        or session.exec(select(User.id).where(User.member_id == member_id)).first()
+    )
+    if used is not None:
+        raise Conflict("member.has_history", field="member", params={"member": member_id})
+    record(session, actor=actor, action="member.delete", entity="member", entity_id=member.ref)
+    for change in session.exec(
+        select(MemberCategoryChange).where(MemberCategoryChange.member_id == member_id)
+    ):
+        session.delete(change)  # a member entered by mistake: their category fixes go too
+    session.flush()
+    session.delete(member)
+
+
+def export_member_data(session: Session, *, member_id: int, actor: str) -> dict[str, Any]:
+    """Everything held about a member (their right of access), audited. The caller commits."""
+    member = member_by_id(session, member_id=member_id, field="member")
+    data = export_member(session, member)
+    record(session, actor=actor, action="member.export", entity="member", entity_id=member.ref)
+    return data
+
+
+def erase_member_data(session: Session, *, member_id: int, actor: str) -> dict[str, int]:
+    """Remove the member's personal data wherever the hub copied it, keep the history under
+    their reference (hub/services/member_data.py), audited. The caller commits, forgets the
+    erased rows' caches and re-publishes every machine's list."""
+    member = member_by_id(session, member_id=member_id, field="member")
+    counts = erase_member(session, member)
+    record(
+        session,
+        actor=actor,
+        action="member.erase",
+        entity="member",
+        entity_id=member.ref,
+        **counts,
+    )
+    return counts

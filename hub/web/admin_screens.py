@@ -2,7 +2,7 @@
 settings (billing's forms: hub/web/billing_screens.py; users and tokens:
 hub/web/account_screens.py).
 
-Each form calls the API's own function (`hub.api.members.create_member`...), so the rules, the
+Each form calls the service the API calls (hub/services/members.py...), so the rules, the
 audit rows and the allow-list re-publication stay in one place. Each route names the same role
 sets as the API route it mirrors. A refusal is shown in the form, next to the field it is about.
 """
@@ -10,24 +10,27 @@ sets as the API route it mirrors. A refusal is shown in the form, next to the fi
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from hub.api import members as members_api
-from hub.api.changes import get_member, invalid
-from hub.core.deps import MANAGE, MAX_ID, SessionDep
+from hub.core.deps import MANAGE, MAX_ID, SessionDep, actor, republish
+from hub.core.errors import HubError, InvalidValue
 from hub.models import (
     Member,
     MemberCategory,
     MemberStatus,
     User,
 )
+from hub.services import members as members_service
+from hub.services.members import MemberCreate, MemberUpdate
 from hub.web.csrf import Checked
+from hub.web.errors import field_errors as hub_field_errors
 from hub.web.render import PROBLEMS, Page, PageError, error_message, member_key, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -119,6 +122,15 @@ def _member_by_text(session: Session, value: str, field: str, hint: str) -> int 
 
 # --- members ------------------------------------------------------------------------------
 MEMBER_FIELDS = ["name", "email", "category", "category_from", "status", "payer_id"]
+MEMBER_INPUTS = {name: name for name in MEMBER_FIELDS}
+
+
+def _member_errors(request: Request, exc: Exception) -> dict[str, str]:
+    """A refusal of the member form, under the field it is about ("" for the page)."""
+    if isinstance(exc, HubError):
+        errors, problem = hub_field_errors(request, exc, MEMBER_INPUTS)
+        return errors if problem is None else {"": problem}
+    return field_errors(exc, MEMBER_FIELDS)
 
 
 def _member_form(
@@ -183,23 +195,21 @@ def create_member(
     values = _member_values(name, email, category, status, payer_id)
     try:
         if not name.strip():
-            raise invalid("name", "give the member's name")
-        member = members_api.create_member(
-            members_api.MemberCreate.model_validate(
-                {
-                    "name": name.strip(),
-                    "email": _text(email),
-                    "category": category,
-                    "status": status,
-                    "payer_id": _payer_id(session, payer_id),
-                }
-            ),
-            session,
-            user,
+            raise InvalidValue("member.name_empty", field="name")
+        data = MemberCreate.model_validate(
+            {
+                "name": name.strip(),
+                "email": _text(email),
+                "category": category,
+                "status": status,
+                "payer_id": _payer_id(session, payer_id),
+            }
         )
-    except PROBLEMS as exc:
+        member = members_service.create_member(session, data=data, actor=actor(user))
+        session.commit()
+    except (HubError, *PROBLEMS) as exc:
         session.rollback()
-        errors = field_errors(exc, MEMBER_FIELDS)
+        errors = _member_errors(request, exc)
         return _member_form(request, session, user, values, errors=errors, status_code=422)
     return RedirectResponse(f"/web/members/{member.id}", status_code=303)
 
@@ -208,9 +218,9 @@ def _existing_member(session: Session, member_id: int) -> Member:
     if not 1 <= member_id <= MAX_ID:  # beyond a database's ids: unknown, not a driver error
         raise PageError(404, f"no member with id {member_id}")
     try:
-        return get_member(session, member_id)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        return members_service.member_by_id(session, member_id=member_id, field="member")
+    except HubError as exc:
+        raise PageError(exc.status, str(exc)) from None
 
 
 @router.get("/members/{member_id}/edit", response_class=HTMLResponse)
@@ -246,7 +256,7 @@ def update_member(
     values = _member_values(name, email, category, status, payer_id, category_from)
     try:
         if not name.strip():
-            raise invalid("name", "give the member's name")
+            raise InvalidValue("member.name_empty", field="name")
         changes: dict[str, Any] = {
             "name": name.strip(),
             "email": _text(email),
@@ -256,17 +266,19 @@ def update_member(
         }
         if category_from.strip():  # empty: a new category takes effect today
             changes["category_from"] = category_from.strip()
-        members_api.update_member(
-            member_id,
-            members_api.MemberUpdate.model_validate(changes),
+        _, status_changed = members_service.update_member(
             session,
-            user,
-            request,
-            background,
+            member_id=member_id,
+            data=MemberUpdate.model_validate(changes),
+            actor=actor(user),
+            tz=ZoneInfo(request.app.state.settings.timezone),
         )
-    except PROBLEMS as exc:
+        session.commit()
+        if status_changed:  # suspension or return reaches every machine
+            republish(request, background)
+    except (HubError, *PROBLEMS) as exc:
         session.rollback()
-        errors = field_errors(exc, MEMBER_FIELDS)
+        errors = _member_errors(request, exc)
         return _member_form(
             request, session, user, values, member=member, errors=errors, status_code=422
         )

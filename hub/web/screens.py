@@ -1,10 +1,10 @@
 """The screens each role works in: members, trainings, machines, maintenance and a member's own
 page (statistics: hub/web/stats_screens.py).
 
-Every screen calls the API's own functions (or the services they call), so a rule lives in
-one place: a grant here goes through `hub.api.trainings.grant`, a revocation through
-hub/services/badges.py, both re-publishing the allow-lists as the API does. Each route names
-the same role sets as the API route it mirrors.
+Every screen calls the services the API calls, so a rule lives in one place: a grant goes
+through hub/services/trainings.py, a member's change through hub/services/members.py, a
+revocation through hub/services/badges.py, each re-publishing the allow-lists as the API does.
+Each route names the same role sets as the API route it mirrors.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Requ
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api import members as members_api
-from hub.api.changes import get_member
 from hub.category_history import history as category_history
 from hub.core.deps import (
     EVERYONE,
@@ -40,12 +38,13 @@ from hub.models import (
     User,
 )
 from hub.services import badges as badges_service
+from hub.services import members as members_service
 from hub.services import trainings as trainings_service
 from hub.services.billing import member_billing
 from hub.services.sessions import list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
-from hub.web.render import PROBLEMS, Page, PageError, error_message, may, render
+from hub.web.render import Page, PageError, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
@@ -71,7 +70,7 @@ def members_page(
     category: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     chosen = category if category in {c.value for c in MemberCategory} else None
-    rows = members_api.list_members(
+    rows = members_service.list_members(
         session,
         q=q or None,
         category=MemberCategory(chosen) if chosen else None,
@@ -89,9 +88,9 @@ def members_page(
 
 def _existing_member(session: Session, member_id: int) -> Member:
     try:
-        return get_member(session, _stored_id(member_id, f"no member with id {member_id}"))
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        return members_service.member_by_id(session, member_id=member_id, field="member")
+    except HubError as exc:
+        raise PageError(exc.status, str(exc)) from None
 
 
 def _member_page(
@@ -143,18 +142,26 @@ def undo_category_change(
     """The member page's "take back the latest change": the API's own rule and audit."""
     _existing_member(session, member_id)
     try:
-        undone = members_api.undo_category_change(member_id, session, user)
-    except PROBLEMS as exc:
+        undone = members_service.undo_category_change(
+            session, member_id=member_id, actor=actor(user)
+        )
+        session.commit()
+    except HubError as exc:
         session.rollback()
         return _member_page(
-            request, session, user, member_id, problem=error_message(exc), status_code=409
+            request,
+            session,
+            user,
+            member_id,
+            problem=field_errors(request, exc, {})[1],
+            status_code=exc.status,
         )
     return _member_page(
         request,
         session,
         user,
         member_id,
-        notice=f"category change taken back: {undone.previous_category.value} again",
+        notice=f"category change taken back: {undone.previous_category} again",
     )
 
 
@@ -231,12 +238,14 @@ def _trainings_page(
         .limit(200)
     ).all()
     found = (
-        members_api.list_members(session, q=q, category=None, status=None, limit=20, offset=0)
+        members_service.list_members(session, q=q, category=None, status=None, limit=20, offset=0)
         if q
         else []
     )
     # Only the members this page names: never the whole member table.
-    names = members_api.members_by_id(session, {t.member_id for t in expiring} | {member_id or 0})
+    names = members_service.members_by_id(
+        session, {t.member_id for t in expiring} | {member_id or 0}
+    )
     chosen = names.get(member_id) if member_id else None
     held = (
         trainings_service.trainings_held(session, viewer=user, member_id=member_id or 0)
