@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from hub.audit import record
 from hub.category_history import change_category
-from hub.core.errors import HubError
+from hub.core.errors import HubError, InvalidValue, describe
 from hub.models import (
     Badge,
     MachineType,
@@ -54,18 +54,36 @@ NO = {"no", "n", "false", "0", "non", ""}
 @dataclass
 class ImportReport:
     rows: int = 0
-    errors: list[str] = field(default_factory=list)  # "line 7: email: ... (fix)"
+    # Every refused cell: a HubError naming its column, the CSV line in params["line"].
+    problems: list[HubError] = field(default_factory=list)
     created: int = 0
     skipped: int = 0  # already known (by email); those whose category changed included
     category_changes: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.problems
+
+    @property
+    def errors(self) -> list[str]:
+        """The problems in English, as "line 7: email: ... (fix)"."""
+        return [worded(problem) for problem in self.problems]
 
 
-class ImportFileError(ValueError):
-    """The file itself cannot be read as the expected CSV."""
+def worded(problem: HubError, translate: Callable[[str], str] = lambda text: text) -> str:
+    """A row's problem for a person: its line, its column and what to fix."""
+    return f"line {problem.params.get('line')}: {problem.field}: {describe(problem, translate)}"
+
+
+def _problem(code: str, line: int, field: str, **params: Any) -> InvalidValue:
+    return InvalidValue(code, field=field, params={**params, "line": line})
+
+
+class ImportFileError(InvalidValue):
+    """The file itself cannot be read as the expected CSV (field `file`)."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code, field="file", params=params)
 
 
 def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
@@ -80,13 +98,15 @@ def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
     ]
     if missing:
         raise ImportFileError(
-            f"the header must name the columns {', '.join(expected)}; "
-            f"missing: {', '.join(missing)} (found: {', '.join(header) or 'none'})"
+            "import.columns_missing",
+            expected=", ".join(expected),
+            missing=", ".join(missing),
+            found=", ".join(header) or "none",
         )
     unknown = [h for h in header if h not in expected]
     if unknown:
         raise ImportFileError(
-            f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(expected)}"
+            "import.columns_unknown", unknown=", ".join(unknown), expected=", ".join(expected)
         )
     reader.fieldnames = header
     rows = []
@@ -96,8 +116,7 @@ def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
             rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
     except csv.Error as exc:
         raise ImportFileError(
-            f"line {reader.line_num + 1}: not readable as CSV ({exc}); "
-            "check for a stray quote or line break in a cell"
+            "import.csv_unreadable", line=reader.line_num + 1, reason=str(exc)
         ) from None
     return rows
 
@@ -108,7 +127,7 @@ def decode(data: bytes) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ImportFileError("the file is neither UTF-8 nor Windows-1252 text")
+    raise ImportFileError("import.encoding")
 
 
 def import_members(
@@ -131,26 +150,39 @@ def import_members(
     with Session(engine) as session:
         known = {m.email.lower(): m for m in session.exec(select(Member)) if m.email}
         known_emails = set(known)
-        recategorised: list[tuple[Member, MemberCategory]] = []
+        recategorised: list[tuple[int, Member, MemberCategory]] = []
         known_badges = {b.uid for b in session.exec(select(Badge)) if b.revoked_at is None}
         seen_emails: dict[str, int] = {}
         seen_badges: dict[str, int] = {}
         new: list[tuple[Member, list[str]]] = []
         for line, row in progress(rows):
-            errors: list[str] = []
+            errors: list[HubError] = []
             name, email = row.get("name", ""), row.get("email", "").lower()
             if not name:
-                errors.append("name: empty (give the member's name)")
+                errors.append(_problem("import.name_empty", line, "name"))
             if email and not EMAIL.match(email):
-                errors.append(f"email: {email!r} is not an email address")
+                errors.append(_problem("import.email_invalid", line, "email", email=email))
             if email and email in seen_emails:
-                errors.append(f"email: {email} is already on line {seen_emails[email]}")
+                errors.append(
+                    _problem(
+                        "import.email_repeated",
+                        line,
+                        "email",
+                        email=email,
+                        first=seen_emails[email],
+                    )
+                )
             given_category = row.get("category", "").lower()
             category = given_category or "individual"
             if category not in {c.value for c in MemberCategory}:
                 errors.append(
-                    f"category: {category!r} is not one of "
-                    + ", ".join(c.value for c in MemberCategory)
+                    _problem(
+                        "import.category_unknown",
+                        line,
+                        "category",
+                        category=category,
+                        categories=", ".join(c.value for c in MemberCategory),
+                    )
                 )
             if email in known_emails and email:
                 # Already a member: imports can be run again. A category given for them that
@@ -158,43 +190,49 @@ def import_members(
                 report.skipped += 1
                 if given_category and given_category != known[email].category.value:
                     if given_category in {c.value for c in MemberCategory}:
-                        recategorised.append((known[email], MemberCategory(given_category)))
+                        recategorised.append((line, known[email], MemberCategory(given_category)))
                     else:
-                        report.errors += [f"line {line}: {e}" for e in errors if "category" in e]
+                        report.problems += [e for e in errors if e.field == "category"]
                 continue
             badges: list[str] = []
             for raw in filter(None, (b.strip() for b in row.get("badges", "").split(";"))):
                 try:
                     uid = normalise_uid(raw)
-                except ValueError as exc:
-                    errors.append(f"badges: {exc}")
+                except ValueError:
+                    errors.append(_problem("badge.uid_invalid", line, "badges", uid=raw))
                     continue
                 if uid in known_badges:
-                    errors.append(f"badges: {uid} already belongs to a member")
+                    errors.append(_problem("import.badge_taken", line, "badges", uid=uid))
                 elif uid in seen_badges:
-                    errors.append(f"badges: {uid} is already on line {seen_badges[uid]}")
+                    errors.append(
+                        _problem(
+                            "import.badge_repeated", line, "badges", uid=uid, first=seen_badges[uid]
+                        )
+                    )
                 else:
                     seen_badges[uid] = line
                     badges.append(uid)
             if email:
                 seen_emails[email] = line
             if errors:
-                report.errors += [f"line {line}: {e}" for e in errors]
+                report.problems += errors
                 continue
             new.append(
                 (Member(name=name, email=email or None, category=MemberCategory(category)), badges)
             )
-        if report.errors or dry_run:
-            report.created = 0 if report.errors else len(new)
-            report.category_changes = 0 if report.errors else len(recategorised)
+        if report.problems or dry_run:
+            report.created = 0 if report.problems else len(new)
+            report.category_changes = 0 if report.problems else len(recategorised)
             return report
-        for member, new_category in recategorised:
+        for line, member, new_category in recategorised:
             previous = member.category.value
             try:
                 change_category(session, member, new_category, actor=actor, tz=tz)
             except HubError as exc:  # today is never in a closed month; kept safe
                 session.rollback()
-                report.errors.append(f"category: {member.email}: {exc}")
+                report.problems.append(
+                    type(exc)(exc.code, field="category", params={**exc.params, "line": line})
+                )
                 return report
             record(
                 session,
@@ -248,22 +286,31 @@ def import_trainings(
         types = {t.code: t for t in session.exec(select(MachineType))}
         new: list[Training] = []
         for line, row in progress(rows):
-            errors: list[str] = []
+            errors: list[HubError] = []
             member = members.get(row.get("member_email", "").lower())
             if member is None:
                 errors.append(
-                    f"member_email: no member with email {row.get('member_email')!r} "
-                    "(import the members first)"
+                    _problem(
+                        "import.member_unknown",
+                        line,
+                        "member_email",
+                        email=row.get("member_email", ""),
+                    )
                 )
             mtype = types.get(row.get("machine_type", "").lower())
             if mtype is None:
                 errors.append(
-                    f"machine_type: {row.get('machine_type')!r} is not one of "
-                    + ", ".join(sorted(types))
+                    _problem(
+                        "import.machine_type_unknown",
+                        line,
+                        "machine_type",
+                        machine_type=row.get("machine_type", ""),
+                        known=", ".join(sorted(types)),
+                    )
                 )
             level = row.get("level", "").lower() or "user"
             if level not in {lv.value for lv in TrainingLevel}:
-                errors.append(f"level: {level!r} is not one of user, trainer, maintainer")
+                errors.append(_problem("import.level_unknown", line, "level", level=level))
             expires: datetime | None = None
             if row.get("expires"):
                 try:
@@ -271,24 +318,38 @@ def import_trainings(
                         date.fromisoformat(row["expires"]), time.max, tzinfo=UTC
                     )
                 except ValueError:
-                    errors.append(f"expires: {row['expires']!r} is not a date like 2027-06-30")
+                    errors.append(
+                        _problem("import.expires_invalid", line, "expires", value=row["expires"])
+                    )
             supervised = row.get("supervised_only", "").lower()
             if supervised not in YES | NO:
-                errors.append(f"supervised_only: {supervised!r} is not yes or no")
+                errors.append(
+                    _problem("import.yes_or_no", line, "supervised_only", value=supervised)
+                )
             grantor = members.get(row.get("granted_by_email", "").lower())
             if grantor is None:
                 errors.append(
-                    f"granted_by_email: no member with email {row.get('granted_by_email')!r}"
+                    _problem(
+                        "import.grantor_unknown",
+                        line,
+                        "granted_by_email",
+                        email=row.get("granted_by_email", ""),
+                    )
                 )
             elif mtype is not None and not _is_trainer(
                 session, grantor.id or -1, mtype.id or -1, moment
             ):
                 errors.append(
-                    f"granted_by_email: {grantor.email} is not a trainer for "
-                    f"{mtype.code} (only a trainer for a machine type may grant it)"
+                    _problem(
+                        "import.grantor_not_trainer",
+                        line,
+                        "granted_by_email",
+                        email=grantor.email,
+                        machine_type=mtype.code,
+                    )
                 )
             if errors:
-                report.errors += [f"line {line}: {e}" for e in errors]
+                report.problems += errors
                 continue
             assert member is not None and mtype is not None and grantor is not None
             assert member.id is not None and mtype.id is not None
@@ -303,8 +364,8 @@ def import_trainings(
                     supervised_only=supervised in YES,
                 )
             )
-        if report.errors or dry_run:
-            report.created = 0 if report.errors else len(new)
+        if report.problems or dry_run:
+            report.created = 0 if report.problems else len(new)
             return report
         for training in new:
             session.add(training)

@@ -76,6 +76,31 @@ MESSAGES: dict[str, str] = {
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
     "member.unknown_id": N_("no member with id {member}"),
+    "import.columns_missing": N_(
+        "the header must name the columns {expected}; missing: {missing} (found: {found})"
+    ),
+    "import.columns_unknown": N_("unknown column(s) {unknown}; the columns are {expected}"),
+    "import.csv_unreadable": N_(
+        "line {line}: not readable as CSV ({reason}); check for a stray quote or line break "
+        "in a cell"
+    ),
+    "import.encoding": N_("the file is neither UTF-8 nor Windows-1252 text"),
+    "import.name_empty": N_("empty (give the member's name)"),
+    "import.email_invalid": N_("{email!r} is not an email address"),
+    "import.email_repeated": N_("{email} is already on line {first}"),
+    "import.category_unknown": N_("{category!r} is not one of {categories}"),
+    "import.badge_taken": N_("{uid} already belongs to a member"),
+    "import.badge_repeated": N_("{uid} is already on line {first}"),
+    "import.member_unknown": N_("no member with email {email!r} (import the members first)"),
+    "import.machine_type_unknown": N_("{machine_type!r} is not one of {known}"),
+    "import.level_unknown": N_("{level!r} is not one of user, trainer, maintainer"),
+    "import.expires_invalid": N_("{value!r} is not a date like 2027-06-30"),
+    "import.yes_or_no": N_("{value!r} is not yes or no"),
+    "import.grantor_unknown": N_("no member with email {email!r}"),
+    "import.grantor_not_trainer": N_(
+        "{email} is not a trainer for {machine_type} (only a trainer for a machine type may "
+        "grant it)"
+    ),
     "member.name_empty": N_("give the member's name"),
     "member.email_taken": N_("another member already has email {email}"),
     "member.own_payer": N_("a member cannot be their own payer: leave it empty"),

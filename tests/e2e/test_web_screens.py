@@ -490,8 +490,11 @@ def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestC
         data={**fields, "category": new, "category_from": previous.isoformat(), "csrf": token},
     )
     assert closed.status_code == 422
-    assert 'id="category_from-error">category_from: ' in closed.text
-    assert "closed billing month" in closed.text
+    # Under the day's input, its refusal (the field named by where it shows, not in words).
+    assert (
+        f'id="category_from-error">{previous.isoformat()} is in or before the closed billing month'
+        in closed.text
+    )
     assert f'value="{previous.isoformat()}"' in closed.text  # what was typed stays
     not_a_day = hub.post(
         f"/web/members/{lea.id}/edit",
