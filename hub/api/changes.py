@@ -12,17 +12,15 @@ from sqlmodel import Session, select
 
 from hub.audit import record
 from hub.core.deps import actor, republish
-from hub.models import Machine, MachineType, Member, User
+from hub.models import Machine, MachineType, User
 
 __all__ = [
     "actor",
     "audit",
     "get_machine",
     "get_machine_type",
-    "get_member",
     "invalid",
     "machines_of_type",
-    "member_field",
     "republish",
 ]
 
@@ -46,21 +44,6 @@ def machines_of_type(session: Session, machine_type_id: int) -> list[str]:
     return list(
         session.exec(select(Machine.code).where(Machine.machine_type_id == machine_type_id)).all()
     )
-
-
-def get_member(session: Session, member_id: int) -> Member:
-    member = session.get(Member, member_id)
-    if member is None:
-        raise HTTPException(status_code=404, detail=f"no member with id {member_id}")
-    return member
-
-
-def member_field(session: Session, member_id: int, field: str = "member_id") -> Member:
-    """A member named in a request body: a wrong id is a mistake in the body (422)."""
-    member = session.get(Member, member_id)
-    if member is None:
-        raise invalid(f"{field}", f"no member with id {member_id}")
-    return member
 
 
 def get_machine_type(session: Session, code: str) -> MachineType:
