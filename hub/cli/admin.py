@@ -209,7 +209,8 @@ def export_member_command(
     from hub.cli.support import load_settings
     from hub.core.db import make_engine
     from hub.core.files import private_file
-    from hub.services.member_data import export_member, find_member
+    from hub.services.member_data import find_member
+    from hub.services.members import export_member_data
 
     settings = load_settings(config)
     engine = make_engine(settings.database_url)
@@ -220,15 +221,9 @@ def export_member_command(
             except LookupError as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(2) from None
-            data = export_member(session, member)
-            # Reading someone's personal data is recorded too.
-            record(
-                session,
-                actor=cli_actor(),
-                action="member.export",
-                entity="member",
-                entity_id=member.ref,
-            )
+            assert member.id is not None
+            # Reading someone's personal data is recorded too (the service audits it).
+            data = export_member_data(session, member_id=member.id, actor=cli_actor())
             session.commit()
     finally:
         engine.dispose()
@@ -249,7 +244,8 @@ def erase_member_command(
     """Erase a member's name, email, card UIDs and login; history stays under their
     reference."""
     from hub.core.db import forget_erased
-    from hub.services.member_data import erase_member, find_member
+    from hub.services.member_data import find_member
+    from hub.services.members import erase_member_data
 
     if not yes:
         typer.echo("erasure cannot be undone: add --yes to confirm", err=True)
@@ -257,15 +253,8 @@ def erase_member_command(
 
     def apply(session: Any) -> str:
         member = find_member(session, email)
-        counts = erase_member(session, member)
-        record(
-            session,
-            actor=cli_actor(),
-            action="member.erase",
-            entity="member",
-            entity_id=member.ref,
-            **counts,
-        )
+        assert member.id is not None
+        counts = erase_member_data(session, member_id=member.id, actor=cli_actor())
         return (
             f"member {member.ref} erased: {counts['badges']} badge(s) revoked, card UIDs "
             f"removed from {counts['sessions']} session(s) and {counts['events']} event(s), "
