@@ -66,6 +66,28 @@ def member_by_text(session: Session, *, value: str, field: str) -> Member | None
     return member
 
 
+PAYER_SUGGESTIONS = 500
+
+
+def payer_suggestions(session: Session, *, but: Member | None = None) -> list[Member]:
+    """Who a form suggests as a payer: members in category company (the companies and schools
+    that pay for their people) and those paying for someone already, by name, `but` left out;
+    any other member is found by email or number. Never the whole member table."""
+    payers = select(Member.payer_id).where(col(Member.payer_id).is_not(None))
+    rows = session.exec(
+        select(Member)
+        .where(or_(col(Member.category) == MemberCategory.COMPANY, col(Member.id).in_(payers)))
+        .order_by(col(Member.name))
+        .limit(PAYER_SUGGESTIONS)
+    ).all()
+    return [m for m in rows if but is None or m.id != but.id]
+
+
+def payer_of(session: Session, member: Member) -> Member | None:
+    """Who pays for this member (None: they pay for themselves)."""
+    return session.get(Member, member.payer_id) if member.payer_id else None
+
+
 def set_member_status(session: Session, *, email: str, status: MemberStatus, actor: str) -> Member:
     """Suspend (every machine refuses their badges) or reactivate a member. The caller commits
     and re-publishes the allow-lists."""

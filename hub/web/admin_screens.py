@@ -16,8 +16,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub.core.deps import MANAGE, MAX_ID, SessionDep, actor, republish
 from hub.core.errors import HubError, InvalidValue
@@ -60,64 +59,10 @@ def _text(value: str) -> str | None:
     return value.strip() or None
 
 
-def _id(value: str, field: str) -> int | None:
-    """An id from a select ('' = none): a wrong one is a mistake in that field."""
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", field), "msg": "pick one from the list"}]
-        )
-    return int(value)
-
-
-PAYER_SUGGESTIONS = 500
-
-
-def _payer_suggestions(session: Session, member: Member | None) -> list[tuple[str, str]]:
-    """(what to type, name) for the payer field's suggestions: members in category company
-    (the companies and schools that pay for their people) and those paying for someone
-    already; any other member is found by email or number. Never the whole member table."""
-    payers = select(Member.payer_id).where(col(Member.payer_id).is_not(None))
-    rows = session.exec(
-        select(Member)
-        .where(or_(col(Member.category) == MemberCategory.COMPANY, col(Member.id).in_(payers)))
-        .order_by(col(Member.name))
-        .limit(PAYER_SUGGESTIONS)
-    ).all()
-    return [(member_key(m), m.name) for m in rows if member is None or m.id != member.id]
-
-
-def _payer(session: Session, member: Member) -> Member | None:
-    return session.get(Member, member.payer_id) if member.payer_id else None
-
-
 def _payer_id(session: Session, value: str) -> int | None:
-    """The payer field: empty (they pay themselves), a member number, or an email."""
-    return _member_by_text(session, value, "payer_id", "leave empty when they pay for themselves")
-
-
-def _member_by_text(session: Session, value: str, field: str, hint: str) -> int | None:
-    """A member typed into a form: their number or their email (or their pseudonymous ref);
-    None when empty. An unknown one is a mistake in `field`."""
-    value = value.strip()
-    if not value or value.isdigit():
-        return _id(value, field)
-    found = session.exec(select(Member.id).where(Member.email == value.lower())).first()
-    if found is None:
-        found = session.exec(select(Member.id).where(Member.ref == value)).first()
-    if found is None:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("body", field),
-                    "msg": f"no member with email or number {value!r}; {hint}",
-                }
-            ]
-        )
-    return int(found)
+    """The payer field: empty (they pay themselves), a member number, email or ref."""
+    payer = members_service.member_by_text(session, value=value, field="payer_id")
+    return payer.id if payer is not None else None
 
 
 # --- members ------------------------------------------------------------------------------
@@ -154,7 +99,10 @@ def _member_form(
             "problem": errors.get(""),
             "categories": list(MemberCategory),
             "statuses": list(MemberStatus),
-            "payers": _payer_suggestions(session, member),
+            "payers": [
+                (member_key(m), m.name)
+                for m in members_service.payer_suggestions(session, but=member)
+            ],
         },
         user=user,
         status_code=status_code,
@@ -233,7 +181,7 @@ def edit_member_page(
         member.email or "",
         member.category.value,
         member.status.value,
-        member_key(payer) if (payer := _payer(session, member)) else "",
+        member_key(payer) if (payer := members_service.payer_of(session, member)) else "",
     )
     return _member_form(request, session, user, values, member=member)
 
