@@ -27,6 +27,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.core.errors import InvalidValue
 from hub.models import Machine
 from protocol.topics import ROOT, TopicKind, check_slug, subscription, topic
 
@@ -49,15 +50,13 @@ def check_plug_topic(value: str) -> str:
     plug), not a `$` system topic and not under `atelier/` (other machines' lists and commands).
     """
     if not value or len(value) > PLUG_TOPIC_MAX:
-        raise ValueError(f"a plug topic has 1 to {PLUG_TOPIC_MAX} characters")
+        raise InvalidValue("plug_topic.length", field="plug_topic", params={"max": PLUG_TOPIC_MAX})
     if not all(33 <= ord(ch) <= 126 for ch in value):
-        raise ValueError(
-            f"plug topic {value!r}: use printable ASCII without spaces, e.g. tele/plug-laser/SENSOR"
-        )
+        raise InvalidValue("plug_topic.not_ascii", field="plug_topic", params={"topic": value})
     if "+" in value or "#" in value:
-        raise ValueError(f"plug topic {value!r}: name the one topic, without + or # wildcards")
+        raise InvalidValue("plug_topic.wildcard", field="plug_topic", params={"topic": value})
     if value.startswith("$") or value.split("/")[0] == ROOT.split("/")[0]:
-        raise ValueError(f"plug topic {value!r}: not a $ topic nor one of Atelier's own")
+        raise InvalidValue("plug_topic.reserved", field="plug_topic", params={"topic": value})
     return value
 
 
