@@ -233,6 +233,23 @@ MESSAGES: dict[str, str] = {
     ),
     "plug_topic.wildcard": N_("plug topic {topic!r}: name the one topic, without + or # wildcards"),
     "plug_topic.reserved": N_("plug topic {topic!r}: not a $ topic nor one of Atelier's own"),
+    # the broker's accounts (hub/services/broker_accounts.py, `atelier hub mqtt-credentials`)
+    "broker.site_invalid": N_(
+        "{value!r} is not a site id: use 1-63 lowercase letters, digits, '-' or '_', "
+        "starting with a letter or digit"
+    ),
+    "broker.plug_topic_stored": N_(
+        "machine {machine}'s plug topic {topic!r} cannot be an ACL line: correct it on the "
+        "machine's page"
+    ),
+    "broker.account_twice": N_(
+        "broker account {username!r} would be both {first} and {second}: rename the machine "
+        "or change its agent_id"
+    ),
+    "broker.account_is_hub": N_(
+        "broker account {username!r} would be both {first} and {second}: rename the machine "
+        "or change its agent_id (or the hub's mqtt_username)"
+    ),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
     "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
     "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),
