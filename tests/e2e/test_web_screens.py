@@ -15,8 +15,8 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import add_task
 from hub.models import ApiToken, AuditEntry, Badge, MachineType, Member, Role, Training, User
+from hub.services.maintenance.tasks import add_task
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens
 
