@@ -1,5 +1,5 @@
 """The maintenance watch, a worker the runtime starts: every few minutes, the lockout check
-(`hub.maintenance_service.check_lockouts`) in its own transaction, then the allow-lists of
+(`hub.services.maintenance.lockout.check_lockouts`) in its own transaction, then the allow-lists of
 the machines it locked or released published."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from hub.maintenance_service import CHECK_ACTOR, CheckResult, check_lockouts
+from hub.services.maintenance.lockout import CHECK_ACTOR, CheckResult, check_lockouts
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
-from pydantic import field_validator
-from sqlmodel import Field, Session, SQLModel, col, select
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from sqlmodel import Field, Session, SQLModel
 
-from hub.api.changes import actor, audit, get_machine, get_machine_type, invalid, republish
+from hub.api.changes import actor, republish
 from hub.api.deps import (
     ADMIN,
     EVERYONE,
@@ -19,22 +18,17 @@ from hub.api.deps import (
     SessionDep,
 )
 from hub.models import (
-    BusyPeriod,
-    Machine,
     MachineCounters,
     MachineKind,
     MachinePublic,
-    MachineSession,
     MachineType,
-    PrintJob,
     TelemetryPoint,
     User,
 )
+from hub.services import machine_records as records
 from hub.services import machine_views as views
-from hub.services.broker_accounts import check_plug_topic
 from hub.services.lockout import set_lock
 from hub.services.machine_views import machines_public, sees_admin_fields
-from protocol.topics import check_slug
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
 types_router = APIRouter(prefix="/api/v1/machine-types", tags=["machines"])
@@ -60,16 +54,6 @@ class MachineCreate(SQLModel):
     agent_id: str | None = None
     plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
 
-    @field_validator("code", "site")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        return check_slug(value, "code/site")
-
-    @field_validator("plug_topic")
-    @classmethod
-    def _plug(cls, value: str | None) -> str | None:
-        return None if value is None else check_plug_topic(value)
-
 
 class MachineUpdate(SQLModel):
     name: str | None = None
@@ -78,11 +62,6 @@ class MachineUpdate(SQLModel):
     machine_type: str | None = None
     agent_id: str | None = None
     plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP + " Null: none.")
-
-    @field_validator("plug_topic")
-    @classmethod
-    def _plug(cls, value: str | None) -> str | None:
-        return None if value is None else check_plug_topic(value)
 
 
 class LockRequest(SQLModel):
@@ -93,11 +72,6 @@ class MachineTypeCreate(SQLModel):
     code: str
     name: str
     kind: MachineKind = MachineKind.OTHER
-
-    @field_validator("code")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        return check_slug(value, "code")
 
 
 class MachineTypePublic(SQLModel):
@@ -158,15 +132,17 @@ def machine_telemetry(
 
 
 def _one(session: Session, code: str, user: User, request: Request) -> MachinePublic:
-    for machine in machines_public(
-        session,
-        viewer=user,
-        members_see_names=members_see_names(request),
-        admin_fields=sees_admin_fields(user),
-    ):
-        if machine.code == code:
-            return machine
-    raise HTTPException(status_code=404, detail=f"no machine {code!r}")
+    views.known_machine(session, code)  # NotFound (404) naming the codes there are
+    return next(
+        machine
+        for machine in machines_public(
+            session,
+            viewer=user,
+            members_see_names=members_see_names(request),
+            admin_fields=sees_admin_fields(user),
+        )
+        if machine.code == code
+    )
 
 
 @router.get(
@@ -197,22 +173,7 @@ def create_machine(
     request: Request,
     background: BackgroundTasks,
 ) -> MachinePublic:
-    if session.exec(select(Machine).where(Machine.code == body.code)).first() is not None:
-        raise HTTPException(status_code=409, detail=f"a machine {body.code!r} already exists")
-    mtype = get_machine_type(session, body.machine_type)
-    machine = Machine(
-        code=body.code,
-        name=body.name,
-        site=body.site,
-        location=body.location,
-        kind=body.kind or MachineKind(mtype.kind),
-        machine_type_id=mtype.id or 0,
-        agent_id=body.agent_id,
-        plug_topic=body.plug_topic,
-    )
-    session.add(machine)
-    audit(session, user, "machine.create", "machine", body.code, machine_type=mtype.code)
-    session.commit()
+    records.create_machine(session, **body.model_dump(), actor=actor(user))
     republish(request, background, [body.code])
     return _one(session, body.code, user, request)
 
@@ -232,17 +193,8 @@ def update_machine(
     request: Request,
     background: BackgroundTasks,
 ) -> MachinePublic:
-    machine = get_machine(session, code)
     changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "location", "kind", "machine_type"):
-        if field in changes and changes[field] is None:
-            raise invalid(f"{field}", "may not be null")
-    if "machine_type" in changes:
-        machine.machine_type_id = get_machine_type(session, changes.pop("machine_type")).id or 0
-    machine.sqlmodel_update(changes)
-    session.add(machine)
-    audit(session, user, "machine.update", "machine", code, fields=sorted(body.model_fields_set))
-    session.commit()
+    records.update_machine(session, code=code, changes=changes, actor=actor(user))
     republish(request, background, [code])
     return _one(session, code, user, request)
 
@@ -255,20 +207,7 @@ def update_machine(
 )
 def delete_machine(code: str, session: SessionDep, user: CurrentUser) -> None:
     """Only a machine with no sessions or use recorded; retire others by locking them."""
-    machine = get_machine(session, code)
-    used = (
-        session.exec(select(MachineSession.id).where(MachineSession.machine == code)).first()
-        or session.exec(select(BusyPeriod.id).where(BusyPeriod.machine == code)).first()
-        or session.exec(select(PrintJob.id).where(PrintJob.machine == code)).first()
-    )
-    if used is not None:
-        raise HTTPException(
-            status_code=409,
-            detail="this machine has recorded use; lock it out instead, the history stays",
-        )
-    audit(session, user, "machine.delete", "machine", code)
-    session.delete(machine)
-    session.commit()
+    records.delete_machine(session, code=code, actor=actor(user))
 
 
 def _set_lock(
@@ -323,7 +262,7 @@ def unlock(
 
 @types_router.get("", response_model=list[MachineTypePublic], dependencies=[Allow(EVERYONE)])
 def list_types(session: SessionDep) -> list[MachineType]:
-    return list(session.exec(select(MachineType).order_by(col(MachineType.code))).all())
+    return records.list_types(session)
 
 
 @types_router.post(
@@ -334,11 +273,4 @@ def list_types(session: SessionDep) -> list[MachineType]:
     responses={409: {"description": "The code is taken"}},
 )
 def create_type(body: MachineTypeCreate, session: SessionDep, user: CurrentUser) -> MachineType:
-    if session.exec(select(MachineType).where(MachineType.code == body.code)).first():
-        raise HTTPException(status_code=409, detail=f"a machine type {body.code!r} already exists")
-    mtype = MachineType(code=body.code, name=body.name, kind=body.kind)
-    session.add(mtype)
-    audit(session, user, "machine_type.create", "machine_type", body.code)
-    session.commit()
-    session.refresh(mtype)
-    return mtype
+    return records.create_type(session, **body.model_dump(), actor=actor(user))

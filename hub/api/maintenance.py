@@ -10,18 +10,21 @@ from sqlmodel import Field, SQLModel
 
 from hub.api.changes import actor, republish
 from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
-from hub.maintenance_service import interlock_faults, sign_off_as, task_states
-from hub.maintenance_store import (
+from hub.models import (
     IncidentClose,
     IncidentCreate,
     IncidentPublic,
+    Machine,
     MaintenanceTaskRow,
-    incident_public,
+    Member,
 )
-from hub.models import Machine, Member
 from hub.services import incidents
 from hub.services.incidents import report_incident as report_incident_service
 from hub.services.incidents import resolve_incident as resolve_incident_service
+from hub.services.maintenance.interlocks import interlock_faults
+from hub.services.maintenance.records import incident_public
+from hub.services.maintenance.signoffs import sign_off_as
+from hub.services.maintenance.tasks import task_states
 
 router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
 
@@ -182,7 +185,7 @@ def sign_off(
 )
 def calendar_feed(request: Request, session: SessionDep) -> Response:
     """Due dates as an iCalendar feed a maintainer's calendar subscribes to."""
-    from hub.maintenance_service import calendar
+    from hub.services.maintenance.tasks import calendar
 
     site = request.app.state.settings.site
     body = calendar(session, now=datetime.now(UTC), site=site)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.cli.support import load_settings
+from hub.cli.support import load_settings, refusal
+from hub.core.errors import HubError
 
 __all__ = ["app", "load_settings"]
 
@@ -207,9 +208,9 @@ def mqtt_credentials(
             sites=site or [],
             agents=not no_agents,
         )
-    except ValueError as exc:  # a plug topic, site or account name the ACL cannot take
-        typer.echo(f"nothing written: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except HubError as exc:  # a plug topic, site or account name the ACL cannot take
+        typer.echo("nothing written.", err=True)
+        raise refusal(exc) from None
     finally:
         engine.dispose()
     for name in sorted(set(site or []) - {a.site for a in written.agents}):

@@ -87,8 +87,8 @@ def task_add(
     from sqlmodel import Session
 
     from hub.audit import cli_actor
-    from hub.maintenance_service import add_task, task_states
-    from hub.maintenance_store import MaintenanceCounter
+    from hub.models import MaintenanceCounter
+    from hub.services.maintenance.tasks import add_task, task_states
 
     try:
         kind = MaintenanceCounter(counter)
@@ -124,8 +124,7 @@ def task_list(config: ConfigOpt = None) -> None:
     """Every task with its interval and scope."""
     from sqlmodel import Session, col, select
 
-    from hub.maintenance_store import MaintenanceTaskRow
-    from hub.models import Machine, MachineType
+    from hub.models import Machine, MachineType, MaintenanceTaskRow
 
     with _database(config) as (_, engine), Session(engine) as session:
         machines = {m.id: m.code for m in session.exec(select(Machine))}
@@ -159,7 +158,7 @@ def due(
     """What is due soon, due or overdue, machine by machine."""
     from sqlmodel import Session
 
-    from hub.maintenance_service import task_states
+    from hub.services.maintenance.tasks import task_states
 
     with _database(config) as (_, engine), Session(engine) as session:
         states = task_states(session, now=datetime.now(UTC), with_estimates=True)
@@ -194,7 +193,7 @@ def sign_off_command(
     from sqlmodel import Session
 
     from hub.audit import cli_actor
-    from hub.maintenance_service import sign_off_task
+    from hub.services.maintenance.signoffs import sign_off_task
 
     with _database(config) as (settings, engine):
         with Session(engine) as session:
@@ -303,8 +302,7 @@ def incident_list(
     """Open incidents, newest first."""
     from sqlmodel import Session, col, select
 
-    from hub.maintenance_store import Incident
-    from hub.models import Machine
+    from hub.models import Incident, Machine
 
     with _database(config) as (_, engine), Session(engine) as session:
         machines = {m.id: m.code for m in session.exec(select(Machine))}

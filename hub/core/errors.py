@@ -267,6 +267,44 @@ MESSAGES: dict[str, str] = {
     "credit.not_on_statement": N_("session(s) {sessions} are not on statement {number}"),
     "credit.reason_empty": N_("a credit note needs a reason the member can read"),
     "session.not_own": N_("members may only see their own sessions"),
+    # machines and machine types (hub/services/machine_records.py)
+    "machine.exists": N_("a machine {machine!r} already exists"),
+    "machine.slug_invalid": N_(
+        "{value!r} is not a valid id: use 1-63 lowercase letters, digits, '-' or '_', "
+        "starting with a letter or digit"
+    ),
+    "machine.name_empty": N_("give the machine's name"),
+    "machine.not_null": N_("{field} may not be null"),
+    "machine.kind_unknown": N_("{kind!r} is not a kind of machine: use {kinds}"),
+    "machine.has_history": N_(
+        "this machine has recorded use; lock it out instead, the history stays"
+    ),
+    "machine_type.exists": N_("a machine type {machine_type!r} already exists"),
+    "machine_type.name_empty": N_("give the machine type's name"),
+    "machine_type.unknown_id": N_("no machine type {machine_type}"),
+    "plug_topic.length": N_("a plug topic has 1 to {max} characters"),
+    "plug_topic.not_ascii": N_(
+        "plug topic {topic!r}: use printable ASCII without spaces, e.g. tele/plug-laser/SENSOR"
+    ),
+    "plug_topic.wildcard": N_("plug topic {topic!r}: name the one topic, without + or # wildcards"),
+    "plug_topic.reserved": N_("plug topic {topic!r}: not a $ topic nor one of Atelier's own"),
+    # the broker's accounts (hub/services/broker_accounts.py, `atelier hub mqtt-credentials`)
+    "broker.site_invalid": N_(
+        "{value!r} is not a site id: use 1-63 lowercase letters, digits, '-' or '_', "
+        "starting with a letter or digit"
+    ),
+    "broker.plug_topic_stored": N_(
+        "machine {machine}'s plug topic {topic!r} cannot be an ACL line: correct it on the "
+        "machine's page"
+    ),
+    "broker.account_twice": N_(
+        "broker account {username!r} would be both {first} and {second}: rename the machine "
+        "or change its agent_id"
+    ),
+    "broker.account_is_hub": N_(
+        "broker account {username!r} would be both {first} and {second}: rename the machine "
+        "or change its agent_id (or the hub's mqtt_username)"
+    ),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
     "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
     "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),

@@ -20,7 +20,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from hub.ingest.apply import apply_machine_use, apply_session, apply_status
-from hub.maintenance_store import incident_from_event
 from hub.models import (
     AgentSeq,
     DeadLetter,
@@ -28,6 +27,7 @@ from hub.models import (
     Machine,
     TelemetrySample,
 )
+from hub.services.maintenance.records import incident_from_event
 from hub.services.notification_triggers import on_event as notify_on_event
 from protocol import limits
 from protocol.envelope import Envelope, EventType, ProtocolError, decode_envelope

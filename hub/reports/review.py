@@ -71,7 +71,7 @@ def yearly_review(
 def _maintenance(engine: Engine, t0: datetime, t1: datetime, now: datetime) -> MaintenanceSection:
     """Sign-offs, incidents and downtime per machine, from the maintenance tables if present."""
     try:
-        from hub.maintenance_store import Downtime, Incident, MaintenanceSignOff
+        from hub.models import Downtime, Incident, MaintenanceSignOff
     except ImportError:
         return MaintenanceSection(False, "maintenance records are not kept by this hub version")
     tables = [Downtime.__table__, Incident.__table__, MaintenanceSignOff.__table__]  # type: ignore[attr-defined]

@@ -27,8 +27,9 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hub.core.errors import Conflict, InvalidValue
 from hub.models import Machine
-from protocol.topics import ROOT, TopicKind, check_slug, subscription, topic
+from protocol.topics import ROOT, TopicKind, is_slug, subscription, topic
 
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for $7$ (PBKDF2-SHA512)
 PLUG_TOPIC_MAX = 200
@@ -49,15 +50,13 @@ def check_plug_topic(value: str) -> str:
     plug), not a `$` system topic and not under `atelier/` (other machines' lists and commands).
     """
     if not value or len(value) > PLUG_TOPIC_MAX:
-        raise ValueError(f"a plug topic has 1 to {PLUG_TOPIC_MAX} characters")
+        raise InvalidValue("plug_topic.length", field="plug_topic", params={"max": PLUG_TOPIC_MAX})
     if not all(33 <= ord(ch) <= 126 for ch in value):
-        raise ValueError(
-            f"plug topic {value!r}: use printable ASCII without spaces, e.g. tele/plug-laser/SENSOR"
-        )
+        raise InvalidValue("plug_topic.not_ascii", field="plug_topic", params={"topic": value})
     if "+" in value or "#" in value:
-        raise ValueError(f"plug topic {value!r}: name the one topic, without + or # wildcards")
+        raise InvalidValue("plug_topic.wildcard", field="plug_topic", params={"topic": value})
     if value.startswith("$") or value.split("/")[0] == ROOT.split("/")[0]:
-        raise ValueError(f"plug topic {value!r}: not a $ topic nor one of Atelier's own")
+        raise InvalidValue("plug_topic.reserved", field="plug_topic", params={"topic": value})
     return value
 
 
@@ -128,9 +127,16 @@ def bridge_username(site: str) -> str:
     return f"{BRIDGE_USER_PREFIX}{site}"
 
 
+def _site(value: str, field: str) -> str:
+    """A site as a topic level; refused by the flag's field (`site`, `bridge_site`)."""
+    if not is_slug(value):
+        raise InvalidValue("broker.site_invalid", field=field, params={"value": value})
+    return value
+
+
 def bridge_accounts(sites: Iterable[str]) -> list[BridgeAccount]:
     """One account per site (each named once, in order), the site checked as a topic level."""
-    unique = sorted({check_slug(site, "bridge site") for site in sites})
+    unique = sorted({_site(site, "bridge_site") for site in sites})
     return [BridgeAccount(bridge_username(site), site) for site in unique]
 
 
@@ -143,8 +149,11 @@ def plug_accounts(accounts: list[Account]) -> list[PlugAccount]:
         assert account.machine is not None
         try:
             checked = check_plug_topic(account.plug_topic)
-        except ValueError as exc:  # the API refuses these: only a hand-edited row has one
-            raise ValueError(f"machine {account.machine}: {exc}") from None
+        except InvalidValue:  # the services refuse these: only a hand-edited row has one
+            raise InvalidValue(
+                "broker.plug_topic_stored",
+                params={"machine": account.machine, "topic": account.plug_topic},
+            ) from None
         plugs.append(PlugAccount(plug_username(account.machine), account.machine, checked))
     return plugs
 
@@ -162,11 +171,11 @@ def _check_unique(
     named += [(p.username, f"machine {p.machine}'s plug") for p in plugs]
     for username, owner in named:
         if username in owners:
-            raise ValueError(
-                f"broker account {username!r} would be both {owners[username]} and {owner}: "
-                "rename the machine or change its agent_id"
-                + (" (or the hub's mqtt_username)" if owners[username] == "the hub" else "")
-            )
+            first = owners[username]
+            params = {"username": username, "first": first, "second": owner}
+            if first == "the hub":
+                raise Conflict("broker.account_is_hub", params=params)
+            raise Conflict("broker.account_twice", params=params)
         owners[username] = owner
 
 
@@ -250,7 +259,7 @@ def write_credentials(
     rotate = rotate or set()
     with Session(engine) as session:
         machines = session.exec(select(Machine).order_by(Machine.code)).all()
-    wanted = {check_slug(site, "site") for site in sites}
+    wanted = {_site(site, "site") for site in sites}
     every = [
         Account(username=m.agent_id or m.code, site=m.site, machine=m.code, plug_topic=m.plug_topic)
         for m in machines

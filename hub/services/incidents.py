@@ -6,15 +6,13 @@ from sqlmodel import Session, col, select
 
 from hub.audit import record
 from hub.core.errors import Conflict, InvalidValue, NotFound
-from hub.maintenance_store import (
-    Incident,
-    IncidentPublic,
+from hub.models import Incident, IncidentPublic, Machine
+from hub.services.maintenance.records import (
     close_incident,
     incident_public,
     member_by_email,
     open_incident,
 )
-from hub.models import Machine
 
 
 def report_incident(

@@ -23,6 +23,7 @@ import httpx
 from sqlmodel import Session, select
 
 from hub.audit import record
+from hub.core.errors import HubError
 from hub.models import Machine, MachineKind, MachineType
 from hub.services.broker_accounts import (
     _secret,
@@ -404,7 +405,7 @@ def broker_account(
             subprocess.run(
                 shlex.split(accounts.reload_command), check=True, timeout=30, capture_output=True
             )
-    except (ValueError, OSError, subprocess.SubprocessError) as exc:
+    except (HubError, ValueError, OSError, subprocess.SubprocessError) as exc:
         # The machine is saved; `atelier hub mqtt-credentials` and a reload finish the job, and
         # both front ends say so when this returns False.
         log.warning("the broker's accounts for %s were not written or reloaded: %s", username, exc)

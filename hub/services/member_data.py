@@ -22,16 +22,17 @@ from sqlmodel import Session, col, select
 
 from hub.billing_store import BalanceMovement, BillingMonth, Statement, StatementLine
 from hub.core.errors import NotFound
-from hub.maintenance_store import Incident, MaintenanceSignOff
 from hub.models import (
     ApiToken,
     AuditEntry,
     Badge,
     DeadLetter,
     Event,
+    Incident,
     Machine,
     MachineSession,
     MachineType,
+    MaintenanceSignOff,
     Member,
     MemberCategoryChange,
     MemberStatus,

@@ -109,7 +109,7 @@ def _machine_name(session: Session, code: str) -> str:
 def _incident(
     session: Session, *, event_id: str, machine: str, data: dict[str, Any], now: datetime
 ) -> int:
-    # "printer-online" closes a ticket (hub/maintenance_store.py): nothing to tell.
+    # "printer-online" closes a ticket (hub/services/maintenance/records.py): nothing to tell.
     if data.get("kind") == "printer-online":
         return 0
     kind = "incident.opened"

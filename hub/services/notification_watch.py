@@ -9,9 +9,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from hub.billing_store import BalanceMovement, BillingAccount
-from hub.maintenance_service import task_states
-from hub.maintenance_store import Downtime
-from hub.models import DeadLetter, Machine, MachineType, Member, MemberStatus, Training
+from hub.models import DeadLetter, Downtime, Machine, MachineType, Member, MemberStatus, Training
+from hub.services.maintenance.tasks import task_states
 from hub.services.notification_triggers import to_member, to_staff
 
 TRAINING_NOTICE = timedelta(days=30)

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from hub.api import machines as machines_api
-from hub.api.changes import audit, get_machine, invalid
-from hub.core.deps import ADMIN, MAX_ID, SessionDep
+from hub.core.deps import ADMIN, SessionDep, actor, republish
+from hub.core.errors import HubError, NotFound
 from hub.models import (
     Machine,
     MachineKind,
     MachineType,
     User,
 )
+from hub.services import machine_records as records
 from hub.services.broker_accounts import PLUG_TOPIC_MAX
-from hub.web.admin_screens import _text, field_errors
 from hub.web.csrf import Checked
-from hub.web.render import PROBLEMS, Page, PageError, render
+from hub.web.errors import field_errors
+from hub.web.render import Page, PageError, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 
@@ -37,6 +37,18 @@ MACHINE_FIELDS = [
     "agent_id",
     "plug_topic",
 ]
+MACHINE_INPUTS = {field: field for field in MACHINE_FIELDS}
+TYPE_INPUTS = {"code": "code", "name": "name", "kind": "kind"}
+
+
+def _text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _refused(request: Request, error: HubError, inputs: dict[str, str]) -> dict[str, str]:
+    """The page's `errors`: the message under its field, or at the top ("")."""
+    errors, problem = field_errors(request, error, inputs)
+    return errors if problem is None else {"": problem}
 
 
 def _machine_form(
@@ -105,40 +117,31 @@ def create_machine(
         "plug_topic": plug_topic,
     }
     try:
-        if not name.strip():
-            raise invalid("name", "give the machine's name")
-        machine = machines_api.create_machine(
-            machines_api.MachineCreate.model_validate(
-                {
-                    "code": code.strip(),
-                    "name": name.strip(),
-                    "site": site.strip(),
-                    "location": location.strip(),
-                    "kind": kind or None,  # empty: its type's
-                    "machine_type": machine_type,
-                    "agent_id": _text(agent_id),
-                    "plug_topic": _text(plug_topic),
-                }
-            ),
+        machine = records.create_machine(
             session,
-            user,
-            request,
-            background,
+            code=code.strip(),
+            name=name,
+            site=site.strip(),
+            location=location.strip(),
+            kind=kind or None,  # empty: its type's
+            machine_type=machine_type,
+            agent_id=_text(agent_id),
+            plug_topic=_text(plug_topic),
+            actor=actor(user),
         )
-    except PROBLEMS as exc:
+    except HubError as exc:
         session.rollback()
-        errors = field_errors(exc, MACHINE_FIELDS)
-        if "" in errors and "machine type" in errors[""]:
-            errors["machine_type"] = errors.pop("")
+        errors = _refused(request, exc, MACHINE_INPUTS)
         return _machine_form(request, session, user, values, errors=errors, status_code=422)
+    republish(request, background, [machine.code])
     return RedirectResponse(f"/web/machines/{machine.code}", status_code=303)
 
 
-def _existing_machine(session: Session, code: str) -> Machine:
+def _existing_machine(request: Request, session: Session, code: str) -> Machine:
     try:
-        return get_machine(session, code)
-    except HTTPException as exc:
-        raise PageError(exc.status_code, str(exc.detail)) from None
+        return records.known_machine(session, code)
+    except NotFound as exc:
+        raise PageError(exc.status, field_errors(request, exc, {})[1] or exc.code) from None
 
 
 def _type_code(session: Session, machine: Machine) -> str:
@@ -150,7 +153,7 @@ def _type_code(session: Session, machine: Machine) -> str:
 def edit_machine_page(
     request: Request, code: str, session: SessionDep, user: Annotated[User, Page(ADMIN)]
 ) -> Response:
-    machine = _existing_machine(session, code)
+    machine = _existing_machine(request, session, code)
     values = {
         "code": machine.code,
         "name": machine.name,
@@ -178,7 +181,7 @@ def update_machine(
     agent_id: Annotated[str, Form(max_length=63)] = "",
     plug_topic: Annotated[str, Form(max_length=PLUG_TOPIC_MAX)] = "",
 ) -> Response:
-    machine = _existing_machine(session, code)
+    machine = _existing_machine(request, session, code)
     values = {
         "code": machine.code,
         "name": name,
@@ -189,34 +192,23 @@ def update_machine(
         "agent_id": agent_id,
         "plug_topic": plug_topic,
     }
+    changes = {
+        "name": name,
+        "location": location.strip(),
+        "kind": kind,
+        "machine_type": machine_type,
+        "agent_id": _text(agent_id),
+        "plug_topic": _text(plug_topic),
+    }
     try:
-        if not name.strip():
-            raise invalid("name", "give the machine's name")
-        machines_api.update_machine(
-            code,
-            machines_api.MachineUpdate.model_validate(
-                {
-                    "name": name.strip(),
-                    "location": location.strip(),
-                    "kind": kind,
-                    "machine_type": machine_type,
-                    "agent_id": _text(agent_id),
-                    "plug_topic": _text(plug_topic),
-                }
-            ),
-            session,
-            user,
-            request,
-            background,
-        )
-    except PROBLEMS as exc:
+        records.update_machine(session, code=code, changes=changes, actor=actor(user))
+    except HubError as exc:
         session.rollback()
-        errors = field_errors(exc, MACHINE_FIELDS)
-        if "" in errors and "machine type" in errors[""]:
-            errors["machine_type"] = errors.pop("")
+        errors = _refused(request, exc, MACHINE_INPUTS)
         return _machine_form(
             request, session, user, values, machine=machine, errors=errors, status_code=422
         )
+    republish(request, background, [code])
     return RedirectResponse(f"/web/machines/{code}", status_code=303)
 
 
@@ -265,18 +257,10 @@ def create_machine_type(
 ) -> Response:
     values = {"code": code, "name": name, "kind": kind}
     try:
-        if not name.strip():
-            raise invalid("name", "give the machine type's name")
-        machines_api.create_type(
-            machines_api.MachineTypeCreate.model_validate(
-                {"code": code.strip(), "name": name.strip(), "kind": kind}
-            ),
-            session,
-            user,
-        )
-    except PROBLEMS as exc:
+        records.create_type(session, code=code.strip(), name=name, kind=kind, actor=actor(user))
+    except HubError as exc:
         session.rollback()
-        errors = field_errors(exc, ["code", "name", "kind"])
+        errors = _refused(request, exc, TYPE_INPUTS)
         return _types_page(request, session, user, values=values, errors=errors, status_code=422)
     return _types_page(request, session, user, notice="machine type created")
 
@@ -292,15 +276,13 @@ def update_machine_type(
 ) -> Response:
     """Rename a type or change its kind; its code (what rates and trainings name) stays.
 
-    The API has no route for this yet, so the page does it, with the same audit row shape."""
-    mtype = session.get(MachineType, type_id) if 1 <= type_id <= MAX_ID else None
-    if mtype is None:
-        raise PageError(404, f"no machine type {type_id}")
-    if not name.strip() or kind not in {k.value for k in MachineKind}:
-        problem = f"{mtype.code}: give a name and one of the kinds"
-        return _types_page(request, session, user, errors={"": problem}, status_code=422)
-    mtype.name, mtype.kind = name.strip(), MachineKind(kind)
-    session.add(mtype)
-    audit(session, user, "machine_type.update", "machine_type", mtype.code, fields=["kind", "name"])
-    session.commit()
+    The API has no route for this yet; the page calls the service directly."""
+    try:
+        records.update_type(session, type_id=type_id, name=name, kind=kind, actor=actor(user))
+    except NotFound as exc:
+        raise PageError(exc.status, field_errors(request, exc, {})[1] or exc.code) from None
+    except HubError as exc:
+        session.rollback()
+        errors = _refused(request, exc, {})
+        return _types_page(request, session, user, errors=errors, status_code=422)
     return _types_page(request, session, user, notice="machine type saved")

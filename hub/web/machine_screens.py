@@ -2,7 +2,7 @@
 out, what maintenance is due, sign-offs and incidents.
 
 Each calls the services the API calls (hub/services/machine_views.py, sessions.py,
-lockout.py, incidents.py, hub/maintenance_service.py), then re-publishes the allow-lists of
+lockout.py, incidents.py, hub/services/maintenance/), then re-publishes the allow-lists of
 the machines a change concerns; each route names the same role sets as the API route it
 mirrors.
 """
@@ -23,7 +23,6 @@ from hub.core.deps import (
     SessionDep,
 )
 from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound, describe
-from hub.maintenance_service import interlock_faults, sign_off_as, task_states
 from hub.models import (
     Machine,
     User,
@@ -31,6 +30,9 @@ from hub.models import (
 from hub.services import incidents as incident_service
 from hub.services import machine_views
 from hub.services.lockout import set_lock
+from hub.services.maintenance.interlocks import interlock_faults
+from hub.services.maintenance.signoffs import sign_off_as
+from hub.services.maintenance.tasks import task_states
 from hub.services.sessions import list_events, list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors

@@ -26,10 +26,10 @@ from hub.core.deps import (
     failure_window,
     set_session_cookie,
 )
-from hub.maintenance_service import task_states
 from hub.models import MachinePublic, MachineSession, User
 from hub.services.accounts import LoginRefused, login, sign_out
 from hub.services.machine_views import machines_public
+from hub.services.maintenance.tasks import task_states
 from hub.services.sessions import list_events
 from hub.web.csrf import require_csrf
 from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of

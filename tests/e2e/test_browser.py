@@ -25,8 +25,8 @@ from edge.hardware.sim_reader import request
 from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import DEMO_PASSWORD, seed_demo, seed_demo_users
-from hub.maintenance_service import add_task
 from hub.models import BusyPeriod, MachineSession, Member, Role, Training
+from hub.services.maintenance.tasks import add_task
 from tests.support.hub import HubSettings, start_hub
 from tests.support.mosquitto import MosquittoBroker
 from tests.support.processes import Proc, atelier_command, wait_until

@@ -15,7 +15,7 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import add_task
+from hub.services.maintenance.tasks import add_task
 from tests.e2e.web import sign_in
 from tests.support.api import PASSWORD, role_tokens
 

@@ -15,8 +15,8 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import add_task
 from hub.models import ApiToken, AuditEntry, Badge, MachineType, Member, Role, Training, User
+from hub.services.maintenance.tasks import add_task
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, role_tokens
 
@@ -632,11 +632,12 @@ def test_an_admin_sets_and_clears_a_machines_plug_topic(hub: TestClient) -> None
     assert bad.status_code == 422 and 'id="plug_topic-error"' in bad.text
     assert "printable ASCII without spaces" in bad.text
     assert hub.get("/api/v1/machines/laser-3").status_code == 404
-    # In French: the label and hint are translated, the API's reason stays in English.
+    # In French: the label, the hint and the service's reason (plug_topic.wildcard) too.
     hub.cookies.set("atelier_lang", "fr")
     french = hub.post("/web/machines/laser-1/edit", data=base | {"plug_topic": "#"})
     assert "Topic de la prise connectée (facultatif)" in french.text
-    assert "name the one topic, without + or # wildcards" in french.text
+    assert french.status_code == 422 and 'id="plug_topic-error"' in french.text
+    assert "nommez le topic exact, sans joker + ni #" in french.text
 
 
 def test_an_admin_manages_users_and_everyone_their_own_tokens(hub: TestClient) -> None:

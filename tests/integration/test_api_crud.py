@@ -224,6 +224,23 @@ def test_machines_and_types_are_managed_by_the_admin(lab) -> None:
         ).status_code
         == 422
     )
+    # The service's refusals keep FastAPI's 422 shape, with the stable code and the field.
+    untyped = client.post(
+        "/api/v1/machines",
+        json={"code": "juki-1", "name": "Juki", "site": "lab", "machine_type": "quilting"},
+        headers=admin,
+    )
+    assert untyped.status_code == 422 and untyped.json()["code"] == "machine_type.unknown"
+    assert untyped.json()["detail"][0]["loc"] == ["body", "machine_type"]
+    assert "sewing" in untyped.json()["detail"][0]["msg"]  # names the types there are
+    taken = client.post(
+        "/api/v1/machines",
+        json={"code": "brother-1", "name": "B", "site": "lab", "machine_type": "sewing"},
+        headers=admin,
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "machine.exists"
+    missing = client.patch("/api/v1/machines/nope", json={"location": "x"}, headers=admin)
+    assert missing.status_code == 404 and missing.json()["field"] == "machine"
     moved = client.patch("/api/v1/machines/brother-1", json={"location": "Textile"}, headers=admin)
     assert moved.json()["location"] == "Textile"
     maintainer = bearer(tokens[Role.MAINTAINER])

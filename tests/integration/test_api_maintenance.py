@@ -18,15 +18,19 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import add_task, check_lockouts
-from hub.maintenance_store import (
+from hub.models import (
+    AuditEntry,
+    BusyPeriod,
     Downtime,
     DowntimeCause,
     Incident,
+    Machine,
     MaintenanceSignOff,
-    open_incident,
+    Role,
 )
-from hub.models import AuditEntry, BusyPeriod, Machine, Role
+from hub.services.maintenance.lockout import check_lockouts
+from hub.services.maintenance.records import open_incident
+from hub.services.maintenance.tasks import add_task
 from tests.e2e.web import csrf_of, sign_in
 from tests.support.api import PASSWORD, bearer, role_tokens
 

@@ -23,9 +23,9 @@ from hub.app import create_app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import add_task
-from hub.maintenance_store import open_incident
 from hub.models import ApiToken, Badge, Machine, Member, Role, Training, User
+from hub.services.maintenance.records import open_incident
+from hub.services.maintenance.tasks import add_task
 from tests.support.api import PASSWORD, bearer, role_tokens
 
 M, T, X, G, A = Role.MEMBER, Role.TRAINER, Role.MAINTAINER, Role.MANAGER, Role.ADMIN

@@ -29,7 +29,7 @@ from hub.core.errors import (
     describe,
 )
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import MAX_EVERY_DAYS, MAX_EVERY_HOURS, add_task
+from hub.services.maintenance.tasks import MAX_EVERY_DAYS, MAX_EVERY_HOURS, add_task
 from hub.web.i18n import translator
 
 runner = CliRunner()

@@ -17,9 +17,9 @@ from hub.auth import create_user
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
-from hub.maintenance_service import interlock_faults
 from hub.models import Event, Machine, MachineType, Member, Role, Training
 from hub.services.allowlists import allowlist_body, build_allowlist
+from hub.services.maintenance.interlocks import interlock_faults
 from tests.e2e.web import sign_in
 from tests.integration.test_agent_offline import Hub, hub  # noqa: F401
 from tests.support.api import PASSWORD, admin_headers

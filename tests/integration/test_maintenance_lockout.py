@@ -17,9 +17,16 @@ from typer.testing import CliRunner
 from atelier_cli import app
 from edge.agent import Agent
 from edge.config import parse_config
-from hub.maintenance_store import Downtime, DowntimeCause, Incident, MaintenanceSignOff
 from hub.maintenance_watch import MaintenanceWatch
-from hub.models import AuditEntry, BusyPeriod, Machine
+from hub.models import (
+    AuditEntry,
+    BusyPeriod,
+    Downtime,
+    DowntimeCause,
+    Incident,
+    Machine,
+    MaintenanceSignOff,
+)
 from tests.integration.test_admin_commands import hub_env  # noqa: F401
 from tests.integration.test_agent_offline import Hub, hub  # noqa: F401
 from tests.support.processes import wait_until

@@ -18,30 +18,23 @@ from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.domain.maintenance import DueStatus
 from hub.ingest.writer import Incoming, IngestWriter
-from hub.maintenance_service import (
-    TaskDue,
-    add_task,
-    calendar,
-    check_lockouts,
-    sign_off_task,
-    task_states,
-)
-from hub.maintenance_store import (
+from hub.models import (
+    AuditEntry,
     Downtime,
     DowntimeCause,
     Incident,
-    MaintenanceCounter,
-    MaintenanceSignOff,
-)
-from hub.models import (
-    AuditEntry,
     Machine,
     MachineType,
+    MaintenanceCounter,
+    MaintenanceSignOff,
     Member,
     Role,
     Training,
     TrainingLevel,
 )
+from hub.services.maintenance.lockout import check_lockouts
+from hub.services.maintenance.signoffs import sign_off_task
+from hub.services.maintenance.tasks import TaskDue, add_task, calendar, task_states
 from protocol import EventType, encode_envelope, new_envelope
 from tests.support.api import bearer, role_tokens
 

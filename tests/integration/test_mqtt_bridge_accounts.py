@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 
 from atelier_cli import app as cli
 from hub.core.db import make_engine, migrate
+from hub.core.errors import Conflict, InvalidValue
 from hub.demo.seed import seed_demo
 from hub.models import Machine
 from hub.services.broker_accounts import BridgeAccount, acl_text, bridge_accounts
@@ -83,9 +84,10 @@ def test_a_bridge_account_is_its_sites_streams_out_and_its_acl_and_cmd_in() -> N
         "topic read atelier/v1/north/+/cmd",
     ] in blocks
     for site in ("North", "north/#", "+", "", "a b"):
-        with pytest.raises(ValueError, match="bridge site"):
+        with pytest.raises(InvalidValue, match="is not a site id") as refused:
             bridge_accounts([site])
-    with pytest.raises(ValueError, match="'bridge-north' would be both the hub"):
+        assert refused.value.field == "bridge_site"  # the flag: --bridge-site
+    with pytest.raises(Conflict, match="'bridge-north' would be both the hub"):
         acl_text("bridge-north", [], bridge_accounts(["north"]))
 
 
@@ -133,7 +135,7 @@ def test_a_bridge_name_taken_or_a_bad_site_writes_nothing(tmp_path: Path, two_si
         clash.output
     )
     bad = credentials(tmp_path / "bad", "--bridge-site", "north/#")
-    assert bad.exit_code == 2 and "bridge site 'north/#'" in bad.output
+    assert bad.exit_code == 2 and "--bridge-site: 'north/#' is not a site id" in bad.output
     for run in ("clash", "bad"):
         assert not (tmp_path / run).exists()  # no password, no ACL, no secret
     # Without --bridges the same machines are fine: the name is only taken with a bridge.
@@ -312,4 +314,4 @@ def test_a_site_broker_gets_its_own_sites_accounts_and_a_regional_one_none(
     both = credentials(out, "--site", "north", "--no-agents")
     assert both.exit_code == 2 and "give one or the other" in both.output
     bad = credentials(out, "--site", "North!")
-    assert bad.exit_code == 2 and "site 'North!' is not a valid id" in bad.output
+    assert bad.exit_code == 2 and "--site: 'North!' is not a site id" in bad.output

@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 from atelier_cli import app as cli
 from hub.app import create_app
 from hub.core.db import make_engine, migrate
+from hub.core.errors import Conflict, InvalidValue
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.models import Machine, Role
@@ -49,17 +50,18 @@ def test_a_plug_topic_is_one_exact_topic_outside_ateliers_tree() -> None:
             check_plug_topic(topic)
     # A row written behind the API's back is refused when the ACL is written, not copied.
     bad = Account(username="laser-1", site="lab", machine="laser-1", plug_topic="a\ntopic #")
-    with pytest.raises(ValueError, match="machine laser-1"):
+    with pytest.raises(InvalidValue, match="machine laser-1's plug topic") as stored:
         acl_text("hub", [bad])
+    assert stored.value.code == "broker.plug_topic_stored"
 
 
 def test_an_account_name_is_never_given_twice() -> None:
     # Machine "plug-laser-1"'s agent would share the name of laser-1's plug.
     laser = Account(username="laser-1", site="lab", machine="laser-1", plug_topic=PLUG)
     clash = Account(username="plug-laser-1", site="lab", machine="plug-laser-1")
-    with pytest.raises(ValueError, match="'plug-laser-1' would be both"):
+    with pytest.raises(Conflict, match="'plug-laser-1' would be both"):
         acl_text("hub", [laser, clash])
-    with pytest.raises(ValueError, match="'laser-1' would be both the hub"):
+    with pytest.raises(Conflict, match="'laser-1' would be both the hub"):
         acl_text("laser-1", [laser])
     blocks = [b.splitlines() for b in acl_text("hub", [laser]).split("\n\n") if b.strip()]
     assert ["user plug-laser-1", f"topic write {PLUG}"] in blocks

@@ -17,11 +17,20 @@ from hub.billing_store import BillingAccount, top_up
 from hub.core.db import make_engine, migrate
 from hub.demo.seed import seed_demo
 from hub.ingest.writer import Incoming, IngestWriter
-from hub.maintenance_service import add_task
-from hub.maintenance_store import Downtime
-from hub.models import DeadLetter, Machine, Member, Notification, OutboxStatus, Role, Training, User
+from hub.models import (
+    DeadLetter,
+    Downtime,
+    Machine,
+    Member,
+    Notification,
+    OutboxStatus,
+    Role,
+    Training,
+    User,
+)
 from hub.services import notification_preferences as prefs
 from hub.services import notifications
+from hub.services.maintenance.tasks import add_task
 from hub.services.member_data import erase_member
 from hub.services.notification_watch import look, stale_lists
 from hub.services.notifications import create_webhook

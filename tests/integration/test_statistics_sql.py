@@ -32,8 +32,8 @@ from hub.domain.statistics import (
     usage_by,
 )
 from hub.domain.statistics import yearly_review as pure_review
-from hub.maintenance_store import Downtime
 from hub.models import (
+    Downtime,
     Machine,
     MachineSession,
     MachineType,

@@ -192,7 +192,7 @@ def _fill(session: Session) -> None:
 
 
 def _fill_maintenance(session: Session, laser: Machine, denis: Member) -> None:
-    from hub.maintenance_store import Downtime, Incident, MaintenanceSignOff, MaintenanceTaskRow
+    from hub.models import Downtime, Incident, MaintenanceSignOff, MaintenanceTaskRow
 
     task = MaintenanceTaskRow(title="clean the lens", machine_id=laser.id, every_hours=20)
     session.add(task)

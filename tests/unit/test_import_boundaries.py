@@ -88,14 +88,17 @@ def test_a_deliberate_violation_fails(
     assert dotted in broken
 
 
-def test_a_paid_debt_must_leave_the_ignore_list(tree_copy: Path) -> None:
-    """An ignored web -> api import that is gone fails the check, so the debt list only shrinks."""
+def test_an_exception_that_matches_nothing_fails_the_check(tree_copy: Path) -> None:
+    """An ignored web -> api import that does not exist fails the check: the web has no
+    exception left, and one added for an import since removed would not go unnoticed."""
     pyproject = tree_copy / "pyproject.toml"
     original = pyproject.read_text()
+    web_contract = 'forbidden_modules = ["hub.api"]\n'
+    assert original.count(web_contract) == 1
     pyproject.write_text(
         original.replace(
-            "ignore_imports = [\n",
-            'ignore_imports = [\n    "hub.web.i18n -> hub.api.health",\n',
+            web_contract,
+            web_contract + 'ignore_imports = ["hub.web.i18n -> hub.api.health"]\n',
         )
     )
     try:

@@ -1,4 +1,4 @@
-"""Maintenance on the database: incidents (and the ingest's incident hook) and open downtime."""
+"""Maintenance rows: incidents (and the ingest's incident hook) and open downtime."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from hub.models import Machine, Member, utcnow
-
-# The tables and their API shapes live in hub.models.maintenance; named here too for the
-# callers that import them from this module.
-from hub.models.maintenance import Downtime as Downtime
-from hub.models.maintenance import DowntimeCause as DowntimeCause
-from hub.models.maintenance import Incident as Incident
-from hub.models.maintenance import IncidentClose as IncidentClose
-from hub.models.maintenance import IncidentCreate as IncidentCreate
-from hub.models.maintenance import IncidentPublic as IncidentPublic
-from hub.models.maintenance import MaintenanceCounter as MaintenanceCounter
-from hub.models.maintenance import MaintenanceSignOff as MaintenanceSignOff
-from hub.models.maintenance import MaintenanceTaskRow as MaintenanceTaskRow
+from hub.models import Downtime, DowntimeCause, Incident, IncidentPublic, Machine, Member, utcnow
 from protocol.envelope import Envelope
 
 log = logging.getLogger(__name__)
