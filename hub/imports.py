@@ -111,9 +111,12 @@ def _read(text: str, expected: list[str]) -> list[tuple[int, dict[str, str]]]:
     reader.fieldnames = header
     rows = []
     try:
+        ended = reader.line_num  # the header's last physical line
         for row in reader:
-            # DictReader's line_num is the physical line of the row's end, header included.
-            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
+            # The row's first line, header included: a quoted cell may hold a line break, and
+            # DictReader's line_num is where the row ends.
+            rows.append((ended + 1, {k: (v or "").strip() for k, v in row.items() if k}))
+            ended = reader.line_num
     except csv.Error as exc:
         raise ImportFileError(
             "import.csv_unreadable", line=reader.line_num + 1, reason=str(exc)
