@@ -77,6 +77,21 @@ DATA: dict[EventType, dict[str, Any]] = {
     EventType.JOB_FAILED: {"job_id": "j1", "duration_s": 10.0, "error": "nozzle"},
     EventType.INCIDENT_REPORTED: {"source": "button", "note": "smoke", "member": "m-1"},
     EventType.AGENT_STARTED: {"version": "1.0", "recovered_sessions": 0},
+    EventType.INTERLOCK_FAULT: {
+        "interlock": "extraction",
+        "kind": "extraction",
+        "action": "warned",
+        "session_id": "s1",
+        "member": "m-1",
+    },
+    EventType.INTERLOCK_CLEARED: {"interlock": "extraction", "kind": "extraction"},
+    EventType.ACCESSORY_REFUSED: {
+        "accessory": "rotary",
+        "training": "rotary",
+        "reason": "not_trained",
+        "member": "m-1",
+        "session_id": "s1",
+    },
 }
 STATUS: dict[str, Any] = {
     "v": 1,
