@@ -13,7 +13,6 @@ from hub.api.deps import (
     SESSION_COOKIE,
     Allow,
     CurrentUser,
-    Id,
     PathId,
     QueryId,
     SessionDep,
@@ -23,7 +22,15 @@ from hub.api.deps import (
     request_token,
     set_session_cookie,
 )
-from hub.models import ApiToken, Role, TokenPublic, User, UserPublic
+from hub.models import (
+    ApiToken,
+    TokenCreate,
+    TokenPublic,
+    User,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from hub.services import accounts
 from hub.services.accounts import LoginRefused, login
 
@@ -40,25 +47,6 @@ class LoginAnswer(SQLModel):
     token: str
     expires_at: datetime | None
     user: UserPublic
-
-
-class UserCreate(SQLModel):
-    username: str
-    password: str
-    role: Role = Role.MEMBER
-    member_id: Id | None = None
-
-
-class UserUpdate(SQLModel):
-    role: Role | None = None
-    active: bool | None = None
-    password: str | None = None
-    member_id: Id | None = None
-
-
-class TokenCreate(SQLModel):
-    name: str
-    expires_in_days: int | None = None
 
 
 class TokenCreated(SQLModel):

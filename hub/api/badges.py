@@ -6,28 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
-from pydantic import field_validator
 from sqlmodel import SQLModel
 
 from hub.api.changes import actor, invalid, republish
-from hub.api.deps import MANAGE, Allow, CurrentUser, Id, PathId, QueryId, SessionDep
+from hub.api.deps import MANAGE, Allow, CurrentUser, PathId, QueryId, SessionDep
 from hub.core.errors import InvalidValue, describe
-from hub.models import Badge
+from hub.models import Badge, BadgeCreate, BadgePublic
 from hub.services import badges as service
-from protocol.badges import normalise_uid
 
 router = APIRouter(prefix="/api/v1/badges", tags=["badges"], dependencies=[Allow(MANAGE)])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No badge with this id"}}
-
-
-class BadgeCreate(SQLModel):
-    uid: str
-    member_id: Id
-
-    @field_validator("uid")
-    @classmethod
-    def _uid(cls, value: str) -> str:
-        return normalise_uid(value)
 
 
 class ReadRequest(SQLModel):
@@ -47,14 +35,6 @@ class CardRead(SQLModel):
     # A secure reader's enrolment: "written", "already" or "refused" (then card_refusal).
     card: str | None = None
     card_refusal: str | None = None
-
-
-class BadgePublic(SQLModel):
-    id: int
-    uid: str
-    member_id: int
-    enrolled_at: datetime
-    revoked_at: datetime | None
 
 
 @router.get("", response_model=list[BadgePublic])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Session, SQLModel
 
 from hub.api.changes import actor, republish
 from hub.api.deps import (
@@ -19,9 +19,12 @@ from hub.api.deps import (
 )
 from hub.models import (
     MachineCounters,
-    MachineKind,
+    MachineCreate,
     MachinePublic,
     MachineType,
+    MachineTypeCreate,
+    MachineTypePublic,
+    MachineUpdate,
     TelemetryPoint,
     User,
 )
@@ -33,52 +36,10 @@ from hub.services.machine_views import machines_public, sees_admin_fields
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"])
 types_router = APIRouter(prefix="/api/v1/machine-types", tags=["machines"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No machine with this code"}}
-PLUG_TOPIC_HELP = (
-    "The one topic a smart plug the agent reads publishes its power on, on this broker "
-    "(`tele/<topic>/SENSOR` for Tasmota, `<topic>/status/switch:<channel>` for Shelly Gen2, "
-    "`shellies/<topic>/relay/<channel>/power` for Gen1): `atelier hub mqtt-credentials` lets "
-    "the machine's account read it and gives the plug an account, plug-<code>, that may "
-    "publish it and nothing else."
-)
-
-
-class MachineCreate(SQLModel):
-    code: str
-    name: str
-    site: str
-    location: str = ""
-    kind: MachineKind | None = Field(
-        default=None, description="Left out: the kind of its machine type (printer, laser, ...)"
-    )
-    machine_type: str
-    agent_id: str | None = None
-    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
-
-
-class MachineUpdate(SQLModel):
-    name: str | None = None
-    location: str | None = None
-    kind: MachineKind | None = None
-    machine_type: str | None = None
-    agent_id: str | None = None
-    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP + " Null: none.")
 
 
 class LockRequest(SQLModel):
     reason: str
-
-
-class MachineTypeCreate(SQLModel):
-    code: str
-    name: str
-    kind: MachineKind = MachineKind.OTHER
-
-
-class MachineTypePublic(SQLModel):
-    id: int
-    code: str
-    name: str
-    kind: MachineKind
 
 
 def members_see_names(request: Request) -> bool:

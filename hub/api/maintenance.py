@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 from hub.api.changes import actor, republish
 from hub.api.deps import MAINTAINERS, Allow, CurrentUser, PathId, SessionDep
@@ -17,6 +17,8 @@ from hub.models import (
     Machine,
     MaintenanceTaskRow,
     Member,
+    SignOffCreate,
+    SignOffPublic,
 )
 from hub.services import incidents
 from hub.services.incidents import report_incident as report_incident_service
@@ -96,29 +98,6 @@ def list_tasks(
         )
         for s in states
     ]
-
-
-class SignOffCreate(SQLModel):
-    note: str = Field(max_length=2000, description="what was done: parts, findings")
-    machine: str | None = Field(
-        default=None,
-        max_length=63,
-        description="the machine the work was done on; needed only when the task is for a "
-        "machine type with several machines",
-    )
-
-
-class SignOffPublic(SQLModel):
-    id: int
-    task_id: int
-    machine: str
-    maintainer: str  # the signing member's pseudonym
-    signed_at: datetime
-    counter: str
-    counter_hours: float  # the task's counter on the machine at the sign-off: it counts again
-    note: str
-    unlocked: bool  # the machine's maintenance lockout was released by this sign-off
-    still_overdue: list[str]  # critical tasks still overdue on the machine (it stays locked)
 
 
 @router.post(

@@ -5,12 +5,10 @@ Thin routes over hub/services/members.py: the rules, the audit rows and the refu
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from sqlmodel import SQLModel
 
 from hub.api.changes import actor, republish
 from hub.api.deps import ADMIN, MANAGE, STAFF, Allow, CurrentUser, PathId, SessionDep
@@ -18,17 +16,20 @@ from hub.category_history import history as category_history
 from hub.core.db import forget_erased
 from hub.core.errors import Forbidden
 from hub.models import (
+    CategoryChangePublic,
     Member,
     MemberCategory,
     MemberCategoryChange,
+    MemberCreate,
     MemberPublic,
     MemberStatus,
+    MemberUpdate,
     User,
 )
 from hub.services import members as members_service
-from hub.services.members import MemberCreate, MemberUpdate, members_by_id
+from hub.services.members import members_by_id
 
-__all__ = ["MemberCreate", "MemberUpdate", "members_by_id", "router"]
+__all__ = ["members_by_id", "router"]
 
 router = APIRouter(prefix="/api/v1/members", tags=["members"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No member with this id"}}
@@ -67,14 +68,6 @@ def create_member(body: MemberCreate, session: SessionDep, user: CurrentUser) ->
 def read_member(member_id: PathId, session: SessionDep, user: CurrentUser) -> Member:
     _own_or(user, member_id, STAFF)
     return members_service.member_by_id(session, member_id=member_id, field="member")
-
-
-class CategoryChangePublic(SQLModel):
-    category: MemberCategory
-    previous_category: MemberCategory
-    effective_from: date
-    recorded_at: datetime
-    actor: str
 
 
 @router.get(

@@ -13,6 +13,7 @@ from hub.api.deps import ADMIN, EVERYONE, MANAGE, Allow, CurrentUser, PathId, Se
 from hub.models import (
     NotificationPublic,
     PreferencePublic,
+    WebhookCreate,
     WebhookCreated,
     WebhookPublic,
 )
@@ -81,13 +82,6 @@ def change_lab_default(body: PreferenceChange, session: SessionDep, user: Curren
     )
     session.commit()
     return prefs.preferences(session, user=None)
-
-
-class WebhookCreate(SQLModel):
-    name: str = Field(max_length=80)
-    url: str = Field(max_length=2000)
-    kinds: list[str] = Field(default_factory=list, max_length=50)
-    personal_data: bool = False
 
 
 class WebhookChange(SQLModel):

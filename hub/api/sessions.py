@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.api.deps import STAFF, Allow, CurrentUser, QueryMoment, SessionDep
-from hub.models import MachineSession, SessionPublic
+from hub.models import EventPublic, MachineSession, SessionPublic
 from hub.services import sessions
-from hub.services.sessions import EventPublic
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 events_router = APIRouter(prefix="/api/v1/events", tags=["events"])

@@ -25,37 +25,18 @@ from hub.api.deps import (
     republish,
 )
 from hub.core.errors import NotFound
-from hub.models import MachineType, Training, TrainingLevel
+from hub.models import (
+    MachineType,
+    Training,
+    TrainingCreate,
+    TrainingPublic,
+    TrainingUpdate,
+)
 from hub.services import trainings as service
 
 router = APIRouter(prefix="/api/v1/trainings", tags=["trainings"])
 first_trainer_router = APIRouter(prefix="/api/v1/machine-types", tags=["trainings"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No training with this id"}}
-
-
-class TrainingCreate(SQLModel):
-    member_id: Id
-    machine_type: str
-    level: TrainingLevel = TrainingLevel.USER
-    expires_at: datetime | None = None
-    supervised_only: bool = False
-
-
-class TrainingUpdate(SQLModel):
-    level: TrainingLevel | None = None
-    expires_at: datetime | None = None
-    supervised_only: bool | None = None
-
-
-class TrainingPublic(SQLModel):
-    id: int
-    member_id: int
-    machine_type: str
-    level: TrainingLevel
-    granted_by_id: int | None
-    granted_at: datetime
-    expires_at: datetime | None
-    supervised_only: bool
 
 
 def _public(training: Training, codes: dict[int, str]) -> TrainingPublic:

@@ -14,9 +14,11 @@ from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 from sqlmodel import Session
 
+from hub.models import MAX_ID as MAX_ID  # the pages and routers check ids against it
+from hub.models import Id as Id  # the row id a body names, for the routers (hub.api.deps)
 from hub.models import Role, User
 from hub.services.accounts import FailureWindow, user_for_token
 
@@ -35,8 +37,6 @@ ADMIN = frozenset({Role.ADMIN})
 
 # Row ids as the databases store them (32-bit on PostgreSQL): anything larger is a 422, not
 # an overflow in the driver.
-MAX_ID = 2**31 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
+from pydantic import Field
 from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -32,6 +34,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 # A 64-bit integer column (protocol.limits.SEQ_MAX): BIGINT on PostgreSQL; SQLite's INTEGER
 # already holds 64 bits, and naming it so spares rewriting its event table.
 Int64 = BigInteger().with_variant(Integer(), "sqlite")
+
+# Row ids as the databases store them (32-bit on PostgreSQL): anything larger is a 422, not
+# an overflow in the driver. hub.core.deps builds its path and query ids on these.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def utcnow() -> datetime:

@@ -141,3 +141,14 @@ class RetentionRule(SQLModel, table=True):
     kind: str = Field(primary_key=True, max_length=20)  # telemetry, events, dead_letters
     days: float | None = None
     changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class EventPublic(SQLModel):
+    id: str
+    site: str
+    machine: str
+    seq: int
+    ts: datetime
+    type: str
+    data: dict[str, Any]
+    received_at: datetime

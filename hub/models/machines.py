@@ -115,3 +115,47 @@ class AgentSeq(SQLModel, table=True):
     def missing(self) -> int:
         """Sequence numbers below the highest one that have not arrived (yet)."""
         return max(0, self.max_seq - self.seen)
+
+
+PLUG_TOPIC_HELP = (
+    "The one topic a smart plug the agent reads publishes its power on, on this broker "
+    "(`tele/<topic>/SENSOR` for Tasmota, `<topic>/status/switch:<channel>` for Shelly Gen2, "
+    "`shellies/<topic>/relay/<channel>/power` for Gen1): `atelier hub mqtt-credentials` lets "
+    "the machine's account read it and gives the plug an account, plug-<code>, that may "
+    "publish it and nothing else."
+)
+
+
+class MachineCreate(SQLModel):
+    code: str
+    name: str
+    site: str
+    location: str = ""
+    kind: MachineKind | None = Field(
+        default=None, description="Left out: the kind of its machine type (printer, laser, ...)"
+    )
+    machine_type: str
+    agent_id: str | None = None
+    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP)
+
+
+class MachineUpdate(SQLModel):
+    name: str | None = None
+    location: str | None = None
+    kind: MachineKind | None = None
+    machine_type: str | None = None
+    agent_id: str | None = None
+    plug_topic: str | None = Field(default=None, description=PLUG_TOPIC_HELP + " Null: none.")
+
+
+class MachineTypeCreate(SQLModel):
+    code: str
+    name: str
+    kind: MachineKind = MachineKind.OTHER
+
+
+class MachineTypePublic(SQLModel):
+    id: int
+    code: str
+    name: str
+    kind: MachineKind

@@ -111,3 +111,26 @@ class IncidentPublic(SQLModel):
     closed_at: datetime | None
     closed_by: str | None
     resolution: str
+
+
+class SignOffCreate(SQLModel):
+    note: str = Field(max_length=2000, description="what was done: parts, findings")
+    machine: str | None = Field(
+        default=None,
+        max_length=63,
+        description="the machine the work was done on; needed only when the task is for a "
+        "machine type with several machines",
+    )
+
+
+class SignOffPublic(SQLModel):
+    id: int
+    task_id: int
+    machine: str
+    maintainer: str  # the signing member's pseudonym
+    signed_at: datetime
+    counter: str
+    counter_hours: float  # the task's counter on the machine at the sign-off: it counts again
+    note: str
+    unlocked: bool  # the machine's maintenance lockout was released by this sign-off
+    still_overdue: list[str]  # critical tasks still overdue on the machine (it stays locked)

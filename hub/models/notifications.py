@@ -136,3 +136,10 @@ class PreferencePublic(SQLModel):
     enabled: bool
     # Where the value comes from: "own" (the person's choice), "lab" or "built-in".
     source: str
+
+
+class WebhookCreate(SQLModel):
+    name: str = Field(max_length=80)
+    url: str = Field(max_length=2000)
+    kinds: list[str] = Field(default_factory=list, max_length=50)
+    personal_data: bool = False

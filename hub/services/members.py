@@ -4,13 +4,11 @@ commits (and re-publishes the allow-lists when a status changed or data was eras
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
 from sqlalchemy import func, or_
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from hub.audit import record
 from hub.category_history import change_category, undo_latest_change
@@ -19,10 +17,11 @@ from hub.models import (
     Badge,
     MachineSession,
     Member,
-    MemberBase,
     MemberCategory,
     MemberCategoryChange,
+    MemberCreate,
     MemberStatus,
+    MemberUpdate,
     Training,
     User,
 )
@@ -109,40 +108,6 @@ def set_member_status(session: Session, *, email: str, status: MemberStatus, act
 
 
 # --- the member records: create, change, list, delete ------------------------------------
-def _clean_email(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
-        raise ValueError("not an email address, e.g. camille@example.org")
-    return value
-
-
-class MemberCreate(MemberBase):
-    payer_id: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return _clean_email(value)
-
-
-class MemberUpdate(SQLModel):
-    name: str | None = None
-    email: str | None = None
-    category: MemberCategory | None = None
-    # The lab-local day a new category takes effect (billing prices each session with the
-    # category of its start day); today when not given. Not inside a closed billing month.
-    category_from: date | None = None
-    status: MemberStatus | None = None
-    payer_id: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return _clean_email(value)
-
-
 def list_members(
     session: Session,
     *,

@@ -4,24 +4,12 @@ the machine pages: members see their own sessions only; events are for staff."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from hub.core.errors import Forbidden
-from hub.models import Event, MachineSession, Member, Role, User
+from hub.models import Event, EventPublic, MachineSession, Member, Role, User
 from hub.services.machine_views import json_safe
-
-
-class EventPublic(SQLModel):
-    id: str
-    site: str
-    machine: str
-    seq: int
-    ts: datetime
-    type: str
-    data: dict[str, Any]
-    received_at: datetime
 
 
 def list_sessions(

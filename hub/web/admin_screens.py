@@ -23,11 +23,12 @@ from hub.core.errors import HubError, InvalidValue
 from hub.models import (
     Member,
     MemberCategory,
+    MemberCreate,
     MemberStatus,
+    MemberUpdate,
     User,
 )
 from hub.services import members as members_service
-from hub.services.members import MemberCreate, MemberUpdate
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.render import PROBLEMS, Page, PageError, error_message, member_key, render

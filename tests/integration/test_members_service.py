@@ -20,7 +20,7 @@ from hub.core.db import make_engine, migrate
 from hub.core.errors import Conflict, InvalidValue, describe
 from hub.demo.seed import seed_demo
 from hub.imports import TRAINING_COLUMNS, ImportFileError, import_trainings
-from hub.models import Badge, Member, MemberCategory, Training
+from hub.models import Badge, Member, MemberCategory, MemberCreate, MemberUpdate, Training
 from hub.services import members as members_service
 from hub.web.i18n import translator
 from protocol.limits import INT32_MAX
@@ -62,9 +62,7 @@ def test_a_category_from_a_day_after_today_is_refused_on_that_field(
             members_service.update_member(
                 session,
                 member_id=member.id,
-                data=members_service.MemberUpdate(
-                    category=MemberCategory.COMPANY, category_from=day
-                ),
+                data=MemberUpdate(category=MemberCategory.COMPANY, category_from=day),
                 actor="test",
                 tz=PARIS,
             )
@@ -86,7 +84,7 @@ def test_an_unknown_payer_is_refused_on_payer_id(engine: Engine, payer: int) -> 
         with pytest.raises(InvalidValue) as refused:
             members_service.create_member(
                 session,
-                data=members_service.MemberCreate(name="Nadia", payer_id=payer),
+                data=MemberCreate(name="Nadia", payer_id=payer),
                 actor="test",
             )
         session.rollback()
@@ -109,14 +107,14 @@ def test_a_member_with_history_is_not_deleted_and_one_entered_by_mistake_is(
             members_service.update_member(
                 session,
                 member_id=badge.member_id,
-                data=members_service.MemberUpdate(payer_id=badge.member_id),
+                data=MemberUpdate(payer_id=badge.member_id),
                 actor="test",
                 tz=PARIS,
             )
         assert (own.value.code, own.value.field) == ("member.own_payer", "payer_id")
         session.rollback()
         mistake = members_service.create_member(
-            session, data=members_service.MemberCreate(name="Typo"), actor="test"
+            session, data=MemberCreate(name="Typo"), actor="test"
         )
         session.commit()
         assert mistake.id is not None
