@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from edge.inputs import Readings
 from hub.models import Event, Machine, TelemetrySample
@@ -72,7 +72,9 @@ def test_journal_disk_full_decisions_go_on_and_nothing_is_lost(lab: FaultLab, re
         what="the full journal in the hub's status",
     )
     incidents = lab.engine_rows(
-        select(Event).where(Event.machine == victim.machine, Event.type == "incident.reported")
+        select(Event)
+        .where(Event.machine == victim.machine, Event.type == "incident.reported")
+        .order_by(col(Event.seq))
     )
     # Room again (old files removed): the next event reaches the disk and the all-clear is sent.
     journal.limit_pages(1_000_000)
@@ -82,7 +84,9 @@ def test_journal_disk_full_decisions_go_on_and_nothing_is_lost(lab: FaultLab, re
     kinds = [
         e.data.get("kind")
         for e in lab.engine_rows(
-            select(Event).where(Event.machine == victim.machine, Event.type == "incident.reported")
+            select(Event)
+            .where(Event.machine == victim.machine, Event.type == "incident.reported")
+            .order_by(col(Event.seq))
         )
     ]
     telemetry_stored = lab.count(TelemetrySample, TelemetrySample.machine == victim.machine)
