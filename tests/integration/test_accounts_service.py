@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.core.db import make_engine, migrate
 from hub.core.errors import Conflict, Forbidden, InvalidValue, NotFound, describe
-from hub.demo.seed import seed_demo
 from hub.models import ApiToken, AuditEntry, Member, Role
 from hub.services.accounts import (
     MIN_PASSWORD_LENGTH,
@@ -31,6 +29,7 @@ from hub.services.accounts import (
     user_for_token,
 )
 from hub.web.i18n import translator
+from tests.support.databases import demo_lab
 
 PASSWORD = "a-long-enough-password"
 SETTINGS = settings(
@@ -40,25 +39,15 @@ SETTINGS = settings(
 
 @pytest.fixture
 def lab(database_url: str) -> Iterator[Engine]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(database_url) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def sqlite_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path_factory.mktemp('accounts') / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(url) as engine:
+        yield engine
 
 
 def test_a_login_its_tokens_and_what_ends_them(lab: Engine) -> None:

@@ -13,9 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.core.db import make_engine, migrate
 from hub.core.errors import Conflict, InvalidValue, NotFound, describe
-from hub.demo.seed import seed_demo
 from hub.models import AuditEntry, Badge, Machine, Member, MemberStatus
 from hub.services.badges import (
     ask_for_a_card,
@@ -27,6 +25,7 @@ from hub.services.badges import (
 )
 from hub.services.members import member_by_id, set_member_status
 from hub.web.i18n import translator
+from tests.support.databases import demo_lab
 
 CARD = "0A0B0C0D"
 UID_SHAPE = re.compile(r"^[0-9A-Fa-f]{8,20}$")
@@ -34,13 +33,8 @@ UID_SHAPE = re.compile(r"^[0-9A-Fa-f]{8,20}$")
 
 @pytest.fixture
 def lab(database_url: str) -> Iterator[Engine]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(database_url) as engine:
+        yield engine
 
 
 def _a_member(session: Session) -> Member:
@@ -149,13 +143,8 @@ def test_an_unknown_badge_or_member_id_is_not_found_even_past_32_bits(
 @pytest.fixture(scope="module")
 def sqlite_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path_factory.mktemp('badges') / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(url) as engine:
+        yield engine
 
 
 def test_a_lost_card_is_revoked_by_its_uid_and_a_member_suspended_by_email(lab: Engine) -> None:

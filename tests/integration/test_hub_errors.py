@@ -18,7 +18,6 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from atelier_cli import app
-from hub.core.db import make_engine, migrate
 from hub.core.errors import (
     MESSAGES,
     Conflict,
@@ -28,9 +27,9 @@ from hub.core.errors import (
     NotFound,
     describe,
 )
-from hub.demo.seed import seed_demo
 from hub.services.maintenance.tasks import MAX_EVERY_DAYS, MAX_EVERY_HOURS, add_task
 from hub.web.i18n import translator
+from tests.support.databases import demo_lab
 
 runner = CliRunner()
 FIELDS = re.compile(r"\{(\w+)[^}]*\}")
@@ -80,25 +79,15 @@ def test_describing_an_error_never_fails(code: str, params: dict[str, object]) -
 
 @pytest.fixture
 def seeded(database_url: str) -> Iterator[Engine]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(database_url) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def sqlite_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path_factory.mktemp('errors') / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(url) as engine:
+        yield engine
 
 
 BAD_HOURS = st.one_of(

@@ -13,39 +13,28 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.core.db import make_engine, migrate
 from hub.core.errors import MESSAGES, Conflict, HubError, InvalidValue, NotFound, describe
-from hub.demo.seed import seed_demo
 from hub.models import AuditEntry, Machine, MachineKind, MachineSession, MachineType
 from hub.services import machine_records as records
 from hub.services.broker_accounts import PLUG_TOPIC_MAX
 from hub.web.i18n import translator
 from protocol.topics import is_slug
+from tests.support.databases import demo_lab
 
 FR = translator("fr").gettext
 
 
 @pytest.fixture
 def lab(database_url: str) -> Iterator[Engine]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(database_url) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def sqlite_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'hub.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as session:
-        seed_demo(session, site="lab")
-        session.commit()
-    yield engine
-    engine.dispose()
+    with demo_lab(url) as engine:
+        yield engine
 
 
 def _actions(session: Session, entity_id: str) -> list[str]:

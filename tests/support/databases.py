@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 PG_ENV = "ATELIER_TEST_DATABASE_URL"
 
@@ -31,3 +32,20 @@ def throwaway_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def demo_lab(url: str) -> Iterator[Any]:
+    """A migrated database at `url` holding the demo lab (site "lab"), as an engine."""
+    from sqlmodel import Session
+
+    from hub.core.db import make_engine, migrate
+    from hub.demo.seed import seed_demo
+
+    migrate(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+        session.commit()
+    yield engine
+    engine.dispose()
