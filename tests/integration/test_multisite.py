@@ -225,7 +225,14 @@ def test_two_sites_one_hub_and_a_link_down_loses_nothing(network: Network) -> No
         # North goes on working: its broker takes every event (nothing waits in the agent's
         # journal), the bridge keeps them, and none reaches the hub while the link is down.
         assert north.produced() > produced_before + 10
-        assert north.state()["backlog"] == 0
+        # The agent taps all the time, so a read can catch the one event between its journal
+        # and the local broker's acknowledgement: what matters is that nothing piles up.
+        wait_until(
+            lambda: north.state()["backlog"] == 0,
+            timeout=5,
+            what="north's journal emptied into its own broker while the link is down",
+            proc=network.hub,
+        )
         assert len(network.seqs("north")) == stalled_at
         assert len(network.seqs("south")) > south_before + 10  # the other site is unaffected
         north.link.restore()
