@@ -296,6 +296,7 @@ def install(app: FastAPI) -> None:
         screens,
         settings_screens,
         stats_screens,
+        wall_screens,
     )
 
     app.include_router(router)
@@ -311,6 +312,7 @@ def install(app: FastAPI) -> None:
     app.include_router(screens.router)
     app.include_router(stats_screens.router)
     app.include_router(notification_screens.router)
+    app.include_router(wall_screens.router)
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:
