@@ -11,6 +11,7 @@ update hh:mm" when the stream drops, then reloads the page once the hub answers 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -80,6 +81,33 @@ def _density(count: int) -> int:
     return 6
 
 
+# The root type size of each density, as a share of the screen's height (wall.css).
+DENSITY_TYPE = {1: 0.036, 2: 0.028, 3: 0.022, 4: 0.018, 5: 0.014, 6: 0.011}
+CARD_ASPECT = 2.0  # width over height a card reads best at
+COLUMNS_MAX = 16
+
+
+def _columns(sizes: list[int], density: int, headed: bool) -> int:
+    """How many columns the board's grid has, the same in every group so cards line up:
+    the number whose cards come closest to CARD_ASPECT on a 16:9 screen once the summary
+    and the group headings have their room. A phone overrides it (one column)."""
+    if not sizes:
+        return 1
+    em = DENSITY_TYPE[density]
+    free = 1.0 - em * (4.0 + (2.2 * len(sizes) if headed else 0.0))
+    best, best_score = 1, float("inf")
+    for columns in range(1, COLUMNS_MAX + 1):
+        rows = sum(-(-size // columns) for size in sizes)
+        width = (16 / 9) / columns
+        height = max(free, 0.05) / rows
+        score = abs(math.log((width / height) / CARD_ASPECT))
+        if score < best_score - 1e-9:
+            best, best_score = columns, score
+        if columns >= max(sizes):
+            break  # more columns than the largest group's cards only leaves gaps
+    return best
+
+
 def _board_context(board: displays.WallBoard, tz: ZoneInfo, lang: str) -> dict[str, Any]:
     groups = []
     for group in board.groups:
@@ -97,11 +125,18 @@ def _board_context(board: displays.WallBoard, tz: ZoneInfo, lang: str) -> dict[s
                 }
             )
         groups.append({"title": group.title, "cards": cards})
+    density = _density(board.count)
+    sizes = [len(g["cards"]) for g in groups]
+    columns = _columns(sizes, density, board.grouping != "none")
+    for group_ in groups:
+        # Each group's share of the height: its rows of cards (wall.css rows-N).
+        group_["rows"] = min(-(-len(group_["cards"]) // columns), 20)
     return {
         "board": board,
         "groups": groups,
         "summary": [(key, SUMMARY_LABELS[key], board.summary[key]) for key in SUMMARY_LABELS],
-        "density": _density(board.count),
+        "density": density,
+        "columns": columns,
     }
 
 
