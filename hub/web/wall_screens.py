@@ -109,9 +109,9 @@ def _columns(sizes: list[int], density: int, headed: bool) -> int:
 
 
 def _board_context(board: displays.WallBoard, tz: ZoneInfo, lang: str) -> dict[str, Any]:
-    groups = []
+    groups: list[dict[str, Any]] = []
     for group in board.groups:
-        cards = []
+        cards: list[dict[str, Any]] = []
         for card in group.cards:
             m = card.machine
             cards.append(
