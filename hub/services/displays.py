@@ -94,6 +94,8 @@ def _find(session: Session, key: str) -> DisplayToken:
     """The display named by its number or by the first characters of its secret."""
     key = key.strip()
     found: list[DisplayToken] = []
+    if "\x00" in key:  # no secret holds one, and PostgreSQL refuses it in a query
+        raise NotFound("display.unknown", field="display", params={"display": key[:40]})
     if key.isdigit() and 1 <= int(key) <= INT32_MAX:
         row = session.get(DisplayToken, int(key))
         found = [row] if row else []

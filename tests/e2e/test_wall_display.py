@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -106,6 +106,22 @@ def test_the_stream_says_revoked_when_the_token_is_revoked_while_open(
         events = []
         while "event: revoked" not in events:
             events.append(next(lines))
+
+
+def test_a_connection_ends_with_bye_and_the_board_comes_again_on_the_next(
+    lab: tuple[TestClient, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.web import wall_screens
+
+    client, engine = lab
+    secret = _display(engine)
+    monkeypatch.setattr(wall_screens, "LIFETIME_S", 2.5)  # five minutes in production
+    for _ in range(2):
+        with client.stream("GET", f"/wall/{secret}/stream") as answer:
+            events = [line for line in answer.iter_lines() if line.startswith("event: ")]
+        # The board first, then a sign of life while nothing changes, then goodbye.
+        assert events[0] == "event: board" and events[-1] == "event: bye", events
+    assert wall_screens._walls["open"] == 0
 
 
 def test_the_board_counts_groups_filters_and_shows_since_and_the_print(
@@ -296,6 +312,8 @@ hostile_text = st.text(max_size=300) | st.sampled_from(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(secret=hostile_text, group=hostile_text, kind=hostile_text, name=hostile_text)
+@example(secret="atd_\x00", group="\x00", kind="\x00", name="\x00")
+@example(secret="atd_" + "A" * 43, group="type", kind="laser", name="x" * 101)
 def test_hostile_secrets_options_and_names_are_refused_cleanly(
     lab: tuple[TestClient, Engine], secret: str, group: str, kind: str, name: str
 ) -> None:
