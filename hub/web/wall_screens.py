@@ -326,7 +326,7 @@ def displays_page(
     request: Request,
     session: SessionDep,
     user: Annotated[User, Page(ADMIN)],
-    revoked: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    revoked: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     notice = N_("Display revoked: its screen is refused within seconds.") if revoked else None
     return _displays_page(request, session, user, notice=notice)

@@ -242,8 +242,10 @@ def test_an_admin_makes_and_revokes_a_display_from_the_web(lab: tuple[TestClient
     assert gone.status_code == 200 and "Display revoked" in gone.text
     assert client.get(f"/wall/{secret}").status_code == 403
     assert _audits(engine) == before + 2
-    unknown = client.post("/web/displays/999999/revoke", data={"csrf": token})
-    assert unknown.status_code == 404 and "no single display" in unknown.text
+    for far in (999_999, 2**31, 2**63, 10**30, -1):
+        unknown = client.post(f"/web/displays/{far}/revoke", data={"csrf": token})
+        assert unknown.status_code == 404 and "no single display" in unknown.text, far
+    assert client.get("/web/displays?revoked=x%00").status_code == 200
 
 
 def _audits(engine: Engine) -> int:
