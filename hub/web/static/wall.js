@@ -9,6 +9,12 @@
   const banner = document.getElementById("lost");
   const QUIET_MS = 15000; // the hub says "alive" every few seconds: silence this long is a drop
   const RETRY_MS = 3000;
+  // A page that loads but whose stream fails at once (the hub refuses more walls) must not
+  // reload every 3 s for ever: each drop without a board in between waits twice as long, up
+  // to a minute. The count lives in the tab's sessionStorage, across the reloads.
+  const DROPS = "atelier-wall-drops";
+  const drops = Number(window.sessionStorage.getItem(DROPS) || 0);
+  const waitMs = Math.min(RETRY_MS * 2 ** drops, 60000);
   let lastAt = wall.dataset.at;
   let source = null;
   let watchdog = null;
@@ -19,9 +25,9 @@
       (answer) => {
         // 200: back; 403: revoked meanwhile, the reload shows the refusal. Else keep trying.
         if (answer.status === 200 || answer.status === 403) window.location.reload();
-        else window.setTimeout(retry, RETRY_MS);
+        else window.setTimeout(retry, waitMs);
       },
-      () => window.setTimeout(retry, RETRY_MS),
+      () => window.setTimeout(retry, waitMs),
     );
   }
 
@@ -33,7 +39,8 @@
     banner.querySelector(".message").textContent = banner.dataset.template.replace("{time}", lastAt);
     banner.hidden = false;
     document.body.classList.add("stale");
-    window.setTimeout(retry, RETRY_MS);
+    window.sessionStorage.setItem(DROPS, String(drops + 1));
+    window.setTimeout(retry, waitMs);
   }
 
   function heard(event) {
@@ -46,6 +53,7 @@
     source = new EventSource(wall.dataset.stream);
     source.addEventListener("board", (event) => {
       heard(event);
+      window.sessionStorage.removeItem(DROPS);
       document.getElementById("board").innerHTML = event.data;
     });
     source.addEventListener("alive", heard);
