@@ -6,6 +6,8 @@ throwaway PostgreSQL database. Then, on each:
 - a bare SELECT reading the year's rows (sessions; then sessions, busy periods and jobs),
 - the usage statistics for the year (hub.reports.usage.usage_report),
 - the yearly review (the same, plus trainings and maintenance, written as PDF and XLSX),
+- the statistics page's figures (hub.services.statistics.overview, one pass) next to what the
+  page computed before issue 18 (the year's report, then one more report per month),
 - `billing close` of one month next to a bare SELECT of that month's sessions, and of them with
   their busy periods (what the close reads), and the pure pricing alone (when
   hub/services/billing/ is there), rolled back afterwards,
@@ -13,7 +15,7 @@ throwaway PostgreSQL database. Then, on each:
   csv --detail`): its time and its peak RSS, for a month and for the year (flat = the same).
 
 Run: ATELIER_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-     .venv/bin/python -m bench.bench_reports [--sessions 500000] [--billing-only]
+     .venv/bin/python -m bench.bench_reports [--sessions 500000] [--billing-only] [--stats-page]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from hub.models import (
 )
 from hub.reports.review import write_review_pdf, write_review_xlsx, yearly_review
 from hub.reports.usage import usage_report
+from hub.services.statistics import months, overview
 from tests.support.databases import throwaway_postgres_database
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -401,6 +404,30 @@ def year_reports(kind: str, engine: Engine, repeat: int, t_bare_s: float, n_sess
         )
 
 
+def stats_page(kind: str, engine: Engine, repeat: int) -> None:
+    """The statistics page's figures for the default window (a year to today), in one pass,
+    next to the page before issue 18: the same report, then one report per month drawn."""
+    today = END - timedelta(days=1)
+
+    def before() -> Any:
+        seen = overview(engine, start=None, end=None, today=today, tz=PARIS)
+        return [
+            usage_report(engine, start=first, end=nxt, tz=PARIS).by_category
+            for first, nxt in months(seen.start, seen.end)
+        ]
+
+    t_before, per_month = timed(before, repeat)
+    t_now, seen = timed(
+        lambda: overview(engine, start=None, end=None, today=today, tz=PARIS), repeat
+    )
+    assert [cats for _, cats in seen.by_month] == per_month, "the same table either way"
+    print(
+        f"{kind:9} statistics page figures              {t_now:7.2f} s  ratio "
+        f"{t_now / t_before:4.2f}x the page before (report + {len(per_month)} monthly "
+        f"reports: {t_before:.2f} s)"
+    )
+
+
 def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
     began = time.perf_counter()
     load_year(url, args.sessions, args.members)
@@ -413,8 +440,12 @@ def run(kind: str, url: str, args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"{kind:9} bare SELECT of the year's sessions   {t_bare_s:7.2f} s  ({n_sessions} rows)"
         )
+        if args.stats_page:
+            stats_page(kind, engine, repeat)
+            return
         if not args.billing_only:
             year_reports(kind, engine, repeat, t_bare_s, n_sessions)
+            stats_page(kind, engine, repeat)
         month, month_from, month_to = "2026-10", date(YEAR, 10, 1), date(YEAR, 11, 1)
         t_bare_month, n_month = timed(
             lambda: bare_select(engine, ("session",), month_from, month_to), repeat
@@ -465,6 +496,11 @@ def main() -> None:
         "--billing-only",
         action="store_true",
         help="only `billing close` and its bare SELECTs (no year reports, no CSV export)",
+    )
+    parser.add_argument(
+        "--stats-page",
+        action="store_true",
+        help="only the statistics page's figures, next to the page before issue 18",
     )
     args = parser.parse_args()
     kinds = ["sqlite"] + (["postgres"] if os.environ.get("ATELIER_TEST_DATABASE_URL") else [])

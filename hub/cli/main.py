@@ -275,6 +275,9 @@ def _admin_apps() -> None:
     from hub.cli.billing import billing_app
 
     app.add_typer(billing_app, name="billing")
+    from hub.cli.displays import display_app
+
+    app.add_typer(display_app, name="display")
 
 
 _admin_apps()

@@ -313,6 +313,14 @@ MESSAGES: dict[str, str] = {
     "retention.events_too_short": N_(
         "{kind}: keep them at least {min} days (an agent may still replay them)"
     ),
+    # wall displays (hub/services/displays.py, `atelier hub display`, /web/displays)
+    "display.name_empty": N_("say which screen it is for, e.g. hall screen"),
+    "display.name_too_long": N_("a display's name has at most {max} characters"),
+    "display.unknown": N_(
+        "no single display {display!r}: give its number or the start of its secret, as the "
+        "list of displays shows them"
+    ),
+    "display.grouping_unknown": N_("{group!r} is not a grouping: use {known}"),
 }
 
 

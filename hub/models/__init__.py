@@ -29,6 +29,7 @@ from hub.models.billing import (
     Statement,
     StatementLine,
 )
+from hub.models.displays import DISPLAY_NAME_MAX, DisplayToken
 from hub.models.events import (
     BusyPeriod,
     DeadLetter,
@@ -127,6 +128,8 @@ __all__ = [
     "BusyPeriod",
     "CREDIT_NOTE",
     "DeadLetter",
+    "DISPLAY_NAME_MAX",
+    "DisplayToken",
     "Downtime",
     "DowntimeCause",
     "Event",

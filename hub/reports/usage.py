@@ -182,6 +182,11 @@ class UsageReport:
     under_used: list[dict[str, Any]]
     by_member: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     supervised: dict[str, Any] = field(default_factory=dict)
+    # Per period, per member category: what the statistics page draws month by month (not
+    # in the JSON document, whose by_category and by_period are its two margins).
+    by_period_category: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document (members per group are counts; no per-member figures)."""
@@ -370,8 +375,14 @@ def usage_report(
         _sum_into(by_category.setdefault(category_of.get(ref, UNKNOWN), [0, 0.0, 0.0, 0]), acc)
         _sum_into(total, acc)
     by_period: dict[str, list[float]] = {}
-    for (period_name, _ref), (n, seconds, busy) in periods.items():
+    period_category: dict[str, dict[str, list[float]]] = {}
+    for (period_name, ref), (n, seconds, busy) in periods.items():
         _sum_into(by_period.setdefault(period_name, [0, 0.0, 0.0, 0]), [n, seconds, busy, 1])
+        cats = period_category.setdefault(period_name, {})
+        _sum_into(
+            cats.setdefault(category_of.get(ref, UNKNOWN), [0, 0.0, 0.0, 0]),
+            [n, seconds, busy, 1],
+        )
 
     machine_busy, jobs = _machine_use(engine, t0, t1)
     opened = opening_hours(slots, start, end)
@@ -426,6 +437,10 @@ def usage_report(
         by_machine_type={k: _figures(v) for k, v in sorted(by_type.items())},
         by_category={k: _figures(v) for k, v in sorted(by_category.items())},
         by_period={k: _figures(v) for k, v in sorted(by_period.items())},
+        by_period_category={
+            k: {c: _figures(v) for c, v in sorted(cats.items())}
+            for k, cats in sorted(period_category.items())
+        },
         hour_of_week=hours_matrix,
         busiest_hours=[
             {

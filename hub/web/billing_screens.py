@@ -241,5 +241,8 @@ def import_rates(
         else:
             message = gettext(IMPORT_REFUSED).format(file=name, problem=problem)
         return _page(request, session, user, errors={"import_file": message})
-    notice = f"rates imported: {added} added, {replaced} replaced"
+    notice = gettext(N_("Rates imported: %(added)s added, %(replaced)s replaced.")) % {
+        "added": added,
+        "replaced": replaced,
+    }
     return _page(request, session, user, notice=notice)

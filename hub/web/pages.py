@@ -10,13 +10,22 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from sqlmodel import Session, col, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.core.deps import (
     SESSION_COOKIE,
@@ -32,7 +41,7 @@ from hub.services.machine_views import machines_public
 from hub.services.maintenance.tasks import task_states
 from hub.services.sessions import list_events
 from hub.web.csrf import require_csrf
-from hub.web.i18n import LANG_COOKIE, LANGUAGES, language_of
+from hub.web.i18n import LANG_COOKIE, LANGUAGES, N_, language_of
 from hub.web.render import (
     LIST_REFUSALS,
     STATE_LABELS,
@@ -53,6 +62,8 @@ STREAM_MAX = 50
 MAINTENANCE_EVERY_S = 30.0
 HEARTBEAT_TICKS = 3
 _streams = {"open": 0}
+STATIC = Path(__file__).resolve().parent / "static"
+NOT_FOUND = N_("There is no page at this address: the link may be old, or mistyped.")
 
 
 def _safe_next(target: str) -> str:
@@ -296,6 +307,7 @@ def install(app: FastAPI) -> None:
         screens,
         settings_screens,
         stats_screens,
+        wall_screens,
     )
 
     app.include_router(router)
@@ -311,6 +323,35 @@ def install(app: FastAPI) -> None:
     app.include_router(screens.router)
     app.include_router(stats_screens.router)
     app.include_router(notification_screens.router)
+    app.include_router(wall_screens.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found_page(request: Request, exc: StarletteHTTPException) -> Response:
+        # A browser that follows a stale link or mistypes an address gets a page in its
+        # language, with its menu; the API and the static files keep their JSON/plain 404.
+        path = request.url.path
+        if exc.status_code != 404 or path.startswith(("/api/", "/static/")):
+            return await http_exception_handler(request, exc)
+
+        def who() -> User | None:
+            with Session(request.app.state.engine) as session:
+                user = signed_in(request, session)
+                if user is not None:
+                    session.expunge(user)
+                return user
+
+        return render(
+            request,
+            "error.html",
+            {"message": NOT_FOUND, "status": 404},
+            user=await run_in_threadpool(who),
+            status_code=404,
+        )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # Browsers ask for /favicon.ico whatever the pages say: the same drawing as theirs.
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:

@@ -127,6 +127,7 @@ MENU: list[tuple[str, str, frozenset[Role]]] = [
     ("/web/stats", "Statistics", MANAGE),
     ("/web/billing", "Billing", MANAGE),
     ("/web/users", "Users", ADMIN),
+    ("/web/displays", "Wall displays", ADMIN),
     ("/web/settings", "Settings", MANAGE),
     ("/web/notifications", "Notifications", EVERYONE),
 ]

@@ -34,6 +34,7 @@ PAGES = {
     "/web/settings": {Role.MANAGER, Role.ADMIN},
     "/web/users": {Role.ADMIN},
     "/web/users/1": {Role.ADMIN},
+    "/web/displays": {Role.ADMIN},
     "/web/account": set(Role),
     "/web/notifications": set(Role),
     "/web/members/new": {Role.MANAGER, Role.ADMIN},
