@@ -81,31 +81,39 @@ def _density(count: int) -> int:
     return 6
 
 
-# The root type size of each density, as a share of the screen's height (wall.css).
+# The root type size of each density, as a share of the screen's height (wall.css), and the
+# heights in em the board's parts take (wall.css): the summary, a group's heading, a row.
 DENSITY_TYPE = {1: 0.036, 2: 0.028, 3: 0.022, 4: 0.018, 5: 0.014, 6: 0.011}
+TOP_EM, HEADING_EM, ROW_EM = 5.0, 2.6, 6.1
 CARD_ASPECT = 2.0  # width over height a card reads best at
 COLUMNS_MAX = 16
+SCREEN_ASPECT = 16 / 9
 
 
-def _columns(sizes: list[int], density: int, headed: bool) -> int:
-    """How many columns the board's grid has, the same in every group so cards line up:
-    the number whose cards come closest to CARD_ASPECT on a 16:9 screen once the summary
-    and the group headings have their room. A phone overrides it (one column)."""
+def _layout(sizes: list[int], headed: bool) -> tuple[int, int]:
+    """(density, columns) of a board with groups of these sizes on a 16:9 screen: the
+    largest type at which every row fits the height, and the same number of columns in every
+    group (so cards line up) whose cards come closest to CARD_ASPECT. When nothing fits, the
+    smallest type and the most columns: the page then scrolls. A phone overrides the columns
+    (one)."""
     if not sizes:
-        return 1
-    em = DENSITY_TYPE[density]
-    free = 1.0 - em * (4.0 + (2.2 * len(sizes) if headed else 0.0))
-    best, best_score = 1, float("inf")
-    for columns in range(1, COLUMNS_MAX + 1):
-        rows = sum(-(-size // columns) for size in sizes)
-        width = (16 / 9) / columns
-        height = max(free, 0.05) / rows
-        score = abs(math.log((width / height) / CARD_ASPECT))
-        if score < best_score - 1e-9:
-            best, best_score = columns, score
-        if columns >= max(sizes):
-            break  # more columns than the largest group's cards only leaves gaps
-    return best
+        return 1, 1
+    widest = min(COLUMNS_MAX, max(sizes))
+    for density in range(_density(sum(sizes)), 7):
+        em = DENSITY_TYPE[density]
+        fixed = em * (TOP_EM + (HEADING_EM * len(sizes) if headed else 0.0))
+        best, best_score = 0, float("inf")
+        for columns in range(1, widest + 1):
+            rows = sum(-(-size // columns) for size in sizes)
+            if fixed + em * ROW_EM * rows > 1.0:
+                continue
+            card_height = (1.0 - fixed) / rows
+            score = abs(math.log((SCREEN_ASPECT / columns) / card_height / CARD_ASPECT))
+            if score < best_score - 1e-9:
+                best, best_score = columns, score
+        if best:
+            return density, best
+    return 6, widest
 
 
 def _board_context(board: displays.WallBoard, tz: ZoneInfo, lang: str) -> dict[str, Any]:
@@ -125,9 +133,8 @@ def _board_context(board: displays.WallBoard, tz: ZoneInfo, lang: str) -> dict[s
                 }
             )
         groups.append({"title": group.title, "cards": cards})
-    density = _density(board.count)
     sizes = [len(g["cards"]) for g in groups]
-    columns = _columns(sizes, density, board.grouping != "none")
+    density, columns = _layout(sizes, board.grouping != "none")
     for group_ in groups:
         # Each group's share of the height: its rows of cards (wall.css rows-N).
         group_["rows"] = min(-(-len(group_["cards"]) // columns), 20)

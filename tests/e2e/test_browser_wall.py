@@ -227,3 +227,38 @@ def test_the_banner_shows_when_the_hub_is_killed_and_clears_when_it_is_back(
     _set(wall.database_url, "cnc-1", online=True, locked=True, lock_reason="spindle service")
     expect(page.locator("#wall-cnc-1")).to_contain_text("spindle service")
     assert page.evaluate("window.__sameLoad") is True
+
+
+def test_a_larger_lab_in_seven_rooms_still_fits_one_screen(wall: Wall, browser: Any) -> None:
+    engine = make_engine(wall.database_url)
+    with Session(engine) as session:
+        laser = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+        for i in range(30):
+            session.add(
+                Machine(
+                    code=f"extra-{i}",
+                    name=f"Bench machine {i}",
+                    site="lab",
+                    location=f"Room {i % 5}",
+                    machine_type_id=laser.machine_type_id,
+                    online=i % 3 != 0,
+                )
+            )
+        secret, _ = displays.create_display(session, name="big screen", actor="test")
+        session.commit()
+    engine.dispose()
+    page = browser.new_page()
+    for size in ({"width": 1920, "height": 1080}, {"width": 3840, "height": 2160}):
+        page.set_viewport_size(size)
+        page.goto(f"{wall.settings.url}/wall/{secret}")
+        playwright_api.expect(page.locator(".wall-card")).to_have_count(34)
+        shown = _layout(page)
+        # Every card on the screen, none cut, nothing to scroll: the type got smaller.
+        assert shown["scrollHeight"] <= shown["height"], shown
+        assert shown["scrollWidth"] <= shown["width"], shown
+        assert shown["bottom"] <= shown["height"], shown
+        names = page.locator(".wall-card h3")
+        assert all(
+            names.nth(i).evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+            for i in range(0, 34, 5)
+        )

@@ -371,3 +371,41 @@ def test_the_wall_renders_whatever_is_stored(
         lines = answer.iter_lines()
         while next(lines) != "event: board":
             pass
+
+
+@settings(
+    max_examples=8,  # each example migrates and opens the database twice, as the CLI does
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=hostile_text, group=hostile_text, kind=hostile_text, key=hostile_text)
+@example(name="\x00", group="type", kind="", key="\x00")
+def test_the_cli_takes_hostile_arguments_with_exit_2_or_a_working_address(
+    lab: tuple[TestClient, Engine],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    group: str,
+    kind: str,
+    key: str,
+) -> None:
+    client, _ = lab
+    monkeypatch.setenv("ATELIER_DATABASE_URL", database_url)
+    monkeypatch.setenv("ATELIER_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    args = ["hub", "display", "add", name[:2000], "--group", group[:200], "--type", kind[:200]]
+    made = runner.invoke(cli, [*args, "--hub-url", "http://x"])
+    assert made.exit_code in (0, 2), made.output
+    assert made.exception is None or isinstance(made.exception, SystemExit), made.exception
+    if made.exit_code == 0:
+        path = made.output.strip().splitlines()[-1].removeprefix("http://x")
+        assert client.get(path).status_code == 200
+    else:
+        # The hub's refusal names the argument; an argument that reads as an option ("-x")
+        # is Click's own usage error. Either way exit 2 and no traceback.
+        assert made.output.startswith(("NAME:", "--group:", "--type:", "Usage:")), made.output
+    revoked = runner.invoke(cli, ["hub", "display", "revoke", key[:2000]])
+    assert revoked.exit_code == 2, revoked.output
+    assert revoked.output.startswith(("DISPLAY:", "Usage:")), revoked.output
+    assert "Traceback" not in made.output + revoked.output
