@@ -172,6 +172,11 @@ class JobEnded(_Data):
     session_id: SessionId | None = None
     member: MemberRef | None = None
     error: Text | None = None  # stored cut to the column's length
+    # Why it ended: completed, cancelled, error, no-session, printer-offline (newer agents).
+    reason: Reason | None = None
+    # From its start to the last poll that saw it printing: what ran before the printer went
+    # offline, for a lab that bills an offline job up to then.
+    printing_seen_s: Duration | None = None
 
 
 class IncidentReported(_Data):

@@ -72,6 +72,9 @@ class SessionMachine:
         self._new_id = new_session_id
         self.session: ActiveSession | None = None
         self.busy_since: datetime | None = None
+        # The session open when the machine became busy: a busy period is billed to whoever
+        # started it, so a session opened while another's print runs on does not count it.
+        self.busy_owner: str | None = None
         self.relay_closed = False
         # A session ended while the machine worked: power stays on until it goes idle.
         self.hold_until_idle = False
@@ -171,7 +174,7 @@ class SessionMachine:
         if current is None:
             return []
         busy_s = current.busy_s
-        if self.busy_since is not None:
+        if self.busy_since is not None and self._owns_busy(current):
             busy_s += max(0.0, (now - max(self.busy_since, current.started_at)).total_seconds())
         self.session = None
         actions: list[Action] = [
@@ -216,19 +219,24 @@ class SessionMachine:
         sid = current.session_id if current else None
         if busy:
             self.busy_since = now
+            self.busy_owner = sid
             if current:
                 self.session = replace(current, last_activity=now, warned=False)
             return [Emit(EventType.MACHINE_BUSY, {"source": source, "session_id": sid})]
         assert self.busy_since is not None
         period = max(0.0, (now - self.busy_since).total_seconds())
+        owner = self.busy_owner
         if current is not None:
             counted = (now - max(self.busy_since, current.started_at)).total_seconds()
+            if not self._owns_busy(current):
+                counted = 0.0
             self.session = replace(
                 current, last_activity=now, warned=False, busy_s=current.busy_s + max(0.0, counted)
             )
         self.busy_since = None
+        self.busy_owner = None
         actions: list[Action] = [
-            Emit(EventType.MACHINE_IDLE, {"source": source, "busy_s": period, "session_id": sid})
+            Emit(EventType.MACHINE_IDLE, {"source": source, "busy_s": period, "session_id": owner})
         ]
         if self.hold_until_idle and current is None:
             self.hold_until_idle = False
@@ -236,6 +244,11 @@ class SessionMachine:
                 self.relay_closed = False
                 actions.append(OpenRelay())
         return actions
+
+    def _owns_busy(self, session: ActiveSession) -> bool:
+        """Whether the running busy period counts for `session`: it started under it, or under
+        no session at all (a machine running when the member badged in), from their start."""
+        return self.busy_owner is None or self.busy_owner == session.session_id
 
     def lock(self, now: datetime, reason: str) -> list[Action]:
         if self.locked:

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from hub.models import BusyPeriod, Machine, MachineSession, PrintJob
+from protocol import limits
 from protocol.envelope import Envelope, EventType
 from protocol.messages import Status
 
@@ -102,6 +103,10 @@ def apply_machine_use(session: Session, site: str, env: Envelope) -> None:
             job.duration_s = float(data["duration_s"])
             job.state = "finished" if env.type is EventType.JOB_FINISHED else "failed"
             job.error = str(data["error"])[:500] if data.get("error") else None
+            reason = data.get("reason")
+            job.end_reason = str(reason)[: limits.REASON_MAX_CHARS] if reason else None
+            seen = data.get("printing_seen_s")
+            job.printing_seen_s = min(float(seen), job.duration_s) if seen is not None else None
             if job.started_at is None:
                 job.started_at = env.ts - timedelta(seconds=job.duration_s)
         session.add(job)

@@ -89,6 +89,11 @@ class PrintJob(SQLModel, table=True):
     duration_s: float | None = None
     state: str = Field(default="printing", max_length=20)  # printing, finished, failed
     error: str | None = Field(default=None, max_length=limits.JOB_ERROR_MAX_CHARS)
+    # Why it ended (completed, cancelled, error, no-session, printer-offline); None from an
+    # agent older than issue 21, which said only `error`.
+    end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
+    # From its start to the last poll that saw it printing: billed "until-offline".
+    printing_seen_s: float | None = None
 
 
 class MachineCounters(SQLModel):
