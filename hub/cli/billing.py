@@ -36,6 +36,7 @@ FLAGS = {
     "statement": "STATEMENT",
     "file": "FILE",
     "effective_from": "--from",
+    "offline_jobs": "--bill",
 }
 
 
@@ -174,6 +175,32 @@ def list_rates(config: ConfigOpt = None) -> None:
                 f"min {r.minimum_cents} unit {r.rounding_minutes} min cap {cap} "
                 f"included {r.included_minutes_per_month} min"
             )
+
+
+@billing_app.command("offline-jobs")
+def offline_jobs(
+    machine_type: Annotated[str, typer.Option("--machine-type", help="e.g. printer")],
+    bill: Annotated[
+        str,
+        typer.Option(
+            help="whole: all of the job; until-offline: up to when it was last seen printing; "
+            "free: none of it"
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """How a job that ended because the printer went offline is billed on a busy-time rate."""
+    from hub.services.billing import set_offline_jobs
+
+    with _database(config) as (_, session):
+        before = set_offline_jobs(
+            session, machine_type=machine_type, choice=bill, actor=cli_actor()
+        )
+        session.commit()
+    typer.echo(
+        f"{machine_type}: jobs ended by the printer going offline billed {bill.strip().lower()}"
+        f" (was {before})"
+    )
 
 
 # --- prepaid balances ---------------------------------------------------------------------

@@ -252,6 +252,9 @@ MESSAGES: dict[str, str] = {
         "give a day after it"
     ),
     "rate.basis": N_("{basis!r} must be session or busy"),
+    "billing.offline_jobs": N_(
+        "{value!r} is not a way to bill a job the printer dropped: choose one of {choices}"
+    ),
     "rate.whole_number": N_("{value!r} must be a whole number, at least {least}"),
     "rates.header_missing": N_("the header lacks {missing}; expected columns: {expected}"),
     "rates.header_unknown": N_("unknown column(s) {unknown}; expected columns: {expected}"),
