@@ -47,6 +47,7 @@ from edge.inputs import (
     Connected,
     Decided,
     Disconnected,
+    EnergyRead,
     IncidentPressed,
     Input,
     IntegrationEvent,
@@ -328,6 +329,9 @@ class Agent:
             case IntegrationEvent(type=event_type, data=data):
                 with self._state_lock:
                     self._integration_event(event_type, data, self._clock())
+            case EnergyRead(total_kwh=total):
+                with self._state_lock:
+                    self.machine.energy_read(total)
             case IncidentPressed():
                 with self._state_lock:
                     member = self.machine.session.member if self.machine.session else None
@@ -471,6 +475,9 @@ class Agent:
     def _state_dict(self) -> dict[str, Any]:
         with self._state_lock:
             state = self._machine_state()
+            meter = self.machine.meter
+            # kWh the plug counted since the agent started (None: no energy reading yet).
+            state["energy_kwh"] = meter.total_kwh if meter.known else None
         assert self.journal is not None
         state["backlog"] = self.journal.backlog()  # a query: outside the lock
         state["journal_full"] = self.journal.full

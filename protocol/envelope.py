@@ -39,6 +39,7 @@ Mode = Annotated[str, Field(max_length=limits.MODE_MAX_CHARS), _Clean]
 # What a lab names in an agent's config: an interlock, an accessory, a machine type's code.
 Name = Annotated[str, Field(max_length=limits.SLUG_MAX_CHARS), _Clean]
 Duration = Annotated[float, Field(ge=0, le=limits.DURATION_MAX_S, allow_inf_nan=False)]
+Energy = Annotated[float, Field(ge=0, le=limits.ENERGY_MAX_KWH, allow_inf_nan=False)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(limits.check_timestamp)]
 
 
@@ -138,6 +139,8 @@ class SessionEnded(_Data):
     reason: Reason
     duration_s: Duration
     busy_s: Duration = 0
+    # kWh a smart plug counted during the session (absent: the machine has no metering plug).
+    energy_kwh: Energy | None = None
 
 
 class MachineBusy(_Data):
@@ -149,6 +152,10 @@ class MachineIdle(_Data):
     source: Source
     busy_s: Duration
     session_id: SessionId | None = None
+    # kWh of the busy period, and of the part of it after its session ended (the run-on,
+    # billed to that session); absent without a metering plug.
+    energy_kwh: Energy | None = None
+    run_on_energy_kwh: Energy | None = None
 
 
 class MachineLocked(_Data):

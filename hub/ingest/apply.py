@@ -44,7 +44,13 @@ def apply_session(session: Session, site: str, env: Envelope) -> None:
         row.end_reason = data.get("reason")
         row.duration_s = duration
         row.busy_s = float(data.get("busy_s", 0) or 0)
+        row.energy_kwh = _kwh(data.get("energy_kwh"))
         session.add(row)
+
+
+def _kwh(value: Any) -> float | None:
+    # Checked by the envelope's model (finite, 0 to ENERGY_MAX_KWH); None: not metered.
+    return float(value) if value is not None else None
 
 
 def _member_of(session: Session, session_id: str | None) -> str | None:
@@ -87,6 +93,8 @@ def apply_machine_use(session: Session, site: str, env: Envelope) -> None:
             )
         open_period.ended_at = env.ts
         open_period.busy_s = busy_s
+        open_period.energy_kwh = _kwh(data.get("energy_kwh"))
+        open_period.run_on_energy_kwh = _kwh(data.get("run_on_energy_kwh"))
         session.add(open_period)
     elif env.type in (EventType.JOB_STARTED, EventType.JOB_FINISHED, EventType.JOB_FAILED):
         key = f"{env.machine}:{data['job_id']}"[:128]

@@ -41,6 +41,8 @@ class MachineSession(SQLModel, table=True):
     end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
     duration_s: float | None = None
     busy_s: float = 0.0
+    # kWh its machine's smart plug counted during the session (None: no metering plug).
+    energy_kwh: float | None = None
 
 
 class SessionPublic(SQLModel):
@@ -71,6 +73,9 @@ class BusyPeriod(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     busy_s: float | None = None
+    # kWh of the period, and of its part after its session ended (billed to that session).
+    energy_kwh: float | None = None
+    run_on_energy_kwh: float | None = None
 
 
 class PrintJob(SQLModel, table=True):
