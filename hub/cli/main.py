@@ -275,6 +275,9 @@ def _admin_apps() -> None:
     from hub.cli.billing import billing_app
 
     app.add_typer(billing_app, name="billing")
+    from hub.cli.energy import energy
+
+    app.command("energy")(energy)
 
 
 _admin_apps()
