@@ -119,6 +119,7 @@ class Agent:
                 warning_s=config.session.warning_s,
                 card_present=config.session.card_present,
                 cut_while_busy=config.session.cut_while_busy,
+                spool=config.session.spool,
             ),
             new_session_id=lambda: str(uuid.uuid4()),
         )
@@ -265,7 +266,11 @@ class Agent:
                 answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
-                    read.uid, now, self._decider(read, now), present=read.present
+                    read.uid,
+                    now,
+                    self._decider(read, now),
+                    present=read.present,
+                    spool=self.allowlist is not None and self.allowlist.is_spool(read.uid),
                 )
                 self._apply(actions)
                 if any(

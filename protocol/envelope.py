@@ -61,6 +61,7 @@ class EventType(StrEnum):
     INTERLOCK_FAULT = "interlock.fault"  # a safety input went wrong (extraction, chiller...)
     INTERLOCK_CLEARED = "interlock.cleared"
     ACCESSORY_REFUSED = "accessory.refused"  # its own training missing: left off
+    SPOOL_ATTACHED = "spool.attached"  # a spool's tag tapped after the badge: its material
 
 
 class DenyReason(StrEnum):
@@ -85,6 +86,7 @@ class DenyReason(StrEnum):
     CARD_BLANK = "card_blank"  # a blank card: factory key, nothing written
     CARD_OTHER_SITE = "card_other_site"  # another site's tag
     INTERLOCK_OPEN = "interlock_open"  # extraction, chiller flow, lid or fire suppression not OK
+    SPOOL_TAG = "spool_tag"  # a spool's tag tapped with no session open: never a badge
 
 
 class ProtocolError(ValueError):
@@ -186,6 +188,12 @@ class JobEnded(_Data):
     printing_seen_s: Duration | None = None
 
 
+class SpoolAttached(_Data):
+    session_id: SessionId
+    member: MemberRef
+    spool: BadgeUid  # the spool's tag, as the allow-list's `spools` lists it
+
+
 class IncidentReported(_Data):
     source: Source
     note: Text = ""
@@ -238,6 +246,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.INTERLOCK_FAULT: InterlockFault,
     EventType.INTERLOCK_CLEARED: InterlockCleared,
     EventType.ACCESSORY_REFUSED: AccessoryRefused,
+    EventType.SPOOL_ATTACHED: SpoolAttached,
 }
 
 

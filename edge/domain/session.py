@@ -25,6 +25,7 @@ class SessionRules:
     warning_s: float = 60
     card_present: bool = False
     cut_while_busy: bool = False
+    spool: Literal["off", "optional", "required"] = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,9 @@ class ActiveSession:
     # The agent's energy total when the session started (None: no plug reading yet; then the
     # first reading starts it).
     energy_start_kwh: float | None = None
+    # The spool tapped after the badge (its tag), and whether the power waits for one.
+    spool: str | None = None
+    awaiting_spool: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +99,22 @@ class SessionMachine:
 
     # -- badges ---------------------------------------------------------------------------
     def badge(
-        self, badge: str, now: datetime, decide: DecideFn, *, present: bool = True
+        self,
+        badge: str,
+        now: datetime,
+        decide: DecideFn,
+        *,
+        present: bool = True,
+        spool: bool = False,
     ) -> list[Action]:
         current = self.session
+        if spool:
+            # A spool's tag is never a badge: it cannot open, end or hand over a session.
+            if not present:
+                return []
+            if current is None or self.rules.spool == "off" or current.mode == "maintenance":
+                return self._deny(badge, DenyReason.SPOOL_TAG, None)
+            return self._attach_spool(now, badge)
         if not present:
             if current and self.rules.card_present and badge == current.badge:
                 return self._end(now, "card-removed")
@@ -140,10 +157,13 @@ class SessionMachine:
             supervisor=supervisor,
             energy_start_kwh=self._energy_now(),
         )
+        if self.rules.spool == "required" and mode != "maintenance" and not self.relay_closed:
+            # The power waits for a spool: a print cannot start on material nobody declared.
+            session = replace(session, awaiting_spool=True)
         self.session = session
         self.hold_until_idle = False
         actions: list[Action] = []
-        if not self.relay_closed:
+        if not self.relay_closed and not session.awaiting_spool:
             self.relay_closed = True
             actions.append(CloseRelay())
         actions += [
@@ -166,6 +186,25 @@ class SessionMachine:
                     "mode": mode,
                     "supervisor": supervisor,
                 },
+            ),
+        ]
+        return actions
+
+    def _attach_spool(self, now: datetime, tag: str) -> list[Action]:
+        current = self.session
+        assert current is not None
+        self.session = replace(
+            current, spool=tag, awaiting_spool=False, last_activity=now, warned=False
+        )
+        actions: list[Action] = []
+        if current.awaiting_spool and not self.relay_closed:
+            self.relay_closed = True
+            actions.append(CloseRelay())
+        actions += [
+            Beep("grant"),
+            Emit(
+                EventType.SPOOL_ATTACHED,
+                {"session_id": current.session_id, "member": current.member, "spool": tag},
             ),
         ]
         return actions
