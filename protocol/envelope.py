@@ -186,6 +186,11 @@ class JobEnded(_Data):
     # From its start to the last poll that saw it printing: what ran before the printer went
     # offline, for a lab that bills an offline job up to then.
     printing_seen_s: Duration | None = None
+    # The filament it used, mm (all extruders): the job's analysed length, all of it when it
+    # finished, the share its progress reached when it stopped (issue 21).
+    filament_mm: (
+        Annotated[float, Field(ge=0, le=limits.FILAMENT_MAX_MM, allow_inf_nan=False)] | None
+    ) = None
 
 
 class SpoolAttached(_Data):

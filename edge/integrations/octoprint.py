@@ -42,6 +42,7 @@ from typing import Any, Literal, Protocol
 import requests
 
 from edge.config import OctoPrintOptions
+from edge.domain.filament import used_length_mm
 from protocol.envelope import EventType
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class Poll:
     file: str = ""
     completion: float | None = None
     print_time_left_s: float | None = None
+    # The job's analysed filament length, mm, all extruders together (None: not analysed).
+    filament_mm: float | None = None
     temperatures: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     reason: str = ""
     # False: OctoPrint answers but has no printer on its serial link ("Offline", "Closed").
@@ -109,6 +112,13 @@ def parse_poll(job: dict[str, Any], printer: dict[str, Any] | None) -> Poll:
     if flags.get("error") or lowered.startswith("error"):
         error = error or state_text
     file_info = (job.get("job") or {}).get("file") or {}
+    filament = (job.get("job") or {}).get("filament") or {}
+    lengths = (
+        [_num(tool.get("length")) for tool in filament.values() if isinstance(tool, dict)]
+        if isinstance(filament, dict)
+        else []
+    )
+    known = [length for length in lengths if length is not None and length >= 0]
     progress = job.get("progress") or {}
     # Told by the state, not by a missing /api/printer: OctoPrint answers 409 there in an
     # error state too, and a thermal runaway is an error, not a printer gone offline.
@@ -124,6 +134,7 @@ def parse_poll(job: dict[str, Any], printer: dict[str, Any] | None) -> Poll:
         print_time_left_s=_num(progress.get("printTimeLeft")),
         temperatures=temps,
         connected=connected,
+        filament_mm=sum(known) if known else None,
     )
 
 
@@ -145,6 +156,8 @@ class Job:
     enforced: Literal["pause", "paused", "cancel"] | None = None
     # The last poll that saw it printing or paused (its start until a poll sees it again).
     seen_at: datetime | None = None
+    # OctoPrint's analysis of its file (mm of filament), once a poll has shown it.
+    filament_mm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +263,7 @@ def step(
             )
 
     if job is not None and poll.job_active:
-        job = replace(job, seen_at=now)
+        job = replace(job, seen_at=now, filament_mm=poll.filament_mm or job.filament_mm)
     completion = poll.completion if poll.job_active else None
     return WatchState(online=True, job=job, last_completion=completion), actions
 
@@ -290,6 +303,8 @@ def _end_job(
         "reason": reason,
         "printing_seen_s": min(seen, duration),
     }
+    if job.filament_mm is not None:
+        data["filament_mm"] = used_length_mm(job.filament_mm, completion, done)
     return [
         Emit(EventType.JOB_FINISHED if done else EventType.JOB_FAILED, data),
         Emit(

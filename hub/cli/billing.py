@@ -302,7 +302,14 @@ def close(
         parse_month(month)
     with _database(config) as (settings, session):
         tz = _timezone(settings)
-        closing = close_month(session, month, tz=tz, now=datetime.now(UTC), actor=cli_actor())
+        closing = close_month(
+            session,
+            month,
+            tz=tz,
+            now=datetime.now(UTC),
+            actor=cli_actor(),
+            energy_cents_per_kwh=settings.energy_cents_per_kwh,
+        )
         session.commit()
         state = "was already closed" if closing.already_closed else "is closed"
         typer.echo(f"{month} {state}: {len(closing.statements)} statement(s)")

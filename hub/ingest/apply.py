@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from hub.models import BusyPeriod, Machine, MachineSession, PrintJob
+from hub.services.materials import attach_spool, count_filament
 from protocol import limits
 from protocol.envelope import Envelope, EventType
 from protocol.messages import Status
@@ -117,7 +118,20 @@ def apply_machine_use(session: Session, site: str, env: Envelope) -> None:
             job.printing_seen_s = min(float(seen), job.duration_s) if seen is not None else None
             if job.started_at is None:
                 job.started_at = env.ts - timedelta(seconds=job.duration_s)
+            filament = data.get("filament_mm")
+            if filament and job.session_id:
+                # Its grams on the session's spool, and off the spool (issue 21).
+                count_filament(
+                    session,
+                    session_id=job.session_id,
+                    job_id=job.id,
+                    length_mm=float(filament),
+                    at=env.ts,
+                )
         session.add(job)
+    elif env.type is EventType.SPOOL_ATTACHED:
+        session.flush()
+        attach_spool(session, session_id=data["session_id"], tag=data["spool"])
 
 
 def apply_status(session: Session, machine: str, status: Status | None, now: datetime) -> None:

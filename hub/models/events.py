@@ -43,6 +43,8 @@ class MachineSession(SQLModel, table=True):
     busy_s: float = 0.0
     # kWh its machine's smart plug counted during the session (None: no metering plug).
     energy_kwh: float | None = None
+    # The spool tapped after the badge (issue 21), whose filament its prints are counted on.
+    spool_id: int | None = Field(default=None, foreign_key="spool.id")
 
 
 class SessionPublic(SQLModel):
