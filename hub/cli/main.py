@@ -276,6 +276,10 @@ def _admin_apps() -> None:
 
     app.add_typer(billing_app, name="billing")
     from hub.cli.energy import energy
+    from hub.cli.materials import material_app, spool_app
+
+    app.add_typer(material_app, name="material")
+    app.add_typer(spool_app, name="spool")
 
     app.command("energy")(energy)
 

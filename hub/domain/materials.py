@@ -35,8 +35,7 @@ def _euros(cents: int) -> str:
 
 
 def _quantity(quantity: float, unit: str) -> str:
-    shown = f"{quantity:.0f}" if unit == "gram" else f"{quantity:g}"
-    return f"{shown} {UNIT_WORDS[unit]}"
+    return f"{quantity:g} {UNIT_WORDS[unit]}"
 
 
 def material_charge(

@@ -189,7 +189,7 @@ def test_badge_spool_print_bills_the_grams_and_takes_them_off_the_spool(
         ]
     grams_cents = int(grams * PLA_CENTS_PER_KG / 1000 + 0.5)
     assert grams_cents > 0
-    assert f"{grams:.0f} g of PLA black at 25,00 €/kg" in line.explanation
+    assert f"{grams:g} g of PLA black at 25,00 €/kg" in line.explanation
     time_cents = line.billed_minutes * 100  # the busy rate: one euro a minute
     assert line.cents == time_cents + grams_cents
 

@@ -73,6 +73,7 @@ def november_prints(agent: Agent) -> None:
         reason="badge-out",
         duration_s=900,
         busy_s=600,
+        energy_kwh=0.25,
     )
     # chloe's session while N1's print runs on: the agent counts none of it for her.
     agent(paris(10, 12), EventType.SESSION_STARTED, session_id="N3", member="chloe", badge="C1")
@@ -96,7 +97,7 @@ def november_prints(agent: Agent) -> None:
         printing_seen_s=6 * 3600,
     )
     agent(paris(10, 16, 5), EventType.MACHINE_IDLE, source="octoprint", busy_s=6 * 3600,
-          session_id="N1")  # fmt: skip
+          session_id="N1", energy_kwh=1.5, run_on_energy_kwh=1.3)  # fmt: skip
     # N2
     agent(paris(12, 10), EventType.SESSION_STARTED, session_id="N2", member="bruno", badge="B1")
     agent(paris(12, 10, 1), EventType.JOB_STARTED, job_id="j2", session_id="N2", member="bruno")
