@@ -33,6 +33,7 @@ from hub.services.lockout import set_lock
 from hub.services.maintenance.interlocks import interlock_faults
 from hub.services.maintenance.signoffs import sign_off_as
 from hub.services.maintenance.tasks import task_states
+from hub.services.materials import low_spools
 from hub.services.sessions import list_events, list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
@@ -174,6 +175,7 @@ def _maintenance_page(
             "states": states,
             "incidents": incidents,
             "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
+            "low_spools": low_spools(session),
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
             "notice": notice,
             "problem": problem,
