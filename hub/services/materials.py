@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -27,6 +29,7 @@ from hub.models import (
     MaterialPrice,
     MaterialUnit,
     MaterialUse,
+    Member,
     MemberCategory,
     Spool,
 )
@@ -408,3 +411,31 @@ def session_material_lines(
             )
         )
     return lines
+
+
+def material_by_type_and_public(
+    session: Session, *, first: date, nxt: date, tz: ZoneInfo
+) -> list[tuple[str, str, str, float]]:
+    """(material type, member category, unit, quantity) used in sessions started in
+    [first, nxt), lab days: the statistics' and the yearly review's material. The category is
+    the member's current one, as the rest of the statistics (docs/statistics.md)."""
+    start = datetime.combine(first, time(), tz).astimezone(UTC)
+    end = datetime.combine(nxt, time(), tz).astimezone(UTC)
+    totals: dict[tuple[str, str, str], float] = defaultdict(float)
+    for kind, name, unit, category, quantity in session.execute(
+        sa.select(
+            col(Material.kind),
+            col(Material.name),
+            col(Material.unit),
+            col(Member.category),
+            col(MaterialUse.quantity),
+        )
+        .join(Material, col(Material.id) == col(MaterialUse.material_id))
+        .join(MachineSession, col(MachineSession.id) == col(MaterialUse.session_id))
+        .outerjoin(Member, col(Member.ref) == col(MachineSession.member_ref))
+        .where(col(MachineSession.started_at) >= start, col(MachineSession.started_at) < end)
+    ):
+        unit_value = unit.value if isinstance(unit, MaterialUnit) else MaterialUnit[unit].value
+        public = category.value if isinstance(category, MemberCategory) else str(category or "-")
+        totals[kind or name, public, unit_value] += quantity
+    return [(k, c, u, round(q, 3)) for (k, c, u), q in sorted(totals.items())]

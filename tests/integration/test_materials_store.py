@@ -242,3 +242,26 @@ def test_hostile_values_are_refused_naming_the_field_or_stored_sane(
         assert session.exec(select(Material)).all()
     for spool in spools:
         assert math.isfinite(spool.remaining_g) and 0 <= spool.initial_g <= 1e6
+
+
+def test_the_yearly_review_shows_material_by_type_and_public_and_energy_with_co2e(
+    lab: Engine,
+) -> None:
+    from hub.reports.review import review_tables, yearly_review
+
+    with Session(lab) as session:
+        record_use(session, session_id="N1", material="pla-black", quantity=84.3, actor="t")
+        record_use(session, session_id="S11", material="plywood-3", quantity=2, actor="t")
+        session.commit()
+    review = yearly_review(lab, 2026, tz=PARIS, now=AFTER_NOVEMBER)
+    tables = {name: rows for name, _, rows in review_tables(review)}
+    assert tables["material"] == [
+        ["PLA", "student", "gram", 84.3],
+        ["plywood", "professional", "sheet", 2.0],
+    ]
+    # N1: 0.25 kWh in the session and 1.3 kWh of run-on, at the French grid's factor.
+    assert tables["energy"][0] == ["printer", 1.55, round(1.55 * 0.052, 2)]
+    assert "ADEME Base Empreinte" in tables["energy"][-1][0]
+    own = yearly_review(lab, 2026, tz=PARIS, now=AFTER_NOVEMBER, co2e_kg_per_kwh=0.4)
+    energy = {name: rows for name, _, rows in review_tables(own)}["energy"]
+    assert energy[0] == ["printer", 1.55, 0.62] and "the lab's own factor" in energy[-1][0]
