@@ -265,3 +265,23 @@ def test_the_yearly_review_shows_material_by_type_and_public_and_energy_with_co2
     own = yearly_review(lab, 2026, tz=PARIS, now=AFTER_NOVEMBER, co2e_kg_per_kwh=0.4)
     energy = {name: rows for name, _, rows in review_tables(own)}["energy"]
     assert energy[0] == ["printer", 1.55, 0.62] and "the lab's own factor" in energy[-1][0]
+
+
+def test_the_prepaid_balance_draws_the_material_with_the_time_at_the_sessions_end(
+    lab: Engine,
+) -> None:
+    from hub.models import BalanceMovement, Member
+    from hub.services.billing import draw_ended_sessions, top_up
+
+    with Session(lab) as session:
+        school = session.exec(select(Member).where(Member.ref == "ecole-design")).one()
+        top_up(session, school, 5000, actor="t")
+        # N2 (bruno, 120 min of busy time at 1,00 €/h) used 50 g of PLA at the student price.
+        record_use(session, session_id="N2", material="pla-black", quantity=50, actor="t")
+        session.commit()
+        draw_ended_sessions(session, ["N2"], tz=PARIS)
+        session.commit()
+        (drawn,) = session.exec(
+            select(BalanceMovement).where(BalanceMovement.kind == "provisional")
+        ).all()
+    assert drawn.cents == -(200 + 100)  # 2,00 € of time and 50 g x 20 €/kg
