@@ -47,6 +47,7 @@ from edge.inputs import (
     Connected,
     Decided,
     Disconnected,
+    EnergyRead,
     IncidentPressed,
     Input,
     IntegrationEvent,
@@ -118,6 +119,7 @@ class Agent:
                 warning_s=config.session.warning_s,
                 card_present=config.session.card_present,
                 cut_while_busy=config.session.cut_while_busy,
+                spool=config.session.spool,
             ),
             new_session_id=lambda: str(uuid.uuid4()),
         )
@@ -264,7 +266,11 @@ class Agent:
                 answer = self._report_read(read.uid, read.card, read.refusal)
             else:
                 actions = self.machine.badge(
-                    read.uid, now, self._decider(read, now), present=read.present
+                    read.uid,
+                    now,
+                    self._decider(read, now),
+                    present=read.present,
+                    spool=self.allowlist is not None and self.allowlist.is_spool(read.uid),
                 )
                 self._apply(actions)
                 if any(
@@ -328,6 +334,9 @@ class Agent:
             case IntegrationEvent(type=event_type, data=data):
                 with self._state_lock:
                     self._integration_event(event_type, data, self._clock())
+            case EnergyRead(total_kwh=total):
+                with self._state_lock:
+                    self.machine.energy_read(total)
             case IncidentPressed():
                 with self._state_lock:
                     member = self.machine.session.member if self.machine.session else None
@@ -471,6 +480,9 @@ class Agent:
     def _state_dict(self) -> dict[str, Any]:
         with self._state_lock:
             state = self._machine_state()
+            meter = self.machine.meter
+            # kWh the plug counted since the agent started (None: no energy reading yet).
+            state["energy_kwh"] = meter.total_kwh if meter.known else None
         assert self.journal is not None
         state["backlog"] = self.journal.backlog()  # a query: outside the lock
         state["journal_full"] = self.journal.full

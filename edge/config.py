@@ -172,6 +172,9 @@ class SessionSection(_Section):
     # Cutting power while the machine works can ruin a job or a tool; only an emergency stop
     # wiring makes it acceptable.
     cut_while_busy: bool = False
+    # A spool's tag tapped after the badge (issue 21): "off" ignores spools, "optional" takes
+    # one when tapped, "required" keeps the power off until one is.
+    spool: Literal["off", "optional", "required"] = "off"
 
 
 class OctoPrintOptions(BaseModel):

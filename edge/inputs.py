@@ -47,6 +47,13 @@ class IntegrationEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EnergyRead:
+    """A smart plug's energy counter (kWh), shared out between sessions by the session machine."""
+
+    total_kwh: float
+
+
+@dataclass(frozen=True, slots=True)
 class Readings:
     """Readings from an integration: published at once, or kept while the broker is away."""
 
@@ -109,6 +116,7 @@ Input: TypeAlias = (
     | IncidentPressed
     | InterlockChanged
     | IntegrationEvent
+    | EnergyRead
     | Readings
     | Message
     | Acked

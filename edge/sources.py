@@ -21,6 +21,7 @@ from edge.inputs import (
     BusyChanged,
     Connected,
     Disconnected,
+    EnergyRead,
     IncidentPressed,
     Input,
     IntegrationEvent,
@@ -163,6 +164,7 @@ class Integrations:
                 emit_event=self._emit_event,
                 emit_telemetry=self._emit_telemetry,
                 client_id=f"atelier-edge-{config.agent.machine}-plug",
+                emit_energy=lambda total: self._put(EnergyRead(total)),
             )
             self._busy_sources.append(self._power_meter)
         if config.ruida is not None:

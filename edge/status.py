@@ -29,6 +29,8 @@ def tap_answer(actions: list[Action]) -> dict[str, Any]:
                 )
             elif action.type is EventType.BADGE_DENIED:
                 reply.update(decision="denied", reason=action.data["reason"])
+            elif action.type is EventType.SPOOL_ATTACHED:
+                reply.update(decision="spool", spool=action.data["spool"])
             elif action.type is EventType.SESSION_ENDED and reply["decision"] == "ignored":
                 reply.update(
                     decision="ended",

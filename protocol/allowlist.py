@@ -92,11 +92,28 @@ class AllowList(BaseModel):
     locked: bool = False
     lock_reason: str | None = None
     entries: list[AllowEntry] = Field(default_factory=list)
+    # The tags of the lab's spools (issue 21): tapped after a badge they attach a spool to the
+    # session; tapped alone they never open the machine, whatever else they might match.
+    spools: list[str] = Field(default_factory=list)
     _index: tuple[int, dict[str, AllowEntry]] | None = PrivateAttr(default=None)
+    _spool_set: tuple[int, frozenset[str]] | None = PrivateAttr(default=None)
 
     @field_serializer("issued_at", "expires_at")
     def _ts(self, value: datetime) -> str:
         return utc_iso(value)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_spools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A lab without spools signs the same bytes as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if not data.get("spools"):
+            data.pop("spools", None)
+        return data
+
+    def is_spool(self, uid: str) -> bool:
+        if self._spool_set is None or self._spool_set[0] != id(self.spools):
+            self._spool_set = (id(self.spools), frozenset(self.spools))
+        return uid in self._spool_set[1]
 
     def by_badge(self) -> dict[str, AllowEntry]:
         """Entries by badge uid, built once: a decision is a dictionary lookup."""

@@ -39,6 +39,7 @@ Mode = Annotated[str, Field(max_length=limits.MODE_MAX_CHARS), _Clean]
 # What a lab names in an agent's config: an interlock, an accessory, a machine type's code.
 Name = Annotated[str, Field(max_length=limits.SLUG_MAX_CHARS), _Clean]
 Duration = Annotated[float, Field(ge=0, le=limits.DURATION_MAX_S, allow_inf_nan=False)]
+Energy = Annotated[float, Field(ge=0, le=limits.ENERGY_MAX_KWH, allow_inf_nan=False)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(limits.check_timestamp)]
 
 
@@ -60,6 +61,7 @@ class EventType(StrEnum):
     INTERLOCK_FAULT = "interlock.fault"  # a safety input went wrong (extraction, chiller...)
     INTERLOCK_CLEARED = "interlock.cleared"
     ACCESSORY_REFUSED = "accessory.refused"  # its own training missing: left off
+    SPOOL_ATTACHED = "spool.attached"  # a spool's tag tapped after the badge: its material
 
 
 class DenyReason(StrEnum):
@@ -84,6 +86,7 @@ class DenyReason(StrEnum):
     CARD_BLANK = "card_blank"  # a blank card: factory key, nothing written
     CARD_OTHER_SITE = "card_other_site"  # another site's tag
     INTERLOCK_OPEN = "interlock_open"  # extraction, chiller flow, lid or fire suppression not OK
+    SPOOL_TAG = "spool_tag"  # a spool's tag tapped with no session open: never a badge
 
 
 class ProtocolError(ValueError):
@@ -138,6 +141,8 @@ class SessionEnded(_Data):
     reason: Reason
     duration_s: Duration
     busy_s: Duration = 0
+    # kWh a smart plug counted during the session (absent: the machine has no metering plug).
+    energy_kwh: Energy | None = None
 
 
 class MachineBusy(_Data):
@@ -149,6 +154,10 @@ class MachineIdle(_Data):
     source: Source
     busy_s: Duration
     session_id: SessionId | None = None
+    # kWh of the busy period, and of the part of it after its session ended (the run-on,
+    # billed to that session); absent without a metering plug.
+    energy_kwh: Energy | None = None
+    run_on_energy_kwh: Energy | None = None
 
 
 class MachineLocked(_Data):
@@ -172,6 +181,22 @@ class JobEnded(_Data):
     session_id: SessionId | None = None
     member: MemberRef | None = None
     error: Text | None = None  # stored cut to the column's length
+    # Why it ended: completed, cancelled, error, no-session, printer-offline (newer agents).
+    reason: Reason | None = None
+    # From its start to the last poll that saw it printing: what ran before the printer went
+    # offline, for a lab that bills an offline job up to then.
+    printing_seen_s: Duration | None = None
+    # The filament it used, mm (all extruders): the job's analysed length, all of it when it
+    # finished, the share its progress reached when it stopped (issue 21).
+    filament_mm: (
+        Annotated[float, Field(ge=0, le=limits.FILAMENT_MAX_MM, allow_inf_nan=False)] | None
+    ) = None
+
+
+class SpoolAttached(_Data):
+    session_id: SessionId
+    member: MemberRef
+    spool: BadgeUid  # the spool's tag, as the allow-list's `spools` lists it
 
 
 class IncidentReported(_Data):
@@ -226,6 +251,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.INTERLOCK_FAULT: InterlockFault,
     EventType.INTERLOCK_CLEARED: InterlockCleared,
     EventType.ACCESSORY_REFUSED: AccessoryRefused,
+    EventType.SPOOL_ATTACHED: SpoolAttached,
 }
 
 

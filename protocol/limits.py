@@ -54,6 +54,10 @@ TS_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 TS_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 # A session, busy period or job longer than a year is a broken counter, not a fact.
 DURATION_MAX_S = 366 * 24 * 3600.0
+# A session's or busy period's energy: a 100 kW machine running for a year is under a million kWh.
+ENERGY_MAX_KWH = 1_000_000.0
+# A print's filament: 10 km is some 30 kg of 1.75 mm PLA, past any spool.
+FILAMENT_MAX_MM = 10_000_000.0
 # An agent's uptime in its status: twenty years is past any Pi's life.
 UPTIME_MAX_S = 20 * 366 * 24 * 3600.0
 

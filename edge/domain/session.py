@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from edge.domain.access import Decision
+from edge.domain.energy import EnergyMeter
 from protocol.envelope import DenyReason, EventType
 
 Mode = Literal["normal", "supervised", "maintenance"]
@@ -24,6 +25,7 @@ class SessionRules:
     warning_s: float = 60
     card_present: bool = False
     cut_while_busy: bool = False
+    spool: Literal["off", "optional", "required"] = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,12 @@ class ActiveSession:
     supervisor: str | None = None
     warned: bool = False
     busy_s: float = 0.0
+    # The agent's energy total when the session started (None: no plug reading yet; then the
+    # first reading starts it).
+    energy_start_kwh: float | None = None
+    # The spool tapped after the badge (its tag), and whether the power waits for one.
+    spool: str | None = None
+    awaiting_spool: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,14 @@ class SessionMachine:
         self._new_id = new_session_id
         self.session: ActiveSession | None = None
         self.busy_since: datetime | None = None
+        # The session open when the machine became busy: a busy period is billed to whoever
+        # started it, so a session opened while another's print runs on does not count it.
+        self.busy_owner: str | None = None
+        # A plug's energy counter (edge.domain.energy), read by `energy_read`; what the open
+        # session, busy period and run-on started from (None: not metered).
+        self.meter = EnergyMeter()
+        self.busy_energy_start: float | None = None
+        self.run_on_energy_start: float | None = None
         self.relay_closed = False
         # A session ended while the machine worked: power stays on until it goes idle.
         self.hold_until_idle = False
@@ -83,9 +99,22 @@ class SessionMachine:
 
     # -- badges ---------------------------------------------------------------------------
     def badge(
-        self, badge: str, now: datetime, decide: DecideFn, *, present: bool = True
+        self,
+        badge: str,
+        now: datetime,
+        decide: DecideFn,
+        *,
+        present: bool = True,
+        spool: bool = False,
     ) -> list[Action]:
         current = self.session
+        if spool:
+            # A spool's tag is never a badge: it cannot open, end or hand over a session.
+            if not present:
+                return []
+            if current is None or self.rules.spool == "off" or current.mode == "maintenance":
+                return self._deny(badge, DenyReason.SPOOL_TAG, None)
+            return self._attach_spool(now, badge)
         if not present:
             if current and self.rules.card_present and badge == current.badge:
                 return self._end(now, "card-removed")
@@ -126,11 +155,15 @@ class SessionMachine:
             last_activity=now,
             mode=mode,
             supervisor=supervisor,
+            energy_start_kwh=self._energy_now(),
         )
+        if self.rules.spool == "required" and mode != "maintenance" and not self.relay_closed:
+            # The power waits for a spool: a print cannot start on material nobody declared.
+            session = replace(session, awaiting_spool=True)
         self.session = session
         self.hold_until_idle = False
         actions: list[Action] = []
-        if not self.relay_closed:
+        if not self.relay_closed and not session.awaiting_spool:
             self.relay_closed = True
             actions.append(CloseRelay())
         actions += [
@@ -157,6 +190,25 @@ class SessionMachine:
         ]
         return actions
 
+    def _attach_spool(self, now: datetime, tag: str) -> list[Action]:
+        current = self.session
+        assert current is not None
+        self.session = replace(
+            current, spool=tag, awaiting_spool=False, last_activity=now, warned=False
+        )
+        actions: list[Action] = []
+        if current.awaiting_spool and not self.relay_closed:
+            self.relay_closed = True
+            actions.append(CloseRelay())
+        actions += [
+            Beep("grant"),
+            Emit(
+                EventType.SPOOL_ATTACHED,
+                {"session_id": current.session_id, "member": current.member, "spool": tag},
+            ),
+        ]
+        return actions
+
     def _deny(self, badge: str, reason: DenyReason, decision: Decision | None) -> list[Action]:
         member = decision.member if decision else None
         return [
@@ -171,21 +223,23 @@ class SessionMachine:
         if current is None:
             return []
         busy_s = current.busy_s
-        if self.busy_since is not None:
+        if self.busy_since is not None and self._owns_busy(current):
             busy_s += max(0.0, (now - max(self.busy_since, current.started_at)).total_seconds())
         self.session = None
-        actions: list[Action] = [
-            Emit(
-                EventType.SESSION_ENDED,
-                {
-                    "session_id": current.session_id,
-                    "member": current.member,
-                    "reason": reason,
-                    "duration_s": max(0.0, (now - current.started_at).total_seconds()),
-                    "busy_s": busy_s,
-                },
-            ),
-        ]
+        ended: dict[str, Any] = {
+            "session_id": current.session_id,
+            "member": current.member,
+            "reason": reason,
+            "duration_s": max(0.0, (now - current.started_at).total_seconds()),
+            "busy_s": busy_s,
+        }
+        energy = self._energy_since(current.energy_start_kwh)
+        if energy is not None:
+            ended["energy_kwh"] = energy
+        if self.busy and self.busy_owner == current.session_id:
+            # Its busy period runs on: what it uses from now is the run-on, the session's too.
+            self.run_on_energy_start = self._energy_now()
+        actions: list[Action] = [Emit(EventType.SESSION_ENDED, ended)]
         if keep_relay:
             return actions
         actions.append(Beep("end"))
@@ -216,26 +270,63 @@ class SessionMachine:
         sid = current.session_id if current else None
         if busy:
             self.busy_since = now
+            self.busy_owner = sid
+            self.busy_energy_start = self._energy_now()
+            self.run_on_energy_start = None
             if current:
                 self.session = replace(current, last_activity=now, warned=False)
             return [Emit(EventType.MACHINE_BUSY, {"source": source, "session_id": sid})]
         assert self.busy_since is not None
         period = max(0.0, (now - self.busy_since).total_seconds())
+        owner = self.busy_owner
         if current is not None:
             counted = (now - max(self.busy_since, current.started_at)).total_seconds()
+            if not self._owns_busy(current):
+                counted = 0.0
             self.session = replace(
                 current, last_activity=now, warned=False, busy_s=current.busy_s + max(0.0, counted)
             )
         self.busy_since = None
-        actions: list[Action] = [
-            Emit(EventType.MACHINE_IDLE, {"source": source, "busy_s": period, "session_id": sid})
-        ]
+        self.busy_owner = None
+        idle: dict[str, Any] = {"source": source, "busy_s": period, "session_id": owner}
+        energy = self._energy_since(self.busy_energy_start)
+        if energy is not None:
+            idle["energy_kwh"] = energy
+        run_on = self._energy_since(self.run_on_energy_start)
+        if run_on is not None:
+            idle["run_on_energy_kwh"] = run_on
+        self.busy_energy_start = self.run_on_energy_start = None
+        actions: list[Action] = [Emit(EventType.MACHINE_IDLE, idle)]
         if self.hold_until_idle and current is None:
             self.hold_until_idle = False
             if self.relay_closed:
                 self.relay_closed = False
                 actions.append(OpenRelay())
         return actions
+
+    # -- energy ----------------------------------------------------------------------------
+    def energy_read(self, reading_kwh: float) -> None:
+        """A reading of the plug's energy counter (kWh). The first one starts the count of
+        the session and busy period already open (they are metered from then on)."""
+        self.meter = self.meter.read(reading_kwh)
+        total = self.meter.total_kwh
+        if self.session is not None and self.session.energy_start_kwh is None:
+            self.session = replace(self.session, energy_start_kwh=total)
+        if self.busy and self.busy_energy_start is None:
+            self.busy_energy_start = total
+
+    def _energy_now(self) -> float | None:
+        return self.meter.total_kwh if self.meter.known else None
+
+    def _energy_since(self, start: float | None) -> float | None:
+        if start is None or not self.meter.known:
+            return None
+        return max(0.0, self.meter.total_kwh - start)
+
+    def _owns_busy(self, session: ActiveSession) -> bool:
+        """Whether the running busy period counts for `session`: it started under it, or under
+        no session at all (a machine running when the member badged in), from their start."""
+        return self.busy_owner is None or self.busy_owner == session.session_id
 
     def lock(self, now: datetime, reason: str) -> list[Action]:
         if self.locked:

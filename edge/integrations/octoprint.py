@@ -8,9 +8,15 @@ so the rules are tested without OctoPrint.
 
 Reporting choices (documented here because the hub reads them):
 - A job is `job.started` when OctoPrint starts printing, and ends as `job.finished` (completion
-  reached 100 %) or `job.failed` (cancelled, error, or gone while OctoPrint was unreachable;
-  `error` says which). It keeps the session and member that were open when it started, for the
-  whole job, even if that session ends: the busy time is billed to whoever started it.
+  reached 100 %) or `job.failed`; `reason` says why it ended (`completed`, `cancelled`,
+  `error`, `no-session`, `printer-offline`) and `error` the printer's words. A job that ends
+  because the printer went offline (OctoPrint lost its serial link, or OctoPrint itself was
+  unreachable and came back without the job) is `printer-offline`, never `cancelled`: nobody
+  cancelled it, and the lab decides how such a job is billed (docs/billing.md).
+  `printing_seen_s` is the time from its start to the last poll that saw it printing (or
+  paused), what a lab billing "until it went offline" charges. It keeps the session and member
+  that were open when it started, for the whole job, even if that session ends: the busy time
+  is billed to whoever started it.
 - A job started with no open session is paused or cancelled (`no_session_policy`) and reported
   as `incident.reported` with `kind="no-session"`; a cancelled one then ends as `job.failed`
   with `error="no-session"`. A paused one resumed while a session is open belongs to that
@@ -36,12 +42,14 @@ from typing import Any, Literal, Protocol
 import requests
 
 from edge.config import OctoPrintOptions
+from edge.domain.filament import used_length_mm
 from protocol.envelope import EventType
 
 log = logging.getLogger(__name__)
 
 SOURCE = "octoprint"
 NO_SESSION = "no-session"
+PRINTER_OFFLINE = "printer-offline"
 
 
 class SessionLike(Protocol):
@@ -73,8 +81,12 @@ class Poll:
     file: str = ""
     completion: float | None = None
     print_time_left_s: float | None = None
+    # The job's analysed filament length, mm, all extruders together (None: not analysed).
+    filament_mm: float | None = None
     temperatures: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     reason: str = ""
+    # False: OctoPrint answers but has no printer on its serial link ("Offline", "Closed").
+    connected: bool = True
 
     @property
     def job_active(self) -> bool:
@@ -100,7 +112,17 @@ def parse_poll(job: dict[str, Any], printer: dict[str, Any] | None) -> Poll:
     if flags.get("error") or lowered.startswith("error"):
         error = error or state_text
     file_info = (job.get("job") or {}).get("file") or {}
+    filament = (job.get("job") or {}).get("filament") or {}
+    lengths = (
+        [_num(tool.get("length")) for tool in filament.values() if isinstance(tool, dict)]
+        if isinstance(filament, dict)
+        else []
+    )
+    known = [length for length in lengths if length is not None and length >= 0]
     progress = job.get("progress") or {}
+    # Told by the state, not by a missing /api/printer: OctoPrint answers 409 there in an
+    # error state too, and a thermal runaway is an error, not a printer gone offline.
+    connected = not lowered.startswith(("offline", "closed"))
     return Poll(
         online=True,
         state=state_text,
@@ -111,6 +133,8 @@ def parse_poll(job: dict[str, Any], printer: dict[str, Any] | None) -> Poll:
         completion=_num(progress.get("completion")),
         print_time_left_s=_num(progress.get("printTimeLeft")),
         temperatures=temps,
+        connected=connected,
+        filament_mm=sum(known) if known else None,
     )
 
 
@@ -130,6 +154,10 @@ class Job:
     member: str | None
     # The no-session policy applied: "pause" asked, "paused" seen paused, "cancel" asked.
     enforced: Literal["pause", "paused", "cancel"] | None = None
+    # The last poll that saw it printing or paused (its start until a poll sees it again).
+    seen_at: datetime | None = None
+    # OctoPrint's analysis of its file (mm of filament), once a poll has shown it.
+    filament_mm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +205,10 @@ def step(
     job = prev.job
 
     if job is not None and not poll.job_active:
-        actions.extend(_end_job(job, poll, prev.last_completion, now))
+        # Back from unreachable without the job, or the printer off OctoPrint's serial link:
+        # the printer went offline under the job.
+        offline = prev.online is False or not poll.connected
+        actions.extend(_end_job(job, poll, prev.last_completion, now, offline=offline))
         job = None
     elif job is not None and poll.file and job.file and poll.file != job.file:
         # A new job started between two polls: close the old one as OctoPrint last showed it.
@@ -231,6 +262,8 @@ def step(
                 )
             )
 
+    if job is not None and poll.job_active:
+        job = replace(job, seen_at=now, filament_mm=poll.filament_mm or job.filament_mm)
     completion = poll.completion if poll.job_active else None
     return WatchState(online=True, job=job, last_completion=completion), actions
 
@@ -242,16 +275,23 @@ def _end_job(
     now: datetime,
     *,
     ended_between_polls: bool = False,
+    offline: bool = False,
 ) -> list[Action]:
     duration = max(0.0, (now - job.started_at).total_seconds())
+    seen = max(0.0, ((job.seen_at or job.started_at) - job.started_at).total_seconds())
     completion = last_completion if ended_between_polls else poll.completion
-    done = completion is not None and completion >= 99.99
+    done = completion is not None and completion >= 99.99 and not poll.error
     error: str | None = None
-    if poll.error:
-        error = poll.error
-        done = False
-    elif not done:
-        error = NO_SESSION if job.enforced == "cancel" else "cancelled"
+    reason = "completed"
+    if done:
+        pass
+    elif offline:
+        reason = PRINTER_OFFLINE
+        error = poll.error or PRINTER_OFFLINE
+    elif poll.error:
+        reason, error = "error", poll.error
+    else:
+        reason = error = NO_SESSION if job.enforced == "cancel" else "cancelled"
     data: dict[str, Any] = {
         "job_id": job.job_id,
         "file": job.file,
@@ -260,7 +300,11 @@ def _end_job(
         "member": job.member,
         "error": error,
         "completion": completion,
+        "reason": reason,
+        "printing_seen_s": min(seen, duration),
     }
+    if job.filament_mm is not None:
+        data["filament_mm"] = used_length_mm(job.filament_mm, completion, done)
     return [
         Emit(EventType.JOB_FINISHED if done else EventType.JOB_FAILED, data),
         Emit(

@@ -1,10 +1,17 @@
 """Busy from a smart plug's power reading (Tasmota or Shelly over MQTT), with hysteresis.
 
 Topics and payloads read (one plug, `topic` and `channel` from [power_meter]):
-- Tasmota:     `tele/<topic>/SENSOR`, JSON `{"ENERGY": {"Power": 812, ...}}` (a list of powers
-               on multi-channel devices: `channel` picks one), every TelePeriod (set it to 10 s);
-- Shelly Gen2: `<topic>/status/switch:<channel>`, JSON `{"apower": 812.4, ...}`, on change;
-- Shelly Gen1: `shellies/<topic>/relay/<channel>/power`, the watts as plain text.
+- Tasmota:     `tele/<topic>/SENSOR`, JSON `{"ENERGY": {"Power": 812, "Total": 12.503, ...}}` (a
+               list of powers on multi-channel devices: `channel` picks one), every TelePeriod
+               (set it to 10 s);
+- Shelly Gen2: `<topic>/status/switch:<channel>`, JSON `{"apower": 812.4, "aenergy": {"total":
+               12503.1}}` (Wh), on change;
+- Shelly Gen1: `shellies/<topic>/relay/<channel>/power`, the watts as plain text (no energy
+               total on that topic: a Gen1 plug meters no kWh).
+
+Besides the watts, the energy counter (kWh) of each message goes to the agent
+(`emit_energy`), which shares it out between sessions and busy periods
+(edge.domain.energy: the counter's resets are handled there).
 
 The plug may publish on the lab's broker (the agent's own connection subscribes to it; the
 broker ACL must let the machine's account read that topic) or on a broker of its own
@@ -65,6 +72,31 @@ def parse_watts(
     if isinstance(power, list):
         power = power[channel] if channel < len(power) else None
     return _watts(power)
+
+
+def parse_energy_total(
+    kind: Literal["tasmota", "shelly-gen2", "shelly-gen1"], payload: bytes, channel: int = 0
+) -> float | None:
+    """The plug's energy counter in one message, in kWh, or None when it carries none."""
+    if kind == "shelly-gen1":
+        return None
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    if kind == "shelly-gen2":
+        energy = body.get("aenergy")
+        total = _watts(energy.get("total")) if isinstance(energy, dict) else None
+        return None if total is None else total / 1000.0  # Wh
+    energy = body.get("ENERGY")
+    if not isinstance(energy, dict):
+        return None
+    total = energy.get("Total")
+    if isinstance(total, list):  # per channel, on multi-channel devices (SetOption129)
+        total = total[channel] if channel < len(total) else None
+    return _watts(total)
 
 
 def _watts(value: Any) -> float | None:
@@ -159,8 +191,10 @@ class PowerMeter:
         emit_telemetry: EmitTelemetry,
         monotonic: Callable[[], float] = time.monotonic,
         client_id: str = "atelier-plug",
+        emit_energy: Callable[[float], None] | None = None,
     ) -> None:
         self.options = options
+        self._emit_energy = emit_energy
         self.topic = plug_topic(options)
         self._rules = PowerRules.from_options(options)
         self._report = BusyReport(SOURCE, emit_event, emit_telemetry)
@@ -173,6 +207,7 @@ class PowerMeter:
         self._client: Any = None
         self._last_telemetry: float | None = None
         self._unreadable = 0
+        self._energy_total: float | None = None
 
     @property
     def uses_agent_broker(self) -> bool:
@@ -207,6 +242,11 @@ class PowerMeter:
     def feed(self, topic: str, payload: bytes) -> None:
         if topic != self.topic:
             return
+        total = parse_energy_total(self.options.kind, payload, self.options.channel)
+        if total is not None and total == total and total != float("inf"):
+            self._energy_total = total
+            if self._emit_energy is not None:
+                self._emit_energy(total)
         watts = parse_watts(self.options.kind, payload, self.options.channel)
         if watts is None:
             self._unreadable += 1
@@ -260,6 +300,7 @@ class PowerMeter:
                 "power_w": self._state.watts,
                 "power_busy": self._state.busy,
                 "power_meter_online": bool(self._state.online),
+                "energy_total_kwh": self._energy_total,
             }
         )
 

@@ -112,6 +112,7 @@ def review(
         site=settings.site,
         opening_spec=opening_hours,
         fmt=format,
+        co2e_kg_per_kwh=settings.energy_co2e_kg_per_kwh,
     )
     path = _spooled(f".{format}")
     statistics.write_review(result, fmt=format, target=path)

@@ -36,6 +36,7 @@ FLAGS = {
     "statement": "STATEMENT",
     "file": "FILE",
     "effective_from": "--from",
+    "offline_jobs": "--bill",
 }
 
 
@@ -176,6 +177,32 @@ def list_rates(config: ConfigOpt = None) -> None:
             )
 
 
+@billing_app.command("offline-jobs")
+def offline_jobs(
+    machine_type: Annotated[str, typer.Option("--machine-type", help="e.g. printer")],
+    bill: Annotated[
+        str,
+        typer.Option(
+            help="whole: all of the job; until-offline: up to when it was last seen printing; "
+            "free: none of it"
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """How a job that ended because the printer went offline is billed on a busy-time rate."""
+    from hub.services.billing import set_offline_jobs
+
+    with _database(config) as (_, session):
+        before = set_offline_jobs(
+            session, machine_type=machine_type, choice=bill, actor=cli_actor()
+        )
+        session.commit()
+    typer.echo(
+        f"{machine_type}: jobs ended by the printer going offline billed {bill.strip().lower()}"
+        f" (was {before})"
+    )
+
+
 # --- prepaid balances ---------------------------------------------------------------------
 def _change_account(
     config: Path | None, email: str, apply: Callable[[Any, Any], str], publish: bool
@@ -275,7 +302,14 @@ def close(
         parse_month(month)
     with _database(config) as (settings, session):
         tz = _timezone(settings)
-        closing = close_month(session, month, tz=tz, now=datetime.now(UTC), actor=cli_actor())
+        closing = close_month(
+            session,
+            month,
+            tz=tz,
+            now=datetime.now(UTC),
+            actor=cli_actor(),
+            energy_cents_per_kwh=settings.energy_cents_per_kwh,
+        )
         session.commit()
         state = "was already closed" if closing.already_closed else "is closed"
         typer.echo(f"{month} {state}: {len(closing.statements)} statement(s)")

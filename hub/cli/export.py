@@ -121,7 +121,13 @@ def review(
     try:
         with refusals():
             result = statistics.yearly_review(
-                engine, year=year, tz=tz, site=site, opening_spec=opening_hours, fmt=fmt
+                engine,
+                year=year,
+                tz=tz,
+                site=site,
+                opening_spec=opening_hours,
+                fmt=fmt,
+                co2e_kg_per_kwh=load_settings(config).energy_co2e_kg_per_kwh,
             )
     finally:
         engine.dispose()

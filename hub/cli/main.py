@@ -278,6 +278,13 @@ def _admin_apps() -> None:
     from hub.cli.displays import display_app
 
     app.add_typer(display_app, name="display")
+    from hub.cli.energy import energy
+    from hub.cli.materials import material_app, spool_app
+
+    app.add_typer(material_app, name="material")
+    app.add_typer(spool_app, name="spool")
+
+    app.command("energy")(energy)
 
 
 _admin_apps()

@@ -69,7 +69,8 @@ def task_add(
     counter: Annotated[
         str,
         typer.Option(
-            help="which hours: busy (beam on, printing), session (badge sessions), print (jobs)"
+            help="which hours: busy (beam on, printing), session (badge sessions), print (jobs);"
+            " or grams (of filament) or kwh (from the plug), --every-hours then counting them"
         ),
     ] = "busy",
     every_days: Annotated[int | None, typer.Option(help="due every N days")] = None,
@@ -94,7 +95,8 @@ def task_add(
         kind = MaintenanceCounter(counter)
     except ValueError:
         raise _fail(
-            f"--counter: {counter!r} is not one of busy (beam on, printing), session, print"
+            f"--counter: {counter!r} is not one of busy (beam on, printing), session, print,"
+            " grams, kwh"
         ) from None
     with _database(config) as (_, engine), Session(engine) as session:
         with refusals():

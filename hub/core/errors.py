@@ -252,6 +252,27 @@ MESSAGES: dict[str, str] = {
         "give a day after it"
     ),
     "rate.basis": N_("{basis!r} must be session or busy"),
+    "material.code": N_(
+        "{value!r} is not a code: use lowercase letters, digits and dashes, like pla-black"
+    ),
+    "material.number": N_("{value!r} must be a number from {least} to {most}"),
+    "material.name": N_("give a name of 1 to 200 characters"),
+    "material.unit": N_("{unit!r} is not a unit: choose one of {units}"),
+    "material.exists": N_("a material {material!r} exists already"),
+    "material.unknown": N_("no material {material!r} (known: {known})"),
+    "spool.exists": N_("a spool {spool!r} exists already"),
+    "spool.unknown": N_("no spool {spool!r}"),
+    "spool.tag_format": N_(
+        "{tag!r} is not a tag: give its UID as hex, 4, 7 or 10 bytes, e.g. 04A1B2C3"
+    ),
+    "spool.tag_is_badge": N_("tag {tag} is a member's badge: a spool needs a tag of its own"),
+    "spool.tag_taken": N_("tag {tag} is spool {spool}'s already"),
+    "spool.other_material": N_("spool {spool} is not of {material}"),
+    "use.session_unknown": N_("no session {session!r}"),
+    "badge.is_spool": N_("{uid} is a spool's tag: a badge must be a card of its own"),
+    "billing.offline_jobs": N_(
+        "{value!r} is not a way to bill a job the printer dropped: choose one of {choices}"
+    ),
     "rate.whole_number": N_("{value!r} must be a whole number, at least {least}"),
     "rates.header_missing": N_("the header lacks {missing}; expected columns: {expected}"),
     "rates.header_unknown": N_("unknown column(s) {unknown}; expected columns: {expected}"),

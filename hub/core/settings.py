@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     # machines API); off, a member sees "in use" (and their own name), staff see the name.
     members_see_who_uses_machines: bool = False
 
+    # Energy (issue 21): the price of a kWh, if the lab bills energy (None: it does not), and
+    # the emission factor of its electricity for the CO2e estimates (default: the French grid,
+    # hub.domain.energy.FRENCH_GRID_CO2E_SOURCE).
+    energy_cents_per_kwh: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)
+    energy_co2e_kg_per_kwh: float = Field(default=0.052, ge=0, le=10, allow_inf_nan=False)
+
     allowlist_ttl_hours: float = Field(default=168, gt=0)
     telemetry_raw_hours: float = Field(default=24, gt=0)
     telemetry_downsample_s: int = Field(default=60, ge=1)

@@ -15,6 +15,11 @@ from zoneinfo import ZoneInfo
 from protocol.envelope import DenyReason
 
 Basis = Literal["session", "busy"]
+# How a job that ended because the printer went offline is billed on a busy-time rate (a
+# machine type's choice): whole, up to when it was last seen printing, or not at all.
+OfflineJobs = Literal["whole", "until-offline", "free"]
+OFFLINE_JOB_CHOICES: tuple[OfflineJobs, ...] = ("whole", "until-offline", "free")
+PRINTER_OFFLINE = "printer-offline"  # a print job's end reason, as the agent reports it
 
 
 class DutyRole(StrEnum):
@@ -70,6 +75,10 @@ class UsageRecord(NamedTuple):
     busy_seconds: int = 0
     duty: DutyRole = DutyRole.NONE
     payer_ref: str | None = None
+    # The end of the session's last busy period when it ran on after the session ended (a
+    # print the member left running): on a busy-time rate the session is priced to then, so
+    # the whole of the busy time is billed to whoever started it. None: nothing ran on.
+    busy_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,7 @@ def _price(
     """`price_session`, given the session's start in the lab's zone."""
     if record.ended_at < record.started_at:
         raise ValueError(f"session {record.session_id}: ended_at is before started_at")
+    record = _with_run_on(record, start, book)
     end = record.ended_at.astimezone(tz)
     day = start.date()
     # Nearly every session is within one local day, so within one rate: priced without the
@@ -315,6 +325,19 @@ def _price(
         charge.included_minutes_used,
         tuple(charge.cents_by_day.items()),
     )
+
+
+def _with_run_on(record: UsageRecord, start: datetime, book: RateBook) -> UsageRecord:
+    """On a busy-time rate, a session whose busy time ran on after it ended is priced as if it
+    lasted until that busy time ended: the busy time is then not capped at the session's
+    length, and what ran past midnight is priced on its own day. On a session-time rate the
+    session's own length is what is billed, run-on or not."""
+    run_on = record.busy_until
+    if run_on is None or run_on <= record.ended_at:
+        return record
+    if book.on(record.machine_type, record.category, start.date()).basis != "busy":
+        return record
+    return record._replace(ended_at=run_on)
 
 
 def _price_one_day(
@@ -526,7 +549,7 @@ def bill_month(
     per_day: dict[tuple[str, str], dict[date, int]] = {}
     by_payer: dict[str, list[StatementLine]] = defaultdict(list)
     for _, _, _, record, start in chosen:
-        sid, member, machine, machine_type, category, started_at, _, _, _, payer = record
+        sid, member, machine, machine_type, category, started_at, _, _, _, payer, _ = record
         key = (member, machine_type, category)
         daily = per_day.get((member, machine_type))
         if daily is None:

@@ -10,6 +10,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from hub.models import BusyPeriod, Machine, MachineSession, PrintJob
+from hub.services.materials import attach_spool, count_filament
+from protocol import limits
 from protocol.envelope import Envelope, EventType
 from protocol.messages import Status
 
@@ -43,7 +45,13 @@ def apply_session(session: Session, site: str, env: Envelope) -> None:
         row.end_reason = data.get("reason")
         row.duration_s = duration
         row.busy_s = float(data.get("busy_s", 0) or 0)
+        row.energy_kwh = _kwh(data.get("energy_kwh"))
         session.add(row)
+
+
+def _kwh(value: Any) -> float | None:
+    # Checked by the envelope's model (finite, 0 to ENERGY_MAX_KWH); None: not metered.
+    return float(value) if value is not None else None
 
 
 def _member_of(session: Session, session_id: str | None) -> str | None:
@@ -86,6 +94,8 @@ def apply_machine_use(session: Session, site: str, env: Envelope) -> None:
             )
         open_period.ended_at = env.ts
         open_period.busy_s = busy_s
+        open_period.energy_kwh = _kwh(data.get("energy_kwh"))
+        open_period.run_on_energy_kwh = _kwh(data.get("run_on_energy_kwh"))
         session.add(open_period)
     elif env.type in (EventType.JOB_STARTED, EventType.JOB_FINISHED, EventType.JOB_FAILED):
         key = f"{env.machine}:{data['job_id']}"[:128]
@@ -102,9 +112,26 @@ def apply_machine_use(session: Session, site: str, env: Envelope) -> None:
             job.duration_s = float(data["duration_s"])
             job.state = "finished" if env.type is EventType.JOB_FINISHED else "failed"
             job.error = str(data["error"])[:500] if data.get("error") else None
+            reason = data.get("reason")
+            job.end_reason = str(reason)[: limits.REASON_MAX_CHARS] if reason else None
+            seen = data.get("printing_seen_s")
+            job.printing_seen_s = min(float(seen), job.duration_s) if seen is not None else None
             if job.started_at is None:
                 job.started_at = env.ts - timedelta(seconds=job.duration_s)
+            filament = data.get("filament_mm")
+            if filament and job.session_id:
+                # Its grams on the session's spool, and off the spool (issue 21).
+                count_filament(
+                    session,
+                    session_id=job.session_id,
+                    job_id=job.id,
+                    length_mm=float(filament),
+                    at=env.ts,
+                )
         session.add(job)
+    elif env.type is EventType.SPOOL_ATTACHED:
+        session.flush()
+        attach_spool(session, session_id=data["session_id"], tag=data["spool"])
 
 
 def apply_status(session: Session, machine: str, status: Status | None, now: datetime) -> None:

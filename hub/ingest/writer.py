@@ -468,6 +468,7 @@ _BOOKKEEPING = frozenset(
         EventType.JOB_FINISHED,
         EventType.JOB_FAILED,
         EventType.INCIDENT_REPORTED,
+        EventType.SPOOL_ATTACHED,
     }
 )
 

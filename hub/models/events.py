@@ -41,6 +41,10 @@ class MachineSession(SQLModel, table=True):
     end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
     duration_s: float | None = None
     busy_s: float = 0.0
+    # kWh its machine's smart plug counted during the session (None: no metering plug).
+    energy_kwh: float | None = None
+    # The spool tapped after the badge (issue 21), whose filament its prints are counted on.
+    spool_id: int | None = Field(default=None, foreign_key="spool.id")
 
 
 class SessionPublic(SQLModel):
@@ -71,6 +75,9 @@ class BusyPeriod(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     busy_s: float | None = None
+    # kWh of the period, and of its part after its session ended (billed to that session).
+    energy_kwh: float | None = None
+    run_on_energy_kwh: float | None = None
 
 
 class PrintJob(SQLModel, table=True):
@@ -89,6 +96,11 @@ class PrintJob(SQLModel, table=True):
     duration_s: float | None = None
     state: str = Field(default="printing", max_length=20)  # printing, finished, failed
     error: str | None = Field(default=None, max_length=limits.JOB_ERROR_MAX_CHARS)
+    # Why it ended (completed, cancelled, error, no-session, printer-offline); None from an
+    # agent older than issue 21, which said only `error`.
+    end_reason: str | None = Field(default=None, max_length=limits.REASON_MAX_CHARS)
+    # From its start to the last poll that saw it printing: billed "until-offline".
+    printing_seen_s: float | None = None
 
 
 class MachineCounters(SQLModel):

@@ -26,6 +26,10 @@ class MachineType(SQLModel, table=True):
     code: str = Field(unique=True, index=True, max_length=limits.SLUG_MAX_CHARS)
     name: str = Field(max_length=200)
     kind: MachineKind = MachineKind.OTHER
+    # How a job that ended because the printer went offline is billed on a busy-time rate:
+    # "whole" (as reported, until the agent saw the job gone), "until-offline" (up to the
+    # last time it was seen printing) or "free" (none of it). See docs/billing.md.
+    offline_jobs: str = Field(default="whole", max_length=20)
 
 
 class MachineBase(SQLModel):

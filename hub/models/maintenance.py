@@ -19,6 +19,10 @@ class MaintenanceCounter(StrEnum):
     BUSY = "busy"
     SESSION = "session"
     PRINT = "print"
+    # Metered in material and energy (issue 21): a task's `every_hours` is then every so many
+    # grams of filament used on the machine, or kWh its plug measured.
+    GRAMS = "grams"
+    KWH = "kwh"
 
 
 class DowntimeCause(StrEnum):

@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from hub.domain.energy import FRENCH_GRID_CO2E_KG_PER_KWH, FRENCH_GRID_CO2E_SOURCE, co2e_kg
 from hub.models import Machine
 from hub.reports.inputs import OPENING_HOURS_DEFAULT, check_year
 from hub.reports.usage import UsageReport, trainings, usage_report, utc_day
+from hub.services.energy import monthly_energy
 
 
 @dataclass
@@ -27,12 +29,24 @@ class MaintenanceSection:
 
 
 @dataclass
+class MaterialEnergySection:
+    """Material used by type and public (issue 21), and energy per machine type with an
+    estimated CO2e: the factor and its source are printed beside it."""
+
+    material: list[tuple[str, str, str, float]]  # type, member category, unit, quantity
+    energy: list[tuple[str, float, float]]  # machine type, kWh, kg CO2e
+    co2e_kg_per_kwh: float
+    co2e_source: str
+
+
+@dataclass
 class Review:
     year: int
     site: str
     usage: UsageReport
     trainings_by_type: dict[str, int]
     maintenance: MaintenanceSection
+    material_energy: MaterialEnergySection | None = None
 
     @property
     def members(self) -> dict[str, dict[str, Any]]:
@@ -48,6 +62,7 @@ def yearly_review(
     site: str = "lab",
     opening_spec: str = OPENING_HOURS_DEFAULT,
     now: datetime | None = None,
+    co2e_kg_per_kwh: float = FRENCH_GRID_CO2E_KG_PER_KWH,
 ) -> Review:
     """What funders ask for, over the local calendar year; members appear by reference only."""
     check_year(year)
@@ -65,6 +80,34 @@ def yearly_review(
         maintenance=_maintenance(
             engine, utc_day(start, tz), utc_day(end, tz), now or datetime.now(UTC)
         ),
+        material_energy=_material_energy(engine, start, end, tz, co2e_kg_per_kwh),
+    )
+
+
+def _material_energy(
+    engine: Engine, start: date, end: date, tz: ZoneInfo, factor: float
+) -> MaterialEnergySection:
+    from sqlmodel import Session
+
+    from hub.services.materials import material_by_type_and_public
+
+    with Session(engine) as session:
+        material = material_by_type_and_public(session, first=start, nxt=end, tz=tz)
+        kwh: dict[str, float] = {}
+        for total in monthly_energy(session, first=start, nxt=end, tz=tz):
+            kwh[total.machine_type] = kwh.get(total.machine_type, 0.0) + total.kwh
+    source = (
+        FRENCH_GRID_CO2E_SOURCE
+        if factor == FRENCH_GRID_CO2E_KG_PER_KWH
+        else "the lab's own factor (energy_co2e_kg_per_kwh)"
+    )
+    return MaterialEnergySection(
+        material=material,
+        energy=[
+            (mtype, round(k, 3), round(co2e_kg(k, factor), 2)) for mtype, k in sorted(kwh.items())
+        ],
+        co2e_kg_per_kwh=factor,
+        co2e_source=source,
     )
 
 
@@ -180,6 +223,7 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
             ["machine", "tasks signed off", "incidents", "downtime hours"],
             maintenance_rows,
         ),
+        *_material_energy_tables(review.material_energy),
         (
             "members",
             ["member (pseudonymous reference)", "category", *(_label(c) for c in public_cols[:3])],
@@ -188,6 +232,25 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
                 for ref, v in review.members.items()
             ],
         ),
+    ]
+
+
+def _material_energy_tables(
+    section: MaterialEnergySection | None,
+) -> list[tuple[str, list[str], list[list[Any]]]]:
+    if section is None:
+        return []
+    energy_rows: list[list[Any]] = [[t, k, c] for t, k, c in section.energy]
+    energy_rows.append(
+        [f"CO2e at {section.co2e_kg_per_kwh:g} kg/kWh: {section.co2e_source}", "", ""]
+    )
+    return [
+        (
+            "material",
+            ["material type", "member category", "unit", "quantity"],
+            [list(row) for row in section.material] or [["none recorded", "", "", ""]],
+        ),
+        ("energy", ["machine type", "kWh", "kg CO2e (estimate)"], energy_rows),
     ]
 
 

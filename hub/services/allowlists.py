@@ -24,6 +24,7 @@ from hub.domain.access import (
 )
 from hub.domain.billing import PrepaidPlan
 from hub.models import Machine, MachineType, MemberStatus, TrainingLevel, UTCDateTime
+from hub.services.materials import spool_tags
 from protocol.allowlist import AllowList
 from protocol.envelope import utc_iso
 
@@ -143,6 +144,7 @@ def allowlist_body(
         "locked": machine.locked,
         "lock_reason": machine.lock_reason,
         "entries": entries,
+        **({"spools": tags} if (tags := spool_tags(session)) else {}),
     }
 
 

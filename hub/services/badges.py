@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from hub.audit import record
 from hub.core.errors import Conflict, InvalidValue, NotFound
-from hub.models import Badge, Event, Machine, Member
+from hub.models import Badge, Event, Machine, Member, Spool
 from protocol.badges import normalise_uid
 from protocol.envelope import EventType
 from protocol.limits import INT32_MAX
@@ -74,6 +74,9 @@ def enrol_badge(session: Session, *, uid: str, member_id: int, actor: str) -> Ba
     ).first()
     if held is not None:
         raise Conflict("badge.enrolled", field="uid", params={"uid": uid, "badge": held.id})
+    if session.exec(select(Spool).where(Spool.tag == uid)).first() is not None:
+        # At the machine a spool's tag is never a badge: as one it would open nothing.
+        raise Conflict("badge.is_spool", field="uid", params={"uid": uid})
     badge = Badge(uid=uid, member_id=member_id)
     session.add(badge)
     session.flush()

@@ -122,13 +122,21 @@ def yearly_review(
     opening_spec: str = OPENING_HOURS_DEFAULT,
     fmt: str = "pdf",
     now: datetime | None = None,
+    co2e_kg_per_kwh: float | None = None,
 ) -> Review:
-    """The review of a local calendar year, its options checked first."""
+    """The review of a local calendar year, its options checked first. `co2e_kg_per_kwh`:
+    the hub setting (None: the French grid's default)."""
     check_choice(fmt, REVIEW_FORMATS, "format")
     check_year(year)
     parse_opening_hours(opening_spec)
     return review_documents.yearly_review(
-        engine, year, tz=tz, site=site, opening_spec=opening_spec, now=now
+        engine,
+        year,
+        tz=tz,
+        site=site,
+        opening_spec=opening_spec,
+        now=now,
+        **({} if co2e_kg_per_kwh is None else {"co2e_kg_per_kwh": co2e_kg_per_kwh}),
     )
 
 

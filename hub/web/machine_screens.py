@@ -25,6 +25,7 @@ from hub.core.deps import (
 from hub.core.errors import Forbidden, HubError, InvalidValue, NotFound, describe
 from hub.models import (
     Machine,
+    Material,
     User,
 )
 from hub.services import incidents as incident_service
@@ -33,6 +34,7 @@ from hub.services.lockout import set_lock
 from hub.services.maintenance.interlocks import interlock_faults
 from hub.services.maintenance.signoffs import sign_off_as
 from hub.services.maintenance.tasks import task_states
+from hub.services.materials import low_spools, record_use
 from hub.services.sessions import list_events, list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
@@ -71,6 +73,7 @@ def _machine_page(
     *,
     notice: str | None = None,
     problem: str | None = None,
+    errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     machines = machine_views.machines_public(
@@ -98,6 +101,12 @@ def _machine_page(
             "history": history,
             "names": names,
             "events": events,
+            "materials": (
+                session.exec(select(Material).order_by(Material.code)).all()
+                if may(user, STAFF)
+                else []
+            ),
+            "errors": errors or {},
             "notice": notice,
             "problem": problem,
         },
@@ -132,6 +141,48 @@ def lock_machine(
         raise PageError(404, describe(exc)) from None
     republish(request, background, [code])
     return _machine_page(request, session, user, code, notice="locked out")
+
+
+@router.post("/machines/{code}/material", response_class=HTMLResponse, dependencies=[Checked])
+def record_material(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    user: Annotated[User, Page(STAFF)],
+    session_id: Annotated[str, Form(max_length=64)],
+    material: Annotated[str, Form(max_length=63)],
+    quantity: Annotated[str, Form(max_length=40)],
+    spool: Annotated[str, Form(max_length=63)] = "",
+) -> Response:
+    """Sheets cut on a laser or a CNC, or grams weighed by hand, on one of its sessions (the
+    service the command line's `material use` calls)."""
+    try:
+        record_use(
+            session,
+            session_id=session_id,
+            material=material,
+            quantity=quantity,
+            spool=spool or None,
+            source="web",
+            actor=f"user:{user.username}",
+        )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = field_errors(
+            request,
+            exc,
+            {
+                "session": "use-session",
+                "material": "use-material",
+                "quantity": "use-quantity",
+                "spool": "use-spool",
+            },
+        )
+        return _machine_page(
+            request, session, user, code, errors=errors, problem=problem, status_code=exc.status
+        )
+    return _machine_page(request, session, user, code, notice="material recorded")
 
 
 @router.post("/machines/{code}/unlock", response_class=HTMLResponse, dependencies=[Checked])
@@ -174,6 +225,7 @@ def _maintenance_page(
             "states": states,
             "incidents": incidents,
             "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
+            "low_spools": low_spools(session),
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
             "notice": notice,
             "problem": problem,

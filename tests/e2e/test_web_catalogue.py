@@ -41,6 +41,7 @@ def test_every_message_has_a_french_translation() -> None:
     same = {
         "Machine",
         "Sessions",
+        "Session",
         "Machines",
         "Maintenance",
         "Type",

@@ -518,3 +518,60 @@ def test_rate_book_finds_what_rate_on_finds(days: list[int], ask: int) -> None:
             RateBook(rates).on("laser", "individual", wanted)
     else:
         assert RateBook(rates).on("laser", "individual", wanted) is expected
+
+
+# -- issue 21 item 5: busy time that outlives its session -----------------------------------
+
+
+def test_a_print_left_running_is_billed_whole_on_a_busy_rate() -> None:
+    # Badge in at 10:00, print from 10:05, badge out at 10:15; the print ends at 16:05.
+    start = paris(2026, 10, 5, 10)
+    left = rec(start, 15, busy_s=6 * 3600)._replace(busy_until=paris(2026, 10, 5, 16, 5))
+    charge = price(left, [rate(basis="busy", cents_per_hour=150)])
+    assert charge.billed_minutes == 360 and charge.cents == 900
+    # Without the run-on the old rule capped it at the session's 15 minutes.
+    capped = price(left._replace(busy_until=None), [rate(basis="busy", cents_per_hour=150)])
+    assert capped.billed_minutes == 15
+
+
+def test_a_run_on_is_not_billed_on_a_session_rate() -> None:
+    start = paris(2026, 10, 5, 10)
+    left = rec(start, 15, busy_s=6 * 3600)._replace(busy_until=paris(2026, 10, 5, 16, 5))
+    assert price(left, [rate()]).billed_minutes == 15
+
+
+def test_a_run_on_past_midnight_is_priced_and_capped_on_its_own_day() -> None:
+    # 20 min session from 23:00, a 3 h print from 23:10 to 02:10: the priced span is 190 min,
+    # 60 on the 5th and 130 on the 6th.
+    r = [
+        rate(basis="busy", cents_per_hour=300, daily_cap_cents=200),
+        rate(basis="busy", cents_per_hour=600, effective_from=date(2026, 10, 6)),
+    ]
+    left = rec(paris(2026, 10, 5, 23), 20, busy_s=3 * 3600)._replace(
+        busy_until=paris(2026, 10, 6, 2, 10)
+    )
+    charge = price(left, r)
+    assert charge.billed_minutes == 180
+    by_day = {day.isoformat(): cents for day, cents in charge.cents_by_day.items()}
+    # 180 billed minutes shared by time: 180 x 60 / 190 -> 56 on the 5th (2,80 € capped at
+    # 2,00 €), 124 on the 6th at the new price (12,40 €).
+    assert by_day == {"2026-10-05": 200, "2026-10-06": 1240}
+    assert any("Daily cap of 2,00 € reached on 2026-10-05" in x.explanation for x in charge.lines)
+
+
+@given(
+    session_min=st.integers(min_value=0, max_value=600),
+    run_on_min=st.integers(min_value=0, max_value=3000),
+    busy_min=st.integers(min_value=0, max_value=4000),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_run_on_never_bills_more_than_the_busy_time_nor_less_than_before(
+    session_min: int, run_on_min: int, busy_min: int
+) -> None:
+    start = paris(2026, 10, 5, 9)
+    plain = rec(start, session_min, busy_s=busy_min * 60)
+    left = plain._replace(busy_until=plain.ended_at + timedelta(minutes=run_on_min))
+    r = [rate(basis="busy")]
+    before, after = price(plain, r), price(left, r)
+    assert before.billed_minutes <= after.billed_minutes <= busy_min
+    assert after.billed_minutes == min(busy_min, session_min + run_on_min)

@@ -152,6 +152,56 @@ def test_octoprint_going_offline_is_reported_once_and_keeps_the_job() -> None:
     assert run.state.job is not None and run.state.job.job_id == "job-1"
 
 
+def test_a_job_lost_while_octoprint_was_unreachable_ends_as_printer_offline() -> None:
+    # Issue 21 item 5: not "cancelled" (nobody cancelled it); the hub bills it as the lab chose.
+    run = Run()
+    run(printing(10), ALICE, after_s=0)  # started at T0
+    run(printing(30), ALICE, after_s=60)  # last seen printing at T0 + 60 s
+    run(OFFLINE, None, after_s=60)
+    ended = run(Poll(online=True, state="Operational"), None, after_s=600)
+    assert types(ended) == [
+        EventType.INCIDENT_REPORTED,
+        EventType.JOB_FAILED,
+        EventType.MACHINE_IDLE,
+    ]
+    data = ended[1].data  # type: ignore[union-attr]
+    assert data["reason"] == "printer-offline" and data["error"] == "printer-offline"
+    assert data["duration_s"] == 720 and data["printing_seen_s"] == 60
+    assert data["session_id"] == "s-1" and data["member"] == "m-alice"
+
+
+@pytest.mark.parametrize("state", ["Offline", "Offline after error", "Closed"])
+def test_a_printer_dropping_off_octoprints_serial_link_ends_the_job_as_printer_offline(
+    state: str,
+) -> None:
+    run = Run()
+    run(printing(10), ALICE, after_s=0)
+    run(printing(20), ALICE, after_s=30)
+    gone = parse_poll({"state": state, "job": {}, "progress": {}}, None)
+    assert not gone.connected
+    ended = run(gone, None, after_s=5)
+    assert types(ended) == [EventType.JOB_FAILED, EventType.MACHINE_IDLE]
+    data = ended[0].data  # type: ignore[union-attr]
+    assert data["reason"] == "printer-offline" and data["printing_seen_s"] == 30
+
+
+def test_every_end_says_its_reason() -> None:
+    run = Run("cancel")
+    run(printing(5), ALICE)
+    done = run(Poll(online=True, state="Operational", completion=100.0))
+    assert done[0].data["reason"] == "completed"  # type: ignore[union-attr]
+    run(printing(5), ALICE)
+    stopped = run(Poll(online=True, state="Operational", completion=40.0))
+    assert stopped[0].data["reason"] == "cancelled"  # type: ignore[union-attr]
+    run(printing(5), ALICE)
+    broke = run(Poll(online=True, state="Error", error="Thermal runaway"))
+    assert broke[0].data["reason"] == "error"  # type: ignore[union-attr]
+    run(printing(1))
+    run(Poll(online=True, state="Cancelling", printing=True, file="cube.gcode", completion=1.0))
+    refused = run(Poll(online=True, state="Operational", completion=1.0))
+    assert refused[0].data["reason"] == "no-session"  # type: ignore[union-attr]
+
+
 def test_offline_before_any_poll_is_still_reported() -> None:
     run = Run()
     assert types(run(OFFLINE)) == [EventType.INCIDENT_REPORTED]

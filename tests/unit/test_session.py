@@ -136,3 +136,27 @@ def test_lockout_ends_the_session_and_unlock_is_reported() -> None:
     assert kinds == [EventType.MACHINE_LOCKED, EventType.SESSION_ENDED]
     assert m.lock(T0, "again") == []
     assert [t for t, _ in events(m.unlock("signed off"))] == [EventType.MACHINE_UNLOCKED]
+
+
+def test_busy_time_that_runs_on_stays_with_the_session_that_started_it() -> None:
+    # Issue 21 item 5: a's print runs on after a badges out; b badges in meanwhile. The whole
+    # busy period is a's (the idle names a's session), none of it is counted in b's session.
+    m = machine()
+    tap(m, "0000000A", T0)
+    m.busy_changed(True, T0 + timedelta(minutes=1), "octoprint")
+    ((_, ended_a),) = events(tap(m, "0000000A", T0 + timedelta(minutes=10)))
+    assert ended_a["busy_s"] == 9 * 60
+    assert m.relay_closed  # held for the print
+    granted = events(tap(m, "0000000B", T0 + timedelta(minutes=20)))
+    assert [t for t, _ in granted] == [EventType.BADGE_GRANTED, EventType.SESSION_STARTED]
+    actions = m.busy_changed(False, T0 + timedelta(hours=6, minutes=1), "octoprint")
+    idle = [d for t, d in events(actions) if t is EventType.MACHINE_IDLE][0]
+    assert idle["session_id"] == "s1" and idle["busy_s"] == 6 * 3600
+    ((_, ended_b),) = events(tap(m, "0000000B", T0 + timedelta(hours=6, minutes=5)))
+    assert ended_b["session_id"] == "s2" and ended_b["busy_s"] == 0
+    # b's own busy period is b's.
+    tap(m, "0000000B", T0 + timedelta(hours=7))
+    m.busy_changed(True, T0 + timedelta(hours=7, minutes=1), "gpio")
+    m.busy_changed(False, T0 + timedelta(hours=7, minutes=3), "gpio")
+    ((_, ended_b2),) = events(tap(m, "0000000B", T0 + timedelta(hours=7, minutes=4)))
+    assert ended_b2["busy_s"] == 120

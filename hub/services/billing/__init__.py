@@ -51,6 +51,7 @@ from hub.services.billing.rates import (
     import_rates,
     import_rates_file,
     save_rate,
+    set_offline_jobs,
     set_rate,
 )
 
@@ -91,6 +92,7 @@ __all__ = [
     "parse_month",
     "set_plan",
     "save_rate",
+    "set_offline_jobs",
     "set_rate",
     "member_billing",
     "overview",

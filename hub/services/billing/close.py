@@ -34,6 +34,7 @@ from hub.models import (
     utcnow,
 )
 from hub.services.billing.books import lock_books, parse_month
+from hub.services.billing.extras import add_material_and_energy
 from hub.services.billing.ledger import (
     _PROVISIONAL_NOTE,
     PROVISIONAL,
@@ -107,7 +108,13 @@ def lines_of(session: Session, statement: Statement | StatementTotals) -> list[S
 
 
 def close_month(
-    session: Session, month: str, *, tz: ZoneInfo, now: datetime, actor: str
+    session: Session,
+    month: str,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
+    actor: str,
+    energy_cents_per_kwh: float | None = None,
 ) -> Closing:
     """Freeze `month`: one statement per payer, drawn from prepaid balances. Closing a month
     that is already closed returns its statements unchanged. The caller commits.
@@ -118,7 +125,9 @@ def close_month(
     newly closed is audited as `actor`.
     """
     with _cycle_collection_paused():
-        closing = _close_month(session, month, tz=tz, now=now, actor=actor)
+        closing = _close_month(
+            session, month, tz=tz, now=now, actor=actor, energy_cents_per_kwh=energy_cents_per_kwh
+        )
     if not closing.already_closed:
         record(
             session,
@@ -147,7 +156,13 @@ def _cycle_collection_paused() -> Iterator[None]:
 
 
 def _close_month(
-    session: Session, month: str, *, tz: ZoneInfo, now: datetime, actor: str
+    session: Session,
+    month: str,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
+    actor: str,
+    energy_cents_per_kwh: float | None,
 ) -> Closing:
     first, nxt = parse_month(month)
     if datetime.combine(nxt, time(), tz) > now:
@@ -172,6 +187,9 @@ def _close_month(
                 "day": exc.day.isoformat(),
             },
         ) from None
+    computed = add_material_and_energy(
+        session, computed, records, energy_cents_per_kwh=energy_cents_per_kwh
+    )
     # The month's row first: a second close running at the same time waits on it, then fails
     # here, before writing anything of its own.
     session.add(BillingMonth(month=month, closed_by=actor[:100], timezone=str(tz.key)))

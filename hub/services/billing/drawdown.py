@@ -28,6 +28,7 @@ from hub.models import (
     utcnow,
 )
 from hub.services.billing.books import closed_months, parse_month
+from hub.services.billing.extras import add_material_and_energy
 from hub.services.billing.ledger import (
     _PROVISIONAL_NOTE,
     PROVISIONAL,
@@ -90,9 +91,13 @@ def draw_ended_sessions(session: Session, ended: Sequence[str], *, tz: ZoneInfo)
         first, nxt = parse_month(month)
         try:
             records = _usage(session, first, nxt, tz, _people(session, [ref]), member_ref=ref)
+            # With the material recorded by then (a print that ended before the badge-out);
+            # energy is priced only at the close, which has the lab's price of a kWh.
             priced = {
                 line.session_id: line.cents
-                for statement in bill_month(records, rates, month, tz)
+                for statement in add_material_and_energy(
+                    session, bill_month(records, rates, month, tz), records
+                )
                 for line in statement.lines
             }
         except (HubError, NoRateError, ValueError) as exc:

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from hub.audit import record
 from hub.core.errors import Conflict, HubError, InvalidValue, NotFound
-from hub.domain.billing import Rate
+from hub.domain.billing import OFFLINE_JOB_CHOICES, Rate
 from hub.models import (
     BillingRate,
     MachineType,
@@ -219,3 +219,39 @@ def all_rates(session: Session) -> list[Rate]:
         )
     ).all()
     return [row.as_rate() for row in rows]
+
+
+# --- jobs ended by the printer going offline -----------------------------------------------
+def set_offline_jobs(session: Session, *, machine_type: str, choice: str, actor: str) -> str:
+    """How a machine type's jobs that ended because the printer went offline are billed on a
+    busy-time rate: "whole", "until-offline" or "free" (hub.domain.billing.OfflineJobs).
+    Months already closed keep what they were billed. Audited; the caller commits. Returns
+    the choice before."""
+    wanted = choice.strip().lower()
+    if wanted not in OFFLINE_JOB_CHOICES:
+        raise InvalidValue(
+            "billing.offline_jobs",
+            field="offline_jobs",
+            params={"value": choice, "choices": ", ".join(OFFLINE_JOB_CHOICES)},
+        )
+    mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+    if mtype is None:
+        known = session.exec(select(MachineType.code).order_by(col(MachineType.code))).all()
+        raise NotFound(
+            "machine_type.unknown",
+            field="machine_type",
+            params={"machine_type": machine_type, "known": ", ".join(known) or "-"},
+        )
+    before = mtype.offline_jobs
+    mtype.offline_jobs = wanted
+    session.add(mtype)
+    record(
+        session,
+        actor=actor,
+        action="billing.offline_jobs_set",
+        entity="machine_type",
+        entity_id=mtype.code,
+        before=before,
+        offline_jobs=wanted,
+    )
+    return before

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from hub.core.errors import Conflict
 from hub.domain.billing import (
+    PRINTER_OFFLINE,
     CategoryChange,
     CategoryTimeline,
     DutyRole,
@@ -24,6 +25,7 @@ from hub.models import (
     MachineType,
     Member,
     MemberCategoryChange,
+    PrintJob,
 )
 
 
@@ -172,13 +174,16 @@ def _read_usage(
     records = []
     # One pass from the driver's rows to the records: the times made UTC datetimes here, the
     # busy sums taken from the row (joined in) or from the dict (read apart).
-    for sid, machine, ref, duty, started_as_read, ended_as_read, busy_s, summed_s in rows:
+    waived = _offline_waived(session, start, end, member_ref)
+    for sid, machine, ref, duty, started_as_read, ended_as_read, busy_s, summed_s, until in rows:
         if ended_as_read is None or started_as_read is None:
             continue
         if busy_of is None:
             started_at, ended_at = _aware_utc(started_as_read), _aware_utc(ended_as_read)
+            busy_until = _aware_utc(until) if until is not None else None
         else:  # SQLite: the text of UTC times, parsed here, not by a call per value
-            summed_s = busy_of.get(sid)
+            summed_s, until = busy_of.get(sid, (None, None))
+            busy_until = _sqlite_utc(until) if until is not None else None
             # SQLAlchemy's own form, "YYYY-MM-DD HH:MM:SS.ffffff", is stored again as read:
             # the same text _sqlite_time would make of it (checked where the other ISO 8601
             # forms of that length differ). Any other form goes by _sqlite_utc.
@@ -207,6 +212,8 @@ def _read_usage(
                 "billing.session_machine_unknown", params={"session": sid, "machine": machine}
             )
         busy = max(busy_s or 0.0, summed_s or 0.0)
+        if waived and sid in waived:
+            busy = max(0.0, busy - waived[sid])
         records.append(
             UsageRecord(
                 sid,
@@ -219,6 +226,7 @@ def _read_usage(
                 int(round(busy)),
                 _DUTIES[duty],
                 who[1],
+                busy_until if busy_until is not None and busy_until > ended_at else None,
             )
         )
     return records, stored_starts if sqlite else None
@@ -226,11 +234,11 @@ def _read_usage(
 
 def _month_rows(
     connection: sa.Connection, start: datetime, end: datetime, member_ref: str | None
-) -> tuple[list[tuple[Any, ...]], dict[str, float] | None]:
+) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, Any]] | None]:
     """The sessions started in [start, end) as the driver's own tuples: (id, machine,
     member_ref, duty as an index of _DUTIES, started_at, ended_at, busy_s, the sum of its busy
-    periods), and, on SQLite, those sums by session apart (the rows' own are NULL there; None
-    on PostgreSQL).
+    periods, the end of the last of them), and, on SQLite, those (sum, end) by session apart
+    (the rows' own are NULL there; None on PostgreSQL).
 
     The driver's cursor, not SQLAlchemy's result: its rows, and UTCDateTime's conversion of
     each value, cost about as much as the query. Times come as the driver gives them: SQLite's
@@ -252,9 +260,11 @@ def _month_rows(
         return f" AND {column} = {mark('member_ref')}" if member_ref is not None else ""
 
     # The agent reports busy time at the end of a session; busy periods are the same time
-    # seen from the machine, and cover a session whose end report lacked it.
+    # seen from the machine, and cover a session whose end report lacked it, and the time a
+    # period started in the session ran on after it ended (a print left running): billed to
+    # that session, up to the end of its last period (issue 21).
     busy_sql = (
-        "SELECT session_id, sum(busy_s) AS busy FROM busy_period"
+        "SELECT session_id, sum(busy_s) AS busy, max(ended_at) AS until FROM busy_period"
         f" WHERE started_at >= {mark('near_start')} AND started_at < {mark('near_end')}"
         f" AND session_id IS NOT NULL{of_member('member_ref')} GROUP BY session_id"
     )
@@ -269,15 +279,53 @@ def _month_rows(
         # PostgreSQL joins the sums in faster than it sends them as rows of their own
         # (October: 0.17 s against 0.24 s); SQLite the other way round (0.28 against 0.24).
         joined = sessions_sql.format(
-            summed="b.busy",
+            summed="b.busy, b.until",
             joined=f" LEFT OUTER JOIN ({busy_sql}) AS b ON b.session_id = s.id",
         )
         with driver.cursor() as cursor:
             cursor.execute(joined, params)
             return cursor.fetchall(), None
-    busy_of = dict(driver.execute(busy_sql, params).fetchall())
-    sessions = sessions_sql.format(summed="NULL", joined="")
+    busy_of = {sid: (busy, until) for sid, busy, until in driver.execute(busy_sql, params)}
+    sessions = sessions_sql.format(summed="NULL, NULL", joined="")
     return driver.execute(sessions, params).fetchall(), busy_of
+
+
+def _offline_waived(
+    session: Session, start: datetime, end: datetime, member_ref: str | None
+) -> dict[str, float]:
+    """By session, the busy seconds not billed of its jobs that ended because the printer went
+    offline, as their machine type says (`offline_jobs`): all of the job ("free"), or what ran
+    after it was last seen printing ("until-offline"); "whole" waives nothing. Such jobs are
+    rare: one small query, whatever the month's size."""
+    near = timedelta(days=2)
+    query = (
+        sa.select(
+            col(PrintJob.session_id),
+            col(PrintJob.duration_s),
+            col(PrintJob.printing_seen_s),
+            col(MachineType.offline_jobs),
+        )
+        .join(Machine, col(Machine.code) == col(PrintJob.machine))
+        .join(MachineType, col(MachineType.id) == col(Machine.machine_type_id))
+        .where(
+            col(PrintJob.end_reason) == PRINTER_OFFLINE,
+            col(MachineType.offline_jobs) != "whole",
+            col(PrintJob.session_id).is_not(None),
+            col(PrintJob.started_at) >= start - near,
+            col(PrintJob.started_at) < end + near,
+        )
+    )
+    if member_ref is not None:
+        query = query.where(col(PrintJob.member_ref) == member_ref)
+    waived: dict[str, float] = defaultdict(float)
+    for sid, duration, seen, choice in session.execute(query):
+        if duration is None:
+            continue
+        if choice == "free":
+            waived[sid] += duration
+        elif choice == "until-offline" and seen is not None:
+            waived[sid] += max(0.0, duration - seen)
+    return waived
 
 
 def _sqlite_utc(text: str) -> datetime:

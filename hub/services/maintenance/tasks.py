@@ -28,6 +28,9 @@ from hub.models import (
     MaintenanceCounter,
     MaintenanceSignOff,
     MaintenanceTaskRow,
+    Material,
+    MaterialUnit,
+    MaterialUse,
     PrintJob,
 )
 
@@ -59,7 +62,52 @@ def metered_hours(
             query = query.where(col(table.started_at) >= since)
         for machine, seconds in session.exec(query.group_by(machine_col)).all():
             out.setdefault(machine, {})[counter] = float(seconds or 0) / 3600
+    for machine, amount in _grams_and_kwh(session, since):
+        for counter, value in amount.items():
+            out.setdefault(machine, {})[counter] = value
     return out
+
+
+def _grams_and_kwh(
+    session: Session, since: datetime | None
+) -> list[tuple[str, dict[MaintenanceCounter, float]]]:
+    """Per machine, the grams of material counted in grams used in its sessions, and the kWh
+    its plug measured (sessions, their run-on, busy periods with no session)."""
+    out: dict[str, dict[MaintenanceCounter, float]] = {}
+    grams = (
+        select(MachineSession.machine, func.sum(MaterialUse.quantity))
+        .join(MachineSession, col(MachineSession.id) == col(MaterialUse.session_id))
+        .join(Material, col(Material.id) == col(MaterialUse.material_id))
+        .where(col(Material.unit) == MaterialUnit.GRAM)
+    )
+    if since is not None:
+        grams = grams.where(col(MachineSession.started_at) >= since)
+    for machine, total in session.exec(grams.group_by(MachineSession.machine)).all():
+        out.setdefault(machine, {})[MaintenanceCounter.GRAMS] = float(total or 0)
+    kwh_sources: list[tuple[Any, Any, Any]] = [
+        (MachineSession.machine, MachineSession.energy_kwh, MachineSession),
+        (BusyPeriod.machine, BusyPeriod.run_on_energy_kwh, BusyPeriod),
+    ]
+    for machine_col, kwh_col, table in kwh_sources:
+        query = select(machine_col, func.sum(kwh_col)).where(col(kwh_col).is_not(None))
+        if since is not None:
+            query = query.where(col(table.started_at) >= since)
+        for machine, total in session.exec(query.group_by(machine_col)).all():
+            counters = out.setdefault(machine, {})
+            counters[MaintenanceCounter.KWH] = counters.get(MaintenanceCounter.KWH, 0.0) + float(
+                total or 0
+            )
+    outside = select(BusyPeriod.machine, func.sum(BusyPeriod.energy_kwh)).where(
+        col(BusyPeriod.session_id).is_(None), col(BusyPeriod.energy_kwh).is_not(None)
+    )
+    if since is not None:
+        outside = outside.where(col(BusyPeriod.started_at) >= since)
+    for machine, unattended in session.exec(outside.group_by(BusyPeriod.machine)).all():
+        counters = out.setdefault(machine, {})
+        counters[MaintenanceCounter.KWH] = counters.get(MaintenanceCounter.KWH, 0.0) + float(
+            unattended or 0
+        )
+    return list(out.items())
 
 
 # --- task states --------------------------------------------------------------------------
