@@ -29,6 +29,13 @@ from hub.models.billing import (
     Statement,
     StatementLine,
 )
+from hub.models.bookings import (
+    Booking,
+    BookingCreate,
+    BookingPublic,
+    BookingRuleRow,
+    BookingUpdate,
+)
 from hub.models.events import (
     BusyPeriod,
     DeadLetter,
@@ -124,6 +131,11 @@ __all__ = [
     "BillingAccount",
     "BillingMonth",
     "BillingRate",
+    "Booking",
+    "BookingCreate",
+    "BookingPublic",
+    "BookingRuleRow",
+    "BookingUpdate",
     "BusyPeriod",
     "CREDIT_NOTE",
     "DeadLetter",
