@@ -60,6 +60,7 @@ class EventType(StrEnum):
     INTERLOCK_FAULT = "interlock.fault"  # a safety input went wrong (extraction, chiller...)
     INTERLOCK_CLEARED = "interlock.cleared"
     ACCESSORY_REFUSED = "accessory.refused"  # its own training missing: left off
+    SESSION_WARNED = "session.warned"  # a walk-in told a booking starts soon (docs/bookings.md)
 
 
 class DenyReason(StrEnum):
@@ -84,6 +85,7 @@ class DenyReason(StrEnum):
     CARD_BLANK = "card_blank"  # a blank card: factory key, nothing written
     CARD_OTHER_SITE = "card_other_site"  # another site's tag
     INTERLOCK_OPEN = "interlock_open"  # extraction, chiller flow, lid or fire suppression not OK
+    BOOKED = "booked"  # someone else's booking holds the machine now (badge.denied: free_at)
 
 
 class ProtocolError(ValueError):
@@ -203,6 +205,15 @@ class AccessoryRefused(_Data):
     session_id: SessionId | None = None
 
 
+class SessionWarned(_Data):
+    """A walk-in session is told the booking that follows starts at `until` (its end)."""
+
+    session_id: SessionId
+    member: MemberRef
+    until: Timestamp
+    reason: Reason = "booking"
+
+
 class AgentStarted(_Data):
     version: Text
     recovered_sessions: int = Field(default=0, ge=0, le=limits.COUNT_MAX)
@@ -226,6 +237,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.INTERLOCK_FAULT: InterlockFault,
     EventType.INTERLOCK_CLEARED: InterlockCleared,
     EventType.ACCESSORY_REFUSED: AccessoryRefused,
+    EventType.SESSION_WARNED: SessionWarned,
 }
 
 
