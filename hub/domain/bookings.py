@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.domain.billing import UsageRecord
+from hub.domain.maintenance import ical_escape, ical_fold
 
 # The key of a per-category map that applies to every category not named.
 ANY_CATEGORY = "*"
@@ -418,3 +419,44 @@ def free_at(slots: Sequence[Slot], moment: datetime) -> datetime:
         if slot.starts_at <= free < slot.ends_at:
             free = slot.ends_at
     return free
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One booking as a calendar shows it."""
+
+    id: int
+    machine: str  # the machine's name
+    starts_at: datetime
+    ends_at: datetime
+    summary: str
+    status: str = "booked"
+
+
+def ical_feed(items: Iterable[FeedItem], *, name: str, site: str, generated_at: datetime) -> str:
+    """A VCALENDAR (RFC 5545) with one VEVENT per booking, in UTC; a cancelled or released
+    booking stays in the feed as STATUS:CANCELLED so a subscribed calendar removes it. The
+    UID is the booking's id, so a moved booking updates its event."""
+    stamp = generated_at.strftime("%Y%m%dT%H%M%SZ")
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Atelier//Bookings//EN",
+        "CALSCALE:GREGORIAN",
+        f"X-WR-CALNAME:{ical_escape(name)}",
+    ]
+    for item in sorted(items, key=lambda i: (i.starts_at, i.id)):
+        live = item.status in (BookingStatus.BOOKED.value, BookingStatus.USED.value)
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:booking-{item.id}@atelier.{site}",
+            f"DTSTAMP:{stamp}",
+            f"DTSTART:{item.starts_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}",
+            f"DTEND:{item.ends_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}",
+            f"SUMMARY:{ical_escape(item.summary)}",
+            f"LOCATION:{ical_escape(item.machine)}",
+            f"STATUS:{'CONFIRMED' if live else 'CANCELLED'}",
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
+    return "".join(folded + "\r\n" for line in lines for folded in ical_fold(line))

@@ -151,14 +151,7 @@ def set_rules(
                 for name in RULE_FIELDS:
                     setattr(row, name, getattr(inherited, name))
     else:
-        mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
-        if mtype is None:
-            known = ", ".join(session.exec(select(MachineType.code).order_by(MachineType.code)))
-            raise NotFound(
-                "machine_type.unknown",
-                field="machine_type",
-                params={"machine_type": machine_type, "known": known or "-"},
-            )
+        mtype = known_machine_type(session, machine_type or "")
         row = session.exec(
             select(BookingRuleRow).where(BookingRuleRow.machine_type_id == mtype.id)
         ).first() or BookingRuleRow(machine_type_id=mtype.id)
@@ -183,12 +176,31 @@ def set_rules(
     return row
 
 
+def known_machine_type(session: Session, code: str) -> MachineType:
+    """The machine type with this code, or NotFound naming the codes there are."""
+    mtype = (
+        session.exec(select(MachineType).where(MachineType.code == code)).first()
+        if "\x00" not in code
+        else None
+    )
+    if mtype is None:
+        known = ", ".join(session.exec(select(MachineType.code).order_by(MachineType.code)))
+        raise NotFound(
+            "machine_type.unknown",
+            field="machine_type",
+            params={"machine_type": code[:100], "known": known or "-"},
+        )
+    return mtype
+
+
 _INTS = {"slot_minutes", "min_minutes", "max_minutes", "grace_minutes", "late_cancel_hours"}
 _BOOLS = {"bookable", "trained_only", "no_show_fee"}
 
 
 def _rule_value(name: str, value: Any) -> Any:
-    bad = InvalidValue("booking.rule_invalid", field=name, params={"name": name, "value": value})
+    bad = InvalidValue(
+        "booking.rule_invalid", field=name, params={"name": name, "value": str(value)[:100]}
+    )
     if name in _INTS:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1:
             raise bad
@@ -321,7 +333,9 @@ def list_bookings(
     """Bookings overlapping [since, until), filtered, in start order."""
     if since is not None and until is not None:
         if until <= since:
-            raise InvalidValue("booking.period_empty", field="until", params={"since": since})
+            raise InvalidValue(
+                "booking.period_empty", field="until", params={"since": since.isoformat()}
+            )
         if until - since > timedelta(days=MAX_LIST_DAYS):
             raise InvalidValue(
                 "booking.period_too_long", field="until", params={"days": MAX_LIST_DAYS}
@@ -907,3 +921,63 @@ def bookings_by_machine(
 def machines_booked(session: Session, rows: Sequence[Booking]) -> list[str]:
     ids = {r.machine_id for r in rows}
     return sorted(m.code for m in session.exec(select(Machine).where(col(Machine.id).in_(ids))))
+
+
+# --- calendar feeds ----------------------------------------------------------------------
+FEED_PAST = timedelta(days=30)
+FEED_AHEAD = timedelta(days=MAX_LIST_DAYS - 31)
+
+
+def _feed_rows(session: Session, query: Any, now: datetime) -> list[Booking]:
+    return list(
+        session.exec(
+            query.where(
+                col(Booking.ends_at) > now - FEED_PAST,
+                col(Booking.starts_at) < now + FEED_AHEAD,
+            ).order_by(col(Booking.starts_at))
+        )
+    )
+
+
+def member_feed(session: Session, *, member_id: int, now: datetime, site: str) -> str:
+    """The member's bookings (a month back, a year ahead) as an iCalendar feed."""
+    from hub.domain.bookings import FeedItem, ical_feed
+
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("member.unknown_id", field="member_id", params={"member": member_id})
+    names = {m.id: m.name for m in session.exec(select(Machine))}
+    rows = _feed_rows(session, select(Booking).where(Booking.member_id == member_id), now)
+    items = [
+        FeedItem(
+            r.id or 0,
+            names.get(r.machine_id, "?"),
+            r.starts_at,
+            r.ends_at,
+            names.get(r.machine_id, "?") + (f": {r.note}" if r.note else ""),
+            r.status,
+        )
+        for r in rows
+    ]
+    return ical_feed(items, name=f"Atelier: {member.name}", site=site, generated_at=now)
+
+
+def machine_feed(session: Session, *, machine: str, now: datetime, site: str) -> str:
+    """The machine's bookings and blocks as an iCalendar feed, without members' names (a
+    booking says "Booked", a block its note)."""
+    from hub.domain.bookings import FeedItem, ical_feed
+
+    target = known_machine(session, machine)
+    rows = _feed_rows(session, select(Booking).where(Booking.machine_id == target.id), now)
+    items = [
+        FeedItem(
+            r.id or 0,
+            target.name,
+            r.starts_at,
+            r.ends_at,
+            (r.note or "Held") if r.kind == BookingKind.BLOCK.value else "Booked",
+            r.status,
+        )
+        for r in rows
+    ]
+    return ical_feed(items, name=f"Atelier: {target.name}", site=site, generated_at=now)
