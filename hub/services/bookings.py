@@ -981,3 +981,41 @@ def machine_feed(session: Session, *, machine: str, now: datetime, site: str) ->
         for r in rows
     ]
     return ical_feed(items, name=f"Atelier: {target.name}", site=site, generated_at=now)
+
+
+# --- statistics --------------------------------------------------------------------------
+def figures(session: Session, *, since: datetime, until: datetime, tz: ZoneInfo) -> Any:
+    """`hub.domain.bookings.booking_figures` of the members' bookings starting in
+    [since, until): booked against used hours, no-shows, peak demand."""
+    from hub.domain.bookings import BookingFact, booking_figures
+
+    if until <= since:
+        raise InvalidValue(
+            "booking.period_empty", field="until", params={"since": since.isoformat()}
+        )
+    codes = {m.id: m.code for m in session.exec(select(Machine))}
+    import sqlalchemy as sa
+
+    rows = session.execute(
+        sa.select(
+            col(Booking.machine_id),
+            col(Booking.starts_at),
+            col(Booking.ends_at),
+            col(Booking.status),
+            col(Booking.overrun),
+            col(MachineSession.duration_s),
+        )
+        .outerjoin(MachineSession, col(MachineSession.id) == col(Booking.session_id))
+        .where(
+            col(Booking.kind) == BookingKind.BOOKING.value,
+            col(Booking.starts_at) >= since,
+            col(Booking.starts_at) < until,
+        )
+    ).all()
+    return booking_figures(
+        (
+            BookingFact(codes.get(mid, "?"), start, end, status, float(used or 0), bool(over))
+            for mid, start, end, status, over, used in rows
+        ),
+        tz,
+    )

@@ -252,3 +252,17 @@ def test_hostile_requests_get_a_clear_4xx_never_a_5xx(
         assert answer["code"] in MESSAGES and answer["detail"]
     listed = lab.client.get("/api/v1/bookings", params=query, headers=bearer(lab.tokens[role]))
     assert listed.status_code < 500, listed.text
+
+
+def test_statistics_of_bookings(lab: Lab) -> None:
+    lab.call("POST", "/api/v1/bookings", json={"machine": "laser-1", **slot(0, 2)})
+    lab.call(
+        "POST", "/api/v1/bookings", G, json={"machine": "laser-1", "block": True, **slot(3, 4)}
+    )
+    first = SOON.date().isoformat()
+    after = (SOON + timedelta(days=2)).date().isoformat()
+    found = lab.call("GET", f"/api/v1/stats/bookings?from={first}&to={after}", G).json()
+    assert found["booked_hours"] == {"laser-1": 2.0} and found["bookings"] == 1  # no blocks
+    assert found["no_shows"] == 0 and found["peak"][0]["booked_hours"] == 1.0
+    empty = lab.call("GET", f"/api/v1/stats/bookings?from={after}&to={first}", G)
+    assert (empty.status_code, empty.json()["field"]) == (422, "until")

@@ -168,6 +168,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("PUT", "/api/v1/booking-rules/machines/laser-1", {"max_minutes": 120}, MANAGE),
     ("GET", "/api/v1/stats/usage?from=2026-01-01&to=2027-01-01", None, MANAGE),
     ("GET", "/api/v1/stats/review?year=2026&format=xlsx", None, MANAGE),
+    ("GET", "/api/v1/stats/bookings?from=2026-01-01&to=2027-01-01", None, MANAGE),
 ]
 
 

@@ -336,6 +336,14 @@ def test_the_release_marks_used_releases_no_shows_priced_and_marks_overruns(lab:
     # A second pass changes nothing.
     again = run_release(lab, now=at(2.3), tz=TZ)
     assert (again.used, again.no_shows, again.overruns) == ([], [], [])
+    # The statistics: two hours booked, 1 h 20 used, one no-show of two.
+    with Session(lab) as session:
+        session.get(MachineSession, "s-1").duration_s = 4800  # type: ignore[union-attr]
+        session.commit()
+        found = bookings.figures(session, since=at(-24), until=at(24), tz=TZ)
+    assert found.booked_hours == {"laser-1": 2.0} and found.used_hours == {"laser-1": 1.33}
+    assert (found.bookings, found.no_shows, found.overruns) == (2, 1, 1)
+    assert found.no_show_rate == 0.5
 
 
 def test_a_no_show_is_priced_by_billing_like_a_session(lab: Engine) -> None:

@@ -229,3 +229,22 @@ def test_a_granted_request_never_overlaps_a_slot_held(
         assert all(
             not (s.starts_at < request.ends_at and request.starts_at < s.ends_at) for s in slots
         )
+
+
+def test_figures_count_booked_against_used_hours_no_shows_and_peak() -> None:
+    from hub.domain.bookings import BookingFact, booking_figures
+
+    facts = [
+        BookingFact("laser-1", at(1), at(3), "used", used_seconds=5400, overrun=True),
+        BookingFact("laser-1", at(1, days=7), at(2, days=7), "no_show"),
+        BookingFact("printer-1", at(1.5), at(2), "booked"),
+        BookingFact("printer-1", at(4), at(6), "cancelled"),
+    ]
+    found = booking_figures(facts, TZ)
+    assert found.booked_hours == {"laser-1": 3.0, "printer-1": 0.5}
+    assert found.used_hours == {"laser-1": 1.5, "printer-1": 0.0}
+    assert (found.bookings, found.no_shows, found.cancelled, found.overruns) == (4, 1, 1, 1)
+    assert found.no_show_rate == round(1 / 3, 4)
+    # Monday 10:00 Paris (hour of week 10) is booked twice over (two Mondays) plus printer.
+    assert found.peak[0] == (10, 2.5)
+    assert booking_figures([], TZ).no_show_rate == 0.0
