@@ -360,6 +360,7 @@ MESSAGES: dict[str, str] = {
     "booking.staff_only": N_("only the staff may book for another member or block a machine"),
     "booking.member_inactive": N_("{member} is {status}, not an active member: they cannot book"),
     "booking.note_invalid": N_("the note holds at most {max} characters and no NUL"),
+    "booking.time_invalid": N_("give a day like 2027-03-01 and a time like 14:30"),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
     "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
     "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),

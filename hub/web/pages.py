@@ -288,6 +288,7 @@ def install(app: FastAPI) -> None:
         account_screens,
         admin_screens,
         billing_screens,
+        booking_screens,
         enrol_screens,
         machine_admin_screens,
         machine_screens,
@@ -311,6 +312,7 @@ def install(app: FastAPI) -> None:
     app.include_router(screens.router)
     app.include_router(stats_screens.router)
     app.include_router(notification_screens.router)
+    app.include_router(booking_screens.router)
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:
