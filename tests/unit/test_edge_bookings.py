@@ -209,3 +209,69 @@ def test_someone_elses_slot_never_lets_a_member_in(
         # Granted until a slot not hers that starts later, with none of hers covering now...
         assert decision.until > now
         assert any(minutes(s) == decision.until and m != "m-alice" for s, _, m in slots)
+
+
+HOSTILE_TIMES = st.one_of(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    st.integers(-10_000, 10_000).map(minutes),
+)
+
+
+@given(
+    slots=st.lists(
+        st.tuples(
+            HOSTILE_TIMES,
+            HOSTILE_TIMES,
+            st.one_of(st.none(), st.sampled_from(["m-alice", "m-bob", "", "m\x00", "é" * 300])),
+        ),
+        max_size=20,
+    ),
+    at=HOSTILE_TIMES,
+    badge=st.sampled_from([ALICE.badge, BOB.badge, TRAINER.badge, "DEADBEEF"]),
+)
+def test_hostile_bookings_in_a_signed_list_never_break_a_decision(
+    slots: list[tuple[datetime, datetime, str | None]], at: datetime, badge: str
+) -> None:
+    """Slots ending before they start, at the first and last instants, repeated, overlapping,
+    with odd member references: the list still signs and verifies, and every decision is a
+    grant or a denial, never an exception; a session limited by one still ends."""
+    key = Ed25519PrivateKey.generate()
+    acl = booked().model_copy(
+        update={
+            "bookings": [BookedSlot(starts_at=s, ends_at=e, member=m) for s, e, m in slots],
+            "expires_at": datetime(9999, 12, 31, tzinfo=UTC),
+        }
+    )
+    wire = sign_allowlist(acl, key)
+    again = verify_allowlist(wire, key.public_key(), now=T0)
+    decision = decide(badge, again, at)
+    assert decision.granted or decision.reason is not None
+    if decision.until is not None:
+        assert decision.until > at
+    if decision.reason is DenyReason.BOOKED:
+        assert decision.free_at is not None and decision.free_at > at
+    m = machine()
+    started = m.badge(badge, at, lambda sup, run: decide(badge, again, at))
+    assert started is not None
+    m.tick(at + timedelta(days=1) if at.year < 9999 else at)
+
+
+def test_a_list_with_too_many_bookings_is_refused_whole() -> None:
+    from protocol.allowlist import MAX_BOOKINGS
+    from protocol.envelope import ProtocolError
+
+    key = Ed25519PrivateKey.generate()
+    body = booked().model_dump(mode="json")
+    body["bookings"] = [
+        {"starts_at": "2026-12-08T14:00:00Z", "ends_at": "2026-12-08T15:00:00Z", "member": None}
+    ] * (MAX_BOOKINGS + 1)
+    from protocol.allowlist import sign_body
+
+    try:
+        verify_allowlist(sign_body(body, key), key.public_key(), now=T0)
+    except ProtocolError as exc:
+        assert exc.reason == "invalid_field" and "bookings" in exc.detail
+    else:
+        raise AssertionError("a list of more bookings than MAX_BOOKINGS was taken")
