@@ -33,6 +33,8 @@ class Review:
     usage: UsageReport
     trainings_by_type: dict[str, int]
     maintenance: MaintenanceSection
+    # hub.domain.bookings.BookingFigures of the year's members' bookings (None: none kept).
+    bookings: Any = None
 
     @property
     def members(self) -> dict[str, dict[str, Any]]:
@@ -65,7 +67,20 @@ def yearly_review(
         maintenance=_maintenance(
             engine, utc_day(start, tz), utc_day(end, tz), now or datetime.now(UTC)
         ),
+        bookings=_bookings(engine, utc_day(start, tz), utc_day(end, tz), tz),
     )
+
+
+def _bookings(engine: Engine, t0: datetime, t1: datetime, tz: ZoneInfo) -> Any:
+    """Booked against used hours, no-shows and peak demand (hub/domain/bookings.py)."""
+    from sqlmodel import Session
+
+    from hub.services.bookings import figures
+
+    if not sa.inspect(engine).has_table("booking"):
+        return None
+    with Session(engine) as session:
+        return figures(session, since=t0, until=t1, tz=tz)
 
 
 def _maintenance(engine: Engine, t0: datetime, t1: datetime, now: datetime) -> MaintenanceSection:
@@ -153,6 +168,26 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
         if review.maintenance.available
         else [[f"not available: {review.maintenance.note}", "", "", ""]]
     )
+    found = review.bookings
+    booking_rows: list[list[Any]] = (
+        [
+            [code, hours, found.used_hours.get(code, 0.0)]
+            for code, hours in found.booked_hours.items()
+        ]
+        if found is not None
+        else []
+    )
+    if found is not None:
+        summary += [
+            ["bookings", found.bookings],
+            ["bookings ending in a no-show", found.no_shows],
+            ["no-show rate (of bookings not cancelled)", found.no_show_rate],
+            ["bookings cancelled", found.cancelled],
+            [
+                "busiest booked hours (hour of week from Monday 00:00: hours)",
+                ", ".join(f"{h}: {v}" for h, v in found.peak),
+            ],
+        ]
     return [
         ("summary", ["figure", "value"], summary),
         (
@@ -180,6 +215,7 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
             ["machine", "tasks signed off", "incidents", "downtime hours"],
             maintenance_rows,
         ),
+        ("bookings", ["machine", "booked hours", "used hours"], booking_rows),
         (
             "members",
             ["member (pseudonymous reference)", "category", *(_label(c) for c in public_cols[:3])],

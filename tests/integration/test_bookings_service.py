@@ -461,3 +461,22 @@ def test_hostile_requests_are_booked_or_refused_never_crash(
             )
         ).all()
         assert all(not (o.starts_at < row.ends_at and row.starts_at < o.ends_at) for o in others)
+
+
+def test_the_yearly_review_carries_the_bookings(lab: Engine, tmp_path: Any) -> None:
+    from hub.reports.review import review_tables, write_review, yearly_review
+
+    with Session(lab) as session:
+        hugo = as_member(session, "hugo@example.org")
+        book(session, hugo, at(0), at(1.5))
+        book(session, STAFF, at(3), at(5), block=True)  # blocks are no demand
+    run_release(lab, now=at(1), tz=TZ)  # a no-show
+    review = yearly_review(lab, DAY.astimezone(TZ).year, tz=TZ, now=at(2))
+    assert review.bookings is not None
+    assert (review.bookings.bookings, review.bookings.no_shows) == (1, 1)
+    tables = {name: rows for name, _, rows in review_tables(review)}
+    assert tables["bookings"] == [["laser-1", 1.5, 0.0]]
+    assert ["bookings ending in a no-show", 1] in tables["summary"]
+    for fmt in ("pdf", "xlsx"):
+        write_review(review, fmt, tmp_path / f"review.{fmt}")
+        assert (tmp_path / f"review.{fmt}").stat().st_size > 0
