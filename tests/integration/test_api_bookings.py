@@ -266,3 +266,68 @@ def test_statistics_of_bookings(lab: Lab) -> None:
     assert found["no_shows"] == 0 and found["peak"][0]["booked_hours"] == 1.0
     empty = lab.call("GET", f"/api/v1/stats/bookings?from={after}&to={first}", G)
     assert (empty.status_code, empty.json()["field"]) == (422, "until")
+
+
+RULE_VALUES = st.one_of(
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=20),
+    st.just("\x00"),
+    st.dictionaries(
+        st.one_of(st.text(max_size=25), st.just("\x00")),
+        st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=3)),
+        max_size=4,
+    ),
+    st.lists(
+        st.lists(st.one_of(st.integers(-3, 9), st.sampled_from(["09:00", "25:00", "", "\x00"]))),
+        max_size=4,
+    ),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(
+            [
+                "bookable",
+                "slot_minutes",
+                "min_minutes",
+                "max_minutes",
+                "ahead_days",
+                "week_hours",
+                "opening",
+                "grace_minutes",
+                "no_show_fee",
+                "late_cancel_hours",
+                "colour",
+            ]
+        ),
+        RULE_VALUES,
+        max_size=4,
+    ),
+    target=st.sampled_from(["machine-types/laser", "machines/laser-1", "machines/%00"]),
+)
+def test_hostile_rules_are_refused_naming_the_field_or_kept_whole(
+    lab: Lab, body: dict[str, Any], target: str
+) -> None:
+    answer = lab.client.put(
+        f"/api/v1/booking-rules/{target}",
+        content=json.dumps(body, allow_nan=True),
+        headers={**bearer(lab.tokens[G]), "Content-Type": "application/json"},
+    )
+    assert answer.status_code < 500, answer.text
+    if answer.status_code == 200:
+        # What was kept still makes rules the domain takes, and a booking still works.
+        read = lab.call("GET", "/api/v1/booking-rules/machines/laser-1").json()
+        assert 1 <= read["slot_minutes"] <= read["min_minutes"] <= read["max_minutes"]
+    else:
+        assert answer.status_code in (404, 422)
+        if "code" in answer.json():
+            assert answer.json()["code"] in MESSAGES
