@@ -411,16 +411,6 @@ def maintenance_windows(
     return windows
 
 
-def free_at(slots: Sequence[Slot], moment: datetime) -> datetime:
-    """When the machine is next free from `moment`: the end of the run of back-to-back slots
-    holding it (slots sorted by start)."""
-    free = moment
-    for slot in sorted(slots, key=lambda s: s.starts_at):
-        if slot.starts_at <= free < slot.ends_at:
-            free = slot.ends_at
-    return free
-
-
 @dataclass(frozen=True)
 class FeedItem:
     """One booking as a calendar shows it."""

@@ -10,7 +10,6 @@ After a change the caller re-publishes the machine's allow-list, which carries i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -892,35 +891,6 @@ def allowlist_slots(
         }
         for r in rows
     ]
-
-
-def bookings_by_machine(
-    session: Session, *, since: datetime, until: datetime
-) -> dict[int, list[dict[str, Any]]]:
-    """`allowlist_slots` for every machine at once (one query: the list rebuild of a lab)."""
-    from protocol.envelope import utc_iso
-
-    rows = session.execute(
-        select(Booking.machine_id, Booking.starts_at, Booking.ends_at, Member.ref)
-        .outerjoin(Member, col(Member.id) == col(Booking.member_id))
-        .where(
-            col(Booking.status).in_(LIVE),
-            col(Booking.ends_at) > since,
-            col(Booking.starts_at) < until,
-        )
-        .order_by(col(Booking.machine_id), col(Booking.starts_at))
-    ).all()
-    out: dict[int, list[dict[str, Any]]] = {}
-    for machine_id, start, end, ref in rows:
-        out.setdefault(machine_id, []).append(
-            {"starts_at": utc_iso(start), "ends_at": utc_iso(end), "member": ref}
-        )
-    return out
-
-
-def machines_booked(session: Session, rows: Sequence[Booking]) -> list[str]:
-    ids = {r.machine_id for r in rows}
-    return sorted(m.code for m in session.exec(select(Machine).where(col(Machine.id).in_(ids))))
 
 
 # --- calendar feeds ----------------------------------------------------------------------

@@ -19,7 +19,6 @@ from hub.domain.bookings import (
     Slot,
     check_booking,
     covered_by_lockout,
-    free_at,
     is_no_show,
     late_cancellation,
     may_change,
@@ -201,12 +200,6 @@ def test_a_lockout_cancels_the_members_bookings_of_the_next_day() -> None:
         Slot(5, at(-3), at(-2), "m-d"),  # over
     ]
     assert [s.id for s in covered_by_lockout(slots, now=NOW)] == [1, 2]
-
-
-def test_free_at_follows_back_to_back_slots() -> None:
-    slots = [Slot(1, at(1), at(2), "a"), Slot(2, at(2), at(3), "b"), Slot(3, at(4), at(5), "c")]
-    assert free_at(slots, at(1.5)) == at(3)
-    assert free_at(slots, at(3.5)) == at(3.5)
 
 
 @given(
