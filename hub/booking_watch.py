@@ -1,5 +1,5 @@
 """The booking watch, a worker the runtime starts: every minute, `release_due`
-(hub/services/bookings.py) in its own transaction (bookings used, no-shows released and
+(hub/services/bookings/) in its own transaction (bookings used, no-shows released and
 priced, lockouts' bookings cancelled, reminders), then the allow-lists of the machines whose
 bookings changed published, so a released slot is free at the machine too."""
 

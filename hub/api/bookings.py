@@ -1,4 +1,4 @@
-"""Bookings over HTTP: the routes of hub/services/bookings.py, the rules, and the calendar
+"""Bookings over HTTP: the routes of hub/services/bookings/, the rules, and the calendar
 feeds. Members book, move and cancel their own; staff book for anyone and block slots.
 After a change the machine's allow-list is re-published, so the machine holds the slot."""
 

@@ -1,7 +1,7 @@
 """Pure booking rules: whether a slot may be booked, no-shows, late cancellations, fees.
 
 Plain values in, a `Refusal` (code, field, params) or a decision out; the clock is the `now`
-the caller passes. `hub/services/bookings.py` fetches the values and raises the refusal as a
+the caller passes. `hub/services/bookings/` fetches the values and raises the refusal as a
 HubError; the machine applies the same slots offline from its allow-list
 (`edge/domain/access.py`).
 

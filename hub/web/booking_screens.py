@@ -1,5 +1,5 @@
 """The bookings calendar: a day or a week per machine or per room, booking a slot, cancelling
-one's own; staff block slots. It calls hub/services/bookings.py, as the API does, and
+one's own; staff block slots. It calls hub/services/bookings/, as the API does, and
 re-publishes the machine's allow-list after a change, so the machine holds the slot."""
 
 from __future__ import annotations

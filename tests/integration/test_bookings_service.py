@@ -1,4 +1,4 @@
-"""hub/services/bookings.py on SQLite and PostgreSQL: booking, moving, cancelling, the refusals
+"""hub/services/bookings/ on SQLite and PostgreSQL: booking, moving, cancelling, the refusals
 as HubErrors naming their reason, maintenance due and lockouts, and the release worker (used,
 no-show priced by billing, overrun, reminders), with Hypothesis hostile input."""
 
