@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     from hub.api import (
         accounts,
         badges,
+        bookings,
         health,
         machines,
         maintenance,
@@ -98,6 +99,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(retention.router, responses=guarded)
     app.include_router(notifications.router, responses=guarded)
     app.include_router(notifications.preferences_router, responses=guarded)
+    app.include_router(bookings.router, responses=guarded)
+    app.include_router(bookings.rules_router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])
     app.include_router(stats_router, responses=guarded, dependencies=[Allow(MANAGE)])
     pages.install(app)  # the web pages and their screens (hub/web)

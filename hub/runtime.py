@@ -2,8 +2,8 @@
 
 The hub (`atelier hub serve`, and the demo, which serves the same app) runs them all: the
 allow-list publisher, the ingest consumer with its prepaid draw-down, the telemetry compactor,
-the gap repairer, the maintenance watch and the allow-list watch. An ingest worker
-(`atelier hub ingest`) runs only the consumer and a publisher of its own that publishes when
+the gap repairer, the maintenance watch, the booking watch and the allow-list watch. An ingest
+worker (`atelier hub ingest`) runs only the consumer and a publisher of its own that publishes when
 a draw-down empties a balance; the hub keeps the lists fresh.
 
 They start publisher first and stop in the reverse order, publisher last: whatever a worker
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from hub.allowlist import AllowListPublisher
     from hub.allowlist_watch import AllowListWatch
+    from hub.booking_watch import BookingWatch
     from hub.core.settings import Settings
     from hub.gaps import GapRepairer
     from hub.ingest.consumer import IngestConsumer
@@ -52,6 +53,7 @@ class HubRuntime:
     compactor: TelemetryCompactor | None = field(default=None, init=False)
     gap_repairer: GapRepairer | None = field(default=None, init=False)
     maintenance_watch: MaintenanceWatch | None = field(default=None, init=False)
+    booking_watch: BookingWatch | None = field(default=None, init=False)
     allowlist_watch: AllowListWatch | None = field(default=None, init=False)
     notify_worker: OutboxWorker | None = field(default=None, init=False)
     notify_watch: NotificationWatch | None = field(default=None, init=False)
@@ -110,6 +112,12 @@ class HubRuntime:
         self.maintenance_watch = MaintenanceWatch(
             self.engine, self.publisher.publish, period_s=settings.maintenance_check_s
         )
+        from hub.booking_watch import BookingWatch
+
+        # No-shows released (and priced), lockouts' bookings cancelled, reminders sent.
+        self.booking_watch = BookingWatch(
+            self.engine, self.publisher.publish, tz=ZoneInfo(settings.timezone)
+        )
         from hub.notify.watch import NotificationWatch, telling_stale_lists
         from hub.notify.worker import worker_from
 
@@ -135,6 +143,7 @@ class HubRuntime:
             self.compactor,
             self.gap_repairer,
             self.maintenance_watch,
+            self.booking_watch,
             self.allowlist_watch,
             self.notify_worker,
             self.notify_watch,

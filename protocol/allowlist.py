@@ -39,6 +39,8 @@ from protocol.topics import SLUG_PATTERN
 # 5,000 members with a few badges each fit comfortably; the event limit does not apply here.
 MAX_ALLOWLIST_BYTES = 4 * 1024 * 1024
 MAX_LIST_VERSION = 2**63 - 1  # the hub's machine.acl_version is a BIGINT
+# A machine booked back to back in 30-minute slots for a list's validity (a week at most).
+MAX_BOOKINGS = 2_000
 
 TrainingLevel = Literal["user", "trainer", "maintainer"]
 
@@ -77,6 +79,21 @@ class AllowEntry(BaseModel):
         return data
 
 
+class BookedSlot(BaseModel):
+    """A booking (member set) or a block staff put on the machine (member null): during it,
+    only the booker, or a trainer or maintainer, may start the machine (docs/bookings.md)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    member: str | None = None
+
+    @field_serializer("starts_at", "ends_at")
+    def _ts(self, value: datetime) -> str:
+        return utc_iso(value)
+
+
 class AllowList(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -95,25 +112,36 @@ class AllowList(BaseModel):
     # The tags of the lab's spools (issue 21): tapped after a badge they attach a spool to the
     # session; tapped alone they never open the machine, whatever else they might match.
     spools: list[str] = Field(default_factory=list)
+    # The machine's bookings and blocks overlapping the list's validity, by start; a list
+    # without any leaves the key out (so lists without bookings stay as they were).
+    bookings: list[BookedSlot] = Field(default_factory=list, max_length=MAX_BOOKINGS)
     _index: tuple[int, dict[str, AllowEntry]] | None = PrivateAttr(default=None)
     _spool_set: tuple[int, frozenset[str]] | None = PrivateAttr(default=None)
+    _slots: tuple[BookedSlot, ...] | None = PrivateAttr(default=None)
 
     @field_serializer("issued_at", "expires_at")
     def _ts(self, value: datetime) -> str:
         return utc_iso(value)
 
     @model_serializer(mode="wrap")
-    def _without_empty_spools(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A lab without spools signs the same bytes as before the field existed.
+    def _without_empty_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A lab without spools or bookings signs the same bytes as before those fields existed.
         data: dict[str, Any] = handler(self)
-        if not data.get("spools"):
-            data.pop("spools", None)
+        for key in ("spools", "bookings"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
     def is_spool(self, uid: str) -> bool:
         if self._spool_set is None or self._spool_set[0] != id(self.spools):
             self._spool_set = (id(self.spools), frozenset(self.spools))
         return uid in self._spool_set[1]
+
+    def slots(self) -> tuple[BookedSlot, ...]:
+        """The bookings by start time (the hub sends them so; a list is not trusted to be)."""
+        if self._slots is None:
+            self._slots = tuple(sorted(self.bookings, key=lambda slot: slot.starts_at))
+        return self._slots
 
     def by_badge(self) -> dict[str, AllowEntry]:
         """Entries by badge uid, built once: a decision is a dictionary lookup."""

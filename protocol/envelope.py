@@ -62,6 +62,7 @@ class EventType(StrEnum):
     INTERLOCK_CLEARED = "interlock.cleared"
     ACCESSORY_REFUSED = "accessory.refused"  # its own training missing: left off
     SPOOL_ATTACHED = "spool.attached"  # a spool's tag tapped after the badge: its material
+    SESSION_WARNED = "session.warned"  # a walk-in told a booking starts soon (docs/bookings.md)
 
 
 class DenyReason(StrEnum):
@@ -87,6 +88,7 @@ class DenyReason(StrEnum):
     CARD_OTHER_SITE = "card_other_site"  # another site's tag
     INTERLOCK_OPEN = "interlock_open"  # extraction, chiller flow, lid or fire suppression not OK
     SPOOL_TAG = "spool_tag"  # a spool's tag tapped with no session open: never a badge
+    BOOKED = "booked"  # someone else's booking holds the machine now (badge.denied: free_at)
 
 
 class ProtocolError(ValueError):
@@ -228,6 +230,15 @@ class AccessoryRefused(_Data):
     session_id: SessionId | None = None
 
 
+class SessionWarned(_Data):
+    """A walk-in session is told the booking that follows starts at `until` (its end)."""
+
+    session_id: SessionId
+    member: MemberRef
+    until: Timestamp
+    reason: Reason = "booking"
+
+
 class AgentStarted(_Data):
     version: Text
     recovered_sessions: int = Field(default=0, ge=0, le=limits.COUNT_MAX)
@@ -252,6 +263,7 @@ DATA_MODELS: dict[EventType, type[_Data]] = {
     EventType.INTERLOCK_CLEARED: InterlockCleared,
     EventType.ACCESSORY_REFUSED: AccessoryRefused,
     EventType.SPOOL_ATTACHED: SpoolAttached,
+    EventType.SESSION_WARNED: SessionWarned,
 }
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from protocol.allowlist import AllowEntry, AllowList
+from protocol.allowlist import AllowEntry, AllowList, BookedSlot
 from protocol.envelope import DenyReason
+
+# Who a booking does not hold: a trainer starts the supervision of the booker, a maintainer
+# may always work on the machine.
+NOT_HELD_BY_BOOKINGS = frozenset({"trainer", "maintainer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +19,12 @@ class Decision:
     reason: DenyReason | None = None
     entry: AllowEntry | None = None
     maintenance: bool = False  # a maintainer's override of a lockout, logged as maintenance
+    # Bookings (docs/bookings.md): a walk-in is granted until someone else's booking starts;
+    # the booker's own slot ends at slot_end (a session past it is an overrun); a denial
+    # `booked` says when the machine is free.
+    until: datetime | None = None
+    slot_end: datetime | None = None
+    free_at: datetime | None = None
 
     @property
     def member(self) -> str | None:
@@ -59,10 +69,53 @@ def decide(
         if entry.level != "maintainer" and not trainer_allowed:
             return Decision(False, DenyReason.LOCKED_OUT, entry)
         maintenance = True
+    until = slot_end = None
+    if allowlist.bookings and not maintenance:
+        held, until, slot_end = booking_hold(allowlist.slots(), entry, now)
+        if held is not None:
+            return Decision(False, DenyReason.BOOKED, entry, free_at=held)
     if entry.supervised_only and not supervisor_present:
         return Decision(False, DenyReason.SUPERVISION_REQUIRED, entry)
     if machine_running:
         # Anti-restart: closing the relay on a machine that is already drawing power could
         # start a job nobody is watching.
         return Decision(False, DenyReason.MACHINE_ALREADY_RUNNING, entry)
-    return Decision(True, None, entry, maintenance=maintenance)
+    return Decision(True, None, entry, maintenance=maintenance, until=until, slot_end=slot_end)
+
+
+def booking_hold(
+    slots: tuple[BookedSlot, ...], entry: AllowEntry, now: datetime
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """What the bookings (sorted by start) say of this badge now: (free_at, until, slot_end).
+
+    free_at: someone else's booking (or a block) holds the machine, free from then on (the
+    end of the run of back-to-back slots); the badge is refused. until: the start of the next
+    booking that is not this member's (a walk-in may work until then). slot_end: the end of
+    this member's own run of slots that holds the machine now."""
+    mine = entry.member
+    free_at: datetime | None = None
+    slot_end: datetime | None = None
+    until: datetime | None = None
+    not_held = entry.level in NOT_HELD_BY_BOOKINGS
+    for slot in slots:
+        if slot.ends_at <= now:
+            continue
+        if free_at is not None:  # the run of slots holding the machine goes on?
+            if slot.starts_at > free_at:
+                break
+            free_at = max(free_at, slot.ends_at)
+            continue
+        if slot.member is not None and slot.member == mine:
+            if slot.starts_at <= (slot_end or now):
+                slot_end = max(slot_end or slot.ends_at, slot.ends_at)
+            continue
+        if not_held:
+            continue
+        if slot.starts_at <= now:
+            free_at = slot.ends_at
+            continue
+        until = slot.starts_at
+        break
+    if free_at is not None:
+        return free_at, None, None
+    return None, until, slot_end

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from edge.domain.access import Decision
 from edge.domain.energy import EnergyMeter
-from protocol.envelope import DenyReason, EventType
+from protocol.envelope import DenyReason, EventType, utc_iso
 
 Mode = Literal["normal", "supervised", "maintenance"]
 BeepKind = Literal["grant", "deny", "warning", "end"]
@@ -26,6 +26,8 @@ class SessionRules:
     card_present: bool = False
     cut_while_busy: bool = False
     spool: Literal["off", "optional", "required"] = "off"
+    # A walk-in session is warned this long before the booking that follows it starts.
+    booking_warning_s: float = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,12 @@ class ActiveSession:
     # The spool tapped after the badge (its tag), and whether the power waits for one.
     spool: str | None = None
     awaiting_spool: bool = False
+    # Bookings (edge/domain/access.py Decision): the session gives way at `until` (someone
+    # else's booking starts; warned before), the booker's slot ends at `slot_end`; a session
+    # still running past either is an overrun, never cut for it.
+    until: datetime | None = None
+    slot_end: datetime | None = None
+    until_warned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +164,8 @@ class SessionMachine:
             mode=mode,
             supervisor=supervisor,
             energy_start_kwh=self._energy_now(),
+            until=decision.until,
+            slot_end=decision.slot_end,
         )
         if self.rules.spool == "required" and mode != "maintenance" and not self.relay_closed:
             # The power waits for a spool: a print cannot start on material nobody declared.
@@ -177,16 +187,7 @@ class SessionMachine:
                     "level": session.level,
                 },
             ),
-            Emit(
-                EventType.SESSION_STARTED,
-                {
-                    "session_id": session.session_id,
-                    "member": session.member,
-                    "badge": badge,
-                    "mode": mode,
-                    "supervisor": supervisor,
-                },
-            ),
+            Emit(EventType.SESSION_STARTED, _started_data(session)),
         ]
         return actions
 
@@ -211,12 +212,10 @@ class SessionMachine:
 
     def _deny(self, badge: str, reason: DenyReason, decision: Decision | None) -> list[Action]:
         member = decision.member if decision else None
-        return [
-            Beep("deny"),
-            Emit(
-                EventType.BADGE_DENIED, {"badge": badge, "reason": reason.value, "member": member}
-            ),
-        ]
+        data: dict[str, Any] = {"badge": badge, "reason": reason.value, "member": member}
+        if decision is not None and decision.free_at is not None:
+            data["free_at"] = utc_iso(decision.free_at)
+        return [Beep("deny"), Emit(EventType.BADGE_DENIED, data)]
 
     def _end(self, now: datetime, reason: str, *, keep_relay: bool = False) -> list[Action]:
         current = self.session
@@ -239,6 +238,9 @@ class SessionMachine:
         if self.busy and self.busy_owner == current.session_id:
             # Its busy period runs on: what it uses from now is the run-on, the session's too.
             self.run_on_energy_start = self._energy_now()
+        limit = min((t for t in (current.until, current.slot_end) if t is not None), default=None)
+        if limit is not None and now > limit:
+            ended["overrun"] = True  # additive: it outlived its slot (docs/bookings.md)
         actions: list[Action] = [Emit(EventType.SESSION_ENDED, ended)]
         if keep_relay:
             return actions
@@ -253,7 +255,27 @@ class SessionMachine:
     # -- time, machine, hub ------------------------------------------------------------------
     def tick(self, now: datetime) -> list[Action]:
         current = self.session
-        if current is None or self.busy:
+        if current is None:
+            return []
+        if current.until is not None:
+            if now >= current.until and not self.busy:
+                return self._end(now, "booking")
+            lead = (current.until - now).total_seconds()
+            if not current.until_warned and lead <= self.rules.booking_warning_s:
+                self.session = replace(current, until_warned=True)
+                return [
+                    Beep("warning"),
+                    Emit(
+                        EventType.SESSION_WARNED,
+                        {
+                            "session_id": current.session_id,
+                            "member": current.member,
+                            "until": utc_iso(current.until),
+                            "reason": "booking",
+                        },
+                    ),
+                ]
+        if self.busy:
             return []
         idle = (now - current.last_activity).total_seconds()
         if idle >= self.rules.idle_timeout_s:
@@ -345,3 +367,19 @@ class SessionMachine:
 
     def end_session(self, now: datetime, reason: str) -> list[Action]:
         return self._end(now, reason)
+
+
+def _started_data(session: ActiveSession) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "session_id": session.session_id,
+        "member": session.member,
+        "badge": session.badge,
+        "mode": session.mode,
+        "supervisor": session.supervisor,
+    }
+    # Additive, only when a booking limits the session (docs/protocol.md).
+    if session.until is not None:
+        data["until"] = utc_iso(session.until)
+    if session.slot_end is not None:
+        data["slot_end"] = utc_iso(session.slot_end)
+    return data

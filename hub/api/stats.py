@@ -122,3 +122,38 @@ def review(
         filename=f"review-{year}.{format}",
         background=BackgroundTask(path.unlink, missing_ok=True),
     )
+
+
+@router.get("/bookings", responses={422: {"description": "Bad dates"}})
+def bookings(
+    request: Request,
+    since: Annotated[QueryDay, Query(alias="from", description="first day (lab time)")],
+    until: Annotated[QueryDay, Query(alias="to", description="the day after the last")],
+) -> dict[str, Any]:
+    """Bookings of the period: hours booked against hours used per machine, bookings,
+    no-shows (and their rate), cancellations, overruns, and the five hours of the week most
+    booked (peak demand; hour 0 is Monday 00:00 lab time)."""
+    from datetime import datetime, time
+
+    from sqlmodel import Session
+
+    from hub.services.bookings import figures
+
+    tz = _tz(request)
+    with Session(request.app.state.engine) as session:
+        found = figures(
+            session,
+            since=datetime.combine(since, time(0), tz),
+            until=datetime.combine(until, time(0), tz),
+            tz=tz,
+        )
+    return {
+        "booked_hours": found.booked_hours,
+        "used_hours": found.used_hours,
+        "bookings": found.bookings,
+        "no_shows": found.no_shows,
+        "no_show_rate": found.no_show_rate,
+        "cancelled": found.cancelled,
+        "overruns": found.overruns,
+        "peak": [{"hour_of_week": h, "booked_hours": v} for h, v in found.peak],
+    }

@@ -326,6 +326,62 @@ MESSAGES: dict[str, str] = {
         "broker account {username!r} would be both {first} and {second}: rename the machine "
         "or change its agent_id (or the hub's mqtt_username)"
     ),
+    "booking.end_before_start": N_("the end ({ends_at}) must be after the start ({starts_at})"),
+    "booking.in_past": N_("this slot is in the past (it is now {now}): pick a later one"),
+    "booking.not_bookable": N_("this machine cannot be booked: use it when it is free"),
+    "booking.member_missing": N_("say whom the booking is for"),
+    "booking.not_trained": N_(
+        "only members trained on this machine type may book it: ask a trainer for the "
+        "training first"
+    ),
+    "booking.off_slot": N_(
+        "bookings start and last in steps of {slot_minutes} minutes (e.g. 14:00 to 15:30)"
+    ),
+    "booking.too_short": N_("a booking lasts at least {min_minutes} minutes"),
+    "booking.too_long": N_(
+        "a booking lasts at most {max_minutes} minutes: book two if you need more"
+    ),
+    "booking.category_may_not_book": N_("members of category {category} may not book this machine"),
+    "booking.too_far_ahead": N_(
+        "members of category {category} may book at most {days} days ahead"
+    ),
+    "booking.closed": N_(
+        "the lab is closed during part of this slot: book within the opening hours"
+    ),
+    "booking.week_hours": N_(
+        "at most {hours} hours booked per week (you have {booked_hours} booked): pick a "
+        "shorter slot or another week"
+    ),
+    "booking.maintenance_due": N_(
+        "maintenance ({task}) is due from {starts_at} to {ends_at}: pick another slot"
+    ),
+    "booking.taken": N_(
+        "the machine is already booked from {starts_at} to {ends_at}: pick another slot"
+    ),
+    "booking.blocked": N_(
+        "the machine is held by the lab from {starts_at} to {ends_at} (training or event): "
+        "pick another slot"
+    ),
+    "booking.not_booked": N_("this booking is {status}: only a booking still to come can change"),
+    "booking.not_yours": N_(
+        "this is another member's booking: only they or the staff may change it"
+    ),
+    "booking.started": N_("this booking started at {starts_at}: ask the staff to change it"),
+    "booking.rules_scope": N_("give either a machine type or a machine, not both"),
+    "booking.rule_unknown": N_("{name!r} is not a booking rule (the rules are {known})"),
+    "booking.rules_invalid": N_("these rules do not hold together: {reason}"),
+    "booking.rule_invalid": N_("{value!r} is not a valid value for {name}"),
+    "booking.period_empty": N_("the end of the period must be after its start ({since})"),
+    "booking.period_too_long": N_("a period spans at most {days} days"),
+    "booking.status_unknown": N_("{status!r} is not a booking status (use {known})"),
+    "booking.limit": N_("the limit is 1 to {max}"),
+    "booking.unknown": N_("no booking {booking}"),
+    "booking.naive_time": N_("give the time with its zone, e.g. 2027-03-01T14:00:00+01:00"),
+    "booking.time_range": N_("this date is out of range: give one between 2000 and 2200"),
+    "booking.staff_only": N_("only the staff may book for another member or block a machine"),
+    "booking.member_inactive": N_("{member} is {status}, not an active member: they cannot book"),
+    "booking.note_invalid": N_("the note holds at most {max} characters and no NUL"),
+    "booking.time_invalid": N_("give a day like 2027-03-01 and a time like 14:30"),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
     "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
     "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),

@@ -152,6 +152,11 @@ def _fold(line: str) -> list[str]:
     return out
 
 
+# The two RFC 5545 helpers, for the other feeds (hub/domain/bookings.py).
+ical_escape = _escape
+ical_fold = _fold
+
+
 def ical_feed(
     due: Iterable[tuple[MaintenanceTask, str, date]],
     *,

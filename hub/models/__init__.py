@@ -29,6 +29,13 @@ from hub.models.billing import (
     Statement,
     StatementLine,
 )
+from hub.models.bookings import (
+    Booking,
+    BookingCreate,
+    BookingPublic,
+    BookingRuleRow,
+    BookingUpdate,
+)
 from hub.models.displays import DISPLAY_NAME_MAX, DisplayToken
 from hub.models.events import (
     BusyPeriod,
@@ -134,6 +141,11 @@ __all__ = [
     "BillingAccount",
     "BillingMonth",
     "BillingRate",
+    "Booking",
+    "BookingCreate",
+    "BookingPublic",
+    "BookingRuleRow",
+    "BookingUpdate",
     "BusyPeriod",
     "CREDIT_NOTE",
     "CategoryChangePublic",

@@ -75,6 +75,27 @@ KINDS: dict[str, tuple[str, str]] = {
         N_("The hub refused %(count)s messages in the last hour"),
         N_("%(count)s messages could not be stored in the last hour: see the dead letters."),
     ),
+    "booking.cancelled": (
+        N_("Your booking of %(machine)s on %(when)s is cancelled"),
+        N_(
+            "%(machine)s is locked out (%(reason)s), so your booking on %(when)s is cancelled. "
+            "Book another slot once it is back."
+        ),
+    ),
+    "booking.reminder": (
+        N_("Your booking of %(machine)s starts at %(when)s"),
+        N_(
+            "Your booking of %(machine)s starts at %(when)s. Badge on within %(grace)s minutes "
+            "of the start, or it is released."
+        ),
+    ),
+    "booking.no_show": (
+        N_("Your booking of %(machine)s was released"),
+        N_(
+            "Nobody badged on %(machine)s for your booking on %(when)s, so it was released as "
+            "a no-show."
+        ),
+    ),
     "test": (
         N_("Atelier test message"),
         N_("This test message from %(lab)s shows that notifications reach you."),

@@ -47,6 +47,8 @@ class Review:
     trainings_by_type: dict[str, int]
     maintenance: MaintenanceSection
     material_energy: MaterialEnergySection | None = None
+    # hub.domain.bookings.BookingFigures of the year's members' bookings (None: none kept).
+    bookings: Any = None
 
     @property
     def members(self) -> dict[str, dict[str, Any]]:
@@ -81,6 +83,7 @@ def yearly_review(
             engine, utc_day(start, tz), utc_day(end, tz), now or datetime.now(UTC)
         ),
         material_energy=_material_energy(engine, start, end, tz, co2e_kg_per_kwh),
+        bookings=_bookings(engine, utc_day(start, tz), utc_day(end, tz), tz),
     )
 
 
@@ -109,6 +112,18 @@ def _material_energy(
         co2e_kg_per_kwh=factor,
         co2e_source=source,
     )
+
+
+def _bookings(engine: Engine, t0: datetime, t1: datetime, tz: ZoneInfo) -> Any:
+    """Booked against used hours, no-shows and peak demand (hub/domain/bookings.py)."""
+    from sqlmodel import Session
+
+    from hub.services.bookings import figures
+
+    if not sa.inspect(engine).has_table("booking"):
+        return None
+    with Session(engine) as session:
+        return figures(session, since=t0, until=t1, tz=tz)
 
 
 def _maintenance(engine: Engine, t0: datetime, t1: datetime, now: datetime) -> MaintenanceSection:
@@ -196,6 +211,26 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
         if review.maintenance.available
         else [[f"not available: {review.maintenance.note}", "", "", ""]]
     )
+    found = review.bookings
+    booking_rows: list[list[Any]] = (
+        [
+            [code, hours, found.used_hours.get(code, 0.0)]
+            for code, hours in found.booked_hours.items()
+        ]
+        if found is not None
+        else []
+    )
+    if found is not None:
+        summary += [
+            ["bookings", found.bookings],
+            ["bookings ending in a no-show", found.no_shows],
+            ["no-show rate (of bookings not cancelled)", found.no_show_rate],
+            ["bookings cancelled", found.cancelled],
+            [
+                "busiest booked hours (hour of week from Monday 00:00: hours)",
+                ", ".join(f"{h}: {v}" for h, v in found.peak),
+            ],
+        ]
     return [
         ("summary", ["figure", "value"], summary),
         (
@@ -224,6 +259,7 @@ def review_tables(review: Review) -> list[tuple[str, list[str], list[list[Any]]]
             maintenance_rows,
         ),
         *_material_energy_tables(review.material_energy),
+        ("bookings", ["machine", "booked hours", "used hours"], booking_rows),
         (
             "members",
             ["member (pseudonymous reference)", "category", *(_label(c) for c in public_cols[:3])],

@@ -24,6 +24,7 @@ from hub.domain.access import (
 )
 from hub.domain.billing import PrepaidPlan
 from hub.models import Machine, MachineType, MemberStatus, TrainingLevel, UTCDateTime
+from hub.services.bookings import allowlist_slots
 from hub.services.materials import spool_tags
 from protocol.allowlist import AllowList
 from protocol.envelope import utc_iso
@@ -133,7 +134,7 @@ def allowlist_body(
             ),
             {"id": machine.id, "floor": floor},
         ).scalar_one()
-    return {
+    body: dict[str, Any] = {
         "v": 1,
         "site": machine.site,
         "machine": machine.code,
@@ -146,6 +147,13 @@ def allowlist_body(
         "entries": entries,
         **({"spools": tags} if (tags := spool_tags(session)) else {}),
     }
+    # The machine's bookings for the list's validity, so the machine holds them offline too
+    # (edge/domain/access.py); the key only when there are some, as the model dumps it.
+    assert machine.id is not None
+    slots = allowlist_slots(session, machine_id=machine.id, since=now, until=now + ttl)
+    if slots:
+        body["bookings"] = slots
+    return body
 
 
 # How far ahead of this hub's clock an agent's reported version may be and still count (a

@@ -37,11 +37,18 @@ from protocol import limits
 
 def known_machine(session: Session, code: str) -> Machine:
     """The machine with this code, or NotFound naming the codes there are."""
-    machine = session.exec(select(Machine).where(Machine.code == code)).first()
+    # PostgreSQL refuses a NUL in a text parameter outright: no machine has one anyway.
+    machine = (
+        session.exec(select(Machine).where(Machine.code == code)).first()
+        if "\x00" not in code
+        else None
+    )
     if machine is None:
         known = ", ".join(session.exec(select(Machine.code).order_by(Machine.code)).all())
         raise NotFound(
-            "machine.unknown", field="machine", params={"machine": code, "known": known or "-"}
+            "machine.unknown",
+            field="machine",
+            params={"machine": code[:100], "known": known or "-"},
         )
     return machine
 

@@ -16,6 +16,9 @@ MEMBER_KINDS = (
     "training.expiring",
     "balance.low",
     "balance.empty",
+    "booking.cancelled",
+    "booking.reminder",
+    "booking.no_show",
 )
 STAFF_KINDS = (
     "incident.opened",

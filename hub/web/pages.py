@@ -299,6 +299,7 @@ def install(app: FastAPI) -> None:
         account_screens,
         admin_screens,
         billing_screens,
+        booking_screens,
         enrol_screens,
         machine_admin_screens,
         machine_screens,
@@ -352,6 +353,8 @@ def install(app: FastAPI) -> None:
     def favicon() -> Response:
         # Browsers ask for /favicon.ico whatever the pages say: the same drawing as theirs.
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    app.include_router(booking_screens.router)
 
     @app.exception_handler(PageError)
     async def page_refused(request: Request, exc: PageError) -> Response:

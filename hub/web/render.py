@@ -121,6 +121,7 @@ LIST_REFUSALS = {
 MENU: list[tuple[str, str, frozenset[Role]]] = [
     ("/", "Dashboard", EVERYONE),
     ("/web/machines", "Machines", EVERYONE),
+    ("/web/bookings", "Bookings", EVERYONE),
     ("/web/members", "Members", STAFF),
     ("/web/trainings", "Trainings", STAFF),
     ("/web/maintenance", "Maintenance", STAFF),

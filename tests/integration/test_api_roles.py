@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,6 +26,7 @@ from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.demo.seed import seed_demo
 from hub.models import ApiToken, Badge, Machine, Member, Role, Training, User
+from hub.services.bookings import Actor, book, set_rules
 from hub.services.maintenance.records import open_incident
 from hub.services.maintenance.tasks import add_task
 from tests.support.api import PASSWORD, bearer, role_tokens
@@ -33,6 +36,9 @@ ALL = {M, T, X, G, A}
 STAFF = {T, X, G, A}
 MANAGE = {G, A}
 PUBLIC = "public"
+# Two days from now on the hour: a slot on every booking grid, within how far ahead.
+SOON = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+SLOT = {"starts_at": SOON.isoformat(), "ends_at": (SOON + timedelta(hours=1)).isoformat()}
 
 # (method, path template, body, roles allowed for this concrete request)
 # {own} is the member's own member id (Hugo), {other} another member (Léa), {laser_training}
@@ -144,8 +150,25 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
         {"note": "fan replaced"},
         {X, G, A},
     ),
+    ("GET", "/api/v1/bookings", None, ALL),
+    ("GET", "/api/v1/bookings?member_id={other}", None, STAFF),
+    # Members book for themselves: the manager's and the admin's logins are no member (422).
+    ("POST", "/api/v1/bookings", {"machine": "laser-1", **SLOT}, ALL),
+    ("POST", "/api/v1/bookings", {"machine": "laser-1", "block": True, **SLOT}, STAFF),
+    ("GET", "/api/v1/bookings/{hugo_booking}", None, ALL),
+    ("PATCH", "/api/v1/bookings/{hugo_booking}", {"note": "engraving"}, ALL),
+    ("PATCH", "/api/v1/bookings/{lea_booking}", {"note": "engraving"}, STAFF),
+    ("DELETE", "/api/v1/bookings/{lea_booking}", None, STAFF),
+    ("GET", "/api/v1/bookings/feeds/member/{own}.ics", None, ALL),
+    ("GET", "/api/v1/bookings/feeds/member/{other}.ics", None, STAFF),
+    ("GET", "/api/v1/bookings/feeds/machine/laser-1.ics", None, ALL),
+    ("GET", "/api/v1/booking-rules/machine-types/laser", None, ALL),
+    ("PUT", "/api/v1/booking-rules/machine-types/laser", {"max_minutes": 120}, MANAGE),
+    ("GET", "/api/v1/booking-rules/machines/laser-1", None, ALL),
+    ("PUT", "/api/v1/booking-rules/machines/laser-1", {"max_minutes": 120}, MANAGE),
     ("GET", "/api/v1/stats/usage?from=2026-01-01&to=2027-01-01", None, MANAGE),
     ("GET", "/api/v1/stats/review?year=2026&format=xlsx", None, MANAGE),
+    ("GET", "/api/v1/stats/bookings?from=2026-01-01&to=2027-01-01", None, MANAGE),
 ]
 
 
@@ -182,6 +205,22 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             user_id=admin.id or 0, name="spare", token_hash="0" * 64, prefix="atl_spare000"
         )
         session.add(spare)
+        for mtype in ("laser", "printer"):
+            set_rules(session, machine_type=mtype, values={"bookable": True}, actor="test")
+        staff = Actor(name="test", staff=True)
+        bookings_made = {
+            name: book(
+                session,
+                machine=machine,
+                starts_at=SOON + timedelta(hours=3),
+                ends_at=SOON + timedelta(hours=4),
+                member_id=who.id,
+                actor=staff,
+                now=datetime.now(UTC),
+                tz=ZoneInfo("Europe/Paris"),
+            ).id
+            for name, machine, who in (("hugo", "laser-1", hugo), ("lea", "printer-1", lea))
+        }
         task = add_task(
             session, title="Clean the spindle", actor="test", machine="cnc-1", every_days=1
         )
@@ -201,6 +240,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
             "request": "0123abcd",
             "task_id": task.id,
             "incident_id": incident.id,
+            "hugo_booking": bookings_made["hugo"],
+            "lea_booking": bookings_made["lea"],
         }
     engine.dispose()
     return path, tokens, ids
@@ -244,12 +285,16 @@ def test_every_route_is_in_the_matrix(template: Lab, tmp_path: Path) -> None:
             "laser_training",
             "cnc_training",
             "request",
+            "hugo_booking",
+            "lea_booking",
         ):
             target = {
                 "request": "request_id",
                 "user": "user_id",
                 "spare_token": "token_id",
                 "badge": "badge_id",
+                "hugo_booking": "booking_id",
+                "lea_booking": "booking_id",
             }.get(name, "training_id")
             path = path.replace("{" + name + "}", "{" + target + "}")
         path = path.replace("laser-1", "{code}").replace("cnc-1", "{code}")
@@ -257,6 +302,8 @@ def test_every_route_is_in_the_matrix(template: Lab, tmp_path: Path) -> None:
         path = path.replace("printer-2", "{code}").replace(
             "/machine-types/laser/", "/machine-types/{code}/"
         )
+        if path.endswith("/booking-rules/machine-types/laser"):
+            path = path.replace("/laser", "/{code}")
         normalised.add((method, path))
     missing = routes - normalised
     assert not missing, f"routes with no decision on who may call them: {sorted(missing)}"

@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import AwareDatetime
 from pydantic.fields import FieldInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -91,6 +92,11 @@ DATA: dict[EventType, dict[str, Any]] = {
         "reason": "not_trained",
         "member": "m-1",
         "session_id": "s1",
+    },
+    EventType.SESSION_WARNED: {
+        "session_id": "s1",
+        "member": "m-1",
+        "until": "2026-12-07T13:00:00Z",
     },
 }
 STATUS: dict[str, Any] = {
@@ -431,6 +437,8 @@ def edge_of(field: FieldInfo) -> st.SearchStrategy[Any]:
         values = st.sampled_from(
             [bound.get("ge", limits.JSON_INT_MIN), bound.get("le", limits.JSON_INT_MAX)]
         )
+    elif annotation in (datetime, AwareDatetime):  # session.warned's until
+        values = edge_times
     else:
         values = st.none()
     return values | st.none() if optional else values

@@ -47,6 +47,7 @@ def test_the_hub_runs_every_worker_and_stops_them_publisher_last(
             "compactor",
             "gap_repairer",
             "maintenance_watch",
+            "booking_watch",
             "allowlist_watch",
             "prepaid",
         ):
@@ -58,6 +59,7 @@ def test_the_hub_runs_every_worker_and_stops_them_publisher_last(
             "TelemetryCompactor",
             "GapRepairer",
             "MaintenanceWatch",
+            "BookingWatch",
             "AllowListWatch",
             "OutboxWorker",
             "NotificationWatch",
@@ -82,11 +84,12 @@ def test_an_ingest_worker_runs_the_consumer_and_a_publisher_of_its_own(
         assert runtime.consumer.event_subscription().startswith("$share/atelier-ingest/")
         assert runtime.publisher.schedule is False  # the hub keeps the lists fresh
         assert runtime.publisher.settings.mqtt_client_id.endswith("-2")
-        assert (runtime.compactor, runtime.gap_repairer, runtime.maintenance_watch) == (
-            None,
-            None,
-            None,
-        )
+        assert (
+            runtime.compactor,
+            runtime.gap_repairer,
+            runtime.maintenance_watch,
+            runtime.booking_watch,
+        ) == (None, None, None, None)
     finally:
         runtime.stop()
     engine.dispose()
