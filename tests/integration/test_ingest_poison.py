@@ -98,6 +98,7 @@ DATA: dict[EventType, dict[str, Any]] = {
         "member": "m-1",
         "until": "2026-12-07T13:00:00Z",
     },
+    EventType.SPOOL_ATTACHED: {"session_id": "s1", "member": "m-1", "spool": "04AABBCC"},
 }
 STATUS: dict[str, Any] = {
     "v": 1,
