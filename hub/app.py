@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         accounts,
         badges,
         health,
+        lab,
         machines,
         maintenance,
         members,
@@ -96,6 +97,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(sessions.router, responses=guarded)
     app.include_router(sessions.events_router, responses=guarded)
     app.include_router(retention.router, responses=guarded)
+    app.include_router(lab.router, responses=guarded)
     app.include_router(notifications.router, responses=guarded)
     app.include_router(notifications.preferences_router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])

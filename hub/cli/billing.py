@@ -270,6 +270,7 @@ def close(
     """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
     from hub.reports.statements import export_month
     from hub.services.billing import close_month, euros, parse_month
+    from hub.services.lab import identity
 
     with refusals(**FLAGS):
         parse_month(month)
@@ -285,7 +286,10 @@ def close(
                 f"prepaid {euros(s.prepaid_cents):>9} €  to pay {euros(s.due_cents):>10} €"
             )
         if out is not None:
-            for path in export_month(session, month, out, tz, settings.site).values():
+            lab = identity(
+                session, default_name=settings.site, default_locale=settings.notify_language
+            )
+            for path in export_month(session, month, out, tz, lab).values():
                 typer.echo(f"wrote {path}")
         if closing.balances_changed:
             _publish(settings, session)
@@ -293,7 +297,7 @@ def close(
 
 @billing_app.command("credit")
 def credit(
-    statement: Annotated[str, typer.Argument(metavar="STATEMENT", help="e.g. 2026-10-001")],
+    statement: Annotated[str, typer.Argument(metavar="STATEMENT", help="e.g. 2026-000001")],
     sessions: Annotated[
         list[str], typer.Option("--session", help="a session to credit (repeat for several)")
     ],
@@ -305,20 +309,32 @@ def credit(
     from hub.reports.statements import write_csv, write_pdf
     from hub.services.billing import credit as store
     from hub.services.billing import euros
+    from hub.services.lab import identity
 
     with _database(config) as (settings, session):
-        note = store(session, statement, sessions, reason, actor=cli_actor())
+        tz = _timezone(settings)
+        note = store(
+            session,
+            statement,
+            sessions,
+            reason,
+            actor=cli_actor(),
+            tz=tz,
+            now=datetime.now(UTC),
+        )
         session.commit()
         typer.echo(
             f"credit note {note.number}: {euros(note.total_cents)} € "
             f"({euros(-note.prepaid_cents)} € back on the prepaid balance)"
         )
         if out is not None:
-            tz = _timezone(settings)
+            lab = identity(
+                session, default_name=settings.site, default_locale=settings.notify_language
+            )
             out.mkdir(parents=True, exist_ok=True)
             for path in (
                 write_csv(session, [note], out / f"{note.number}.csv", tz),
-                write_pdf(session, [note], out / f"{note.number}.pdf", tz, settings.site),
+                write_pdf(session, [note], out / f"{note.number}.pdf", tz, lab),
             ):
                 typer.echo(f"wrote {path}")
         if note.prepaid_cents:

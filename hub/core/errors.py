@@ -262,6 +262,18 @@ MESSAGES: dict[str, str] = {
     "rates.too_large": N_("the file is larger than {max_mb} MB; split it"),
     "rates.not_utf8": N_("the file is not UTF-8 text; save the sheet as CSV UTF-8"),
     "statement.unknown": N_("no statement numbered {number!r}"),
+    # the lab's legal identity (hub/services/lab.py)
+    "lab.siret_format": N_("{siret!r} is not a SIRET: write its 14 digits, e.g. 123 456 789 00012"),
+    "lab.siret_checksum": N_(
+        "{siret} is not a valid SIRET (its check digit is wrong): copy it again from your "
+        "Kbis or the INSEE notice"
+    ),
+    "lab.rna_format": N_("{rna!r} is not an RNA number: write W and nine digits, e.g. W751234567"),
+    "lab.control_character": N_("{field}: remove the control characters (tabs, NUL...)"),
+    "lab.too_long": N_("{field}: at most {max} characters"),
+    "lab.name_empty": N_("give the lab's name as it is registered"),
+    "lab.locale": N_("{locale!r} is not a language of the hub: use {locales}"),
+    "lab.unknown_field": N_("{field!r} is not part of the lab's identity"),
     "credit.no_session": N_("name at least one session of the statement to credit"),
     "credit.already_credited": N_("{sessions} already credited on {number}"),
     "credit.not_on_statement": N_("session(s) {sessions} are not on statement {number}"),

@@ -42,6 +42,15 @@ from hub.models.events import (
     TelemetryPoint,
     TelemetrySample,
 )
+from hub.models.lab import (
+    LAB_ADDRESS_MAX,
+    LAB_NAME_MAX,
+    LAB_VAT_MENTION_MAX,
+    DocumentCounter,
+    LabIdentityPublic,
+    LabIdentityUpdate,
+    LabSetting,
+)
 from hub.models.machines import (
     PLUG_TOPIC_HELP,
     AgentSeq,
@@ -88,6 +97,7 @@ from hub.models.people import (
     BadgeCreate,
     BadgePublic,
     CategoryChangePublic,
+    Language,
     Member,
     MemberBase,
     MemberCategory,
@@ -115,6 +125,14 @@ from hub.models.people import (
 metadata = SQLModel.metadata
 
 __all__ = [
+    "LAB_ADDRESS_MAX",
+    "LAB_NAME_MAX",
+    "LAB_VAT_MENTION_MAX",
+    "DocumentCounter",
+    "LabIdentityPublic",
+    "LabIdentityUpdate",
+    "LabSetting",
+    "Language",
     "AgentSeq",
     "ApiToken",
     "AuditEntry",

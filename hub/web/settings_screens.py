@@ -15,14 +15,15 @@ from hub.core.errors import HubError
 from hub.models import (
     User,
 )
-from hub.services import retention
+from hub.services import lab, retention
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-WORDS = [N_("retention rules saved")]  # shown from code, for the catalogue
+# Shown from code, listed for the catalogue.
+WORDS = [N_("retention rules saved"), N_("the lab's identity is saved")]
 
 
 # --- settings: retention ------------------------------------------------------------------
@@ -35,19 +36,29 @@ def _settings_page(
     errors: dict[str, str] | None = None,
     notice: str | None = None,
     status_code: int = 200,
+    lab_values: dict[str, str] | None = None,
+    lab_errors: dict[str, str] | None = None,
 ) -> Response:
     errors = errors or {}
+    lab_errors = lab_errors or {}
     rules = retention.policy(session, request.app.state.settings)
     shown = values or {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
+    settings = request.app.state.settings
+    kept = lab.identity(
+        session, default_name=settings.site, default_locale=settings.notify_language
+    )
     return render(
         request,
         "settings.html",
         {
             "v": shown,
             "errors": errors,
-            "problem": errors.get(""),
+            "problem": errors.get("") or lab_errors.get(""),
             "notice": notice,
             "admin": may(user, ADMIN),
+            "lv": lab_values or kept.model_dump(),
+            "lab_errors": lab_errors,
+            "locales": [("en", "English"), ("fr", "Français")],
         },
         user=user,
         status_code=status_code,
@@ -113,3 +124,46 @@ def purge_now(
     )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     return _settings_page(request, session, user, notice=f"purged now: {summary}")
+
+
+# --- settings: the lab's legal identity ---------------------------------------------------
+@router.post("/settings/identity", response_class=HTMLResponse, dependencies=[Checked])
+def change_identity(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(ADMIN)],
+    name: Annotated[str, Form(max_length=400)] = "",
+    address: Annotated[str, Form(max_length=1000)] = "",
+    siret: Annotated[str, Form(max_length=40)] = "",
+    rna: Annotated[str, Form(max_length=40)] = "",
+    vat_mention: Annotated[str, Form(max_length=400)] = "",
+    locale: Annotated[str, Form(max_length=5)] = "en",
+) -> Response:
+    """What every statement prints about the lab, all fields checked before any is kept."""
+    given = {
+        "name": name,
+        "address": address,
+        "siret": siret,
+        "rna": rna,
+        "vat_mention": vat_mention,
+        "locale": locale,
+    }
+    settings = request.app.state.settings
+    try:
+        lab.set_identity(
+            session,
+            given,
+            actor=f"user:{user.username}",
+            default_name=settings.site,
+            default_locale=settings.notify_language,
+        )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = hub_field_errors(request, exc, {k: k for k in given})
+        if problem:
+            errors[""] = problem
+        return _settings_page(
+            request, session, user, lab_values=given, lab_errors=errors, status_code=422
+        )
+    return _settings_page(request, session, user, notice="the lab's identity is saved")

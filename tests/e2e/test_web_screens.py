@@ -328,6 +328,7 @@ FORMS: list[tuple[str, dict[str, str], Role | None]] = [
     ("/web/account/tokens", {"name": "script"}, None),
     ("/web/settings/retention", {"telemetry": "90", "events": "400"}, Role.MANAGER),
     ("/web/settings/retention/apply", {}, Role.MANAGER),
+    ("/web/settings/identity", {"name": "Fablab des Rivières", "locale": "fr"}, Role.MANAGER),
     ("/web/notifications/defaults", {"wanted": "print.failed"}, Role.MAINTAINER),
     ("/web/billing/topup", {"member_id": "2", "amount": "20"}, Role.MAINTAINER),
     ("/web/billing/plan", {"member_id": "2", "plan": "prepaid"}, Role.TRAINER),
@@ -748,6 +749,39 @@ def test_retention_settings_for_admins_read_only_for_managers(hub: TestClient) -
     assert saved.status_code == 200 and 'value="400"' in saved.text
     rules = hub.get("/api/v1/retention").json()
     assert rules == {"telemetry": 60, "events": 400, "dead_letters": None}
+
+
+def test_an_admin_sets_the_labs_identity_and_sees_refusals_under_their_field(
+    hub: TestClient,
+) -> None:
+    sign_in(hub, "test-manager", PASSWORD)
+    page = hub.get("/web/settings")
+    assert "The lab on its statements" in page.text
+    assert 'action="/web/settings/identity"' not in page.text  # managers read it
+    hub.cookies.clear()
+    token = sign_in(hub, "test-admin", PASSWORD)
+    wrong = hub.post(
+        "/web/settings/identity",
+        data={"name": "Fablab", "siret": "73282932000075", "rna": "", "csrf": token},
+        headers={"accept-language": "fr"},
+    )
+    assert wrong.status_code == 422
+    assert 'id="siret-error">73282932000075 n&#39;est pas un SIRET valide' in wrong.text
+    assert 'value="Fablab"' in wrong.text  # what was typed stays in the form
+    saved = hub.post(
+        "/web/settings/identity",
+        data={
+            "name": "Fablab des Rivières",
+            "address": "12 rue de l'Usine\n69001 Lyon",
+            "siret": "732 829 320 00074",
+            "rna": "W691234567",
+            "vat_mention": "TVA non applicable, art. 293 B du CGI",
+            "locale": "fr",
+            "csrf": token,
+        },
+    )
+    assert saved.status_code == 200 and "the lab&#39;s identity is saved" in saved.text
+    assert 'value="73282932000074"' in saved.text and "69001 Lyon</textarea>" in saved.text
 
 
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:

@@ -111,6 +111,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("GET", "/api/v1/retention", None, MANAGE),
     ("PATCH", "/api/v1/retention", {"events": 365}, {A}),
     ("POST", "/api/v1/retention/apply", None, {A}),
+    ("GET", "/api/v1/lab/identity", None, MANAGE),
+    ("PATCH", "/api/v1/lab/identity", {"name": "Fablab des Trois Rivières"}, {A}),
     ("GET", "/api/v1/notifications/deliveries", None, {A}),
     ("GET", "/api/v1/notifications/preferences", None, ALL),
     ("PUT", "/api/v1/notifications/preferences", {"kind": "print.failed", "enabled": False}, ALL),
