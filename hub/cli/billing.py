@@ -259,23 +259,34 @@ def balance(
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="write the CSV and PDF files in this directory")
 ]
+CsvDialectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--csv-dialect",
+        help="standard, or excel-fr (';', UTF-8 with BOM, decimal comma, day-first dates); "
+        "default: excel-fr when the lab's locale is French",
+    ),
+]
 
 
 @billing_app.command("close")
 def close(
     month: Annotated[str, typer.Option("--month", help="the month to freeze, e.g. 2026-10")],
     out: OutOpt = None,
+    csv_dialect: CsvDialectOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
     from hub.reports.statements import export_month
     from hub.services.billing import close_month, euros, parse_month
+    from hub.services.lab import csv_dialect as dialect_of
     from hub.services.lab import identity
 
     with refusals(**FLAGS):
         parse_month(month)
     with _database(config) as (settings, session):
         tz = _timezone(settings)
+        dialect = dialect_of(session, csv_dialect, default_locale=settings.notify_language)
         closing = close_month(session, month, tz=tz, now=datetime.now(UTC), actor=cli_actor())
         session.commit()
         state = "was already closed" if closing.already_closed else "is closed"
@@ -289,7 +300,7 @@ def close(
             lab = identity(
                 session, default_name=settings.site, default_locale=settings.notify_language
             )
-            for path in export_month(session, month, out, tz, lab).values():
+            for path in export_month(session, month, out, tz, lab, dialect).values():
                 typer.echo(f"wrote {path}")
         if closing.balances_changed:
             _publish(settings, session)
@@ -303,16 +314,19 @@ def credit(
     ],
     reason: Annotated[str, typer.Option(help="why, in words the member understands")],
     out: OutOpt = None,
+    csv_dialect: CsvDialectOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Give back sessions of a closed statement with a credit note (the statement stays)."""
     from hub.reports.statements import write_csv, write_pdf
     from hub.services.billing import credit as store
     from hub.services.billing import euros
+    from hub.services.lab import csv_dialect as dialect_of
     from hub.services.lab import identity
 
     with _database(config) as (settings, session):
         tz = _timezone(settings)
+        dialect = dialect_of(session, csv_dialect, default_locale=settings.notify_language)
         note = store(
             session,
             statement,
@@ -333,7 +347,7 @@ def credit(
             )
             out.mkdir(parents=True, exist_ok=True)
             for path in (
-                write_csv(session, [note], out / f"{note.number}.csv", tz),
+                write_csv(session, [note], out / f"{note.number}.csv", tz, dialect),
                 write_pdf(session, [note], out / f"{note.number}.pdf", tz, lab),
             ):
                 typer.echo(f"wrote {path}")

@@ -262,6 +262,7 @@ MESSAGES: dict[str, str] = {
     "rates.too_large": N_("the file is larger than {max_mb} MB; split it"),
     "rates.not_utf8": N_("the file is not UTF-8 text; save the sheet as CSV UTF-8"),
     "statement.unknown": N_("no statement numbered {number!r}"),
+    "csv.dialect": N_("{dialect!r} is not a CSV dialect: use {dialects}"),
     # the lab's legal identity (hub/services/lab.py)
     "lab.siret_format": N_("{siret!r} is not a SIRET: write its 14 digits, e.g. 123 456 789 00012"),
     "lab.siret_checksum": N_(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ from hub.core.errors import N_
 from hub.core.files import private_file
 from hub.core.translations import translator
 from hub.models import CREDIT_NOTE, LabIdentityPublic, Member, Statement
+from hub.reports.csv_files import STANDARD, CsvDialect, write_csv_file
 from hub.services.billing.books import euros
 from hub.services.billing.close import lines_of, month_statements
 
@@ -37,32 +38,35 @@ CSV_HEADER = [
 ]
 
 
-def write_csv(session: Session, statements: Sequence[Statement], path: Path, tz: ZoneInfo) -> Path:
+def write_csv(
+    session: Session,
+    statements: Sequence[Statement],
+    path: Path,
+    tz: ZoneInfo,
+    dialect: CsvDialect = STANDARD,
+) -> Path:
     """One row per line, written as read (a month of many sessions stays small in memory)."""
-    with private_file(path).open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(CSV_HEADER)
-        for statement in statements:
-            for line in lines_of(session, statement):
-                writer.writerow(
-                    [
-                        statement.number,
-                        statement.kind,
-                        statement.month,
-                        statement.payer_ref,
-                        statement.payer_name,
-                        line.position,
-                        line.session_id,
-                        line.member_ref,
-                        line.machine,
-                        line.started_at.astimezone(tz).isoformat(timespec="minutes"),
-                        line.billed_minutes,
-                        line.cents,
-                        euros(line.cents),
-                        line.explanation,
-                    ]
-                )
-    return path
+    rows = (
+        [
+            statement.number,
+            statement.kind,
+            statement.month,
+            statement.payer_ref,
+            statement.payer_name,
+            line.position,
+            line.session_id,
+            line.member_ref,
+            line.machine,
+            line.started_at,
+            line.billed_minutes,
+            line.cents,
+            Decimal(line.cents).scaleb(-2),
+            line.explanation,
+        ]
+        for statement in statements
+        for line in lines_of(session, statement)
+    )
+    return write_csv_file(path, CSV_HEADER, rows, dialect=dialect, tz=tz)
 
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -239,16 +243,23 @@ def _credited_numbers(session: Session, statements: Sequence[Statement]) -> dict
 
 
 def export_month(
-    session: Session, month: str, out: Path, tz: ZoneInfo, lab: LabIdentityPublic
+    session: Session,
+    month: str,
+    out: Path,
+    tz: ZoneInfo,
+    lab: LabIdentityPublic,
+    dialect: CsvDialect = STANDARD,
 ) -> dict[str, Path]:
     """The month's statements, and its credit notes if any, as CSV and PDF files in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     statements = month_statements(session, month)
-    files["csv"] = write_csv(session, statements, out / f"statements-{month}.csv", tz)
+    files["csv"] = write_csv(session, statements, out / f"statements-{month}.csv", tz, dialect)
     files["pdf"] = write_pdf(session, statements, out / f"statements-{month}.pdf", tz, lab)
     notes = month_statements(session, month, CREDIT_NOTE)
     if notes:
-        files["credit_csv"] = write_csv(session, notes, out / f"credit-notes-{month}.csv", tz)
+        files["credit_csv"] = write_csv(
+            session, notes, out / f"credit-notes-{month}.csv", tz, dialect
+        )
         files["credit_pdf"] = write_pdf(session, notes, out / f"credit-notes-{month}.pdf", tz, lab)
     return files

@@ -19,6 +19,7 @@ from hub.models import (
     LabSetting,
     utcnow,
 )
+from hub.reports.csv_files import CsvDialect, dialect_for
 
 IDENTITY_FIELDS = ("name", "address", "siret", "rna", "vat_mention", "locale")
 LOCALES = ("en", "fr")
@@ -156,3 +157,11 @@ def set_identity(
         )
     session.flush()
     return identity(session, default_name=default_name, default_locale=default_locale)
+
+
+def csv_dialect(
+    session: Session, name: str | None, *, default_locale: str = "en", field: str = "csv_dialect"
+) -> CsvDialect:
+    """The CSV dialect named (`standard`, `excel-fr`), or the lab's default: `excel-fr` when
+    its locale is French. InvalidValue names `field`."""
+    return dialect_for(name, locale=lab_locale(session, default=default_locale), field=field)

@@ -447,7 +447,7 @@ def test_csv_and_pdf_exports(engine, tmp_path: Path) -> None:  # type: ignore[no
     assert len(rows) == 10
     s03 = next(r for r in rows if r["session_id"] == "S03")
     assert s03["number"] == "2026-000001"
-    assert s03["amount_cents"] == "1000" and s03["amount_eur"] == "10,00"
+    assert s03["amount_cents"] == "1000" and s03["amount_eur"] == "10.00"
     assert s03["started_at"] == "2026-10-14T23:40+02:00"
     assert "at 15,00 €/h" in s03["explanation"]
     assert sum(int(r["amount_cents"]) for r in rows) == 2650 + 18165 + 483
