@@ -275,6 +275,9 @@ def _admin_apps() -> None:
     from hub.cli.billing import billing_app
 
     app.add_typer(billing_app, name="billing")
+    from hub.cli.helloasso import helloasso_app
+
+    app.add_typer(helloasso_app, name="helloasso")
 
 
 _admin_apps()

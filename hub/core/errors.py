@@ -263,6 +263,28 @@ MESSAGES: dict[str, str] = {
     "rates.not_utf8": N_("the file is not UTF-8 text; save the sheet as CSV UTF-8"),
     "statement.unknown": N_("no statement numbered {number!r}"),
     "csv.dialect": N_("{dialect!r} is not a CSV dialect: use {dialects}"),
+    # HelloAsso exports (hub/services/helloasso.py)
+    "helloasso.kind": N_("{kind!r} is not a HelloAsso export this hub reads: use {kinds}"),
+    "helloasso.binary": N_("the file holds NUL characters: export it again from HelloAsso as CSV"),
+    "helloasso.columns_missing": N_(
+        "this is not HelloAsso's {kind} export: missing column(s) {missing} (found: {found})"
+    ),
+    "helloasso.empty": N_("the {kind} export has a header but no line"),
+    "helloasso.line_repeated": N_("the same order line is already on line {first}"),
+    "helloasso.reference": N_(
+        "{value!r} is not an order reference (empty, too long or with control characters)"
+    ),
+    "helloasso.not_paid": N_("the order is {status!r}, not paid: it is left out"),
+    "helloasso.date": N_("{value!r} is not a date like 31/12/2026 or 31/12/2026 14:05"),
+    "helloasso.amount": N_("{value!r} is not an amount like 20,00"),
+    "helloasso.tier_unmapped": N_(
+        "the tier {tier!r} gives no category: map it with `atelier hub helloasso tier`"
+    ),
+    "helloasso.topup_amount": N_("{value!r}: a top-up is more than 0 and at most 100 000 €"),
+    "helloasso.tier_name": N_(
+        "{tier!r} is not a tier name (empty, over 200 characters or with control characters)"
+    ),
+    "helloasso.too_many_tiers": N_("too many tiers mapped: forget the ones no longer sold"),
     # the lab's legal identity (hub/services/lab.py)
     "lab.siret_format": N_("{siret!r} is not a SIRET: write its 14 digits, e.g. 123 456 789 00012"),
     "lab.siret_checksum": N_(

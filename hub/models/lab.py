@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from hub.models.base import UTCDateTime, utcnow
@@ -33,6 +34,22 @@ class DocumentCounter(SQLModel, table=True):
     __tablename__ = "document_counter"
     year: int = Field(primary_key=True)
     last_number: int = 0
+
+
+class ImportRecord(SQLModel, table=True):
+    """A line of an outside export already applied (a HelloAsso membership or top-up), by its
+    key: importing the same file again changes nothing."""
+
+    __tablename__ = "import_record"
+    __table_args__ = (UniqueConstraint("source", "kind", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)
+    kind: str = Field(max_length=20)
+    key: str = Field(max_length=400)
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    cents: int = 0
+    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    actor: str = Field(default="", max_length=100)
 
 
 class LabIdentityPublic(SQLModel):

@@ -1,4 +1,5 @@
-"""the lab's settings (legal identity, locale), the yearly document counter, members' language
+"""the lab's settings (legal identity, locale), the yearly document counter, members' language,
+the record of outside lines imported (HelloAsso)
 
 Revision ID: 0016_association
 Revises: 0015_notifications
@@ -35,6 +36,20 @@ def upgrade() -> None:
         sa.Column("last_number", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("year"),
     )
+    op.create_table(
+        "import_record",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", _text(length=20), nullable=False),
+        sa.Column("kind", _text(length=20), nullable=False),
+        sa.Column("key", _text(length=400), nullable=False),
+        sa.Column("member_id", sa.Integer(), nullable=True),
+        sa.Column("cents", sa.Integer(), nullable=False),
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", _text(length=100), nullable=False),
+        sa.ForeignKeyConstraint(["member_id"], ["member.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("source", "kind", "key"),
+    )
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.add_column(sa.Column("language", _text(length=5), nullable=True))
 
@@ -42,5 +57,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.drop_column("language")
+    op.drop_table("import_record")
     op.drop_table("document_counter")
     op.drop_table("lab_setting")
