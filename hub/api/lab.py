@@ -4,11 +4,12 @@ mention) and the language it speaks by default."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from sqlmodel import Field, SQLModel
 
 from hub.api.changes import actor
 from hub.api.deps import ADMIN, MANAGE, Allow, CurrentUser, SessionDep
 from hub.models import LabIdentityPublic, LabIdentityUpdate
-from hub.services import lab
+from hub.services import accounting, lab
 
 router = APIRouter(prefix="/api/v1/lab", tags=["lab"])
 
@@ -37,3 +38,27 @@ def change_identity(
     )
     session.commit()
     return changed
+
+
+class BooksAccounts(SQLModel):
+    """The accounts and journals the books are written on (French chart by default)."""
+
+    sales: str | None = Field(default=None, max_length=20)
+    members: str | None = Field(default=None, max_length=20)
+    prepaid: str | None = Field(default=None, max_length=20)
+    bank: str | None = Field(default=None, max_length=20)
+    sales_journal: str | None = Field(default=None, max_length=10)
+    bank_journal: str | None = Field(default=None, max_length=10)
+
+
+@router.get("/accounts", response_model=BooksAccounts, dependencies=[Allow(MANAGE)])
+def read_accounts(session: SessionDep) -> dict[str, str]:
+    return accounting.accounts_as_dict(session)
+
+
+@router.patch("/accounts", response_model=BooksAccounts, dependencies=[Allow(MANAGE)])
+def change_accounts(body: BooksAccounts, session: SessionDep, user: CurrentUser) -> dict[str, str]:
+    """Only the accounts given change; the next export of the books uses them."""
+    accounting.set_accounts(session, body.model_dump(exclude_unset=True), actor=actor(user))
+    session.commit()
+    return accounting.accounts_as_dict(session)

@@ -353,3 +353,23 @@ def credit(
                 typer.echo(f"wrote {path}")
         if note.prepaid_cents:
             _publish(settings, session)
+
+
+@billing_app.command("books")
+def books(
+    month: Annotated[str, typer.Option("--month", help="the month, e.g. 2026-10")],
+    out: Annotated[Path, typer.Option("--out", help="the file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="paheko or dolibarr")] = "paheko",
+    config: ConfigOpt = None,
+) -> None:
+    """The month's statements, credit notes and top-ups as journal entries for Paheko
+    (simple import) or Dolibarr (general ledger import), on the lab's accounts."""
+    from hub.services.accounting import export_books
+    from hub.services.billing import euros, parse_month
+
+    with refusals(**FLAGS):
+        parse_month(month)
+    with _database(config) as (settings, session):
+        path, entries = export_books(session, month, out, fmt=fmt, tz=_timezone(settings))
+        total = sum(e.cents for e in entries)
+        typer.echo(f"{len(entries)} entrie(s), {euros(total)} € moved, written to {path}")

@@ -285,6 +285,15 @@ MESSAGES: dict[str, str] = {
         "{tier!r} is not a tier name (empty, over 200 characters or with control characters)"
     ),
     "helloasso.too_many_tiers": N_("too many tiers mapped: forget the ones no longer sold"),
+    # the books for Paheko and Dolibarr (hub/services/accounting.py)
+    "books.unknown_field": N_("{field!r} is not one of the lab's accounts or journals"),
+    "books.account_code": N_(
+        "{field}: {value!r} is not an account number: 1 to 20 letters or digits, e.g. 706"
+    ),
+    "books.journal_code": N_(
+        "{field}: {value!r} is not a journal code: 1 to 10 letters or digits, e.g. VT"
+    ),
+    "books.format": N_("{format!r} is not a books format: use {formats}"),
     # the lab's legal identity (hub/services/lab.py)
     "lab.siret_format": N_("{siret!r} is not a SIRET: write its 14 digits, e.g. 123 456 789 00012"),
     "lab.siret_checksum": N_(

@@ -15,7 +15,7 @@ from hub.core.errors import HubError
 from hub.models import (
     User,
 )
-from hub.services import lab, retention
+from hub.services import accounting, lab, retention
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.i18n import N_, language_of, translator
@@ -23,7 +23,11 @@ from hub.web.render import Page, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 # Shown from code, listed for the catalogue.
-WORDS = [N_("retention rules saved"), N_("the lab's identity is saved")]
+WORDS = [
+    N_("retention rules saved"),
+    N_("the lab's identity is saved"),
+    N_("the accounts of the books are saved"),
+]
 
 
 # --- settings: retention ------------------------------------------------------------------
@@ -38,6 +42,8 @@ def _settings_page(
     status_code: int = 200,
     lab_values: dict[str, str] | None = None,
     lab_errors: dict[str, str] | None = None,
+    books_values: dict[str, str] | None = None,
+    books_errors: dict[str, str] | None = None,
 ) -> Response:
     errors = errors or {}
     lab_errors = lab_errors or {}
@@ -53,12 +59,15 @@ def _settings_page(
         {
             "v": shown,
             "errors": errors,
-            "problem": errors.get("") or lab_errors.get(""),
+            "problem": errors.get("") or lab_errors.get("") or (books_errors or {}).get(""),
             "notice": notice,
             "admin": may(user, ADMIN),
             "lv": lab_values or kept.model_dump(),
             "lab_errors": lab_errors,
             "locales": [("en", "English"), ("fr", "Français")],
+            "bv": books_values or accounting.accounts_as_dict(session),
+            "books_errors": books_errors or {},
+            "manager": may(user, MANAGE),
         },
         user=user,
         status_code=status_code,
@@ -167,3 +176,40 @@ def change_identity(
             request, session, user, lab_values=given, lab_errors=errors, status_code=422
         )
     return _settings_page(request, session, user, notice="the lab's identity is saved")
+
+
+# --- settings: the accounts the books are written on -----------------------------------------
+@router.post("/settings/books", response_class=HTMLResponse, dependencies=[Checked])
+def change_books(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    sales: Annotated[str, Form(max_length=40)] = "",
+    members: Annotated[str, Form(max_length=40)] = "",
+    prepaid: Annotated[str, Form(max_length=40)] = "",
+    bank: Annotated[str, Form(max_length=40)] = "",
+    sales_journal: Annotated[str, Form(max_length=40)] = "",
+    bank_journal: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    given = {
+        "sales": sales,
+        "members": members,
+        "prepaid": prepaid,
+        "bank": bank,
+        "sales_journal": sales_journal,
+        "bank_journal": bank_journal,
+    }
+    try:
+        # A box left empty keeps the account as it is.
+        changes = {k: (v if v.strip() else None) for k, v in given.items()}
+        accounting.set_accounts(session, changes, actor=f"user:{user.username}")
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = hub_field_errors(request, exc, {k: k for k in given})
+        if problem:
+            errors[""] = problem
+        return _settings_page(
+            request, session, user, books_values=given, books_errors=errors, status_code=422
+        )
+    return _settings_page(request, session, user, notice="the accounts of the books are saved")

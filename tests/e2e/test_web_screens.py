@@ -329,6 +329,7 @@ FORMS: list[tuple[str, dict[str, str], Role | None]] = [
     ("/web/settings/retention", {"telemetry": "90", "events": "400"}, Role.MANAGER),
     ("/web/settings/retention/apply", {}, Role.MANAGER),
     ("/web/settings/identity", {"name": "Fablab des Rivières", "locale": "fr"}, Role.MANAGER),
+    ("/web/settings/books", {"sales": "7061", "bank": "512"}, Role.MAINTAINER),
     ("/web/notifications/defaults", {"wanted": "print.failed"}, Role.MAINTAINER),
     ("/web/billing/topup", {"member_id": "2", "amount": "20"}, Role.MAINTAINER),
     ("/web/billing/plan", {"member_id": "2", "plan": "prepaid"}, Role.TRAINER),
@@ -782,6 +783,22 @@ def test_an_admin_sets_the_labs_identity_and_sees_refusals_under_their_field(
     )
     assert saved.status_code == 200 and "the lab&#39;s identity is saved" in saved.text
     assert 'value="73282932000074"' in saved.text and "69001 Lyon</textarea>" in saved.text
+    wrong_account = hub.post(
+        "/web/settings/books",
+        data={"sales": "70 6", "csrf": token},
+        headers={"accept-language": "fr"},
+    )
+    assert wrong_account.status_code == 422
+    assert (
+        'id="sales-error">sales : &#39;70 6&#39; n&#39;est pas un numéro de compte'
+        in wrong_account.text
+    )
+    books = hub.post(
+        "/web/settings/books", data={"sales": "7061", "prepaid": "4191", "csrf": token}
+    )
+    assert (
+        books.status_code == 200 and 'value="7061"' in books.text and 'value="4191"' in books.text
+    )
 
 
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:

@@ -112,6 +112,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, set[Role] | str]] = [
     ("PATCH", "/api/v1/retention", {"events": 365}, {A}),
     ("POST", "/api/v1/retention/apply", None, {A}),
     ("GET", "/api/v1/lab/identity", None, MANAGE),
+    ("GET", "/api/v1/lab/accounts", None, MANAGE),
+    ("PATCH", "/api/v1/lab/accounts", {"sales": "7061"}, MANAGE),
     ("PATCH", "/api/v1/lab/identity", {"name": "Fablab des Trois Rivières"}, {A}),
     ("GET", "/api/v1/notifications/deliveries", None, {A}),
     ("GET", "/api/v1/notifications/preferences", None, ALL),
