@@ -278,6 +278,9 @@ def _admin_apps() -> None:
     from hub.cli.helloasso import helloasso_app
 
     app.add_typer(helloasso_app, name="helloasso")
+    from hub.cli.rgpd import rgpd_app
+
+    app.add_typer(rgpd_app, name="rgpd")
 
 
 _admin_apps()

@@ -61,6 +61,7 @@ class LabIdentityPublic(SQLModel):
     rna: str
     vat_mention: str
     locale: str
+    privacy_contact: str
 
 
 class LabIdentityUpdate(SQLModel):
@@ -70,3 +71,4 @@ class LabIdentityUpdate(SQLModel):
     rna: str | None = Field(default=None, max_length=40)
     vat_mention: str | None = Field(default=None, max_length=LAB_VAT_MENTION_MAX)
     locale: str | None = Field(default=None, max_length=5)
+    privacy_contact: str | None = Field(default=None, max_length=320)

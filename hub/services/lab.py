@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -21,7 +22,8 @@ from hub.models import (
 )
 from hub.reports.csv_files import CsvDialect, dialect_for
 
-IDENTITY_FIELDS = ("name", "address", "siret", "rna", "vat_mention", "locale")
+IDENTITY_FIELDS = ("name", "address", "siret", "rna", "vat_mention", "locale", "privacy_contact")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LOCALES = ("en", "fr")
 # What an association that does not charge VAT (franchise en base) must print.
 DEFAULT_VAT_MENTION = "TVA non applicable, art. 293 B du CGI"
@@ -46,6 +48,7 @@ def identity(
         rna=kept.get("rna", ""),
         vat_mention=kept.get("vat_mention", DEFAULT_VAT_MENTION),
         locale=kept.get("locale") or (default_locale if default_locale in LOCALES else "en"),
+        privacy_contact=kept.get("privacy_contact", ""),
     )
 
 
@@ -112,6 +115,13 @@ def check_identity(changes: Mapping[str, str | None]) -> dict[str, str]:
             checked[field] = check_siret(given)
         elif field == "rna":
             checked[field] = check_rna(given)
+        elif field == "privacy_contact":
+            value = given.strip().lower()
+            if value and (not _EMAIL.fullmatch(value) or len(value) > 320):
+                raise InvalidValue(
+                    "import.email_invalid", field=field, params={"email": given[:80]}
+                )
+            checked[field] = value
         elif field == "locale":
             if given.strip() not in LOCALES:
                 raise InvalidValue(
@@ -165,3 +175,16 @@ def csv_dialect(
     """The CSV dialect named (`standard`, `excel-fr`), or the lab's default: `excel-fr` when
     its locale is French. InvalidValue names `field`."""
     return dialect_for(name, locale=lab_locale(session, default=default_locale), field=field)
+
+
+def rgpd_kit_inputs(session: Session, settings: Any) -> Any:
+    """What the RGPD kit is written from: the lab's identity, the retention rules in force,
+    and whether members come from HelloAsso (a tier is mapped)."""
+    from hub.reports.rgpd import KitInputs
+    from hub.services import retention
+
+    return KitInputs(
+        lab=identity(session, default_name=settings.site, default_locale=settings.notify_language),
+        retention=retention.policy(session, settings),
+        helloasso=session.get(LabSetting, "helloasso_tiers") is not None,
+    )

@@ -92,8 +92,15 @@ def change_retention(
     telemetry: Annotated[str, Form(max_length=12)] = "",
     events: Annotated[str, Form(max_length=12)] = "",
     dead_letters: Annotated[str, Form(max_length=12)] = "",
+    # The CNIL rules: a form without them (an older page) leaves them as they are.
+    badge_events: Annotated[str | None, Form(max_length=12)] = None,
+    sessions: Annotated[str | None, Form(max_length=12)] = None,
 ) -> Response:
     given = {"telemetry": telemetry, "events": events, "dead_letters": dead_letters}
+    if badge_events is not None:
+        given["badge_events"] = badge_events
+    if sessions is not None:
+        given["sessions"] = sessions
     changes: dict[str, float | None] = {}
     errors: dict[str, str] = {}
     for kind, text in given.items():
@@ -147,6 +154,7 @@ def change_identity(
     rna: Annotated[str, Form(max_length=40)] = "",
     vat_mention: Annotated[str, Form(max_length=400)] = "",
     locale: Annotated[str, Form(max_length=5)] = "en",
+    privacy_contact: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """What every statement prints about the lab, all fields checked before any is kept."""
     given = {
@@ -156,6 +164,7 @@ def change_identity(
         "rna": rna,
         "vat_mention": vat_mention,
         "locale": locale,
+        "privacy_contact": privacy_contact,
     }
     settings = request.app.state.settings
     try:
@@ -213,3 +222,25 @@ def change_books(
             request, session, user, books_values=given, books_errors=errors, status_code=422
         )
     return _settings_page(request, session, user, notice="the accounts of the books are saved")
+
+
+# --- the RGPD kit -----------------------------------------------------------------------------
+@router.get("/settings/rgpd/{name}.{fmt}")
+def rgpd_document(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    name: str,
+    fmt: str,
+) -> Response:
+    """One document of the RGPD kit, in French, from the lab's settings as they are now."""
+    from hub.reports.rgpd import GENERATORS, markdown_pdf
+
+    make = GENERATORS.get(name)
+    if make is None or fmt not in ("md", "pdf"):
+        return Response(status_code=404)
+    text = make(lab.rgpd_kit_inputs(session, request.app.state.settings))
+    disposition = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+    if fmt == "md":
+        return Response(text, media_type="text/markdown; charset=utf-8", headers=disposition)
+    return Response(markdown_pdf(text), media_type="application/pdf", headers=disposition)

@@ -59,10 +59,10 @@ from tests.unit.test_billing import EXAMPLE_RATES, EXAMPLE_SESSIONS, example_tab
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-HUGO = "04C3D4E5"
+HUGO = "04C3D4E5"  # trained on the laser in the demo data
 LAB = LabIdentityPublic(
-    name="lab", address="", siret="", rna="", vat_mention="", locale="en"
-)  # trained on the laser in the demo data
+    name="lab", address="", siret="", rna="", vat_mention="", locale="en", privacy_contact=""
+)
 
 runner = CliRunner()
 

@@ -44,6 +44,7 @@ LAB = LabIdentityPublic(
     rna="W691234567",
     vat_mention=DEFAULT_VAT_MENTION,
     locale="en",
+    privacy_contact="bureau@fablab.example.org",
 )
 
 
@@ -282,6 +283,7 @@ def test_the_identity_is_set_through_the_api_and_shown_in_the_web(
             "rna": "",
             "vat_mention": DEFAULT_VAT_MENTION,
             "locale": "en",
+            "privacy_contact": "",
         }
         changed = client.patch(
             "/api/v1/lab/identity",
@@ -322,7 +324,9 @@ hostile_text = st.one_of(
 )
 @given(
     changes=st.dictionaries(
-        st.sampled_from(["name", "address", "siret", "rna", "vat_mention", "locale"]),
+        st.sampled_from(
+            ["name", "address", "siret", "rna", "vat_mention", "locale", "privacy_contact"]
+        ),
         hostile_text,
         max_size=6,
     )
@@ -354,6 +358,8 @@ def test_any_identity_is_kept_as_checked_or_refused_on_its_field(api, changes) -
             assert kept == "" or (kept[0] == "W" and len(kept) == 10)
         elif field == "locale":
             assert kept in ("en", "fr")
+        elif field == "privacy_contact":
+            assert kept == "" or (kept == given_value.strip().lower() and "@" in kept)
         else:
             assert "\x00" not in kept and kept == given_value.replace("\r\n", "\n").strip()
 
