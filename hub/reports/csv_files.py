@@ -39,6 +39,7 @@ EXCEL_FR = CsvDialect("excel-fr", ";", True, True, True, "\r\n")
 DIALECTS = {d.name: d for d in (STANDARD, EXCEL_FR)}
 # A cell Excel would run as a formula (CSV injection): a name typed as "=HYPERLINK(...)".
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset("".join(_FORMULA_STARTS))
 
 
 def dialect_for(name: str | None, *, locale: str, field: str = "csv_dialect") -> CsvDialect:
@@ -84,7 +85,14 @@ class CsvCells:
         return value
 
     def row(self, values: Iterable[Any]) -> list[Any]:
-        return [self(v) for v in values]
+        # The common cells (text that is no formula, whole numbers) pass through without a
+        # call: a third of the French export's time was the call per cell.
+        return [
+            v
+            if (type(v) is str and not (v and v[0] in _FORMULA_FIRST)) or type(v) is int
+            else self(v)
+            for v in values
+        ]
 
 
 def csv_chunks(

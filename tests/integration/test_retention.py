@@ -138,7 +138,7 @@ def test_a_century_is_the_longest_rule(hub_db: str, tmp_path: Path) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kind=st.sampled_from(["telemetry", "events", "dead_letters"]) | st.text(max_size=20),
+    kind=st.sampled_from(retention.KINDS) | st.text(max_size=20),
     days=st.none() | st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_any_rule_is_kept_or_refused_on_its_field(kind: str, days: float | None) -> None:
