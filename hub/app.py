@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         accounts,
         badges,
         health,
+        helloasso,
         lab,
         machines,
         maintenance,
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(sessions.events_router, responses=guarded)
     app.include_router(retention.router, responses=guarded)
     app.include_router(lab.router, responses=guarded)
+    app.include_router(helloasso.router, responses=guarded)
     app.include_router(notifications.router, responses=guarded)
     app.include_router(notifications.preferences_router, responses=guarded)
     app.include_router(maintenance.router, responses=guarded, dependencies=[Allow(STAFF)])

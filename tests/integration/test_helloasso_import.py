@@ -300,6 +300,50 @@ def test_the_cli_imports_dry_runs_and_refuses_a_bad_file(
     assert code == 0 and "Adhésion famille -> individual" in output
 
 
+def test_the_api_maps_tiers_and_imports_with_a_dry_run(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.app import create_app
+    from hub.core.settings import get_settings
+    from tests.support.api import admin_headers
+
+    settings = get_settings(None, database_url=database_url, data_dir=tmp_path)
+    data = export(MEMBERSHIP_HEADER, MEMBERSHIPS)
+    with TestClient(create_app(settings, start_ingest=False)) as client:
+        admin = admin_headers(database_url)
+        mapped = client.put(
+            "/api/v1/helloasso/tiers",
+            json={"tier": "Adhésion fantôme", "category": "student"},
+            headers=admin,
+        )
+        assert mapped.status_code == 200 and mapped.json()["Adhésion fantôme"] == "student"
+        wrong = client.put(
+            "/api/v1/helloasso/tiers", json={"tier": "X", "category": "vip"}, headers=admin
+        )
+        assert wrong.status_code == 422 and wrong.json()["field"] == "category"
+        files = {"file": ("adhesions.csv", data, "text/csv")}
+        dry = client.post(
+            "/api/v1/helloasso/import", params={"dry_run": "true"}, files=files, headers=admin
+        )
+        assert dry.status_code == 200, dry.text
+        assert state(engine)[1] == 0  # nothing recorded
+        real = client.post("/api/v1/helloasso/import", files=files, headers=admin).json()
+        assert real["rows"] == 10 and dry.json()["changes"] == real["changes"]
+        assert {c["change"] for c in real["changes"]} == {"created", "category"}
+        assert len(real["changes"]) == 5  # the tier mapped above now gives a category
+        refused = {r["line"]: r for r in real["rejected"]}
+        assert refused[8]["column"] == "Email payeur"
+        assert refused[8]["message"] == "'pas-un-email' is not an email address"
+        bad = client.post(
+            "/api/v1/helloasso/import",
+            files={"file": ("x.csv", b"a,b\n1,2\n", "text/csv")},
+            headers=admin,
+        )
+        assert bad.status_code == 422 and bad.json()["field"] == "file"
+
+
 # --- hostile files ----------------------------------------------------------------------------
 hostile_cell = st.one_of(
     st.text(max_size=40),
