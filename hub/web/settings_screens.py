@@ -6,16 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from hub.core.deps import ADMIN, MANAGE, SessionDep
-from hub.core.errors import HubError
+from hub.core.errors import HubError, describe
 from hub.models import (
+    MemberCategory,
     User,
 )
-from hub.services import accounting, lab, retention
+from hub.services import accounting, helloasso, lab, retention
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.i18n import N_, language_of, translator
@@ -24,6 +25,8 @@ from hub.web.render import Page, may, render
 router = APIRouter(prefix="/web", include_in_schema=False)
 # Shown from code, listed for the catalogue.
 WORDS = [
+    N_("tier saved"),
+    N_("choose the CSV file to import"),
     N_("retention rules saved"),
     N_("the lab's identity is saved"),
     N_("the accounts of the books are saved"),
@@ -44,6 +47,8 @@ def _settings_page(
     lab_errors: dict[str, str] | None = None,
     books_values: dict[str, str] | None = None,
     books_errors: dict[str, str] | None = None,
+    helloasso_errors: dict[str, str] | None = None,
+    helloasso_report: Any = None,
 ) -> Response:
     errors = errors or {}
     lab_errors = lab_errors or {}
@@ -68,6 +73,18 @@ def _settings_page(
             "bv": books_values or accounting.accounts_as_dict(session),
             "books_errors": books_errors or {},
             "manager": may(user, MANAGE),
+            "tiers": sorted(helloasso.tier_mapping(session).items()),
+            "categories": [(c.value, c.value) for c in MemberCategory],
+            "ha_errors": helloasso_errors or {},
+            "ha_report": helloasso_report,
+            "ha_rejected": [
+                (
+                    p.params.get("line"),
+                    p.field,
+                    describe(p, translator(language_of(request)).gettext),
+                )
+                for p in (helloasso_report.rejected if helloasso_report else [])
+            ],
         },
         user=user,
         status_code=status_code,
@@ -244,3 +261,74 @@ def rgpd_document(
     if fmt == "md":
         return Response(text, media_type="text/markdown; charset=utf-8", headers=disposition)
     return Response(markdown_pdf(text), media_type="application/pdf", headers=disposition)
+
+
+# --- HelloAsso: tiers and imports -------------------------------------------------------------
+@router.post("/settings/helloasso/tier", response_class=HTMLResponse, dependencies=[Checked])
+def map_tier(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    tier: Annotated[str, Form(max_length=400)] = "",
+    category: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Map a membership tier to a category; an empty category forgets the tier."""
+    try:
+        helloasso.set_tier(session, tier, category or None, actor=f"user:{user.username}")
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = hub_field_errors(request, exc, {"tier": "tier", "category": "category"})
+        if problem:
+            errors[""] = problem
+        return _settings_page(request, session, user, helloasso_errors=errors, status_code=422)
+    return _settings_page(request, session, user, notice="tier saved")
+
+
+@router.post("/settings/helloasso/import", response_class=HTMLResponse, dependencies=[Checked])
+def import_helloasso(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    file: UploadFile | None = None,
+    kind: Annotated[str, Form(max_length=20)] = "memberships",
+    dry_run: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    """The export's lines applied (or, with the dry run, only worked out), then the report:
+    what changed and every refused line with its reason."""
+    from zoneinfo import ZoneInfo
+
+    gettext = translator(language_of(request)).gettext
+    if file is None or not file.filename:
+        errors = {"ha_file": gettext("choose the CSV file to import")}
+        return _settings_page(request, session, user, helloasso_errors=errors, status_code=422)
+    data = file.file.read(helloasso.MAX_BYTES + 1)
+    try:
+        report = helloasso.import_export(
+            session,
+            data,
+            kind=kind,
+            actor=f"user:{user.username}",
+            tz=ZoneInfo(request.app.state.settings.timezone),
+            dry_run=bool(dry_run),
+        )
+        if not report.dry_run:
+            session.commit()
+    except HubError as exc:
+        session.rollback()
+        message = describe(exc, gettext)
+        field = "ha_kind" if exc.field == "kind" else "ha_file"
+        return _settings_page(
+            request, session, user, helloasso_errors={field: message}, status_code=422
+        )
+    if report.balances_changed:
+        from fastapi import BackgroundTasks
+
+        from hub.core.deps import republish
+
+        background = BackgroundTasks()
+        republish(request, background)
+        response = _settings_page(request, session, user, helloasso_report=report)
+        response.background = background
+        return response
+    return _settings_page(request, session, user, helloasso_report=report)

@@ -330,6 +330,7 @@ FORMS: list[tuple[str, dict[str, str], Role | None]] = [
     ("/web/settings/retention/apply", {}, Role.MANAGER),
     ("/web/settings/identity", {"name": "Fablab des Rivières", "locale": "fr"}, Role.MANAGER),
     ("/web/settings/books", {"sales": "7061", "bank": "512"}, Role.MAINTAINER),
+    ("/web/settings/helloasso/tier", {"tier": "Adhésion", "category": "student"}, Role.MAINTAINER),
     ("/web/notifications/defaults", {"wanted": "print.failed"}, Role.MAINTAINER),
     ("/web/billing/topup", {"member_id": "2", "amount": "20"}, Role.MAINTAINER),
     ("/web/billing/plan", {"member_id": "2", "plan": "prepaid"}, Role.TRAINER),
@@ -805,6 +806,57 @@ def test_an_admin_sets_the_labs_identity_and_sees_refusals_under_their_field(
     assert (
         books.status_code == 200 and 'value="7061"' in books.text and 'value="4191"' in books.text
     )
+
+
+def test_a_manager_maps_tiers_and_imports_a_helloasso_export(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    french = {"accept-language": "fr"}
+    refused = hub.post(
+        "/web/settings/helloasso/tier",
+        data={"tier": "Adhésion étudiante", "category": "vip", "csrf": token},
+        headers=french,
+    )
+    assert (
+        refused.status_code == 422
+        and 'id="category-error">&#39;vip&#39; ne fait pas partie de' in refused.text
+    )
+    saved = hub.post(
+        "/web/settings/helloasso/tier",
+        data={"tier": "Adhésion étudiante", "category": "student", "csrf": token},
+    )
+    assert saved.status_code == 200 and "<td>Adhésion étudiante</td>" in saved.text
+    export = (
+        "\ufeffRéférence commande;Date de la commande;Statut de la commande;Nom adhérent;"
+        "Prénom adhérent;Email payeur;Tarif;Montant tarif\r\n"
+        "501;14/09/2026 18:42;Validé;Øster;Łukasz;lukasz@example.org;Adhésion étudiante;10,00\r\n"
+        "502;14/09/2026;Validé;Sans;Tarif;x@example.org;Adhésion mystère;10,00\r\n"
+    ).encode()
+    files = {"file": ("adhesions.csv", export, "text/csv")}
+    dry = hub.post(
+        "/web/settings/helloasso/import",
+        data={"kind": "memberships", "dry_run": "1", "csrf": token},
+        files=files,
+        headers=french,
+    )
+    assert dry.status_code == 200
+    assert "Essai à blanc, rien n&#39;a changé. 2 ligne(s) : 1 membre(s) créé(s)" in dry.text
+    assert (
+        "ligne 3, Tarif : le tarif &#39;Adhésion mystère&#39; ne donne aucune catégorie" in dry.text
+    )
+    assert "lukasz@example.org" not in hub.get("/api/v1/members?limit=500").text
+    real = hub.post(
+        "/web/settings/helloasso/import",
+        data={"kind": "memberships", "csrf": token},
+        files=files,
+    )
+    assert real.status_code == 200 and "1 member(s) created" in real.text
+    assert "Łukasz Øster" in hub.get("/api/v1/members?limit=500").text
+    wrong = hub.post(
+        "/web/settings/helloasso/import",
+        data={"kind": "memberships", "csrf": token},
+        files={"file": ("x.csv", b"name,email\n", "text/csv")},
+    )
+    assert wrong.status_code == 422 and 'id="ha_file-error">this is not HelloAsso' in wrong.text
 
 
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:
