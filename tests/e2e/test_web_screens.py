@@ -859,6 +859,29 @@ def test_a_manager_maps_tiers_and_imports_a_helloasso_export(hub: TestClient) ->
     assert wrong.status_code == 422 and 'id="ha_file-error">this is not HelloAsso' in wrong.text
 
 
+def test_a_member_s_statements_language_is_set_in_their_form(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    form = hub.get("/web/members/2/edit").text
+    assert '<option value="">the lab&#39;s language</option>' in form
+    saved = hub.post(
+        "/web/members/2/edit",
+        data={"name": "Léa B.", "category": "student", "language": "fr", "csrf": token},
+    )
+    assert saved.status_code in (200, 303)
+    assert hub.get("/api/v1/members/2").json()["language"] == "fr"
+    kept = hub.post(  # a form without the box leaves it
+        "/web/members/2/edit", data={"name": "Léa B.", "category": "student", "csrf": token}
+    )
+    assert kept.status_code in (200, 303)
+    assert hub.get("/api/v1/members/2").json()["language"] == "fr"
+    wrong = hub.post(
+        "/web/members/2/edit",
+        data={"name": "Léa B.", "category": "student", "language": "de", "csrf": token},
+    )
+    assert wrong.status_code == 422
+    assert hub.get("/api/v1/members/2").json()["language"] == "fr"
+
+
 def test_a_manager_tops_up_sets_a_plan_and_enters_rates(hub: TestClient) -> None:
     from hub.services.billing import BalanceMovement, BillingAccount, BillingRate
 
