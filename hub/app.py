@@ -62,6 +62,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
         badges,
         bookings,
         health,
+        helloasso,
+        lab,
         machines,
         maintenance,
         members,
@@ -97,6 +99,8 @@ def create_app(settings: Settings, *, start_ingest: bool = True) -> FastAPI:
     app.include_router(sessions.router, responses=guarded)
     app.include_router(sessions.events_router, responses=guarded)
     app.include_router(retention.router, responses=guarded)
+    app.include_router(lab.router, responses=guarded)
+    app.include_router(helloasso.router, responses=guarded)
     app.include_router(notifications.router, responses=guarded)
     app.include_router(notifications.preferences_router, responses=guarded)
     app.include_router(bookings.router, responses=guarded)

@@ -16,11 +16,14 @@ router = APIRouter(prefix="/api/v1/retention", tags=["retention"])
 
 
 class RetentionPolicy(SQLModel):
-    """Days each kind is kept; null keeps it for good (not allowed for telemetry)."""
+    """Days each kind is kept; null keeps it for good (not allowed for telemetry). `sessions`
+    is when billed sessions lose their member's reference for a pseudonym."""
 
     telemetry: float | None = None
     events: float | None = None
     dead_letters: float | None = None
+    badge_events: float | None = None
+    sessions: float | None = None
 
 
 @router.get("", response_model=RetentionPolicy, dependencies=[Allow(MANAGE)])

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from sqlmodel import Session
 from starlette.background import BackgroundTask
 
 from hub.api.deps import QueryDay
 from hub.reports.inputs import OPENING_HOURS_DEFAULT, UNDER_USED_DEFAULT
-from hub.services import statistics
+from hub.services import lab, statistics
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
@@ -52,6 +53,10 @@ def usage(
     ] = OPENING_HOURS_DEFAULT,
     under_used: Annotated[float, Query(ge=0, le=1)] = UNDER_USED_DEFAULT,
     detail: Annotated[bool, Query(description="one row per session too")] = False,
+    csv_dialect: Annotated[
+        Literal["standard", "excel-fr"] | None,
+        Query(description="CSV only: excel-fr (';', BOM, decimal comma); default: the lab's"),
+    ] = None,
 ) -> Any:
     """Usage by machine, machine type, public, period and hour of week; utilisation."""
     engine = request.app.state.engine
@@ -67,8 +72,16 @@ def usage(
     )
     name = f"usage-{since}-{until}"
     if format == "csv":
+        with Session(engine) as session:
+            dialect = lab.csv_dialect(
+                session,
+                csv_dialect,
+                default_locale=request.app.state.settings.notify_language,
+            )
         return StreamingResponse(
-            statistics.usage_text(engine, query=query, tz=tz, fmt="csv", detail=detail),
+            statistics.usage_text(
+                engine, query=query, tz=tz, fmt="csv", detail=detail, dialect=dialect
+            ),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )

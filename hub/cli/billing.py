@@ -286,22 +286,34 @@ def balance(
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="write the CSV and PDF files in this directory")
 ]
+CsvDialectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--csv-dialect",
+        help="standard, or excel-fr (';', UTF-8 with BOM, decimal comma, day-first dates); "
+        "default: excel-fr when the lab's locale is French",
+    ),
+]
 
 
 @billing_app.command("close")
 def close(
     month: Annotated[str, typer.Option("--month", help="the month to freeze, e.g. 2026-10")],
     out: OutOpt = None,
+    csv_dialect: CsvDialectOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Freeze a month: one statement per member or payer. Closing it again changes nothing."""
     from hub.reports.statements import export_month
     from hub.services.billing import close_month, euros, parse_month
+    from hub.services.lab import csv_dialect as dialect_of
+    from hub.services.lab import identity
 
     with refusals(**FLAGS):
         parse_month(month)
     with _database(config) as (settings, session):
         tz = _timezone(settings)
+        dialect = dialect_of(session, csv_dialect, default_locale=settings.notify_language)
         closing = close_month(
             session,
             month,
@@ -319,7 +331,10 @@ def close(
                 f"prepaid {euros(s.prepaid_cents):>9} €  to pay {euros(s.due_cents):>10} €"
             )
         if out is not None:
-            for path in export_month(session, month, out, tz, settings.site).values():
+            lab = identity(
+                session, default_name=settings.site, default_locale=settings.notify_language
+            )
+            for path in export_month(session, month, out, tz, lab, dialect).values():
                 typer.echo(f"wrote {path}")
         if closing.balances_changed:
             _publish(settings, session)
@@ -327,33 +342,68 @@ def close(
 
 @billing_app.command("credit")
 def credit(
-    statement: Annotated[str, typer.Argument(metavar="STATEMENT", help="e.g. 2026-10-001")],
+    statement: Annotated[str, typer.Argument(metavar="STATEMENT", help="e.g. 2026-000001")],
     sessions: Annotated[
         list[str], typer.Option("--session", help="a session to credit (repeat for several)")
     ],
     reason: Annotated[str, typer.Option(help="why, in words the member understands")],
     out: OutOpt = None,
+    csv_dialect: CsvDialectOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Give back sessions of a closed statement with a credit note (the statement stays)."""
     from hub.reports.statements import write_csv, write_pdf
     from hub.services.billing import credit as store
     from hub.services.billing import euros
+    from hub.services.lab import csv_dialect as dialect_of
+    from hub.services.lab import identity
 
     with _database(config) as (settings, session):
-        note = store(session, statement, sessions, reason, actor=cli_actor())
+        tz = _timezone(settings)
+        dialect = dialect_of(session, csv_dialect, default_locale=settings.notify_language)
+        note = store(
+            session,
+            statement,
+            sessions,
+            reason,
+            actor=cli_actor(),
+            tz=tz,
+            now=datetime.now(UTC),
+        )
         session.commit()
         typer.echo(
             f"credit note {note.number}: {euros(note.total_cents)} € "
             f"({euros(-note.prepaid_cents)} € back on the prepaid balance)"
         )
         if out is not None:
-            tz = _timezone(settings)
+            lab = identity(
+                session, default_name=settings.site, default_locale=settings.notify_language
+            )
             out.mkdir(parents=True, exist_ok=True)
             for path in (
-                write_csv(session, [note], out / f"{note.number}.csv", tz),
-                write_pdf(session, [note], out / f"{note.number}.pdf", tz, settings.site),
+                write_csv(session, [note], out / f"{note.number}.csv", tz, dialect),
+                write_pdf(session, [note], out / f"{note.number}.pdf", tz, lab),
             ):
                 typer.echo(f"wrote {path}")
         if note.prepaid_cents:
             _publish(settings, session)
+
+
+@billing_app.command("books")
+def books(
+    month: Annotated[str, typer.Option("--month", help="the month, e.g. 2026-10")],
+    out: Annotated[Path, typer.Option("--out", help="the file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="paheko or dolibarr")] = "paheko",
+    config: ConfigOpt = None,
+) -> None:
+    """The month's statements, credit notes and top-ups as journal entries for Paheko
+    (simple import) or Dolibarr (general ledger import), on the lab's accounts."""
+    from hub.services.accounting import export_books
+    from hub.services.billing import euros, parse_month
+
+    with refusals(**FLAGS):
+        parse_month(month)
+    with _database(config) as (settings, session):
+        path, entries = export_books(session, month, out, fmt=fmt, tz=_timezone(settings))
+        total = sum(e.cents for e in entries)
+        typer.echo(f"{len(entries)} entrie(s), {euros(total)} € moved, written to {path}")

@@ -27,6 +27,15 @@ OpeningOpt = Annotated[
     ),
 ]
 
+CsvDialectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--csv-dialect",
+        help="CSV: standard, or excel-fr (';', UTF-8 with BOM, decimal comma, day-first "
+        "dates); default: excel-fr when the lab's locale is French",
+    ),
+]
+
 
 def _database(config: Path | None) -> tuple[Any, Any, str]:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,6 +69,7 @@ def usage(
     detail: Annotated[
         bool, typer.Option(help="one row per session (CSV), or a sessions list/sheet too")
     ] = False,
+    csv_dialect: CsvDialectOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Usage by machine, machine type, public, period and hour of week; utilisation."""
@@ -85,7 +95,17 @@ def usage(
                 engine, private_file(out), query=query, tz=tz, detail=detail
             )
         else:
-            chunks = statistics.usage_text(engine, query=query, tz=tz, fmt=fmt, detail=detail)
+            from sqlmodel import Session
+
+            from hub.services import lab
+
+            with refusals(), Session(engine) as session:
+                dialect = lab.csv_dialect(
+                    session, csv_dialect, default_locale=load_settings(config).notify_language
+                )
+            chunks = statistics.usage_text(
+                engine, query=query, tz=tz, fmt=fmt, detail=detail, dialect=dialect
+            )
             if out is None:
                 for chunk in chunks:
                     sys.stdout.write(chunk)

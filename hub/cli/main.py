@@ -285,6 +285,12 @@ def _admin_apps() -> None:
     app.add_typer(spool_app, name="spool")
 
     app.command("energy")(energy)
+    from hub.cli.helloasso import helloasso_app
+
+    app.add_typer(helloasso_app, name="helloasso")
+    from hub.cli.rgpd import rgpd_app
+
+    app.add_typer(rgpd_app, name="rgpd")
 
 
 _admin_apps()

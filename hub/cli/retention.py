@@ -37,14 +37,17 @@ def show(config: ConfigOpt = None) -> None:
 
 @retention_app.command("set")
 def set_days(
-    kind: Annotated[str, typer.Argument(help="telemetry, events or dead_letters")],
+    kind: Annotated[
+        str,
+        typer.Argument(help="telemetry, events, dead_letters, badge_events or sessions"),
+    ],
     days: Annotated[str, typer.Argument(help="a number of days, or 'forever'")],
     config: ConfigOpt = None,
 ) -> None:
     """Keep this kind so many days (applied at the next hourly purge, or `apply`)."""
     from sqlmodel import Session
 
-    from hub.services.retention import change_policy
+    from hub.services.retention import KINDS, change_policy
 
     if days == "forever":
         value: float | None = None
@@ -55,7 +58,7 @@ def set_days(
             raise fail(f"DAYS {days!r}: give a number of days, e.g. 365, or 'forever'") from None
     with database(config) as (settings, engine), Session(engine) as session:
         # The kind and the days are the command's two arguments, whichever kind is refused.
-        with refusals(kind="KIND", **{k: "DAYS" for k in ("telemetry", "events", "dead_letters")}):
+        with refusals(kind="KIND", **{k: "DAYS" for k in KINDS}):
             rules = change_policy(
                 session, settings=settings, changes={kind: value}, actor=cli_actor()
             )
@@ -73,5 +76,6 @@ def apply_now(config: ConfigOpt = None) -> None:
     typer.echo(
         f"telemetry: {telemetry['downsampled']} raw sample(s) merged, {telemetry['aged_out']} "
         f"removed; events: {counts['events']} removed; dead letters: {counts['dead_letters']} "
-        "removed"
+        f"removed; badge reads and refusals: {counts['badge_events']} removed; billed sessions: "
+        f"{counts['sessions']} pseudonymised"
     )

@@ -283,6 +283,50 @@ MESSAGES: dict[str, str] = {
     "rates.too_large": N_("the file is larger than {max_mb} MB; split it"),
     "rates.not_utf8": N_("the file is not UTF-8 text; save the sheet as CSV UTF-8"),
     "statement.unknown": N_("no statement numbered {number!r}"),
+    "csv.dialect": N_("{dialect!r} is not a CSV dialect: use {dialects}"),
+    # HelloAsso exports (hub/services/helloasso.py)
+    "helloasso.kind": N_("{kind!r} is not a HelloAsso export this hub reads: use {kinds}"),
+    "helloasso.binary": N_("the file holds NUL characters: export it again from HelloAsso as CSV"),
+    "helloasso.columns_missing": N_(
+        "this is not HelloAsso's {kind} export: missing column(s) {missing} (found: {found})"
+    ),
+    "helloasso.empty": N_("the {kind} export has a header but no line"),
+    "helloasso.line_repeated": N_("the same order line is already on line {first}"),
+    "helloasso.reference": N_(
+        "{value!r} is not an order reference (empty, too long or with control characters)"
+    ),
+    "helloasso.not_paid": N_("the order is {status!r}, not paid: it is left out"),
+    "helloasso.date": N_("{value!r} is not a date like 31/12/2026 or 31/12/2026 14:05"),
+    "helloasso.amount": N_("{value!r} is not an amount like 20,00"),
+    "helloasso.tier_unmapped": N_(
+        "the tier {tier!r} gives no category: map it with `atelier hub helloasso tier`"
+    ),
+    "helloasso.topup_amount": N_("{value!r}: a top-up is more than 0 and at most 100 000 €"),
+    "helloasso.tier_name": N_(
+        "{tier!r} is not a tier name (empty, over 200 characters or with control characters)"
+    ),
+    "helloasso.too_many_tiers": N_("too many tiers mapped: forget the ones no longer sold"),
+    # the books for Paheko and Dolibarr (hub/services/accounting.py)
+    "books.unknown_field": N_("{field!r} is not one of the lab's accounts or journals"),
+    "books.account_code": N_(
+        "{field}: {value!r} is not an account number: 1 to 20 letters or digits, e.g. 706"
+    ),
+    "books.journal_code": N_(
+        "{field}: {value!r} is not a journal code: 1 to 10 letters or digits, e.g. VT"
+    ),
+    "books.format": N_("{format!r} is not a books format: use {formats}"),
+    # the lab's legal identity (hub/services/lab.py)
+    "lab.siret_format": N_("{siret!r} is not a SIRET: write its 14 digits, e.g. 123 456 789 00012"),
+    "lab.siret_checksum": N_(
+        "{siret} is not a valid SIRET (its check digit is wrong): copy it again from your "
+        "Kbis or the INSEE notice"
+    ),
+    "lab.rna_format": N_("{rna!r} is not an RNA number: write W and nine digits, e.g. W751234567"),
+    "lab.control_character": N_("{field}: remove the control characters (tabs, NUL...)"),
+    "lab.too_long": N_("{field}: at most {max} characters"),
+    "lab.name_empty": N_("give the lab's name as it is registered"),
+    "lab.locale": N_("{locale!r} is not a language of the hub: use {locales}"),
+    "lab.unknown_field": N_("{field!r} is not part of the lab's identity"),
     "credit.no_session": N_("name at least one session of the statement to credit"),
     "credit.already_credited": N_("{sessions} already credited on {number}"),
     "credit.not_on_statement": N_("session(s) {sessions} are not on statement {number}"),

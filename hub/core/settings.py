@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # None keeps them for good. Admins may change both from the API or the CLI.
     event_keep_days: float | None = Field(default=None, ge=30, le=36_500)
     dead_letter_keep_days: float | None = Field(default=180, ge=1, le=36_500)
+    # CNIL guidance for access control at work: raw badge reads and refusals are kept at most
+    # three months (90 days); None keeps them as the other events are.
+    badge_event_keep_days: float | None = Field(default=90, ge=1, le=36_500)
+    # Billed sessions name their member for the accounting year and the months its accounts
+    # take to be approved (18 months), then carry a pseudonym instead; None never.
+    session_pseudonymise_days: float | None = Field(default=548, ge=30, le=36_500)
 
     # With extra `atelier hub ingest --shared GROUP` workers, the hub's own ingest joins the
     # same MQTT 5 shared subscription, so each event goes to one of them only.

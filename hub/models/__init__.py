@@ -50,6 +50,16 @@ from hub.models.events import (
     TelemetryPoint,
     TelemetrySample,
 )
+from hub.models.lab import (
+    LAB_ADDRESS_MAX,
+    LAB_NAME_MAX,
+    LAB_VAT_MENTION_MAX,
+    DocumentCounter,
+    ImportRecord,
+    LabIdentityPublic,
+    LabIdentityUpdate,
+    LabSetting,
+)
 from hub.models.machines import (
     PLUG_TOPIC_HELP,
     AgentSeq,
@@ -103,6 +113,7 @@ from hub.models.people import (
     BadgeCreate,
     BadgePublic,
     CategoryChangePublic,
+    Language,
     Member,
     MemberBase,
     MemberCategory,
@@ -130,6 +141,15 @@ from hub.models.people import (
 metadata = SQLModel.metadata
 
 __all__ = [
+    "LAB_ADDRESS_MAX",
+    "LAB_NAME_MAX",
+    "LAB_VAT_MENTION_MAX",
+    "DocumentCounter",
+    "ImportRecord",
+    "LabIdentityPublic",
+    "LabIdentityUpdate",
+    "LabSetting",
+    "Language",
     "AgentSeq",
     "ApiToken",
     "AuditEntry",

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import field_validator
-from sqlalchemy import Column, Date
+from sqlalchemy import Column, Date, String
 from sqlmodel import Field, SQLModel
 
 from hub.models.base import Id, UTCDateTime, utcnow
@@ -52,12 +52,21 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class Language(StrEnum):
+    """What a member reads their statements in; None follows the lab's locale."""
+
+    EN = "en"
+    FR = "fr"
+
+
 class MemberBase(SQLModel):
     name: str = Field(max_length=200)
     email: str | None = Field(default=None, max_length=320)
     category: MemberCategory = MemberCategory.INDIVIDUAL
     status: MemberStatus = MemberStatus.ACTIVE
     payer_id: int | None = Field(default=None, foreign_key="member.id")
+    # Kept as text ("en", "fr"): a language added later needs no change of column type.
+    language: Language | None = Field(default=None, sa_type=String(length=5))
 
 
 class Member(MemberBase, table=True):
@@ -192,6 +201,7 @@ class MemberUpdate(SQLModel):
     category_from: date | None = None
     status: MemberStatus | None = None
     payer_id: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+    language: Language | None = None
 
     @field_validator("email")
     @classmethod

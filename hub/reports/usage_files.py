@@ -3,10 +3,8 @@ each with the figures of hub/reports/usage.py and, with `detail`, one row per se
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -14,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
+from hub.reports.csv_files import STANDARD, CsvDialect, csv_chunks
 from hub.reports.inputs import check_window
 from hub.reports.usage import (
     UNKNOWN,
@@ -41,10 +40,12 @@ DETAIL_HEADER = [
 
 
 class _LocalStamps:
-    """ISO 8601 local times to the second, the hour's part built once per hour."""
+    """Local times to the second, the hour's part built once per hour: ISO 8601 with the
+    offset, or day-first without it for a French Excel (which reads no offset)."""
 
-    def __init__(self, tz: ZoneInfo) -> None:
+    def __init__(self, tz: ZoneInfo, day_first: bool = False) -> None:
         self.tz = tz
+        self.day_first = day_first
         self.cache: dict[int, tuple[str, str]] = {}
 
     def __call__(self, epoch: float) -> str:
@@ -52,21 +53,29 @@ class _LocalStamps:
         found = self.cache.get(hour)
         if found is None:
             local = datetime.fromtimestamp(hour * 3600, self.tz)
-            text = local.isoformat(timespec="minutes")
-            found = self.cache[hour] = (text[:14], text[16:])  # "2026-10-06T14:", "+02:00"
+            if self.day_first:
+                found = self.cache[hour] = (local.strftime("%d/%m/%Y %H:"), "")
+            else:
+                text = local.isoformat(timespec="minutes")
+                found = self.cache[hour] = (text[:14], text[16:])  # "2026-10-06T14:", "+02:00"
             if local.minute:  # a zone half an hour off UTC: no shortcut
                 found = self.cache[hour] = ("", "")
         if not found[0]:
-            return datetime.fromtimestamp(epoch, self.tz).isoformat(timespec="seconds")
+            moment = datetime.fromtimestamp(epoch, self.tz)
+            if self.day_first:
+                return moment.strftime("%d/%m/%Y %H:%M:%S")
+            return moment.isoformat(timespec="seconds")
         second = int(epoch - hour * 3600)
         return f"{found[0]}{second // 60:02d}:{second % 60:02d}{found[1]}"
 
 
-def _detail_rows(engine: Engine, start: date, end: date, tz: ZoneInfo) -> Iterator[list[Any]]:
+def _detail_rows(
+    engine: Engine, start: date, end: date, tz: ZoneInfo, day_first: bool = False
+) -> Iterator[list[Any]]:
     """One row per session, oldest first; members by their pseudonymous reference only."""
     look = lookups(engine)
     category_of, type_of = look.category, look.machine_type
-    stamp = _LocalStamps(tz)
+    stamp = _LocalStamps(tz, day_first)
     query = session_query(engine.dialect.name, utc_day(start, tz), utc_day(end, tz), ordered=True)
     for batch in partitions(engine, query):
         for sid, machine, ref, mode, supervisor, begun, ended, busy in batch:
@@ -85,19 +94,6 @@ def _detail_rows(engine: Engine, start: date, end: date, tz: ZoneInfo) -> Iterat
             ]
 
 
-def _csv_chunks(rows: Iterable[Iterable[Any]], header: list[str]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for count, row in enumerate(rows, start=1):
-        writer.writerow(row)
-        if count % 2_000 == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
 def usage_chunks(
     engine: Engine,
     fmt: Literal["csv", "json"],
@@ -106,17 +102,21 @@ def usage_chunks(
     end: date,
     tz: ZoneInfo,
     detail: bool = False,
+    dialect: CsvDialect = STANDARD,
     **options: Any,
 ) -> Iterator[str]:
-    """The export as text chunks, written or sent as they come: CSV (the figures one per
-    line, or with `detail` one line per session) or JSON (the figures, plus `sessions`)."""
+    """The export as text chunks, written or sent as they come: CSV in `dialect` (the figures
+    one per line, or with `detail` one line per session) or JSON (the figures, plus
+    `sessions`)."""
     if fmt == "csv" and detail:
         check_window(start, end)
-        yield from _csv_chunks(_detail_rows(engine, start, end, tz), DETAIL_HEADER)
+        rows = _detail_rows(engine, start, end, tz, dialect.day_first)
+        yield from csv_chunks(DETAIL_HEADER, rows, dialect=dialect, tz=tz, plain=True)
         return
     report = usage_report(engine, start=start, end=end, tz=tz, **options)
     if fmt == "csv":
-        yield from _csv_chunks(report.long_rows(), ["table", "key", "measure", "value"])
+        header = ["table", "key", "measure", "value"]
+        yield from csv_chunks(header, report.long_rows(), dialect=dialect, tz=tz, plain=True)
         return
     document = json.dumps(report.as_dict(), indent=1)
     if not detail:

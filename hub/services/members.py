@@ -15,6 +15,7 @@ from hub.category_history import change_category, undo_latest_change
 from hub.core.errors import Conflict, InvalidValue, NotFound
 from hub.models import (
     Badge,
+    ImportRecord,
     MachineSession,
     Member,
     MemberCategory,
@@ -247,6 +248,9 @@ def delete_member(session: Session, *, member_id: int, actor: str) -> None:
         select(MemberCategoryChange).where(MemberCategoryChange.member_id == member_id)
     ):
         session.delete(change)  # a member entered by mistake: their category fixes go too
+    for imported in session.exec(select(ImportRecord).where(ImportRecord.member_id == member_id)):
+        imported.member_id = None  # the line stays applied: a re-import does not bring them back
+        session.add(imported)
     session.flush()
     session.delete(member)
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from hub.domain.statistics import Period
 from hub.reports import review as review_documents
 from hub.reports import usage_files
+from hub.reports.csv_files import STANDARD, CsvDialect
 from hub.reports.inputs import (
     FORMATS,
     OPENING_HOURS_DEFAULT,
@@ -84,9 +85,15 @@ def usage(engine: Engine, *, query: UsageQuery, tz: ZoneInfo) -> UsageReport:
 
 
 def usage_text(
-    engine: Engine, *, query: UsageQuery, tz: ZoneInfo, fmt: str, detail: bool = False
+    engine: Engine,
+    *,
+    query: UsageQuery,
+    tz: ZoneInfo,
+    fmt: str,
+    detail: bool = False,
+    dialect: CsvDialect = STANDARD,
 ) -> Iterator[str]:
-    """The export as CSV or JSON text chunks, to be written or sent as they come."""
+    """The export as CSV (in `dialect`) or JSON text chunks, written or sent as they come."""
     kind = check_choice(fmt, ("csv", "json"), "format")
     return usage_files.usage_chunks(
         engine,
@@ -95,6 +102,7 @@ def usage_text(
         end=query.end,
         tz=tz,
         detail=detail,
+        dialect=dialect,
         **query.options(),
     )
 

@@ -67,7 +67,7 @@ def _payer_id(session: Session, value: str) -> int | None:
 
 
 # --- members ------------------------------------------------------------------------------
-MEMBER_FIELDS = ["name", "email", "category", "category_from", "status", "payer_id"]
+MEMBER_FIELDS = ["name", "email", "category", "category_from", "status", "payer_id", "language"]
 MEMBER_INPUTS = {name: name for name in MEMBER_FIELDS}
 
 
@@ -111,9 +111,16 @@ def _member_form(
 
 
 def _member_values(
-    name: str, email: str, category: str, status: str, payer_id: str, category_from: str = ""
+    name: str,
+    email: str,
+    category: str,
+    status: str,
+    payer_id: str,
+    category_from: str = "",
+    language: str = "",
 ) -> dict[str, Any]:
     return {
+        "language": language,
         "name": name,
         "email": email,
         "category": category,
@@ -140,8 +147,9 @@ def create_member(
     category: Annotated[str, Form(max_length=20)] = "individual",
     status: Annotated[str, Form(max_length=20)] = "active",
     payer_id: Annotated[str, Form(max_length=320)] = "",
+    language: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
-    values = _member_values(name, email, category, status, payer_id)
+    values = _member_values(name, email, category, status, payer_id, language=language)
     try:
         if not name.strip():
             raise InvalidValue("member.name_empty", field="name")
@@ -152,6 +160,7 @@ def create_member(
                 "category": category,
                 "status": status,
                 "payer_id": _payer_id(session, payer_id),
+                "language": language or None,  # empty: the lab's language
             }
         )
         member = members_service.create_member(session, data=data, actor=actor(user))
@@ -183,6 +192,7 @@ def edit_member_page(
         member.category.value,
         member.status.value,
         member_key(payer) if (payer := members_service.payer_of(session, member)) else "",
+        language=member.language or "",
     )
     return _member_form(request, session, user, values, member=member)
 
@@ -200,9 +210,11 @@ def update_member(
     category_from: Annotated[str, Form(max_length=10)] = "",
     status: Annotated[str, Form(max_length=20)] = "active",
     payer_id: Annotated[str, Form(max_length=320)] = "",
+    # None: a form without the box (an older page) leaves the language as it is.
+    language: Annotated[str | None, Form(max_length=5)] = None,
 ) -> Response:
     member = _existing_member(session, member_id)
-    values = _member_values(name, email, category, status, payer_id, category_from)
+    values = _member_values(name, email, category, status, payer_id, category_from, language or "")
     try:
         if not name.strip():
             raise InvalidValue("member.name_empty", field="name")
@@ -215,6 +227,8 @@ def update_member(
         }
         if category_from.strip():  # empty: a new category takes effect today
             changes["category_from"] = category_from.strip()
+        if language is not None:
+            changes["language"] = language or None  # empty: the lab's language
         _, status_changed = members_service.update_member(
             session,
             member_id=member_id,

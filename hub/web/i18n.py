@@ -6,33 +6,12 @@ the hub starts, so a clean clone needs no build step and no .mo file is ever sta
 
 from __future__ import annotations
 
-import gettext
-import io
-from pathlib import Path
-
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from fastapi import Request
 
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-DEFAULT = "en"
-LANGUAGES = {"en": "English", "fr": "Français"}
+from hub.core.translations import CATALOGUES, DEFAULT, LANGUAGES, LOCALE_DIR, translator
+
+__all__ = ["CATALOGUES", "DEFAULT", "LANGUAGES", "LOCALE_DIR", "translator"]
 LANG_COOKIE = "atelier_lang"
-
-
-def _compile(language: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
-        return gettext.NullTranslations()
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=language)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
-
-
-CATALOGUES: dict[str, gettext.NullTranslations] = {code: _compile(code) for code in LANGUAGES}
 
 
 def _accepted(header: str) -> list[str]:
@@ -60,10 +39,6 @@ def language_of(request: Request) -> str:
         if tag in LANGUAGES:
             return tag
     return DEFAULT
-
-
-def translator(language: str) -> gettext.NullTranslations:
-    return CATALOGUES.get(language, CATALOGUES[DEFAULT])
 
 
 def N_(message: str) -> str:  # noqa: N802  (gettext's name for "mark, translate later")

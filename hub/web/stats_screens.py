@@ -107,6 +107,8 @@ def stats_page(
             "max_util": max((r["utilisation"] for r in report.by_machine.values()), default=0.0)
             or 1.0,
             "csv": f"/api/v1/stats/usage?{query}&format=csv",
+            "csv_fr": f"/api/v1/stats/usage?{query}&format=csv&csv_dialect=excel-fr",
+            "csv_standard": f"/api/v1/stats/usage?{query}&format=csv&csv_dialect=standard",
             "xlsx": f"/api/v1/stats/usage?{query}&format=xlsx",
         },
         user=user,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from hub.core.errors import Conflict, HubError, InvalidValue, NotFound
 from hub.demo.seed import seed_demo
 from hub.models import (
     BusyPeriod,
+    LabIdentityPublic,
     Machine,
     MachineKind,
     MachineSession,
@@ -58,6 +60,9 @@ from tests.unit.test_billing import EXAMPLE_RATES, EXAMPLE_SESSIONS, example_tab
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 HUGO = "04C3D4E5"  # trained on the laser in the demo data
+LAB = LabIdentityPublic(
+    name="lab", address="", siret="", rna="", vat_mention="", locale="en", privacy_contact=""
+)
 
 runner = CliRunner()
 
@@ -187,9 +192,9 @@ def test_closing_the_worked_example_from_database_rows(engine) -> None:  # type:
         totals = {s.payer_ref: s.total_cents for s in month_statements(session, "2026-10")}
         assert totals == {"alice": 2650, "bois-sarl": 18165, "ecole-design": 483}
         assert [s.number for s in closing.statements] == [
-            "2026-10-001",
-            "2026-10-002",
-            "2026-10-003",
+            "2026-000001",
+            "2026-000002",
+            "2026-000003",
         ]
         assert [s.payer_name for s in closing.statements] == [
             "Alice",
@@ -384,9 +389,11 @@ def test_prepaid_balance_is_drawn_and_a_credit_note_gives_it_back(engine) -> Non
         )
         assert account_of(session, alice).balance_cents == 0
 
-        note = credit(session, "2026-10-001", ["S01"], "laser lens was dirty", actor="test")
+        note = credit(
+            session, "2026-000001", ["S01"], "laser lens was dirty", actor="test", tz=PARIS, now=NOW
+        )
         session.commit()
-        assert note.number == "2026-10-001-C1"
+        assert note.number == "2026-000004"
         assert note.total_cents == -1100
         assert note.prepaid_cents == -1100 and note.due_cents == 0
         assert [(ln.session_id, ln.cents) for ln in lines_of(session, note)] == [("S01", -1100)]
@@ -398,14 +405,14 @@ def test_prepaid_balance_is_drawn_and_a_credit_note_gives_it_back(engine) -> Non
 
         refusals: list[tuple[HubError, str, str | None]] = []
         for number, sessions, reason in [
-            ("2026-10-001", ["S01"], "again"),
-            ("2026-10-001", ["S99"], "typo"),
-            ("2026-10-001", ["S03"], "  "),
-            ("2026-10-001", [], "nothing named"),
-            ("2026-10-999", ["S03"], "x"),
+            ("2026-000001", ["S01"], "again"),
+            ("2026-000001", ["S99"], "typo"),
+            ("2026-000001", ["S03"], "  "),
+            ("2026-000001", [], "nothing named"),
+            ("2026-999999", ["S03"], "x"),
         ]:
             with pytest.raises(HubError) as refused:
-                credit(session, number, sessions, reason, actor="test")
+                credit(session, number, sessions, reason, actor="test", tz=PARIS, now=NOW)
             refusals.append((refused.value, refused.value.code, refused.value.field))
         assert [(code, field) for _, code, field in refusals] == [
             ("credit.already_credited", "session"),
@@ -414,12 +421,14 @@ def test_prepaid_balance_is_drawn_and_a_credit_note_gives_it_back(engine) -> Non
             ("credit.no_session", "session"),
             ("statement.unknown", "statement"),
         ]
-        assert "S01 already credited on 2026-10-001" in str(refusals[0][0])
+        assert "S01 already credited on 2026-000001" in str(refusals[0][0])
         assert "S99" in str(refusals[1][0])
-        assert "no statement numbered '2026-10-999'" in str(refusals[4][0])
+        assert "no statement numbered '2026-999999'" in str(refusals[4][0])
         assert isinstance(refusals[4][0], NotFound) and isinstance(refusals[2][0], InvalidValue)
         # Only the prepaid part comes back: 20,00 drawn, 11,00 already returned.
-        second = credit(session, "2026-10-001", ["S03", "S04"], "machine fault", actor="test")
+        second = credit(
+            session, "2026-000001", ["S03", "S04"], "machine fault", actor="test", tz=PARIS, now=NOW
+        )
         session.commit()
         assert second.total_cents == -1350
         assert (second.prepaid_cents, second.due_cents) == (-900, -450)
@@ -429,35 +438,35 @@ def test_prepaid_balance_is_drawn_and_a_credit_note_gives_it_back(engine) -> Non
 def test_csv_and_pdf_exports(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with Session(engine) as session:
         close_month(session, "2026-10", tz=PARIS, now=NOW, actor="test")
-        credit(session, "2026-10-002", ["S09"], "cap misapplied", actor="test")
+        credit(session, "2026-000002", ["S09"], "cap misapplied", actor="test", tz=PARIS, now=NOW)
         session.commit()
-        files = export_month(session, "2026-10", tmp_path, PARIS, "lab")
+        files = export_month(session, "2026-10", tmp_path, PARIS, LAB)
 
     with files["csv"].open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 10
     s03 = next(r for r in rows if r["session_id"] == "S03")
-    assert s03["number"] == "2026-10-001"
-    assert s03["amount_cents"] == "1000" and s03["amount_eur"] == "10,00"
+    assert s03["number"] == "2026-000001"
+    assert s03["amount_cents"] == "1000" and s03["amount_eur"] == "10.00"
     assert s03["started_at"] == "2026-10-14T23:40+02:00"
     assert "at 15,00 €/h" in s03["explanation"]
     assert sum(int(r["amount_cents"]) for r in rows) == 2650 + 18165 + 483
     with files["credit_csv"].open(encoding="utf-8") as f:
         [credit_row] = list(csv.DictReader(f))
-    assert credit_row["number"] == "2026-10-002-C1" and credit_row["amount_cents"] == "-4500"
+    assert credit_row["number"] == "2026-000004" and credit_row["amount_cents"] == "-4500"
 
     raw = files["pdf"].read_bytes()
     assert raw.startswith(b"%PDF")
     reader = PdfReader(files["pdf"])
     assert len(reader.pages) == 3  # one statement per page
     first_page = reader.pages[0].extract_text()
-    assert "Statement 2026-10-001" in first_page
+    assert "Statement 2026-000001" in first_page
     assert "26,50 €" in first_page
-    assert "Statement 2026-10-003" in reader.pages[2].extract_text()
+    assert "Statement 2026-000003" in reader.pages[2].extract_text()
     assert "École de design" in reader.pages[2].extract_text()
     notes = PdfReader(files["credit_pdf"])
     assert len(notes.pages) == 1
-    assert "Credit note 2026-10-002-C1" in notes.pages[0].extract_text()
+    assert "Credit note 2026-000004" in notes.pages[0].extract_text()
 
 
 def test_an_empty_prepaid_balance_is_denied_at_the_machine(database_url: str) -> None:
@@ -560,11 +569,13 @@ def test_cli_closes_exports_and_credits(cli_env: str, tmp_path: Path) -> None:
     assert code == 0 and "was already closed: 3 statement(s)" in output
     assert (out / "statements-2026-10.csv").read_bytes() == first_csv
     code, output = billing(
-        "credit", "2026-10-001", "--session", "S01", "--reason", "dirty lens", "--out", str(out)
+        "credit", "2026-000001", "--session", "S01", "--reason", "dirty lens", "--out", str(out)
     )
     assert code == 0, output
-    assert "credit note 2026-10-001-C1: -11,00 €" in output
-    assert (out / "2026-10-001-C1.pdf").exists()
+    # Numbered in the year of issue, after the month's three statements.
+    issued = re.search(r"credit note (\d{4}-000004): -11,00 €", output)
+    assert issued, output
+    assert (out / f"{issued.group(1)}.pdf").exists()
     code, output = billing("balance", "alice@example.org")
     assert code == 0 and "balance 11,00 €" in output
 
@@ -596,8 +607,8 @@ def test_cli_closes_exports_and_credits(cli_env: str, tmp_path: Path) -> None:
             "--cents-per-hour: '12.5' must be a whole number",
         ),
         (
-            ["credit", "2026-10-001", "--session", "S01", "--reason", "x"],
-            "STATEMENT: no statement numbered '2026-10-001'",
+            ["credit", "2026-000001", "--session", "S01", "--reason", "x"],
+            "STATEMENT: no statement numbered '2026-000001'",
         ),
         (["rates", "import", "/nonexistent.csv"], "FILE: /nonexistent.csv: no such file"),
     ],

@@ -82,7 +82,13 @@ def test_an_admin_sets_retention_and_the_purge_keeps_the_history(
     with TestClient(create_app(settings, start_ingest=False)) as client:
         admin = admin_headers(hub_db)
         shown = client.get("/api/v1/retention", headers=admin).json()
-        assert shown == {"telemetry": 90, "events": None, "dead_letters": 180}
+        assert shown == {
+            "telemetry": 90,
+            "events": None,
+            "dead_letters": 180,
+            "badge_events": 90,
+            "sessions": 548,
+        }
         too_short = client.patch("/api/v1/retention", json={"events": 7}, headers=admin)
         assert too_short.status_code == 422
         assert "at least 30 days" in too_short.json()["detail"][0]["msg"]
@@ -105,7 +111,8 @@ def test_the_cli_sets_and_applies_with_clear_mistakes(
     monkeypatch.setenv("ATELIER_DATA_DIR", str(tmp_path))
     runner = CliRunner()
     for args, message in [
-        (["set", "sessions", "30"], "use telemetry, events, dead_letters"),
+        (["set", "badges", "30"], "use telemetry, events, dead_letters, badge_events, sessions"),
+        (["set", "sessions", "7"], "at least 30 days"),
         (["set", "events", "ten"], "give a number of days"),
         (["set", "events", "5"], "at least 30 days"),
         (["set", "telemetry", "forever"], "cannot be kept for good"),
@@ -131,7 +138,7 @@ def test_a_century_is_the_longest_rule(hub_db: str, tmp_path: Path) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kind=st.sampled_from(["telemetry", "events", "dead_letters"]) | st.text(max_size=20),
+    kind=st.sampled_from(retention.KINDS) | st.text(max_size=20),
     days=st.none() | st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_any_rule_is_kept_or_refused_on_its_field(kind: str, days: float | None) -> None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +42,7 @@ from hub.services.billing.ledger import (
     _movement,
     _write_movements,
 )
+from hub.services.billing.numbering import issue_year, reserve_numbers
 from hub.services.billing.rates import all_rates
 from hub.services.billing.usage import _people, _read_usage, _sqlite_time
 
@@ -229,9 +230,13 @@ def _close_month(
     created = utcnow()
     # What the drivers take: SQLite's text for a time (SQLAlchemy's form), PostgreSQL's COPY
     # the datetime itself.
-    created_as_stored: Any = created if stored_starts is None else _sqlite_time(created)
+    # A statement is issued at `now`: its date and the year of its number agree.
+    issued = now.astimezone(UTC)
+    issued_as_stored: Any = issued if stored_starts is None else _sqlite_time(issued)
+    # Numbered in this transaction: a close that fails gives its numbers back with it.
+    numbers = reserve_numbers(session, issue_year(now, tz), len(computed))
     statement_rows: list[dict[str, Any]] = []
-    for number, computed_statement in enumerate(computed, start=1):
+    for number, computed_statement in zip(numbers, computed, strict=True):
         payer = people[computed_statement.payer_ref]
         total = computed_statement.total_cents
         held = balance.get(payer.id)
@@ -240,7 +245,7 @@ def _close_month(
             balance[payer.id] -= drawn
         statement_rows.append(
             {
-                "number": f"{month}-{number:03d}",
+                "number": number,
                 "month": month,
                 "kind": STATEMENT,
                 "payer_ref": computed_statement.payer_ref,
@@ -250,7 +255,7 @@ def _close_month(
                 "total_cents": total,
                 "prepaid_cents": drawn,
                 "due_cents": total - drawn,
-                "created_at": created_as_stored,
+                "created_at": issued_as_stored,
             }
         )
     _bulk_insert(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
@@ -11,9 +13,11 @@ from hub.core.errors import Conflict, InvalidValue, NotFound
 from hub.domain.billing import ReasonMissing, SessionsNotOnStatement, credit_note
 from hub.domain.billing import Statement as DomainStatement
 from hub.domain.billing import StatementLine as DomainLine
-from hub.models import CREDIT_NOTE, STATEMENT, Member, Statement, StatementLine
+from hub.models import CREDIT_NOTE, STATEMENT, Member, Statement, StatementLine, utcnow
+from hub.services.billing.books import lock_books
 from hub.services.billing.close import lines_of
 from hub.services.billing.ledger import _locked_account, _move
+from hub.services.billing.numbering import issue_year, reserve_numbers
 
 
 def _line_row(statement_id: int, position: int, line: DomainLine) -> StatementLine:
@@ -50,11 +54,24 @@ def _as_domain(statement: Statement, lines: Iterable[StatementLine]) -> DomainSt
 
 
 def credit(
-    session: Session, number: str, session_ids: Sequence[str], reason: str, *, actor: str
+    session: Session,
+    number: str,
+    session_ids: Sequence[str],
+    reason: str,
+    *,
+    actor: str,
+    tz: ZoneInfo | None = None,
+    now: datetime | None = None,
 ) -> Statement:
     """A credit note giving back these sessions of a closed statement; what was drawn from a
     prepaid balance goes back to it, audited as `actor`. The statement itself never changes.
-    The caller commits."""
+    The note takes the next number of the year of issue (`now` in the lab's zone `tz`), the
+    series the statements draw from. The caller commits."""
+    now = now or utcnow()
+    tz = tz or ZoneInfo("UTC")
+    # Held from here: the year's series is drawn one document at a time, and two notes
+    # against one statement cannot both find its sessions not yet credited.
+    lock_books(session)
     statement = session.exec(select(Statement).where(Statement.number == number)).first()
     if statement is None or statement.kind != STATEMENT:
         raise NotFound("statement.unknown", field="statement", params={"number": number})
@@ -88,7 +105,7 @@ def credit(
             params={"sessions": ", ".join(exc.missing), "number": number},
         ) from None
     row = Statement(
-        number=f"{number}-C{len(earlier) + 1}",
+        number=reserve_numbers(session, issue_year(now, tz), 1)[0],
         month=statement.month,
         kind=CREDIT_NOTE,
         payer_ref=statement.payer_ref,
@@ -96,6 +113,7 @@ def credit(
         credits_id=statement.id,
         reason=reason.strip()[:500],
         total_cents=note.total_cents,
+        created_at=now,
     )
     session.add(row)
     session.flush()
