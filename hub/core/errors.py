@@ -306,6 +306,11 @@ MESSAGES: dict[str, str] = {
         "or change its agent_id (or the hub's mqtt_username)"
     ),
     "lockout.reason_empty": N_("the reason is empty: say why, members see it"),
+    "lab.name_empty": N_("give the lab's name, as funders and members know it"),
+    "lab.too_long": N_("at most {max} characters (this is {length})"),
+    "lab.control_character": N_(
+        "remove the control character {code}: it cannot be printed on a report"
+    ),
     "retention.unknown_kind": N_("{kind!r} is not kept by the hub: use {kinds}"),
     "retention.telemetry_forever": N_("telemetry cannot be kept for good: give a number of days"),
     "retention.too_long": N_("{kind}: at most {max} days; to keep them for good, say so"),

@@ -42,6 +42,7 @@ from hub.models.events import (
     TelemetryPoint,
     TelemetrySample,
 )
+from hub.models.lab import LabSettings
 from hub.models.machines import (
     PLUG_TOPIC_HELP,
     AgentSeq,
@@ -118,6 +119,7 @@ __all__ = [
     "AgentSeq",
     "ApiToken",
     "AuditEntry",
+    "LabSettings",
     "AuditPublic",
     "Badge",
     "BalanceMovement",

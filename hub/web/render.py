@@ -30,6 +30,7 @@ from hub.core.deps import (
 )
 from hub.models import Role, User
 from hub.services.accounts import user_for_token
+from hub.web import flash
 from hub.web.csrf import csrf_token, set_presession, start_presession
 from hub.web.i18n import LANGUAGES, N_, language_of, translator
 
@@ -64,7 +65,12 @@ def _pairs(choices: Any) -> list[tuple[str, str]]:
     return [(str(c.value), str(c.value)) for c in choices]
 
 
-templates.env.globals.update(_=_gettext, pairs=_pairs)
+def _pairs_of(values: Any) -> list[tuple[str, str]]:
+    """Plain strings as (value, shown) options for a select."""
+    return [(str(v), str(v)) for v in values]
+
+
+templates.env.globals.update(_=_gettext, pairs=_pairs, pairs_of=_pairs_of)
 
 
 @pass_context
@@ -200,7 +206,10 @@ def render(
         "labels": STATE_LABELS,
         **context,
     }
+    if not full.get("notice"):
+        full["notice"] = flash.taken(request, translator(lang).gettext)
     response = templates.TemplateResponse(request, name, full, status_code=status_code)
+    flash.clear(request, response)
     if presession:
         set_presession(request, response, presession)
     return response

@@ -1,5 +1,7 @@
-"""The settings page: how long telemetry, events and dead letters are kept (managers read,
-admins change), and a purge now; both call hub/services/retention.py as the API does."""
+"""The settings page: the lab's name, address and opening hours (managers and admins set
+them, through hub/services/lab_settings.py); how long telemetry, events and dead letters are
+kept (managers read, admins change), and a purge now; both call hub/services/retention.py
+as the API does. Every form redirects to the page with its message (hub/web/flash.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ from hub.core.errors import HubError
 from hub.models import (
     User,
 )
-from hub.services import retention
+from hub.services import lab_settings, retention
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors as hub_field_errors
+from hub.web.flash import done
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 WORDS = [N_("retention rules saved")]  # shown from code, for the catalogue
+LAB_SAVED = N_("The lab's name, address and opening hours are saved.")
+PURGED = N_("Purged now: {summary}")
+LAB_FIELDS = ("name", "address", "opening_hours")
 
 
 # --- settings: retention ------------------------------------------------------------------
@@ -38,7 +44,10 @@ def _settings_page(
 ) -> Response:
     errors = errors or {}
     rules = retention.policy(session, request.app.state.settings)
-    shown = values or {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
+    shown = {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
+    lab = lab_settings.current(session, site=request.app.state.settings.site)
+    shown |= {f"lab_{f}": getattr(lab, f) for f in LAB_FIELDS}
+    shown |= values or {}
     return render(
         request,
         "settings.html",
@@ -48,6 +57,7 @@ def _settings_page(
             "problem": errors.get(""),
             "notice": notice,
             "admin": may(user, ADMIN),
+            "lab": lab,
         },
         user=user,
         status_code=status_code,
@@ -97,7 +107,7 @@ def change_retention(
                 errors[""] = problem
     if errors:
         return _settings_page(request, session, user, values=given, errors=errors, status_code=422)
-    return _settings_page(request, session, user, notice="retention rules saved")
+    return done(request, "/web/settings", "retention rules saved")
 
 
 @router.post("/settings/retention/apply", response_class=HTMLResponse, dependencies=[Checked])
@@ -112,4 +122,32 @@ def purge_now(
         actor=f"user:{user.username}",
     )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-    return _settings_page(request, session, user, notice=f"purged now: {summary}")
+    return done(request, "/web/settings", PURGED, summary=summary)
+
+
+@router.post("/settings/lab", response_class=HTMLResponse, dependencies=[Checked])
+def change_lab(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    name: Annotated[str, Form(max_length=1000)] = "",
+    address: Annotated[str, Form(max_length=5000)] = "",
+    opening_hours: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    given = {"lab_name": name, "lab_address": address, "lab_opening_hours": opening_hours}
+    try:
+        lab_settings.change(
+            session,
+            name=name,
+            address=address,
+            opening_hours=opening_hours,
+            actor=f"user:{user.username}",
+        )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = hub_field_errors(request, exc, {f: f"lab_{f}" for f in LAB_FIELDS})
+        if problem:
+            errors[""] = problem
+        return _settings_page(request, session, user, values=given, errors=errors, status_code=422)
+    return done(request, "/web/settings", LAB_SAVED)

@@ -1,0 +1,286 @@
+"""Staff jobs finished in the browser, over HTTP on both databases: closing a billing month and
+a credit note, the lab's name, address and opening hours; every form answers with a redirect
+(post-redirect-get) and the page it leads to says what was done, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+
+from hub.app import create_app
+from hub.core.db import make_engine, migrate
+from hub.core.errors import InvalidValue
+from hub.core.settings import get_settings
+from hub.demo.seed import seed_demo
+from hub.models import (
+    AuditEntry,
+    BillingMonth,
+    LabSettings,
+    MachineSession,
+    Member,
+    MemberCategory,
+    Statement,
+)
+from hub.services import lab_settings
+from hub.services.billing import import_rates
+from tests.e2e.web import sign_in
+from tests.support.api import PASSWORD, role_tokens
+
+MONTH = "2026-10"
+START = datetime(2026, 10, 13, 13, 0, tzinfo=UTC)
+
+
+def _sessions(session: Session) -> None:
+    """Rates for the laser and three hours of Hugo's on it in October 2026."""
+    rows = ["machine_type,category,effective_from,cents_per_hour"]
+    rows += [f"laser,{c.value},2026-01-01,800" for c in MemberCategory]
+    import_rates(session, "\n".join(rows) + "\n")
+    hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
+    for n in range(3):
+        start = START + timedelta(days=n)
+        session.add(
+            MachineSession(
+                id=f"oct-{n}",
+                site="lab",
+                machine="laser-1",
+                member_ref=hugo.ref,
+                started_at=start,
+                ended_at=start + timedelta(hours=1),
+                end_reason="badge-out",
+                duration_s=3600.0,
+            )
+        )
+
+
+@pytest.fixture
+def hub(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+        _sessions(session)
+        session.commit()
+    role_tokens(engine)
+    engine.dispose()
+    settings_ = get_settings(None, database_url=database_url, data_dir=tmp_path)
+    with TestClient(create_app(settings_, start_ingest=False)) as client:
+        yield client
+
+
+def _audited(hub: TestClient, action: str) -> list[AuditEntry]:
+    with Session(hub.app.state.engine) as session:
+        return list(session.exec(select(AuditEntry).where(AuditEntry.action == action)).all())
+
+
+def test_a_manager_closes_a_month_the_page_says_so_once(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    page = hub.get("/web/billing").text
+    assert 'action="/web/billing/close"' in page and f'<option value="{MONTH}"' in page
+    answer = hub.post(
+        "/web/billing/close", data={"month": MONTH, "csrf": token}, follow_redirects=False
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == f"/web/billing?month={MONTH}"
+    shown = hub.get(answer.headers["location"])
+    assert f"{MONTH} is closed: 1 statement(s)" in shown.text
+    assert f'href="/web/billing/statements/{MONTH}-001"' in shown.text
+    assert "is closed" not in hub.get("/web/billing").text  # the message is shown once
+    with Session(hub.app.state.engine) as session:
+        assert session.exec(select(BillingMonth.month)).all() == [MONTH]
+        statement = session.exec(select(Statement)).one()
+        assert statement.total_cents == 3 * 800
+    assert [a.actor for a in _audited(hub, "billing.close")] == ["user:test-manager"]
+    # Closing it again changes nothing and says so; the month is no longer offered.
+    again = hub.post("/web/billing/close", data={"month": MONTH, "csrf": token})
+    assert "was already closed: 1 statement(s), unchanged" in again.text
+    assert f'<option value="{MONTH}"' not in again.text
+    assert len(_audited(hub, "billing.close")) == 1
+
+
+def test_a_month_not_over_or_not_a_month_is_refused_under_its_field(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    fr = {"Accept-Language": "fr"}
+    for month, words in (
+        ("2999-01", "is not over yet"),
+        ("octobre", "is not a month"),
+        ("2026-13", "is not a month"),
+        ("\x00", "is not a month"),
+    ):
+        page = hub.post("/web/billing/close", data={"month": month, "csrf": token})
+        assert page.status_code == 422, month
+        assert 'id="close_month-error">' in page.text and words in page.text, month
+    french = hub.post("/web/billing/close", data={"month": "octobre", "csrf": token}, headers=fr)
+    assert "n&#39;est pas un mois" in french.text
+    with Session(hub.app.state.engine) as session:
+        assert session.exec(select(BillingMonth)).all() == []
+
+
+def test_only_managers_close_a_month(hub: TestClient) -> None:
+    for role in ("maintainer", "trainer", "member"):
+        hub.cookies.clear()
+        token = sign_in(hub, f"test-{role}", PASSWORD)
+        page = hub.post("/web/billing/close", data={"month": MONTH, "csrf": token})
+        assert page.status_code == 403, role
+    hub.cookies.clear()
+    sign_in(hub, "test-manager", PASSWORD)
+    assert hub.post("/web/billing/close", data={"month": MONTH}).status_code == 403  # no token
+    assert _audited(hub, "billing.close") == []
+
+
+def test_a_manager_credits_a_session_from_the_statement_page(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    hub.post("/web/billing/close", data={"month": MONTH, "csrf": token})
+    number = f"{MONTH}-001"
+    page = hub.get(f"/web/billing/statements/{number}")
+    assert page.status_code == 200
+    # Names, not codes: the member and the machine as people know them.
+    assert "Hugo Petit" in page.text and "Trotec Speedy 100" in page.text
+    assert page.text.count('name="sessions"') == 3
+    path = f"/web/billing/statements/{number}/credit"
+    nothing = hub.post(path, data={"reason": "laser fault", "csrf": token})
+    assert nothing.status_code == 422
+    assert 'id="credit_session-error">name at least one session' in nothing.text
+    no_reason = hub.post(path, data={"sessions": "oct-1", "reason": "  ", "csrf": token})
+    assert no_reason.status_code == 422 and 'id="credit_reason-error">' in no_reason.text
+    assert 'value="oct-1" id="s-2" checked' in no_reason.text  # the ticks are kept
+    stranger = hub.post(path, data={"sessions": "oct-9", "reason": "x", "csrf": token})
+    assert stranger.status_code == 422 and "are not on statement" in stranger.text
+    answer = hub.post(
+        path,
+        data={"sessions": "oct-1", "reason": "laser fault", "csrf": token},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    shown = hub.get(answer.headers["location"])
+    assert f"Credit note {number}-C1: -8,00 €" in shown.text
+    assert shown.text.count('name="sessions"') == 2 and "credited" in shown.text
+    twice = hub.post(path, data={"sessions": "oct-1", "reason": "again", "csrf": token})
+    assert twice.status_code == 422 and "already credited" in twice.text
+    with Session(hub.app.state.engine) as session:
+        note = session.exec(select(Statement).where(Statement.number == f"{number}-C1")).one()
+        assert note.total_cents == -800 and note.reason == "laser fault"
+    assert [a.actor for a in _audited(hub, "billing.credit")] in ([], ["user:test-manager"])
+    assert hub.get("/web/billing/statements/2026-10-999").status_code == 422
+
+
+def test_the_labs_name_address_and_hours_are_set_in_the_web(hub: TestClient) -> None:
+    token = sign_in(hub, "test-manager", PASSWORD)
+    page = hub.get("/web/settings").text
+    assert 'value="tue-sat 14:00-19:00"' in page and 'id="lab_name" name="name"' in page
+    wrong = hub.post(
+        "/web/settings/lab",
+        data={"name": "FabLab", "address": "", "opening_hours": "mon 19:00-14:00", "csrf": token},
+    )
+    assert wrong.status_code == 422
+    assert 'id="lab_opening_hours-error">' in wrong.text and "mon 19:00-14:00" in wrong.text
+    empty = hub.post(
+        "/web/settings/lab",
+        data={"name": " ", "opening_hours": "mon 10:00-12:00", "csrf": token},
+        headers={"Accept-Language": "fr"},
+    )
+    assert empty.status_code == 422 and "donnez le nom de l&#39;atelier" in empty.text
+    answer = hub.post(
+        "/web/settings/lab",
+        data={
+            "name": "FabLab des Capucins",
+            "address": "3 rue des Capucins\n29200 Brest",
+            "opening_hours": "tue-fri 14:00-19:00; sat 10:00-18:00",
+            "csrf": token,
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    shown = hub.get("/web/settings", headers={"Accept-Language": "fr"}).text
+    assert "Le nom, l’adresse et les horaires de l’atelier sont enregistrés." in shown
+    assert 'value="FabLab des Capucins"' in shown and "29200 Brest</textarea>" in shown
+    with Session(hub.app.state.engine) as session:
+        lab = lab_settings.current(session, site="lab")
+        assert lab.opening_hours == "tue-fri 14:00-19:00; sat 10:00-18:00"
+        assert lab.changed_by == "user:test-manager"
+    hub.cookies.clear()
+    token = sign_in(hub, "test-maintainer", PASSWORD)
+    refused = hub.post(
+        "/web/settings/lab", data={"name": "x", "opening_hours": "mon 10:00-11:00", "csrf": token}
+    )
+    assert refused.status_code == 403
+
+
+def test_every_billing_and_settings_form_answers_with_a_redirect(hub: TestClient) -> None:
+    token = sign_in(hub, "test-admin", PASSWORD)
+    forms = [
+        ("/web/billing/topup", {"member_id": "hugo@example.org", "amount": "20"}, "+20,00 €"),
+        ("/web/billing/plan", {"member_id": "hugo@example.org", "plan": "later"}, "plan saved"),
+        (
+            "/web/billing/rates",
+            {
+                "machine_type": "laser",
+                "category": "student",
+                "effective_from": "2027-01-01",
+                "cents_per_hour": "900",
+            },
+            "rate saved",
+        ),
+        ("/web/settings/retention", {"telemetry": "60", "events": "400"}, "retention rules"),
+        ("/web/settings/retention/apply", {}, "Purged now"),
+    ]
+    for path, data, words in forms:
+        answer = hub.post(path, data={**data, "csrf": token}, follow_redirects=False)
+        assert answer.status_code == 303, (path, answer.text[-500:])
+        assert words in hub.get(answer.headers["location"]).text, path
+
+
+def test_a_planted_notice_cookie_is_not_shown(hub: TestClient) -> None:
+    sign_in(hub, "test-manager", PASSWORD)
+    hub.cookies.set("atelier_notice", "eyJtIjoiaGFja2VkIiwicCI6e319.0000")
+    assert "hacked" not in hub.get("/web/billing").text
+
+
+# Hostile values for the lab's settings, through the real service and both databases.
+_hostile_text = st.one_of(
+    st.text(max_size=600),
+    st.sampled_from(["", " ", "\x00", "a\x00b", "\u202e", "x" * 121, "x" * 501, "\ud7ff"]),
+)
+
+
+@pytest.fixture
+def engine(database_url: str):  # type: ignore[no-untyped-def]
+    migrate(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=_hostile_text,
+    address=_hostile_text,
+    hours=st.one_of(_hostile_text, st.just("mon 10:00-12:00")),
+)
+def test_hostile_lab_settings_are_saved_whole_or_refused_by_field(
+    engine,
+    name: str,
+    address: str,
+    hours: str,  # type: ignore[no-untyped-def]
+) -> None:
+    with Session(engine) as session:
+        try:
+            lab_settings.change(
+                session, name=name, address=address, opening_hours=hours, actor="test"
+            )
+            session.commit()
+        except InvalidValue as error:
+            session.rollback()
+            assert error.field in ("name", "address", "opening_hours")
+            return
+        saved = session.get(LabSettings, 1)
+        assert saved is not None
+        assert saved.name == name.strip() and 0 < len(saved.name) <= 120
+        assert "\x00" not in saved.name + saved.address + saved.opening_hours
