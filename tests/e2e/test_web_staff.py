@@ -37,14 +37,14 @@ MONTH = "2026-10"
 START = datetime(2026, 10, 13, 13, 0, tzinfo=UTC)
 
 
-def _sessions(session: Session) -> None:
-    """Rates for the laser and three hours of Hugo's on it in October 2026."""
+def _sessions(session: Session, first: datetime = START) -> None:
+    """Rates for the laser and three hours of Hugo's on it from `first` (October 2026)."""
     rows = ["machine_type,category,effective_from,cents_per_hour"]
     rows += [f"laser,{c.value},2026-01-01,800" for c in MemberCategory]
     import_rates(session, "\n".join(rows) + "\n")
     hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
     for n in range(3):
-        start = START + timedelta(days=n)
+        start = first + timedelta(days=n)
         session.add(
             MachineSession(
                 id=f"oct-{n}",
