@@ -31,11 +31,13 @@ from hub.services import incidents as incident_service
 from hub.services import machine_views
 from hub.services.lockout import set_lock
 from hub.services.maintenance.interlocks import interlock_faults
-from hub.services.maintenance.signoffs import sign_off_as
+from hub.services.maintenance.signoffs import sign_off_as, types_signed_by
 from hub.services.maintenance.tasks import task_states
 from hub.services.sessions import list_events, list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
+from hub.web.flash import done
+from hub.web.i18n import N_
 from hub.web.render import (
     PROBLEMS,
     Page,
@@ -175,6 +177,8 @@ def _maintenance_page(
             "incidents": incidents,
             "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
+            # The sign-off form only where this login may sign (sign_off_as's own rule).
+            "signable": types_signed_by(session, user=user, now=datetime.now(UTC)),
             "notice": notice,
             "problem": problem,
             "errors": errors or {},
@@ -246,10 +250,15 @@ def sign_off(
         )
     if result.check.changed:
         republish(request, background, result.check.changed)
-    text = f"{result.machine}: signed off"
-    if result.unlocked:
-        text += ", unlocked"
-    return _maintenance_page(request, session, user, notice=text)
+    signed = session.exec(select(Machine).where(Machine.code == result.machine)).first()
+    name = signed.name if signed else result.machine
+    return done(
+        request, "/web/maintenance", SIGNED_UNLOCKED if result.unlocked else SIGNED, machine=name
+    )
+
+
+SIGNED = N_("{machine}: signed off")
+SIGNED_UNLOCKED = N_("{machine}: signed off, and unlocked")
 
 
 @router.post("/maintenance/incidents", response_class=HTMLResponse, dependencies=[Checked])
@@ -274,7 +283,7 @@ def report_incident(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=422
         )
-    return _maintenance_page(request, session, user, notice="incident opened")
+    return done(request, "/web/maintenance", "incident opened")
 
 
 @router.post(
@@ -304,4 +313,4 @@ def close(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
-    return _maintenance_page(request, session, user, notice="incident closed")
+    return done(request, "/web/maintenance", "incident closed")

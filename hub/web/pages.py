@@ -292,6 +292,7 @@ def install(app: FastAPI) -> None:
         machine_admin_screens,
         machine_screens,
         machine_setup_screens,
+        maintenance_task_screens,
         notification_screens,
         screens,
         settings_screens,
@@ -304,6 +305,7 @@ def install(app: FastAPI) -> None:
     app.include_router(admin_screens.router)
     app.include_router(machine_admin_screens.router)  # /web/machines/new, before {code}
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
+    app.include_router(maintenance_task_screens.router)  # /web/maintenance/tasks/new
     app.include_router(machine_screens.router)
     app.include_router(settings_screens.router)
     app.include_router(account_screens.router)

@@ -44,6 +44,8 @@ from hub.services.billing import member_billing
 from hub.services.sessions import list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
+from hub.web.flash import done
+from hub.web.i18n import N_
 from hub.web.render import Page, PageError, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -293,8 +295,11 @@ def certify(
     member_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     machine_type: Annotated[str, Form(max_length=63)],
     months: Annotated[int, Form(ge=0, le=120)] = 24,
+    level: Annotated[str, Form(max_length=20)] = TrainingLevel.USER.value,
 ) -> Response:
-    """Grant (or renew) a user-level training: hub/services/trainings.py, as the API."""
+    """Grant (or renew) a training at the chosen level (user, trainer, maintainer):
+    hub/services/trainings.py, as the API, with the API's rule on who may grant it."""
+    chosen_level = TrainingLevel(level) if level in set(TrainingLevel) else TrainingLevel.USER
     expires = datetime.now(UTC) + timedelta(days=round(months * 30.44)) if months else None
     try:
         granted = trainings_service.grant_training(
@@ -303,7 +308,7 @@ def certify(
             actor=actor(user),
             member_id=member_id,
             machine_type=machine_type,
-            level=TrainingLevel.USER,
+            level=chosen_level,
             expires_at=expires,
         )
         session.commit()
@@ -315,13 +320,21 @@ def certify(
         )
     republish(request, background, granted.machines)
     member = session.get(Member, member_id)
-    return _trainings_page(
+    mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+    return done(
         request,
-        session,
-        user,
-        member_id=member_id,
-        notice=f"{member.name if member else member_id}: {machine_type} ✓",
+        f"/web/trainings?member={member_id}",
+        CERTIFIED[chosen_level],
+        member=member.name if member else member_id,
+        machine_type=mtype.name if mtype else machine_type,
     )
+
+
+CERTIFIED = {
+    TrainingLevel.USER: N_("{member} is certified to use the {machine_type}"),
+    TrainingLevel.TRAINER: N_("{member} is now a trainer on the {machine_type}"),
+    TrainingLevel.MAINTAINER: N_("{member} is now a maintainer of the {machine_type}"),
+}
 
 
 # --- a member's own page ------------------------------------------------------------------

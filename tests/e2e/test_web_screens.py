@@ -151,7 +151,7 @@ def test_a_maintainer_signs_off_and_locks_out(hub: TestClient) -> None:
         "/web/maintenance/tasks/1/sign-off",
         data={"machine": "cnc-1", "note": "spindle cleaned", "csrf": token},
     )
-    assert signed.status_code == 200 and "cnc-1: signed off" in signed.text
+    assert signed.status_code == 200 and "Shapeoko 4: signed off" in signed.text
     locked = hub.post("/web/machines/laser-1/lock", data={"reason": "lens cracked", "csrf": token})
     assert locked.status_code == 200 and "lens cracked" in locked.text
     assert hub.get("/api/v1/machines/laser-1").json()["locked"] is True

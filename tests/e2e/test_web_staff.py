@@ -30,6 +30,7 @@ from hub.models import (
 )
 from hub.services import lab_settings
 from hub.services.billing import import_rates
+from hub.services.maintenance.tasks import add_task
 from tests.e2e.web import sign_in
 from tests.support.api import PASSWORD, role_tokens
 
@@ -66,6 +67,7 @@ def hub(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     with Session(engine) as session:
         seed_demo(session, site="lab")
         _sessions(session)
+        add_task(session, title="Clean the spindle", actor="test", machine="cnc-1", every_days=9)
         session.commit()
     role_tokens(engine)
     engine.dispose()
@@ -284,3 +286,110 @@ def test_hostile_lab_settings_are_saved_whole_or_refused_by_field(
         assert saved is not None
         assert saved.name == name.strip() and 0 < len(saved.name) <= 120
         assert "\x00" not in saved.name + saved.address + saved.opening_hours
+
+
+def test_a_maintainer_makes_and_changes_a_task_the_lockout_follows(hub: TestClient) -> None:
+    from hub.models import Machine, MaintenanceTaskRow
+
+    token = sign_in(hub, "test-maintainer", PASSWORD)
+    form = hub.get("/web/maintenance/tasks/new").text
+    # Picked by name: the machines and types as people call them, not their codes.
+    assert '<option value="machine:laser-1">Trotec Speedy 100</option>' in form
+    assert '<option value="type:laser">' in form
+    data = {"title": "Clean the lens", "scope": "machine:laser-1", "csrf": token}
+    for bad, field, words in (
+        ({"every_hours": "douze"}, "every_hours", "is not a number of hours"),
+        ({"every_hours": "nan"}, "every_hours", "is not a number of hours"),
+        ({"every_hours": "1e999"}, "every_hours", "is not a number of hours"),
+        ({"every_days": "-3"}, "every_days", "is not a whole number of days"),
+        ({"every_days": "99999999999"}, "every_days", "is not a whole number of days"),
+        ({}, "every_hours", "give an interval"),
+        ({"every_days": "0"}, "every_days", "more than 0"),
+        ({"every_days": "7", "scope": "machine:nope"}, "scope", "no machine"),
+        ({"every_days": "7", "scope": ""}, "scope", "give either a machine"),
+        ({"every_days": "7", "title": " "}, "title", ""),
+        ({"every_days": "7", "counter": "\x00"}, "counter", "is not a counter"),
+    ):
+        page = hub.post("/web/maintenance/tasks/new", data={**data, **bad})
+        assert page.status_code == 422, (bad, page.status_code)
+        assert f'id="{field}-error">' in page.text and words in page.text, bad
+    answer = hub.post(
+        "/web/maintenance/tasks/new",
+        data={**data, "every_hours": "40,5", "critical": "1"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    board = hub.get("/web/maintenance").text
+    assert "Task “Clean the lens” added." in board
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        task = session.exec(
+            select(MaintenanceTaskRow).where(MaintenanceTaskRow.title == "Clean the lens")
+        ).one()
+        assert task.every_hours == 40.5 and task.critical and task.machine_id is not None
+    # Camille maintains the CNC only: no sign-off form for the laser's task, one for the CNC.
+    assert f'action="/web/maintenance/tasks/{task.id}/sign-off"' not in board
+    assert 'action="/web/maintenance/tasks/1/sign-off"' in board
+    edit = hub.get(f"/web/maintenance/tasks/{task.id}/edit").text
+    assert 'value="40.5"' in edit and "Trotec Speedy 100" in edit
+    # A one-day calendar interval on a critical task made before today: overdue, so locked.
+    with Session(engine) as session:
+        row = session.get(MaintenanceTaskRow, task.id)
+        row.created_at = datetime.now(UTC) - timedelta(days=3)
+        session.add(row)
+        session.commit()
+    changed = hub.post(
+        f"/web/maintenance/tasks/{task.id}/edit",
+        data={
+            "title": "Clean the lens and mirrors",
+            "counter": "busy",
+            "every_days": "1",
+            "critical": "1",
+            "active": "1",
+            "csrf": token,
+        },
+    )
+    assert "Task “Clean the lens and mirrors” saved." in changed.text
+    with Session(engine) as session:
+        row = session.get(MaintenanceTaskRow, task.id)
+        assert row.every_hours is None and row.every_days == 1
+        laser = session.exec(select(Machine).where(Machine.code == "laser-1")).one()
+    assert hub.get("/api/v1/machines/laser-1").json()["locked"] is True, laser
+    assert [a.actor for a in _audited(hub, "maintenance.task_update")] == ["user:test-maintainer"]
+    hub.cookies.clear()
+    token = sign_in(hub, "test-trainer", PASSWORD)
+    assert hub.get("/web/maintenance/tasks/new").status_code == 403
+    refused = hub.post(f"/web/maintenance/tasks/{task.id}/edit", data={**data, "csrf": token})
+    assert refused.status_code == 403
+    assert 'href="/web/maintenance/tasks/new"' not in hub.get("/web/maintenance").text
+
+
+def test_a_trainer_grants_the_trainer_level_the_api_rule_holds(hub: TestClient) -> None:
+    from hub.models import Training, TrainingLevel
+
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        nathan = session.exec(select(Member).where(Member.email == "nathan@example.org")).one()
+    token = sign_in(hub, "test-trainer", PASSWORD)
+    chosen = hub.get(f"/web/trainings?member={nathan.id}").text
+    assert '<option value="trainer">trainer</option>' in chosen
+    answer = hub.post(
+        "/web/trainings",
+        data={"member_id": nathan.id, "machine_type": "laser", "level": "trainer", "csrf": token},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    shown = hub.get(answer.headers["location"], headers={"Accept-Language": "fr"})
+    assert "Nathan" in shown.text and "est désormais formateur : Laser" in shown.text
+    with Session(engine) as session:
+        levels = {
+            t.level for t in session.exec(select(Training).where(Training.member_id == nathan.id))
+        }
+    assert levels == {TrainingLevel.TRAINER}
+    hub.cookies.clear()
+    token = sign_in(hub, "test-manager", PASSWORD)  # not a trainer on the laser: refused
+    refused = hub.post(
+        "/web/trainings",
+        data={"member_id": nathan.id, "machine_type": "laser", "level": "trainer", "csrf": token},
+    )
+    assert refused.status_code == 403
