@@ -75,6 +75,9 @@ MESSAGES: dict[str, str] = {
     "machine_type.unknown": N_("no machine type {machine_type!r} (known: {known})"),
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
+    "member.name_shared": N_(
+        "several members are called {name}: give the email or number of the one you mean ({emails})"
+    ),
     "member.unknown_id": N_("no member with id {member}"),
     "import.columns_missing": N_(
         "the header must name the columns {expected}; missing: {missing} (found: {found})"

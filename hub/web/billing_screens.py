@@ -45,7 +45,13 @@ RATES_IMPORTED = N_("Rates imported: {added} added, {replaced} replaced")
 CLOSED = N_("{month} is closed: {count} statement(s)")
 ALREADY_CLOSED = N_("{month} was already closed: {count} statement(s), unchanged")
 CREDITED = N_("Credit note {number}: {total} € ({back} € back on the prepaid balance)")
-MONTHS_OFFERED = 12  # the last months a manager may close from the page
+MONTHS_OFFERED = 12
+MONEY_FIELDS = (
+    "cents_per_hour",
+    "start_fee_cents",
+    "minimum_cents",
+    "daily_cap_cents",
+)  # the last months a manager may close from the page
 IMPORT_REFUSED = N_("{file}: {problem}; nothing was imported")
 IMPORT_LINE_REFUSED = N_("{file}: line {line}, {column}: {problem}; nothing was imported")
 
@@ -222,7 +228,13 @@ def set_rate(
         "included_minutes_per_month": included_minutes_per_month,
     }
     try:
-        _, added = billing.save_rate(session, values=values, actor=_actor(user))
+        # Money is typed in euros (8, 12,50); the rate keeps cents, as the CSV and the CLI.
+        cents = {
+            name: str(billing.parse_euros(values[name], field=name))
+            for name in MONEY_FIELDS
+            if values[name].strip()
+        }
+        _, added = billing.save_rate(session, values=values | cents, actor=_actor(user))
         session.commit()
     except HubError as error:
         shown = {f"rate_{k}": v for k, v in values.items()}

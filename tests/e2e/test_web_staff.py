@@ -393,3 +393,92 @@ def test_a_trainer_grants_the_trainer_level_the_api_rule_holds(hub: TestClient) 
         data={"member_id": nathan.id, "machine_type": "laser", "level": "trainer", "csrf": token},
     )
     assert refused.status_code == 403
+
+
+def test_the_members_list_is_paged_counted_and_by_name(hub: TestClient) -> None:
+    engine = hub.app.state.engine
+    with Session(engine) as session:
+        for n in range(120):
+            session.add(Member(name=f"Zz Member {n:03d}", email=f"zz{n}@example.org"))
+        session.commit()
+        total = len(session.exec(select(Member)).all())
+    sign_in(hub, "test-trainer", PASSWORD)
+    first = hub.get("/web/members").text
+    assert f"{total} members match; 1 to 50 shown, by name." in first
+    assert "Page 1 of 3" in first and 'rel="next"' in first and 'rel="prev"' not in first
+    assert first.index("Camille Martin") < first.index("Hugo Petit")  # by name
+    last = hub.get("/web/members?page=3").text
+    assert f"101 to {total} shown" in last and "Zz Member 119" in last
+    beyond = hub.get("/web/members?page=99").text  # past the end: the last page
+    assert "Page 3 of 3" in beyond
+    found = hub.get("/web/members?q=zz+member+01&page=1").text
+    assert "10 members match; 1 to 10 shown" in found and "Page 1" not in found
+    french = hub.get("/web/members", headers={"Accept-Language": "fr"}).text
+    assert f"{total} membres correspondent" in french
+    for bad in ("0", "-1", "x", "100001"):
+        assert hub.get(f"/web/members?page={bad}").status_code == 422, bad
+
+
+def test_a_members_page_shows_balance_plan_sessions_with_cost_and_what_blocks_them(
+    hub: TestClient,
+) -> None:
+    engine = hub.app.state.engine
+    token = sign_in(hub, "test-manager", PASSWORD)
+    with Session(engine) as session:
+        hugo = session.exec(select(Member).where(Member.email == "hugo@example.org")).one()
+        newcomer = Member(name="Inès Nouvelle", email="ines@example.org")
+        session.add(newcomer)
+        session.commit()
+        session.refresh(newcomer)
+        session.refresh(hugo)
+        session.expunge_all()
+    # A manager tops Hugo up by typing his name, and enters a rate in euros.
+    hub.post("/web/billing/topup", data={"member_id": "hugo petit", "amount": "5", "csrf": token})
+    page = hub.get(f"/web/members/{hugo.id}").text
+    assert "€5.00" in page and "pay later" in page
+    # October's three laser hours, priced as the close would (8 €/h), and by machine name.
+    assert page.count("€8.00") == 3 and "Trotec Speedy 100" in page
+    assert "can use no machine yet" not in page
+    blocked = hub.get(f"/web/members/{newcomer.id}", headers={"Accept-Language": "fr"}).text
+    assert "ne peut encore utiliser aucune machine" in blocked
+    assert "aucune carte" in blocked and "Aucune formation valide" in blocked
+    hub.post("/web/billing/close", data={"month": MONTH, "csrf": token})
+    closed = hub.get(f"/web/members/{hugo.id}").text
+    assert closed.count("€8.00") == 3  # now the statement's own lines
+    hub.cookies.clear()
+    sign_in(hub, "test-trainer", PASSWORD)
+    trainer_view = hub.get(f"/web/members/{hugo.id}").text
+    assert "Trotec Speedy 100" in trainer_view and "€8.00" not in trainer_view  # no money
+
+
+def test_rates_are_typed_in_euros_and_members_by_name(hub: TestClient) -> None:
+    from hub.models import BillingRate
+
+    token = sign_in(hub, "test-manager", PASSWORD)
+    rate = {
+        "machine_type": "printer",
+        "category": "student",
+        "effective_from": "2027-01-01",
+        "cents_per_hour": "3,50",
+        "start_fee_cents": "1",
+        "minimum_cents": "0,5",
+        "csrf": token,
+    }
+    assert hub.post("/web/billing/rates", data=rate).status_code == 200
+    with Session(hub.app.state.engine) as session:
+        row = session.exec(select(BillingRate).where(BillingRate.machine_type == "printer")).one()
+        assert (row.cents_per_hour, row.start_fee_cents, row.minimum_cents) == (350, 100, 50)
+    for bad in ("-2", "1e3", "12345678", "\x00", "NaN"):
+        page = hub.post("/web/billing/rates", data={**rate, "cents_per_hour": bad})
+        assert page.status_code == 422 and 'id="rate_cents_per_hour-error">' in page.text, bad
+    with Session(hub.app.state.engine) as session:
+        session.add(Member(name="Hugo Petit", email="hugo2@example.org"))
+        session.commit()
+    shared = hub.post(
+        "/web/billing/topup", data={"member_id": "Hugo Petit", "amount": "5", "csrf": token}
+    )
+    assert shared.status_code == 422
+    assert (
+        "several members are called Hugo Petit" in shared.text
+        and "hugo2@example.org" in shared.text
+    )
