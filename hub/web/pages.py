@@ -294,6 +294,7 @@ def install(app: FastAPI) -> None:
         machine_setup_screens,
         maintenance_task_screens,
         notification_screens,
+        review_screens,
         screens,
         settings_screens,
         stats_screens,
@@ -311,6 +312,7 @@ def install(app: FastAPI) -> None:
     app.include_router(account_screens.router)
     app.include_router(billing_screens.router)
     app.include_router(screens.router)
+    app.include_router(review_screens.router)  # /web/stats/review
     app.include_router(stats_screens.router)
     app.include_router(notification_screens.router)
 
