@@ -84,3 +84,71 @@ def test_a_manager_closes_a_month_and_credits_a_session_in_the_browser(
     finally:
         engine.dispose()
     assert numbers == [f"{month}-001", f"{month}-001-C1"]
+
+
+@pytest.fixture
+def reviewed_lab(tmp_path: Path, mosquitto: MosquittoBroker) -> Iterator[str]:
+    """The demo lab with a year of laser use, its name, address and opening hours set."""
+    from hub.services import lab_settings
+    from tests.e2e.test_web_review import _year_of_use
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        seed_demo(session, site="lab")
+        seed_demo_users(session)
+        _year_of_use(session)
+        lab_settings.change(
+            session,
+            name="FabLab des Capucins",
+            address="3 rue des Capucins\n29200 Brest",
+            opening_hours="tue-fri 14:00-19:00; sat 10:00-18:00",
+            actor="test",
+        )
+        session.commit()
+    engine.dispose()
+    settings = HubSettings(tmp_path / "hub", url, "lab", mosquitto)
+    hub = start_hub(settings, log=tmp_path / "hub.log")
+    try:
+        yield settings.url
+    finally:
+        hub.stop()
+
+
+def test_the_yearly_review_in_the_browser_in_both_languages(
+    reviewed_lab: str,
+    browser: object,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Statistics → Yearly review, in English then French; ATELIER_SCREENSHOTS=docs/images
+    keeps review-en.png and review-fr.png for docs/web.md."""
+    from tests.e2e.test_browser import keep
+    from tests.e2e.test_web_review import YEAR
+
+    http = reviewed_lab
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{http}/login")
+    page.get_by_label("Username").fill("manager")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{http}/")
+    page.get_by_role("link", name="Statistics").click()
+    page.get_by_role("link", name="Yearly review").click()
+    page.get_by_label("Year", exact=True).fill(str(YEAR))
+    page.get_by_role("button", name="Show").click()
+    heading = page.get_by_role("heading", level=1)
+    assert heading.inner_text() == f"Yearly review {YEAR} — FabLab des Capucins"
+    assert page.locator("svg.chart").count() == 3
+    shot = tmp_path / "review-en.png"
+    page.screenshot(path=str(shot), full_page=True)
+    keep(shot, "review-en.png")
+    page.get_by_label("Language").select_option("fr")
+    page.get_by_role("button", name="Change").click()
+    page.wait_for_load_state()
+    page.goto(f"{http}/web/stats/review?year={YEAR}")  # the switch keeps the path, not the year
+    assert page.get_by_role("heading", level=1).inner_text().startswith(f"Bilan annuel {YEAR}")
+    assert page.get_by_text("Annexe : chaque machine").count() == 1
+    shot = tmp_path / "review-fr.png"
+    page.screenshot(path=str(shot), full_page=True)
+    keep(shot, "review-fr.png")
