@@ -133,7 +133,7 @@ def lock_machine(
     except NotFound as exc:
         raise PageError(404, describe(exc)) from None
     republish(request, background, [code])
-    return _machine_page(request, session, user, code, notice="locked out")
+    return done(request, f"/web/machines/{code}", N_("locked out"))
 
 
 @router.post("/machines/{code}/unlock", response_class=HTMLResponse, dependencies=[Checked])
@@ -149,7 +149,7 @@ def unlock_machine(
     except NotFound as exc:
         raise PageError(404, describe(exc)) from None
     republish(request, background, [code])
-    return _machine_page(request, session, user, code, notice="unlocked")
+    return done(request, f"/web/machines/{code}", N_("unlocked"))
 
 
 # --- maintenance --------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def report_incident(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=422
         )
-    return done(request, "/web/maintenance", "incident opened")
+    return done(request, "/web/maintenance", N_("Incident reported; the maintainers see it here."))
 
 
 @router.post(
@@ -313,4 +313,4 @@ def close(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
-    return done(request, "/web/maintenance", "incident closed")
+    return done(request, "/web/maintenance", N_("Incident closed."))

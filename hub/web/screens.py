@@ -214,13 +214,23 @@ def undo_category_change(
             problem=field_errors(request, exc, {})[1],
             status_code=exc.status,
         )
-    return _member_page(
+    return done(
         request,
-        session,
-        user,
-        member_id,
-        notice=f"category change taken back: {undone.previous_category} again",
+        f"/web/members/{member_id}",
+        CATEGORY_UNDONE[undone.previous_category]
+        if undone.previous_category in CATEGORY_UNDONE
+        else N_("The category change is taken back."),
     )
+
+
+# Per category, so the category itself is translated with its sentence.
+CATEGORY_UNDONE = {
+    "individual": N_("Category change taken back: individual again."),
+    "student": N_("Category change taken back: student again."),
+    "professional": N_("Category change taken back: professional again."),
+    "company": N_("Category change taken back: company again."),
+    "staff": N_("Category change taken back: staff again."),
+}
 
 
 @router.post("/members/{member_id}/badges", response_class=HTMLResponse, dependencies=[Checked])
@@ -242,7 +252,7 @@ def enrol_badge(
         _, problem = field_errors(request, exc, {})
         return _member_page(request, session, user, member_id, problem=problem, status_code=422)
     republish(request, background)
-    return _member_page(request, session, user, member_id, notice=f"card {badge.uid} enrolled")
+    return done(request, f"/web/members/{member_id}", CARD_ENROLLED, uid=badge.uid)
 
 
 @router.post("/badges/{badge_id}/revoke", response_class=HTMLResponse, dependencies=[Checked])
@@ -262,7 +272,11 @@ def revoke_badge(
         session.commit()
         session.refresh(badge)
         republish(request, background)
-    return _member_page(request, session, user, badge.member_id, notice=f"card {badge.uid} revoked")
+    return done(request, f"/web/members/{badge.member_id}", CARD_REVOKED, uid=badge.uid)
+
+
+CARD_ENROLLED = N_("Card {uid} enrolled.")
+CARD_REVOKED = N_("Card {uid} revoked: the machines refuse it within seconds.")
 
 
 # --- trainings ----------------------------------------------------------------------------

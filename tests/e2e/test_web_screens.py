@@ -519,7 +519,7 @@ def test_a_manager_changes_a_category_from_a_day_and_sees_its_history(hub: TestC
     assert hub.post(undo).status_code == 403  # no form token
     taken = hub.post(undo, data={"csrf": token})
     assert taken.status_code == 200
-    assert f"category change taken back: {before} again" in taken.text
+    assert f"Category change taken back: {before} again." in taken.text
     assert "categories-heading" not in taken.text  # no history left to show
     with Session(engine) as session:
         assert session.get(Member, lea.id).category.value == before
