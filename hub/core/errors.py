@@ -75,6 +75,9 @@ MESSAGES: dict[str, str] = {
     "machine_type.unknown": N_("no machine type {machine_type!r} (known: {known})"),
     "member.unknown_email": N_("no member with email {email}"),
     "member.not_active": N_("{email} is {status}, not an active member"),
+    "member.name_shared": N_(
+        "several members are called {name}: give the email or number of the one you mean ({emails})"
+    ),
     "member.unknown_id": N_("no member with id {member}"),
     "import.columns_missing": N_(
         "the header must name the columns {expected}; missing: {missing} (found: {found})"
@@ -151,6 +154,9 @@ MESSAGES: dict[str, str] = {
     "maintenance.interval_missing": N_("give an interval in hours, in days, or both"),
     "maintenance.interval_not_positive": N_("the interval must be more than 0"),
     "maintenance.interval_too_long": N_("the interval can be at most {max}"),
+    "maintenance.hours_format": N_("{value!r} is not a number of hours: write it like 50 or 12,5"),
+    "maintenance.days_format": N_("{value!r} is not a whole number of days: write it like 90"),
+    "maintenance.counter": N_("{value!r} is not a counter: choose busy, session or print hours"),
     "maintenance.task_unknown": N_("no maintenance task {task} (see the list of tasks)"),
     "maintenance.not_maintainer": N_(
         "{email} holds no valid maintainer training for {machine_type}; "

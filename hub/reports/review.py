@@ -294,15 +294,72 @@ def _label(key: str) -> str:
     return {"machine_type": "type"}.get(key, key.replace("_", " "))
 
 
-def write_review_xlsx(review: Review, target: Path | IO[bytes]) -> None:
-    from openpyxl import Workbook
+# How each sheet's columns read in a spreadsheet: a header people understand, a number format
+# (thousands separators, hours to a tenth, percentages) and a width that fits them.
+_HEADERS = {
+    "figure": "Figure",
+    "value": "Value",
+    "machine": "Machine",
+    "type": "Machine type",
+    "machine type": "Machine type",
+    "sessions": "Sessions",
+    "session hours": "Session hours",
+    "machine busy hours": "Busy hours",
+    "busy hours": "Busy hours",
+    "members": "Members",
+    "jobs": "Print and cut jobs",
+    "utilisation": "Utilisation",
+    "member category": "Public (member category)",
+    "trainings delivered": "Trainings delivered",
+    "tasks signed off": "Tasks signed off",
+    "incidents": "Incidents",
+    "downtime hours": "Downtime hours",
+    "member (pseudonymous reference)": "Member (pseudonymous reference)",
+    "category": "Public (member category)",
+}
+_PERCENT, _HOURS, _WHOLE = "0.0%", "#,##0.0", "#,##0"
+# Sheets of (figure, value) rows: a value's format follows its row's figure, not the column.
+_BY_ROW = ("summary", "supervised")
 
-    book = Workbook(write_only=True)
+
+def _format_of(label: str, value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or label == "year":
+        return None  # a year is written 2026, not 2,026
+    if "utilisation" in label.lower():
+        return _PERCENT
+    if "hours" in label.lower():
+        return _HOURS
+    return _WHOLE if isinstance(value, int) else _HOURS
+
+
+def write_review_xlsx(review: Review, target: Path | IO[bytes]) -> None:
+    """One sheet per table: plain-language headers in bold and frozen, numbers formatted
+    (thousands, hours to a tenth, percentages), columns wide enough for what they hold."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    book.remove(book.active)
     for name, header, rows in review_tables(review):
-        sheet = book.create_sheet(name)
-        sheet.append(header)
+        sheet = book.create_sheet(name[:31])
+        shown = [_HEADERS.get(h, h[:1].upper() + h[1:]) for h in header]
+        sheet.append(shown)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+        widths = [len(h) for h in shown]
         for row in rows:
             sheet.append(row)
+            line = sheet.max_row
+            for i, value in enumerate(row):
+                widths[i] = max(widths[i], min(60, len(str(value))))
+                label = str(row[0]) if name in _BY_ROW else header[i]
+                fmt = _format_of(label, value)
+                if fmt:
+                    sheet.cell(row=line, column=i + 1).number_format = fmt
+        for i, width in enumerate(widths, start=1):
+            sheet.column_dimensions[get_column_letter(i)].width = width + 4
     book.save(target)
 
 

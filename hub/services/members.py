@@ -4,6 +4,7 @@ commits (and re-publishes the allow-lists when a status changed or data was eras
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from hub.core.errors import Conflict, InvalidValue, NotFound
 from hub.models import (
     Badge,
     ImportRecord,
+    BillingAccount,
     MachineSession,
     Member,
     MemberCategory,
@@ -26,6 +28,7 @@ from hub.models import (
     Training,
     User,
 )
+from hub.services.billing.ledger import member_by_name
 from hub.services.member_data import erase_member, export_member
 from protocol.limits import INT32_MAX
 
@@ -48,8 +51,9 @@ def members_by_id(session: Session, ids: set[int]) -> dict[int, Member]:
 
 
 def member_by_text(session: Session, *, value: str, field: str) -> Member | None:
-    """A member as a person types one: their number, email or pseudonymous ref; None when
-    empty. One that names nobody is a mistake in `field`."""
+    """A member as a person types one: their number, email, pseudonymous ref or full name
+    (when only one member bears it); None when empty. One that names nobody is a mistake in
+    `field`."""
     value = value.strip()
     if not value:
         return None
@@ -61,6 +65,8 @@ def member_by_text(session: Session, *, value: str, field: str) -> Member | None
         member = session.exec(select(Member).where(Member.email == value.lower())).first()
         if member is None:
             member = session.exec(select(Member).where(Member.ref == value)).first()
+        if member is None:
+            member = member_by_name(session, name=value, field=field)
     if member is None:
         raise InvalidValue("member.unknown_text", field=field, params={"value": value})
     return member
@@ -109,17 +115,9 @@ def set_member_status(session: Session, *, email: str, status: MemberStatus, act
 
 
 # --- the member records: create, change, list, delete ------------------------------------
-def list_members(
-    session: Session,
-    *,
-    q: str | None = None,
-    category: MemberCategory | None = None,
-    status: MemberStatus | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Member]:
-    """Members by id, filtered by part of a name or email, category and status: one page."""
-    query = select(Member)
+def _filtered(
+    query: Any, q: str | None, category: MemberCategory | None, status: MemberStatus | None
+) -> Any:
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(
@@ -129,7 +127,36 @@ def list_members(
         query = query.where(Member.category == category)
     if status:
         query = query.where(Member.status == status)
-    return list(session.exec(query.order_by(col(Member.id)).offset(offset).limit(limit)).all())
+    return query
+
+
+def list_members(
+    session: Session,
+    *,
+    q: str | None = None,
+    category: MemberCategory | None = None,
+    status: MemberStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    by_name: bool = False,
+) -> list[Member]:
+    """Members by id (or by name, for people), filtered by part of a name or email, category
+    and status: one page."""
+    query = _filtered(select(Member), q, category, status)
+    order = (func.lower(Member.name), col(Member.id)) if by_name else (col(Member.id),)
+    return list(session.exec(query.order_by(*order).offset(offset).limit(limit)).all())
+
+
+def count_members(
+    session: Session,
+    *,
+    q: str | None = None,
+    category: MemberCategory | None = None,
+    status: MemberStatus | None = None,
+) -> int:
+    """How many members `list_members` would page through with the same filters."""
+    query = _filtered(select(func.count()).select_from(Member), q, category, status)
+    return int(session.exec(query).one())
 
 
 def _check_unique_email(session: Session, email: str | None, member_id: int | None) -> None:
@@ -278,3 +305,34 @@ def erase_member_data(session: Session, *, member_id: int, actor: str) -> dict[s
         **counts,
     )
     return counts
+
+
+# Why a member can use no machine yet, for their page: each a code the page words.
+NO_MACHINE_REASONS = ("not_active", "no_badge", "no_training", "balance_empty")
+
+
+def why_no_machine(session: Session, *, member: Member, now: datetime) -> list[str]:
+    """Empty when the member may start at least one machine as far as the member alone
+    goes (the allow-list's own conditions: active, a card, a valid training, a prepaid-only
+    balance above zero); otherwise every reason that stops them, in NO_MACHINE_REASONS."""
+    reasons: list[str] = []
+    if member.status is not MemberStatus.ACTIVE:
+        reasons.append("not_active")
+    card = session.exec(
+        select(Badge.id).where(Badge.member_id == member.id, col(Badge.revoked_at).is_(None))
+    ).first()
+    if card is None:
+        reasons.append("no_badge")
+    trained = session.exec(
+        select(Training.id).where(
+            Training.member_id == member.id,
+            or_(col(Training.expires_at).is_(None), col(Training.expires_at) > now),
+        )
+    ).first()
+    if trained is None:
+        reasons.append("no_training")
+    payer_id = member.payer_id or member.id
+    account = session.get(BillingAccount, payer_id) if payer_id else None
+    if account is not None and account.prepaid_only and account.balance_cents <= 0:
+        reasons.append("balance_empty")
+    return reasons

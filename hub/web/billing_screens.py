@@ -2,25 +2,30 @@
 (top-up, plan, a rate, a CSV of rates).
 
 Each form calls the billing service the CLI calls (hub/services/billing/), so the rules and
-the audit rows stay in one place; a refusal (HubError) is shown translated under its field.
-Closing a month stays in `atelier hub billing close`.
+the audit rows stay in one place; a refusal (HubError) is shown translated under its field,
+a success redirects to the page with its message (hub/web/flash.py). Closing a month and a
+credit note are here too (`close_month`, `credit`, as `atelier hub billing close/credit`);
+their CSV and PDF files are the statements' downloads, made from the rows when asked.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, date, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, BackgroundTasks, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from hub.core.deps import MANAGE, SessionDep
-from hub.core.errors import HubError, InvalidValue, describe
-from hub.models import MachineType, MemberCategory, User
+from hub.core.errors import HubError, InvalidValue, NotFound, describe
+from hub.models import STATEMENT, Machine, MachineType, Member, MemberCategory, Statement, User
 from hub.services import billing
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
+from hub.web.flash import done
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, member_key, render
 
@@ -34,6 +39,19 @@ WORDS = [
     N_("rate replaced"),
     N_("choose the CSV file to import"),
 ]
+TOPPED_UP = N_("{member}: +{amount} €, balance {balance} €")
+PLAN_SAVED = N_("{member}: plan saved")
+RATES_IMPORTED = N_("Rates imported: {added} added, {replaced} replaced")
+CLOSED = N_("{month} is closed: {count} statement(s)")
+ALREADY_CLOSED = N_("{month} was already closed: {count} statement(s), unchanged")
+CREDITED = N_("Credit note {number}: {total} € ({back} € back on the prepaid balance)")
+MONTHS_OFFERED = 12
+MONEY_FIELDS = (
+    "cents_per_hour",
+    "start_fee_cents",
+    "minimum_cents",
+    "daily_cap_cents",
+)  # the last months a manager may close from the page
 IMPORT_REFUSED = N_("{file}: {problem}; nothing was imported")
 IMPORT_LINE_REFUSED = N_("{file}: line {line}, {column}: {problem}; nothing was imported")
 
@@ -59,6 +77,7 @@ def _page(
     values: dict[str, str] | None = None,
 ) -> Response:
     seen = billing.overview(session, month=month)
+    tz = ZoneInfo(request.app.state.settings.timezone)
     holders = sorted((m for m, _ in seen.accounts if m is not None), key=lambda m: m.name)
     return render(
         request,
@@ -77,6 +96,7 @@ def _page(
                 for t in session.exec(select(MachineType).order_by(col(MachineType.code)))
             ],
             "categories": list(MemberCategory),
+            "closable": closable_months(seen.months, datetime.now(UTC).astimezone(tz).date()),
             "notice": notice,
             "errors": errors or {},
             "problem": (errors or {}).get(""),
@@ -146,8 +166,14 @@ def top_up(
         fields = ["member_id", "amount", "note"]
         return _refused(request, session, user, error, form="topup", fields=fields, values=values)
     _republish(request, background)  # an empty balance may have been refusing the member
-    text = f"{member.name}: +{billing.euros(cents)} €, {billing.euros(account.balance_cents)} €"
-    return _page(request, session, user, notice=text)
+    return done(
+        request,
+        "/web/billing",
+        TOPPED_UP,
+        member=member.name,
+        amount=billing.euros(cents),
+        balance=billing.euros(account.balance_cents),
+    )
 
 
 @router.post("/billing/plan", response_class=HTMLResponse, dependencies=[Checked])
@@ -170,7 +196,7 @@ def set_plan(
         fields = ["member_id", "plan"]
         return _refused(request, session, user, error, form="plan", fields=fields, values=values)
     _republish(request, background)
-    return _page(request, session, user, notice=f"{member.name}: plan saved")
+    return done(request, "/web/billing", PLAN_SAVED, member=member.name)
 
 
 @router.post("/billing/rates", response_class=HTMLResponse, dependencies=[Checked])
@@ -202,14 +228,20 @@ def set_rate(
         "included_minutes_per_month": included_minutes_per_month,
     }
     try:
-        _, added = billing.save_rate(session, values=values, actor=_actor(user))
+        # Money is typed in euros (8, 12,50); the rate keeps cents, as the CSV and the CLI.
+        cents = {
+            name: str(billing.parse_euros(values[name], field=name))
+            for name in MONEY_FIELDS
+            if values[name].strip()
+        }
+        _, added = billing.save_rate(session, values=values | cents, actor=_actor(user))
         session.commit()
     except HubError as error:
         shown = {f"rate_{k}": v for k, v in values.items()}
         return _refused(
             request, session, user, error, form="rate", fields=billing.RATE_FIELDS, values=shown
         )
-    return _page(request, session, user, notice="rate saved" if added else "rate replaced")
+    return done(request, "/web/billing", "rate saved" if added else "rate replaced")
 
 
 @router.post("/billing/rates/import", response_class=HTMLResponse, dependencies=[Checked])
@@ -241,8 +273,180 @@ def import_rates(
         else:
             message = gettext(IMPORT_REFUSED).format(file=name, problem=problem)
         return _page(request, session, user, errors={"import_file": message})
-    notice = gettext(N_("Rates imported: %(added)s added, %(replaced)s replaced.")) % {
-        "added": added,
-        "replaced": replaced,
+    return done(request, "/web/billing", RATES_IMPORTED, added=added, replaced=replaced)
+
+
+def closable_months(closed: list[str], today: date) -> list[str]:
+    """The last months that are over and not closed yet, latest first."""
+    year, month = today.year, today.month
+    offered = []
+    for _ in range(MONTHS_OFFERED):
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+        text = f"{year:04d}-{month:02d}"
+        if text not in closed:
+            offered.append(text)
+    return offered
+
+
+@router.post("/billing/close", response_class=HTMLResponse, dependencies=[Checked])
+def close_month(
+    request: Request,
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Annotated[User, Page(MANAGE)],
+    month: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Freeze a month: one statement per payer, drawn from prepaid balances (the CLI's
+    `atelier hub billing close`). Closing it again changes nothing."""
+    tz = ZoneInfo(request.app.state.settings.timezone)
+    try:
+        billing.parse_month(month.strip())
+        closing = billing.close_month(
+            session,
+            month.strip(),
+            tz=tz,
+            now=datetime.now(UTC),
+            actor=_actor(user),
+            energy_cents_per_kwh=request.app.state.settings.energy_cents_per_kwh,
+        )
+        session.commit()
+    except HubError as error:
+        values = {"close_month": month}
+        return _refused(
+            request, session, user, error, form="close", fields=["month"], values=values
+        )
+    if closing.balances_changed:
+        _republish(request, background)
+    message = ALREADY_CLOSED if closing.already_closed else CLOSED
+    return done(
+        request,
+        f"/web/billing?month={month.strip()}",
+        message,
+        month=month.strip(),
+        count=len(closing.statements),
+    )
+
+
+def _statement(session: Session, number: str) -> Statement:
+    row = session.exec(select(Statement).where(Statement.number == number)).first()
+    if row is None:
+        raise NotFound("statement.unknown", field="statement", params={"number": number})
+    return row
+
+
+def _statement_page(
+    request: Request,
+    session: Session,
+    user: User,
+    statement: Statement,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    chosen: list[str] | None = None,
+) -> Response:
+    lines = billing.lines_of(session, statement)
+    refs = sorted({line.member_ref for line in lines})
+    codes = sorted({line.machine for line in lines})
+    names = (
+        {m.ref: m.name for m in session.exec(select(Member).where(col(Member.ref).in_(refs)))}
+        if refs
+        else {}
+    )
+    machines = (
+        {m.code: m.name for m in session.exec(select(Machine).where(col(Machine.code).in_(codes)))}
+        if codes
+        else {}
+    )
+    notes = (
+        list(
+            session.exec(
+                select(Statement)
+                .where(Statement.credits_id == statement.id)
+                .order_by(col(Statement.id))
+            ).all()
+        )
+        if statement.kind == STATEMENT
+        else []
+    )
+    credited = {
+        line.session_id for note in notes for line in billing.lines_of(session, note) if line.cents
     }
-    return _page(request, session, user, notice=notice)
+    return render(
+        request,
+        "statement.html",
+        {
+            "statement": statement,
+            "lines": lines,
+            "member_names": names,
+            "machine_names": machines,
+            "notes": notes,
+            "credited": credited,
+            "may_credit": statement.kind == STATEMENT,
+            "chosen": set(chosen or []),
+            "errors": errors or {},
+            "problem": (errors or {}).get(""),
+            "v": values or {},
+        },
+        user=user,
+        status_code=422 if errors else 200,
+    )
+
+
+@router.get("/billing/statements/{number}", response_class=HTMLResponse)
+def statement_page(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    number: Annotated[str, Path(max_length=40)],
+) -> Response:
+    try:
+        statement = _statement(session, number)
+    except HubError as error:
+        return _refused(request, session, user, error, form="credit", fields=[], values={})
+    return _statement_page(request, session, user, statement)
+
+
+@router.post(
+    "/billing/statements/{number}/credit", response_class=HTMLResponse, dependencies=[Checked]
+)
+def credit_note(
+    request: Request,
+    session: SessionDep,
+    background: BackgroundTasks,
+    user: Annotated[User, Page(MANAGE)],
+    number: Annotated[str, Path(max_length=40)],
+    sessions: Annotated[list[str] | None, Form(max_length=64)] = None,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Give back the ticked sessions of a closed statement (the CLI's `billing credit`)."""
+    chosen = [s for s in (sessions or []) if s][:1000]
+    try:
+        statement = _statement(session, number)
+    except HubError as error:
+        return _refused(request, session, user, error, form="credit", fields=[], values={})
+    try:
+        note = billing.credit(session, number, chosen, reason, actor=_actor(user))
+        session.commit()
+    except HubError as error:
+        session.rollback()
+        errors, problem = field_errors(
+            request, error, {"session": "credit_session", "reason": "credit_reason"}
+        )
+        if problem is not None:
+            errors[""] = problem
+        values = {"credit_reason": reason}
+        return _statement_page(
+            request, session, user, statement, errors=errors, values=values, chosen=chosen
+        )
+    if note.prepaid_cents:
+        _republish(request, background)
+    return done(
+        request,
+        f"/web/billing/statements/{number}",
+        CREDITED,
+        number=note.number,
+        total=billing.euros(note.total_cents),
+        back=billing.euros(-note.prepaid_cents),
+    )

@@ -32,12 +32,14 @@ from hub.services import incidents as incident_service
 from hub.services import machine_views
 from hub.services.lockout import set_lock
 from hub.services.maintenance.interlocks import interlock_faults
-from hub.services.maintenance.signoffs import sign_off_as
+from hub.services.maintenance.signoffs import sign_off_as, types_signed_by
 from hub.services.maintenance.tasks import task_states
 from hub.services.materials import low_spools, record_use
 from hub.services.sessions import list_events, list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
+from hub.web.flash import done
+from hub.web.i18n import N_
 from hub.web.render import (
     PROBLEMS,
     Page,
@@ -140,7 +142,7 @@ def lock_machine(
     except NotFound as exc:
         raise PageError(404, describe(exc)) from None
     republish(request, background, [code])
-    return _machine_page(request, session, user, code, notice="locked out")
+    return done(request, f"/web/machines/{code}", N_("locked out"))
 
 
 @router.post("/machines/{code}/material", response_class=HTMLResponse, dependencies=[Checked])
@@ -198,7 +200,7 @@ def unlock_machine(
     except NotFound as exc:
         raise PageError(404, describe(exc)) from None
     republish(request, background, [code])
-    return _machine_page(request, session, user, code, notice="unlocked")
+    return done(request, f"/web/machines/{code}", N_("unlocked"))
 
 
 # --- maintenance --------------------------------------------------------------------------
@@ -227,6 +229,8 @@ def _maintenance_page(
             "interlock_faults": interlock_faults(session, now=datetime.now(UTC)),
             "low_spools": low_spools(session),
             "machines": session.exec(select(Machine).order_by(Machine.code)).all(),
+            # The sign-off form only where this login may sign (sign_off_as's own rule).
+            "signable": types_signed_by(session, user=user, now=datetime.now(UTC)),
             "notice": notice,
             "problem": problem,
             "errors": errors or {},
@@ -298,10 +302,15 @@ def sign_off(
         )
     if result.check.changed:
         republish(request, background, result.check.changed)
-    text = f"{result.machine}: signed off"
-    if result.unlocked:
-        text += ", unlocked"
-    return _maintenance_page(request, session, user, notice=text)
+    signed = session.exec(select(Machine).where(Machine.code == result.machine)).first()
+    name = signed.name if signed else result.machine
+    return done(
+        request, "/web/maintenance", SIGNED_UNLOCKED if result.unlocked else SIGNED, machine=name
+    )
+
+
+SIGNED = N_("{machine}: signed off")
+SIGNED_UNLOCKED = N_("{machine}: signed off, and unlocked")
 
 
 @router.post("/maintenance/incidents", response_class=HTMLResponse, dependencies=[Checked])
@@ -326,7 +335,7 @@ def report_incident(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=422
         )
-    return _maintenance_page(request, session, user, notice="incident opened")
+    return done(request, "/web/maintenance", N_("Incident reported; the maintainers see it here."))
 
 
 @router.post(
@@ -356,4 +365,4 @@ def close(
         return _maintenance_page(
             request, session, user, problem=error_message(exc), status_code=_problem(exc)
         )
-    return _maintenance_page(request, session, user, notice="incident closed")
+    return done(request, "/web/maintenance", N_("Incident closed."))

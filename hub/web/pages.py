@@ -304,7 +304,9 @@ def install(app: FastAPI) -> None:
         machine_admin_screens,
         machine_screens,
         machine_setup_screens,
+        maintenance_task_screens,
         notification_screens,
+        review_screens,
         screens,
         settings_screens,
         stats_screens,
@@ -317,11 +319,13 @@ def install(app: FastAPI) -> None:
     app.include_router(admin_screens.router)
     app.include_router(machine_admin_screens.router)  # /web/machines/new, before {code}
     app.include_router(machine_setup_screens.router)  # /web/machines/add, before {code}
+    app.include_router(maintenance_task_screens.router)  # /web/maintenance/tasks/new
     app.include_router(machine_screens.router)
     app.include_router(settings_screens.router)
     app.include_router(account_screens.router)
     app.include_router(billing_screens.router)
     app.include_router(screens.router)
+    app.include_router(review_screens.router)  # /web/stats/review
     app.include_router(stats_screens.router)
     app.include_router(notification_screens.router)
     app.include_router(wall_screens.router)

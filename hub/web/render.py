@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from hub.core.deps import (
     ADMIN,
@@ -30,8 +30,10 @@ from hub.core.deps import (
 )
 from hub.models import Role, User
 from hub.services.accounts import user_for_token
+from hub.web import flash
 from hub.web.csrf import csrf_token, set_presession, start_presession
 from hub.web.i18n import LANGUAGES, N_, language_of, translator
+from hub.web.words import DENY_REASONS, END_REASONS, EVENT_TYPES, word_for
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -64,7 +66,12 @@ def _pairs(choices: Any) -> list[tuple[str, str]]:
     return [(str(c.value), str(c.value)) for c in choices]
 
 
-templates.env.globals.update(_=_gettext, pairs=_pairs)
+def _pairs_of(values: Any) -> list[tuple[str, str]]:
+    """Plain strings as (value, shown) options for a select."""
+    return [(str(v), str(v)) for v in values]
+
+
+templates.env.globals.update(_=_gettext, pairs=_pairs, pairs_of=_pairs_of)
 
 
 @pass_context
@@ -82,7 +89,30 @@ def _day(context: Any, value: date | None) -> str:
     return format_date(value, "medium", locale=context["lang"])
 
 
-templates.env.filters.update(when=_when, day=_day, number=_number, money=_money)
+@pass_context
+def _event_type(context: Any, code: object) -> str:
+    return _gettext(context, word_for(code, EVENT_TYPES))
+
+
+@pass_context
+def _end_reason(context: Any, code: object) -> str:
+    return _gettext(context, word_for(code, END_REASONS)) if code else ""
+
+
+@pass_context
+def _deny_reason(context: Any, code: object) -> str:
+    return _gettext(context, word_for(code, DENY_REASONS)) if code else ""
+
+
+templates.env.filters.update(
+    when=_when,
+    day=_day,
+    number=_number,
+    money=_money,
+    event_type=_event_type,
+    end_reason=_end_reason,
+    deny_reason=_deny_reason,
+)
 
 
 def member_key(member: Any) -> str:
@@ -174,6 +204,23 @@ def may(user: User | None, *role_sets: frozenset[Role]) -> bool:
     return user is not None and any(user.role in roles for roles in role_sets)
 
 
+def _type_names(request: Request) -> Callable[[object], str]:
+    """A machine type's name from its code, read once per page when a page asks (the table
+    is a few rows): pages show names, not codes."""
+    names: dict[str, str] = {}
+
+    def name(code: object) -> str:
+        if not names:
+            from hub.models import MachineType
+
+            with Session(request.app.state.engine) as session:
+                names.update({t.code: t.name for t in session.exec(select(MachineType))})
+            names.setdefault("", "")
+        return names.get(str(code), str(code))
+
+    return name
+
+
 def render(
     request: Request,
     name: str,
@@ -202,7 +249,11 @@ def render(
         "labels": STATE_LABELS,
         **context,
     }
+    full["type_name"] = _type_names(request)
+    if not full.get("notice"):
+        full["notice"] = flash.taken(request, translator(lang).gettext)
     response = templates.TemplateResponse(request, name, full, status_code=status_code)
+    flash.clear(request, response)
     if presession:
         set_presession(request, response, presession)
     return response

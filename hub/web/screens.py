@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -29,6 +31,7 @@ from hub.core.deps import (
 )
 from hub.core.errors import HubError
 from hub.models import (
+    Machine,
     MachineType,
     Member,
     MemberCategory,
@@ -41,13 +44,24 @@ from hub.services import badges as badges_service
 from hub.services import members as members_service
 from hub.services import trainings as trainings_service
 from hub.services.billing import member_billing
+from hub.services.billing.member_costs import session_costs
 from hub.services.sessions import list_sessions
 from hub.web.csrf import Checked
 from hub.web.errors import field_errors
+from hub.web.flash import done
+from hub.web.i18n import N_
 from hub.web.render import Page, PageError, may, render
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 EXPIRING_DAYS = 30
+RECENT_SESSIONS = 20
+# Why a member can use no machine yet (members_service.why_no_machine), in words.
+NO_MACHINE = {
+    "not_active": N_("Their membership is not active (suspended or left)."),
+    "no_badge": N_("They have no card: enrol one below."),
+    "no_training": N_("They hold no valid training: a trainer certifies them in Trainings."),
+    "balance_empty": N_("Their prepaid balance is empty and their plan is prepaid only."),
+}
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
@@ -61,6 +75,9 @@ def _stored_id(value: int, unknown: str) -> int:
 
 
 # --- members ------------------------------------------------------------------------------
+MEMBERS_PER_PAGE = 50
+
+
 @router.get("/members", response_class=HTMLResponse)
 def members_page(
     request: Request,
@@ -68,20 +85,43 @@ def members_page(
     user: Annotated[User, Page(STAFF)],
     q: Annotated[str | None, Query(max_length=100)] = None,
     category: Annotated[str | None, Query(max_length=20)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
+    """Members by name, a page of MEMBERS_PER_PAGE at a time, with how many match."""
     chosen = category if category in {c.value for c in MemberCategory} else None
+    filters: dict[str, Any] = {
+        "q": q or None,
+        "category": MemberCategory(chosen) if chosen else None,
+        "status": None,
+    }
+    total = members_service.count_members(session, **filters)
+    pages = max(1, -(-total // MEMBERS_PER_PAGE))
+    page = min(page, pages)
     rows = members_service.list_members(
         session,
-        q=q or None,
-        category=MemberCategory(chosen) if chosen else None,
-        status=None,
-        limit=200,
-        offset=0,
+        **filters,
+        limit=MEMBERS_PER_PAGE,
+        offset=(page - 1) * MEMBERS_PER_PAGE,
+        by_name=True,
+    )
+    query = "&".join(
+        f"{k}={quote(v)}" for k, v in (("q", q or ""), ("category", chosen or "")) if v
     )
     return render(
         request,
         "members.html",
-        {"members": rows, "q": q or "", "category": chosen, "categories": list(MemberCategory)},
+        {
+            "members": rows,
+            "q": q or "",
+            "category": chosen,
+            "categories": list(MemberCategory),
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "first_shown": (page - 1) * MEMBERS_PER_PAGE + 1 if rows else 0,
+            "last_shown": (page - 1) * MEMBERS_PER_PAGE + len(rows),
+            "query": query,
+        },
         user=user,
     )
 
@@ -106,6 +146,10 @@ def _member_page(
     member = _existing_member(session, member_id)
     badges = badges_service.list_badges(session, member_id=member_id) if may(user, MANAGE) else None
     trainings = trainings_service.trainings_held(session, viewer=user, member_id=member_id)
+    recent = list_sessions(session, viewer=user, member=member.ref, limit=RECENT_SESSIONS)
+    manage = may(user, MANAGE)
+    tz = ZoneInfo(request.app.state.settings.timezone)
+    machines = {m.code: m.name for m in session.exec(select(Machine))}
     return render(
         request,
         "member.html",
@@ -115,6 +159,20 @@ def _member_page(
             "trainings": trainings,
             # What billing priced them as, and from when (the members API's own list).
             "categories": category_history(session, member_id) if may(user, MANAGE) else [],
+            "sessions": recent,
+            "machine_names": machines,
+            # Money is billing's: managers only, as the billing page.
+            "costs": session_costs(session, member=member, sessions=recent, tz=tz)
+            if manage
+            else {},
+            "billing": member_billing(session, member=member) if manage else None,
+            "payer": members_service.payer_of(session, member) if manage else None,
+            "blocked": [
+                NO_MACHINE[r]
+                for r in members_service.why_no_machine(
+                    session, member=member, now=datetime.now(UTC)
+                )
+            ],
             "notice": notice,
             "problem": problem,
         },
@@ -156,13 +214,23 @@ def undo_category_change(
             problem=field_errors(request, exc, {})[1],
             status_code=exc.status,
         )
-    return _member_page(
+    return done(
         request,
-        session,
-        user,
-        member_id,
-        notice=f"category change taken back: {undone.previous_category} again",
+        f"/web/members/{member_id}",
+        CATEGORY_UNDONE[undone.previous_category]
+        if undone.previous_category in CATEGORY_UNDONE
+        else N_("The category change is taken back."),
     )
+
+
+# Per category, so the category itself is translated with its sentence.
+CATEGORY_UNDONE = {
+    "individual": N_("Category change taken back: individual again."),
+    "student": N_("Category change taken back: student again."),
+    "professional": N_("Category change taken back: professional again."),
+    "company": N_("Category change taken back: company again."),
+    "staff": N_("Category change taken back: staff again."),
+}
 
 
 @router.post("/members/{member_id}/badges", response_class=HTMLResponse, dependencies=[Checked])
@@ -184,7 +252,7 @@ def enrol_badge(
         _, problem = field_errors(request, exc, {})
         return _member_page(request, session, user, member_id, problem=problem, status_code=422)
     republish(request, background)
-    return _member_page(request, session, user, member_id, notice=f"card {badge.uid} enrolled")
+    return done(request, f"/web/members/{member_id}", CARD_ENROLLED, uid=badge.uid)
 
 
 @router.post("/badges/{badge_id}/revoke", response_class=HTMLResponse, dependencies=[Checked])
@@ -204,7 +272,11 @@ def revoke_badge(
         session.commit()
         session.refresh(badge)
         republish(request, background)
-    return _member_page(request, session, user, badge.member_id, notice=f"card {badge.uid} revoked")
+    return done(request, f"/web/members/{badge.member_id}", CARD_REVOKED, uid=badge.uid)
+
+
+CARD_ENROLLED = N_("Card {uid} enrolled.")
+CARD_REVOKED = N_("Card {uid} revoked: the machines refuse it within seconds.")
 
 
 # --- trainings ----------------------------------------------------------------------------
@@ -293,8 +365,11 @@ def certify(
     member_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     machine_type: Annotated[str, Form(max_length=63)],
     months: Annotated[int, Form(ge=0, le=120)] = 24,
+    level: Annotated[str, Form(max_length=20)] = TrainingLevel.USER.value,
 ) -> Response:
-    """Grant (or renew) a user-level training: hub/services/trainings.py, as the API."""
+    """Grant (or renew) a training at the chosen level (user, trainer, maintainer):
+    hub/services/trainings.py, as the API, with the API's rule on who may grant it."""
+    chosen_level = TrainingLevel(level) if level in set(TrainingLevel) else TrainingLevel.USER
     expires = datetime.now(UTC) + timedelta(days=round(months * 30.44)) if months else None
     try:
         granted = trainings_service.grant_training(
@@ -303,7 +378,7 @@ def certify(
             actor=actor(user),
             member_id=member_id,
             machine_type=machine_type,
-            level=TrainingLevel.USER,
+            level=chosen_level,
             expires_at=expires,
         )
         session.commit()
@@ -315,13 +390,21 @@ def certify(
         )
     republish(request, background, granted.machines)
     member = session.get(Member, member_id)
-    return _trainings_page(
+    mtype = session.exec(select(MachineType).where(MachineType.code == machine_type)).first()
+    return done(
         request,
-        session,
-        user,
-        member_id=member_id,
-        notice=f"{member.name if member else member_id}: {machine_type} ✓",
+        f"/web/trainings?member={member_id}",
+        CERTIFIED[chosen_level],
+        member=member.name if member else member_id,
+        machine_type=mtype.name if mtype else machine_type,
     )
+
+
+CERTIFIED = {
+    TrainingLevel.USER: N_("{member} is certified to use the {machine_type}"),
+    TrainingLevel.TRAINER: N_("{member} is now a trainer on the {machine_type}"),
+    TrainingLevel.MAINTAINER: N_("{member} is now a maintainer of the {machine_type}"),
+}
 
 
 # --- a member's own page ------------------------------------------------------------------

@@ -16,8 +16,9 @@ from hub.models import (
     MemberCategory,
     User,
 )
-from hub.services import accounting, helloasso, lab, retention
+from hub.services import accounting, helloasso, lab, lab_settings, retention
 from hub.web.csrf import Checked
+from hub.web.flash import done
 from hub.web.errors import field_errors as hub_field_errors
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, may, render
@@ -31,6 +32,9 @@ WORDS = [
     N_("the lab's identity is saved"),
     N_("the accounts of the books are saved"),
 ]
+LAB_SAVED = N_("The lab's name, address and opening hours are saved.")
+PURGED = N_("Purged now: {summary}")
+LAB_FIELDS = ("name", "address", "opening_hours")
 
 
 # --- settings: retention ------------------------------------------------------------------
@@ -53,8 +57,11 @@ def _settings_page(
     errors = errors or {}
     lab_errors = lab_errors or {}
     rules = retention.policy(session, request.app.state.settings)
-    shown = values or {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
+    shown = {k: ("" if v is None else f"{v:g}") for k, v in rules.items()}
     settings = request.app.state.settings
+    lab_now = lab_settings.current(session, site=settings.site)
+    shown |= {f"lab_{f}": getattr(lab_now, f) for f in LAB_FIELDS}
+    shown |= values or {}
     kept = lab.identity(
         session, default_name=settings.site, default_locale=settings.notify_language
     )
@@ -67,6 +74,7 @@ def _settings_page(
             "problem": errors.get("") or lab_errors.get("") or (books_errors or {}).get(""),
             "notice": notice,
             "admin": may(user, ADMIN),
+            "lab": lab_now,
             "lv": lab_values or kept.model_dump(),
             "lab_errors": lab_errors,
             "locales": [("en", "English"), ("fr", "Français")],
@@ -141,7 +149,7 @@ def change_retention(
                 errors[""] = problem
     if errors:
         return _settings_page(request, session, user, values=given, errors=errors, status_code=422)
-    return _settings_page(request, session, user, notice="retention rules saved")
+    return done(request, "/web/settings", "retention rules saved")
 
 
 @router.post("/settings/retention/apply", response_class=HTMLResponse, dependencies=[Checked])
@@ -156,7 +164,36 @@ def purge_now(
         actor=f"user:{user.username}",
     )
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-    return _settings_page(request, session, user, notice=f"purged now: {summary}")
+    return done(request, "/web/settings", PURGED, summary=summary)
+
+
+@router.post("/settings/lab", response_class=HTMLResponse, dependencies=[Checked])
+def change_lab(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, Page(MANAGE)],
+    name: Annotated[str, Form(max_length=1000)] = "",
+    address: Annotated[str, Form(max_length=5000)] = "",
+    opening_hours: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    """The lab's name, address and opening hours (the review, utilisation, statements)."""
+    given = {"lab_name": name, "lab_address": address, "lab_opening_hours": opening_hours}
+    try:
+        lab_settings.change(
+            session,
+            name=name,
+            address=address,
+            opening_hours=opening_hours,
+            actor=f"user:{user.username}",
+        )
+        session.commit()
+    except HubError as exc:
+        session.rollback()
+        errors, problem = hub_field_errors(request, exc, {f: f"lab_{f}" for f in LAB_FIELDS})
+        if problem:
+            errors[""] = problem
+        return _settings_page(request, session, user, values=given, errors=errors, status_code=422)
+    return done(request, "/web/settings", LAB_SAVED)
 
 
 # --- settings: the lab's legal identity ---------------------------------------------------
@@ -165,8 +202,6 @@ def change_identity(
     request: Request,
     session: SessionDep,
     user: Annotated[User, Page(ADMIN)],
-    name: Annotated[str, Form(max_length=400)] = "",
-    address: Annotated[str, Form(max_length=1000)] = "",
     siret: Annotated[str, Form(max_length=40)] = "",
     rna: Annotated[str, Form(max_length=40)] = "",
     vat_mention: Annotated[str, Form(max_length=400)] = "",
@@ -174,9 +209,8 @@ def change_identity(
     privacy_contact: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """What every statement prints about the lab, all fields checked before any is kept."""
+    # The name and address are the lab form's (change_lab): one place for each value.
     given = {
-        "name": name,
-        "address": address,
         "siret": siret,
         "rna": rna,
         "vat_mention": vat_mention,

@@ -316,7 +316,7 @@ def test_a_trainer_certifies_in_two_clicks_and_a_maintainer_signs_off(
     page.keyboard.press("Enter")
     page.get_by_role("link", name="Nathan Roux").click()  # click 1: the member
     page.get_by_role("button", name="Certify on Laser cutter").click()  # click 2
-    expect(page.locator(".notice")).to_contain_text("Nathan Roux: laser")
+    expect(page.locator(".notice")).to_contain_text("Nathan Roux is certified to use the Laser")
     engine = make_engine(lab.database_url)
     try:
         with Session(engine) as session:
@@ -333,7 +333,7 @@ def test_a_trainer_certifies_in_two_clicks_and_a_maintainer_signs_off(
     row = page.get_by_role("row").filter(has_text="Clean the spindle")
     row.get_by_label("What was done").fill("spindle cleaned, collet checked")
     row.get_by_role("button", name="Sign off").click()
-    expect(page.locator(".notice")).to_contain_text("cnc-1: signed off")
+    expect(page.locator(".notice")).to_contain_text("Shapeoko 4: signed off")
     signed = page.get_by_role("row").filter(has_text="Clean the spindle")
     expect(signed.locator("td.status-ok")).to_have_count(1)
 

@@ -330,7 +330,7 @@ def test_the_web_board_closes_through_the_same_route(lab: Lab) -> None:
     token = sign_in(lab.client, "test-maintainer", PASSWORD)
     url = f"/web/maintenance/incidents/{incident_id}/close"
     done = lab.client.post(url, data={"resolution": "lens replaced", "csrf": token})
-    assert done.status_code == 200 and "incident closed" in done.text
+    assert done.status_code == 200 and "Incident closed." in done.text
     (entry,) = lab.rows(AuditEntry, AuditEntry.action == "incident.close")
     assert entry.actor == MAINTAINER_ACTOR
     again = lab.client.post(url, data={"resolution": "again", "csrf": csrf_of(done.text)})

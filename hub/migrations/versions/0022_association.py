@@ -1,8 +1,8 @@
 """the lab's settings (legal identity, locale), the yearly document counter, members' language,
 the record of outside lines imported (HelloAsso)
 
-Revision ID: 0016_association
-Revises: 0015_notifications
+Revision ID: 0022_association
+Revises: 0021_bookings
 
 Existing statements keep the numbers they were given; new ones are numbered per year from 1.
 """
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0016_association"
-down_revision: str | Sequence[str] | None = "0015_notifications"
+revision: str = "0022_association"
+down_revision: str | Sequence[str] | None = "0021_bookings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

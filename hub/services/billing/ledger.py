@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from hub.audit import record
@@ -30,8 +30,9 @@ _MAX_ID = 2**31 - 1
 
 
 def find_member(session: Session, *, text: str, field: str = "member_id") -> Member:
-    """A member as a person types them into a form: their number, their email (any case) or
-    their pseudonymous ref. InvalidValue when empty, NotFound when no member matches."""
+    """A member as a person types them into a form: their number, their email (any case),
+    their pseudonymous ref or their full name (any case, when only one member bears it).
+    InvalidValue when empty or a name several members share, NotFound when none matches."""
     value = text.strip()
     if not value:
         raise InvalidValue("billing.member_missing", field=field)
@@ -42,9 +43,27 @@ def find_member(session: Session, *, text: str, field: str = "member_id") -> Mem
         member = session.exec(select(Member).where(Member.email == value.lower())).first()
         if member is None:
             member = session.exec(select(Member).where(Member.ref == value)).first()
+        if member is None:
+            member = member_by_name(session, name=value, field=field)
     if member is None:
         raise NotFound("billing.member_unknown", field=field, params={"member": value})
     return member
+
+
+def member_by_name(session: Session, *, name: str, field: str) -> Member | None:
+    """The one member whose name is `name` (any case, spaces trimmed); None when nobody
+    bears it; InvalidValue naming their emails when several do."""
+    found = list(
+        session.exec(
+            select(Member).where(func.lower(Member.name) == name.strip().lower()).limit(6)
+        ).all()
+    )
+    if len(found) > 1:
+        emails = ", ".join(m.email or str(m.id) for m in found[:5])
+        raise InvalidValue(
+            "member.name_shared", field=field, params={"name": name.strip(), "emails": emails}
+        )
+    return found[0] if found else None
 
 
 def account_of(session: Session, member: Member) -> BillingAccount:

@@ -42,6 +42,25 @@ def is_maintainer(session: Session, member_id: int, machine_type_id: int, now: d
     return False
 
 
+def types_signed_by(session: Session, *, user: User, now: datetime) -> set[int]:
+    """The machine types whose tasks this login may sign off: those its linked, active member
+    holds a valid maintainer training for (`sign_off_as`'s own rule)."""
+    member = session.get(Member, user.member_id) if user.member_id else None
+    if member is None or member.id is None or not member.email:
+        return set()
+    if member.status is not MemberStatus.ACTIVE:
+        return set()
+    return {
+        t.machine_type_id
+        for t in session.exec(
+            select(Training).where(
+                Training.member_id == member.id, Training.level == TrainingLevel.MAINTAINER
+            )
+        )
+        if t.expires_at is None or t.expires_at > now
+    }
+
+
 @dataclass
 class SignOffResult:
     sign_off: MaintenanceSignOff

@@ -213,21 +213,7 @@ def add_task(
         raise InvalidValue("maintenance.title_empty", field="title")
     if (machine is None) == (machine_type is None):
         raise InvalidValue("maintenance.scope", field="machine")
-    if every_hours is None and every_days is None:
-        raise InvalidValue("maintenance.interval_missing", field="every_hours")
-    # `not x > 0` refuses NaN too, which every comparison would otherwise let through.
-    if every_hours is not None and not every_hours > 0:
-        raise InvalidValue("maintenance.interval_not_positive", field="every_hours")
-    if every_hours is not None and every_hours > MAX_EVERY_HOURS:
-        raise InvalidValue(
-            "maintenance.interval_too_long", field="every_hours", params={"max": MAX_EVERY_HOURS}
-        )
-    if every_days is not None and not every_days > 0:
-        raise InvalidValue("maintenance.interval_not_positive", field="every_days")
-    if every_days is not None and every_days > MAX_EVERY_DAYS:
-        raise InvalidValue(
-            "maintenance.interval_too_long", field="every_days", params={"max": MAX_EVERY_DAYS}
-        )
+    _check_task(title=title, every_hours=every_hours, every_days=every_days)
     row = MaintenanceTaskRow(
         title=title.strip()[:200],
         description=description[:2000],
@@ -270,6 +256,71 @@ def add_task(
         every_hours=every_hours,
         every_days=every_days,
         critical=critical,
+    )
+    return row
+
+
+def _check_task(*, title: str, every_hours: float | None, every_days: int | None) -> None:
+    if not title.strip():
+        raise InvalidValue("maintenance.title_empty", field="title")
+    if every_hours is None and every_days is None:
+        raise InvalidValue("maintenance.interval_missing", field="every_hours")
+    # `not x > 0` refuses NaN too, which every comparison would otherwise let through.
+    if every_hours is not None and not every_hours > 0:
+        raise InvalidValue("maintenance.interval_not_positive", field="every_hours")
+    if every_hours is not None and every_hours > MAX_EVERY_HOURS:
+        raise InvalidValue(
+            "maintenance.interval_too_long", field="every_hours", params={"max": MAX_EVERY_HOURS}
+        )
+    if every_days is not None and not every_days > 0:
+        raise InvalidValue("maintenance.interval_not_positive", field="every_days")
+    if every_days is not None and every_days > MAX_EVERY_DAYS:
+        raise InvalidValue(
+            "maintenance.interval_too_long", field="every_days", params={"max": MAX_EVERY_DAYS}
+        )
+
+
+def update_task(
+    session: Session,
+    *,
+    task_id: int,
+    title: str,
+    actor: str,
+    counter: MaintenanceCounter,
+    every_hours: float | None,
+    every_days: int | None,
+    critical: bool,
+    description: str = "",
+    active: bool = True,
+) -> MaintenanceTaskRow:
+    """Change a task in place (its machine or type stays: a task for another machine is a new
+    task). Its sign-offs stay; the new interval counts from the last one. The caller commits
+    and runs the lockout check (a shorter interval may make a critical task overdue)."""
+    row = session.get(MaintenanceTaskRow, task_id)
+    if row is None:
+        raise NotFound("maintenance.task_unknown", field="task_id", params={"task": task_id})
+    _check_task(title=title, every_hours=every_hours, every_days=every_days)
+    row.title = title.strip()[:200]
+    row.description = description.strip()[:2000]
+    row.counter = counter
+    row.every_hours = every_hours
+    row.every_days = every_days
+    row.critical = critical
+    row.active = active
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="maintenance.task_update",
+        entity="maintenance_task",
+        entity_id=str(row.id),
+        title=row.title,
+        counter=counter.value,
+        every_hours=every_hours,
+        every_days=every_days,
+        critical=critical,
+        active=active,
     )
     return row
 
