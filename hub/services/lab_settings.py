@@ -45,7 +45,9 @@ def _opening(text: str) -> str:
     value = " ".join(text.split())
     if len(value) > OPENING_MAX:
         raise InvalidValue(
-            "lab.too_long", field="opening_hours", params={"field": "opening_hours", "max": OPENING_MAX}
+            "lab.too_long",
+            field="opening_hours",
+            params={"field": "opening_hours", "max": OPENING_MAX},
         )
     if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in text if c not in "\r\n\t"):
         raise InvalidValue(

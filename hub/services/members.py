@@ -16,8 +16,8 @@ from hub.category_history import change_category, undo_latest_change
 from hub.core.errors import Conflict, InvalidValue, NotFound
 from hub.models import (
     Badge,
-    ImportRecord,
     BillingAccount,
+    ImportRecord,
     MachineSession,
     Member,
     MemberCategory,

@@ -18,8 +18,8 @@ from hub.models import (
 )
 from hub.services import accounting, helloasso, lab, lab_settings, retention
 from hub.web.csrf import Checked
-from hub.web.flash import done
 from hub.web.errors import field_errors as hub_field_errors
+from hub.web.flash import done
 from hub.web.i18n import N_, language_of, translator
 from hub.web.render import Page, may, render
 

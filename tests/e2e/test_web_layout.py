@@ -100,5 +100,5 @@ def test_the_rates_import_answers_in_the_readers_language(hub: TestClient) -> No
         files={"file": ("rates.csv", csv.encode(), "text/csv")},
     )
     assert done.status_code == 200
-    assert "Tarifs importés : 1 ajouté(s), 0 remplacé(s)." in done.text
+    assert "Tarifs importés : 1 ajoutés, 0 remplacés" in done.text  # after the redirect
     assert 'aria-describedby="import_file-hint"' in done.text

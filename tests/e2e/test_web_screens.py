@@ -771,17 +771,26 @@ def test_an_admin_sets_the_labs_identity_and_sees_refusals_under_their_field(
     token = sign_in(hub, "test-admin", PASSWORD)
     wrong = hub.post(
         "/web/settings/identity",
-        data={"name": "Fablab", "siret": "73282932000075", "rna": "", "csrf": token},
+        data={"siret": "73282932000075", "rna": "W691234567", "csrf": token},
         headers={"accept-language": "fr"},
     )
     assert wrong.status_code == 422
     assert 'id="siret-error">73282932000075 n&#39;est pas un SIRET valide' in wrong.text
-    assert 'value="Fablab"' in wrong.text  # what was typed stays in the form
-    saved = hub.post(
-        "/web/settings/identity",
+    assert 'value="W691234567"' in wrong.text  # what was typed stays in the form
+    # The name and address are the lab's form (shared with the yearly review).
+    lab = hub.post(
+        "/web/settings/lab",
         data={
             "name": "Fablab des Rivières",
             "address": "12 rue de l'Usine\n69001 Lyon",
+            "opening_hours": "tue-sat 14:00-19:00",
+            "csrf": token,
+        },
+    )
+    assert lab.status_code == 200 and "Fablab des Rivières" in lab.text
+    saved = hub.post(
+        "/web/settings/identity",
+        data={
             "siret": "732 829 320 00074",
             "rna": "W691234567",
             "vat_mention": "TVA non applicable, art. 293 B du CGI",
