@@ -96,7 +96,7 @@ def _find(session: Session, key: str) -> DisplayToken:
     found: list[DisplayToken] = []
     if "\x00" in key:  # no secret holds one, and PostgreSQL refuses it in a query
         raise NotFound("display.unknown", field="display", params={"display": key[:40]})
-    if key.isdigit() and 1 <= int(key) <= INT32_MAX:
+    if key.isascii() and key.isdigit() and 1 <= int(key) <= INT32_MAX:
         row = session.get(DisplayToken, int(key))
         found = [row] if row else []
     elif key.startswith(DISPLAY_PREFIX) and len(key) <= SECRET_MAX_CHARS:
