@@ -79,18 +79,29 @@ def process_rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def write_config(workdir: Path, public_key: str) -> Path:
-    path = workdir / "edge.toml"
+def write_config(workdir: Path, public_key: str, broker: Any = None, name: str = "state") -> Path:
+    path = workdir / f"{name}.toml"
+    mqtt = [f"port = {free_port()}"]  # nobody listens: the agent works offline
+    if broker is not None:
+        user, password = broker.agent_credentials("laser-1")
+        mqtt = [
+            'host = "127.0.0.1"',
+            f"port = {broker.port}",
+            f'username = "{user}"',
+            f'password = "{password}"',
+            "tls = true",
+            f'ca_file = "{workdir / "pki" / "ca.crt"}"',
+        ]
     path.write_text(
         "\n".join(
             [
                 "[agent]",
                 'site = "lab"',
                 'machine = "laser-1"',
-                f'state_dir = "{workdir / "state"}"',
+                f'state_dir = "{workdir / name}"',
                 f'hub_public_key = "{public_key}"',
                 "[mqtt]",
-                f"port = {free_port()}",  # nobody listens: the agent works offline
+                *mqtt,
                 "[gpio]",
                 'pin_factory = "mock"',
                 "[relay]",
@@ -104,15 +115,18 @@ def write_config(workdir: Path, public_key: str) -> Path:
     return path
 
 
-def run_process(workdir: Path, public_key: str, sessions: int) -> None:
+def run_process(
+    workdir: Path, public_key: str, sessions: int, broker: Any = None
+) -> dict[str, Any]:
     """`atelier-agent`, as systemd starts it on a Pi, tapped through its sim reader's socket;
     its RSS read from /proc. The allow-list is placed in its state folder beforehand."""
     from edge.hardware.sim_reader import request
 
-    state = workdir / "state"
+    name = "sim-tls" if broker else "sim-offline"
+    state = workdir / name
     state.mkdir()
     shutil.copy(workdir / "allowlist.json", state / "allowlist.json")
-    config = write_config(workdir, public_key)
+    config = write_config(workdir, public_key, broker, name)
     log = (workdir / "agent.log").open("wb")
     agent = subprocess.Popen(
         [*agent_command(), "--config", str(config), "--log-level", "warning"],
@@ -153,12 +167,14 @@ def run_process(workdir: Path, public_key: str, sessions: int) -> None:
         agent.terminate()
         agent.wait(30)
         log.close()
+    where = "online, TLS to Mosquitto" if broker else "offline"
     print(
-        f"the atelier-agent process (what systemd runs), offline, {sessions} sessions "
-        f"({2 * sessions} taps through its sim reader, {backlog} events journaled) in "
+        f"the atelier-agent process alone, sim reader, {where}, {sessions} sessions "
+        f"({2 * sessions} taps through its socket, {backlog} events left in the journal) in "
         f"{elapsed:.0f} s"
     )
     report(after_start, after, samples)
+    return {"rss_after": after}
 
 
 def run_in_process(workdir: Path, public_key: str, sessions: int) -> None:
@@ -327,7 +343,7 @@ def run_chip_tls(workdir: Path, public_key: str, sessions: int, broker: Any) -> 
             time.sleep(0.2)
         time.sleep(0.1)
         result: dict[str, Any] = json.loads(report.read_text())
-        result["connected"] = "as laser-1" in broker.log_text()
+        result["connected"] = "u'laser-1'" in broker.log_text()
     finally:
         agent.terminate()
         agent.wait(30)
@@ -373,6 +389,7 @@ def main() -> None:
         action="store_true",
         help="also the sim reader offline (the figure before issue 23)",
     )
+    parser.add_argument("--modules", action="store_true", help="list the agent's modules")
     parser.add_argument(
         "--in-process", action="store_true", help="also the agent object in this process"
     )
@@ -413,6 +430,18 @@ def main() -> None:
             f"start to first decision: {chip['first_decision_s']:.2f} s (a card on the reader "
             f"from the start; a bare interpreter starts and exits in {bare_s:.2f} s, "
             f"ratio {chip['first_decision_s'] / bare_s:.1f}x)"
+        )
+        if args.modules:
+            print("  top-level modules in the agent process: " + " ".join(chip["modules"]))
+            print(
+                "  resident kB by mapping: "
+                + ", ".join(f"{name} {kb}" for name, kb in chip["mappings"])
+            )
+        alone = run_process(workdir, public_key, args.sessions, broker)
+        print(
+            f"  ratio to the previous figure ({PREVIOUS_MB} MB, sim reader, offline, no TLS): "
+            f"{alone['rss_after'] / PREVIOUS_MB:.2f}; to a bare paho client over TLS: "
+            f"{alone['rss_after'] / paho_mb:.2f}"
         )
         if args.sim:
             run_process(workdir, public_key, args.sessions)

@@ -27,6 +27,19 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def mappings() -> list[tuple[str, int]]:
+    """Resident kB by what is mapped (a library, the heap, anonymous memory), largest first."""
+    sizes: dict[str, int] = {}
+    name = ""
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and len(parts) >= 5:
+            name = Path(parts[5]).name if len(parts) > 5 else "[anonymous]"
+        elif parts[0] == "Rss:":
+            sizes[name] = sizes.get(name, 0) + int(parts[1])
+    return sorted(sizes.items(), key=lambda item: -item[1])[:15]
+
+
 def _wait(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -84,6 +97,8 @@ def drive(chip: Any, agents: list[Any], badges: list[str], sessions: int, t0: fl
         report["samples"] = samples
         report["rss_after"] = rss_mb()
         report["transfers"] = chip.transfers
+        report["modules"] = sorted({m.split(".")[0] for m in sys.modules})
+        report["mappings"] = mappings()
     except Exception as exc:  # noqa: BLE001 - reported to the benchmark, which fails
         report["error"] = f"{type(exc).__name__}: {exc}"
     out.write_text(json.dumps(report))
