@@ -337,7 +337,12 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 def run(
-    kind: str, broker: MosquittoBroker, workdir: Path, count: int, naive_count: int
+    kind: str,
+    broker: MosquittoBroker,
+    workdir: Path,
+    count: int,
+    naive_count: int,
+    only: list[str] | None = None,
 ) -> dict[str, float]:
     rates: dict[str, float] = {}
     steps: list[tuple[str, int, Callable[[str, str, int], float] | None]] = [
@@ -347,6 +352,8 @@ def run(
         ("naive", naive_count, None),
     ]
     for name, n, _ in steps:
+        if only is not None and name not in only:
+            continue
         with database(kind, workdir) as url:
             migrate(url)
             client_id = f"bench-{kind}-{name}"
@@ -373,10 +380,22 @@ def run(
     return rates
 
 
+# What one consumer reached against the bare subscriber before issue 23 (2026-12-06 and
+# 2026-12-07, docs/performance.md), to print the change against.
+PREVIOUS_ONE_CONSUMER = {"sqlite": "48-73%", "postgres": "51-86%"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--naive-count", type=int, default=10_000)
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat the bare subscriber and the one consumer, side by side, and print the "
+        "spread of their ratio (the hub + worker and naive steps run in the first run only)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="atelier-ingest-"))
     broker = MosquittoBroker(workdir / "broker")
@@ -386,8 +405,15 @@ def main() -> None:
         f"ingest: {args.count} envelopes from {PUBLISHERS} publishers through Mosquitto, "
         f"drained from a full queue (naive consumer on {args.naive_count})"
     )
+    repeats: dict[str, list[float]] = {kind: [] for kind in kinds}
     try:
         results = {kind: run(kind, broker, workdir, args.count, args.naive_count) for kind in kinds}
+        for kind in kinds:
+            repeats[kind].append(results[kind]["atelier"] / results[kind]["bare"])
+        for _ in range(args.runs - 1):
+            for kind in kinds:
+                again = run(kind, broker, workdir, args.count, 0, only=["bare", "atelier"])
+                repeats[kind].append(again["atelier"] / again["bare"])
     finally:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -399,6 +425,16 @@ def main() -> None:
                 f"({rates['bare']:.0f} msg/s), {rates[name] / rates['naive']:.1f}x the naive "
                 f"consumer ({rates['naive']:.0f} msg/s); 0 lost, 0 duplicated "
                 f"(goal: >= 60% and >= 10x)"
+            )
+    for kind, ratios in repeats.items():
+        if len(ratios) > 1:
+            ordered = sorted(ratios)
+            print(
+                f"{kind}: one consumer over {len(ratios)} runs, each against the bare subscriber "
+                f"measured just before it: {', '.join(f'{100 * r:.0f}%' for r in ratios)}; "
+                f"median {100 * ordered[len(ordered) // 2]:.0f}%, spread "
+                f"{100 * ordered[0]:.0f}-{100 * ordered[-1]:.0f}%; previous figure "
+                f"{PREVIOUS_ONE_CONSUMER[kind]} (goal: >= 80%)"
             )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from protocol.allowlist import AllowList, ListRefused, verify_allowlist
-from protocol.envelope import ProtocolError
 from protocol.keys import HubKey
+from protocol.lite import AllowList, ListRefused, verify_allowlist
+from protocol.vocab import ProtocolError
 
 log = logging.getLogger(__name__)
 

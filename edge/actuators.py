@@ -16,8 +16,8 @@ from edge.config import AgentConfig
 from edge.domain.session import Action, Beep, CloseRelay, Emit, OpenRelay, SessionMachine
 from edge.hardware.interlocks import SafetyBoard
 from edge.hardware.outputs import Devices
-from protocol.allowlist import AllowList
-from protocol.envelope import EventType
+from protocol.lite import AllowList
+from protocol.vocab import EventType
 
 log = logging.getLogger(__name__)
 

@@ -65,12 +65,12 @@ from edge.sources import Integrations, broker_link, reader_for, wire_gpio
 from edge.status import session_view, status_message, tap_answer
 from edge.systemd import Notifier
 from edge.transport import MqttTransport
-from protocol.allowlist import AllowList, load_public_key
 from protocol.badges import normalise_uid
-from protocol.envelope import EventType
 from protocol.limits import fit_json
-from protocol.messages import CommandName, Status, Telemetry
+from protocol.lite import AllowList, CommandName, status, telemetry
+from protocol.signed import load_public_key
 from protocol.topics import TopicKind, topic
+from protocol.vocab import EventType
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class Agent:
         if self.devices is not None:
             self.devices.close()
         if self.transport is not None:
-            offline = Status(machine=self.config.agent.machine, state="offline").encode()
+            offline = status(machine=self.config.agent.machine, state="offline").encode()
             self.transport.stop(final=(self._topic(TopicKind.STATUS), offline))
         if self.journal is not None:
             self.journal.close()
@@ -351,7 +351,7 @@ class Agent:
                 with self._state_lock:
                     now = self._clock()
                 # A plug or printer may report what JSON or a database cannot hold (NaN, huge text).
-                sample = Telemetry(
+                sample = telemetry(
                     machine=self.config.agent.machine, ts=now, values=fit_json(values)
                 )
                 self.forwarder.telemetry(sample.encode())

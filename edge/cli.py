@@ -166,9 +166,9 @@ def schema() -> None:
     """Print the machine config's JSON Schema (firmware_config/schema.json is this output)."""
     import json
 
-    from edge.config import AgentConfig
+    from edge.config import config_schema
 
-    typer.echo(json.dumps(AgentConfig.model_json_schema(), indent=2, sort_keys=True))
+    typer.echo(json.dumps(config_schema(), indent=2, sort_keys=True))
 
 
 @app.command("provision")

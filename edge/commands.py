@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from edge.journal import Journal
-from protocol.commands import MAX_AGE, verify_command
-from protocol.envelope import ProtocolError
 from protocol.keys import HubKey
-from protocol.messages import Command
+from protocol.lite import MAX_AGE, Command, verify_command
+from protocol.vocab import ProtocolError
 
 log = logging.getLogger(__name__)
 

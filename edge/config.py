@@ -1,56 +1,68 @@
-"""The machine TOML (firmware_config/*.toml), validated with every error reported at once."""
+"""The machine TOML (firmware_config/*.toml), validated with every error reported at once.
+
+Validated with msgspec, as the agent's side of the wire contract is (protocol/lite.py): the
+agent loads no pydantic, about 20 MB less on a Pi (docs/performance.md). Each field is checked
+on its own, so one pass reports every problem; a section's cross-field rules (`__post_init__`)
+run once its fields are right.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta
 
 from edge.errors import ConfigError as ConfigError  # re-exported: its first home
-from protocol.allowlist import load_public_key
+from protocol.signed import load_public_key
 from protocol.topics import SLUG_PATTERN
 
 PinFactoryName = Literal["mock", "lgpio", "rpigpio", "pigpio", "native"]
-BCM_PIN = Field(ge=0, le=27, description="a BCM GPIO number, 0..27")
+BcmPin = Annotated[int, Meta(ge=0, le=27, description="a BCM GPIO number, 0..27")]
+Slug = Annotated[str, Meta(pattern=SLUG_PATTERN)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _range(ge: float | None = None, le: float | None = None, gt: float | None = None) -> Meta:
+    bounds: dict[str, Any] = {"ge": ge, "le": le, "gt": gt}
+    meta: Meta = Meta(**{k: v for k, v in bounds.items() if v is not None})
+    return meta
 
 
-class AgentSection(_Section):
-    site: str = Field(pattern=SLUG_PATTERN)
-    machine: str = Field(pattern=SLUG_PATTERN)
-    machine_type: str = "other"
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    # Checks of one field (its name: a function raising ValueError), run once it has its type.
+    checks: ClassVar[dict[str, Callable[[Any], object]]] = {}
+
+
+def _key(value: str) -> None:
+    load_public_key(value)
+
+
+class AgentSection(_Section, frozen=True, kw_only=True):
+    site: Slug
+    machine: Slug
     state_dir: Path
     hub_public_key: str
-    heartbeat_s: float = Field(default=30, ge=1, le=3600)
+    machine_type: str = "other"
+    heartbeat_s: Annotated[float, _range(ge=1, le=3600)] = 30
 
-    @field_validator("hub_public_key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        load_public_key(value)
-        return value
+    checks: ClassVar[dict[str, Callable[[Any], object]]] = {"hub_public_key": _key}
 
 
-class MqttSection(_Section):
+class MqttSection(_Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: Port = 1883
     username: str | None = None
     password: str | None = None
     password_file: Path | None = None
     protocol: Literal["5", "3.1.1"] = "5"
-    keepalive_s: int = Field(default=30, ge=5, le=600)
+    keepalive_s: Annotated[int, _range(ge=5, le=600)] = 30
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -71,32 +83,34 @@ class MqttSection(_Section):
         return self.password
 
 
-class GpioSection(_Section):
+class GpioSection(_Section, frozen=True, kw_only=True):
     pin_factory: PinFactoryName
 
 
-class RelaySection(_Section):
-    pin: int = BCM_PIN
+class RelaySection(_Section, frozen=True, kw_only=True):
+    pin: BcmPin
     active_high: bool = True
 
 
-class ReaderSection(_Section):
+class ReaderSection(_Section, frozen=True, kw_only=True):
     type: Literal["sim", "mfrc522", "keyboard"]
     # mfrc522
-    bus: int = Field(default=0, ge=0, le=6)
-    device: int = Field(default=0, ge=0, le=2)
-    rst_pin: int = Field(default=25, ge=0, le=27)
-    poll_interval_s: float = Field(default=0.1, gt=0, le=5)
+    bus: Annotated[int, _range(ge=0, le=6)] = 0
+    device: Annotated[int, _range(ge=0, le=2)] = 0
+    rst_pin: Annotated[int, _range(ge=0, le=27)] = 25
+    poll_interval_s: Annotated[float, _range(gt=0, le=5)] = 0.1
     # secure mode (protocol/card_keys.py): per-card keys derived from the site secret
     secure: bool = False
-    secure_sector: int = Field(default=1, ge=1, le=15)
-    tag_sector: int = Field(default=2, ge=1, le=15)
+    secure_sector: Annotated[int, _range(ge=1, le=15)] = 1
+    tag_sector: Annotated[int, _range(ge=1, le=15)] = 2
     site_key_file: Path | None = None
     # The key A blank cards come with (the transport key), used only to enrol them.
-    sector_key: str = Field(default="FFFFFFFFFFFF", pattern=r"^[0-9A-Fa-f]{12}$")
+    sector_key: Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{12}$")] = "FFFFFFFFFFFF"
+    # keyboard (USB wedge)
+    input_device: Path | None = None
+    format: Literal["hex", "decimal10"] = "hex"
 
-    @model_validator(mode="after")
-    def _secure_mode(self) -> ReaderSection:
+    def __post_init__(self) -> None:
         if self.secure and self.type != "mfrc522":
             raise ValueError(
                 'reader.secure needs reader.type = "mfrc522": only it reads the card\'s sectors'
@@ -111,53 +125,48 @@ class ReaderSection(_Section):
                 f"reader.tag_sector and reader.secure_sector are both {self.tag_sector}: "
                 "give two different sectors (e.g. secure_sector = 1, tag_sector = 2)"
             )
-        return self
-
-    # keyboard (USB wedge)
-    input_device: Path | None = None
-    format: Literal["hex", "decimal10"] = "hex"
 
 
-class OutputPin(_Section):
-    pin: int = BCM_PIN
+class OutputPin(_Section, frozen=True, kw_only=True):
+    pin: BcmPin
     active_high: bool = True
 
 
-class InputPin(_Section):
-    pin: int = BCM_PIN
+class InputPin(_Section, frozen=True, kw_only=True):
+    pin: BcmPin
     pull_up: bool = False
     active_state: bool | None = None
-    bounce_s: float = Field(default=0.05, ge=0, le=5)
+    bounce_s: Annotated[float, _range(ge=0, le=5)] = 0.05
 
 
 InterlockKind = Literal["extraction", "chiller_flow", "lid", "fire_suppression", "other"]
 
 
-class InterlockInput(InputPin):
+class InterlockInput(InputPin, frozen=True, kw_only=True):
     """One [[interlock]]: an input that must be active (OK) for the relay to close.
 
     Wire it so the input is active when the condition holds: air flowing (or the extractor
     drawing current), coolant flowing, the lid closed, the fire suppression armed."""
 
-    name: str = Field(pattern=SLUG_PATTERN)
+    name: Slug
     kind: InterlockKind
     # Time the input may take to come up once the relay has closed (an extractor the agent
     # itself starts, through an [[accessory]]); 0: it must be OK before the badge opens.
-    grace_s: float = Field(default=0, ge=0, le=600)
+    grace_s: Annotated[float, _range(ge=0, le=600)] = 0
 
 
-class AccessoryOutput(OutputPin):
+class AccessoryOutput(OutputPin, frozen=True, kw_only=True):
     """One [[accessory]]: a relay that follows the machine's (extractor, air assist, rotary)."""
 
-    name: str = Field(pattern=SLUG_PATTERN)
+    name: Slug
     # Keeps running this long after the machine's relay opens (an extractor clearing fumes).
-    run_on_s: float = Field(default=0, ge=0, le=24 * 3600)
+    run_on_s: Annotated[float, _range(ge=0, le=24 * 3600)] = 0
     # A machine type whose training the member needs for this accessory (a rotary axis):
     # the hub lists each member's trainings in the allow-list; untrained, it stays off.
-    training: str | None = Field(default=None, pattern=SLUG_PATTERN)
+    training: Slug | None = None
 
 
-class SafetySection(_Section):
+class SafetySection(_Section, frozen=True, kw_only=True):
     """[safety]: what an interlock fault during a session does."""
 
     # "end-session": the session ends and the relay opens (only once the machine is no longer
@@ -165,9 +174,9 @@ class SafetySection(_Section):
     on_fault: Literal["end-session", "warn"] = "end-session"
 
 
-class SessionSection(_Section):
-    idle_timeout_s: float = Field(default=900, ge=5, le=24 * 3600)
-    warning_s: float = Field(default=60, ge=0, le=3600)
+class SessionSection(_Section, frozen=True, kw_only=True):
+    idle_timeout_s: Annotated[float, _range(ge=5, le=24 * 3600)] = 900
+    warning_s: Annotated[float, _range(ge=0, le=3600)] = 60
     card_present: bool = False
     # Cutting power while the machine works can ruin a job or a tool; only an emergency stop
     # wiring makes it acceptable.
@@ -177,26 +186,22 @@ class SessionSection(_Section):
     spool: Literal["off", "optional", "required"] = "off"
 
 
-class OctoPrintOptions(BaseModel):
+class OctoPrintOptions(_Section, frozen=True, kw_only=True):
     """The [octoprint] table of an agent's config."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(pattern=r"^https?://")
+    url: Annotated[str, Meta(pattern=r"^https?://")]
     api_key: str | None = None
     api_key_file: Path | None = None
-    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
-    request_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    telemetry_min_interval_s: float = Field(default=5.0, ge=0, le=3600)
+    poll_interval_s: Annotated[float, _range(gt=0, le=300)] = 2.0
+    request_timeout_s: Annotated[float, _range(gt=0, le=120)] = 5.0
+    telemetry_min_interval_s: Annotated[float, _range(ge=0, le=3600)] = 5.0
     no_session_policy: Literal["pause", "cancel"] = "pause"
 
-    @model_validator(mode="after")
-    def _one_key(self) -> OctoPrintOptions:
+    def __post_init__(self) -> None:
         if bool(self.api_key) == bool(self.api_key_file):
             raise ValueError(
                 "set exactly one of api_key or api_key_file (an OctoPrint application key)"
             )
-        return self
 
     def resolve_api_key(self) -> str:
         if self.api_key:
@@ -226,11 +231,11 @@ def _plain_topic(value: str) -> str:
     return value
 
 
-class PlugBrokerOptions(_Section):
+class PlugBrokerOptions(_Section, frozen=True, kw_only=True):
     """[power_meter.broker]: the plugs' own broker, when they do not publish on the lab's."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
+    host: Annotated[str, Meta(min_length=1)]
+    port: Port = 1883
     username: str | None = None
     password: str | None = None
     password_file: Path | None = None
@@ -251,7 +256,7 @@ class PlugBrokerOptions(_Section):
         return self.password
 
 
-class PowerMeterOptions(_Section):
+class PowerMeterOptions(_Section, frozen=True, kw_only=True):
     """The [power_meter] table: a Tasmota or Shelly plug's watts make the machine busy.
 
     Busy once the power stays above `busy_above_w` for `busy_after_s`, idle again once it
@@ -260,53 +265,48 @@ class PowerMeterOptions(_Section):
 
     kind: Literal["tasmota", "shelly-gen2", "shelly-gen1"]
     topic: str
-    channel: int = Field(default=0, ge=0, le=7)
-    busy_above_w: float = Field(default=50, gt=0, le=100_000)
-    busy_after_s: float = Field(default=5, ge=0, le=3600)
-    idle_below_w: float = Field(default=20, ge=0, le=100_000)
-    idle_after_s: float = Field(default=30, ge=0, le=3600)
-    silent_after_s: float = Field(default=120, gt=0, le=24 * 3600)
-    telemetry_min_interval_s: float = Field(default=10, ge=0, le=3600)
+    channel: Annotated[int, _range(ge=0, le=7)] = 0
+    busy_above_w: Annotated[float, _range(gt=0, le=100_000)] = 50
+    busy_after_s: Annotated[float, _range(ge=0, le=3600)] = 5
+    idle_below_w: Annotated[float, _range(ge=0, le=100_000)] = 20
+    idle_after_s: Annotated[float, _range(ge=0, le=3600)] = 30
+    silent_after_s: Annotated[float, _range(gt=0, le=24 * 3600)] = 120
+    telemetry_min_interval_s: Annotated[float, _range(ge=0, le=3600)] = 10
     broker: PlugBrokerOptions | None = None
 
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        return _plain_topic(value)
+    checks: ClassVar[dict[str, Callable[[Any], object]]] = {"topic": _plain_topic}
 
-    @model_validator(mode="after")
-    def _band(self) -> PowerMeterOptions:
+    def __post_init__(self) -> None:
         if self.idle_below_w > self.busy_above_w:
             raise ValueError(
                 f"idle_below_w ({self.idle_below_w:g} W) must not be above busy_above_w "
                 f"({self.busy_above_w:g} W): the gap between them is the hysteresis band "
                 "(e.g. busy_above_w = 50, idle_below_w = 20)"
             )
-        return self
 
 
-class RuidaOptions(_Section):
+class RuidaOptions(_Section, frozen=True, kw_only=True):
     """The [ruida] table: a Ruida laser controller's job state and laser-on counter, over UDP."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=50200, ge=1, le=65535)
+    host: Annotated[str, Meta(min_length=1)]
+    port: Port = 50200
     # Controllers answer on UDP port 40200; 0 takes any free port (a simulator answers the
     # sender).
-    source_port: int = Field(default=40200, ge=0, le=65535)
-    magic: int = Field(default=0x88, ge=0, le=255, description="swizzle key; 0x88 on RDC644x")
-    poll_interval_s: float = Field(default=2.0, gt=0, le=300)
-    timeout_s: float = Field(default=1.0, gt=0, le=30)
-    silent_after_s: float = Field(default=30, gt=0, le=3600)
-    telemetry_min_interval_s: float = Field(default=10, ge=0, le=3600)
+    source_port: Annotated[int, _range(ge=0, le=65535)] = 40200
+    magic: Annotated[int, Meta(ge=0, le=255, description="swizzle key; 0x88 on RDC644x")] = 0x88
+    poll_interval_s: Annotated[float, _range(gt=0, le=300)] = 2.0
+    timeout_s: Annotated[float, _range(gt=0, le=30)] = 1.0
+    silent_after_s: Annotated[float, _range(gt=0, le=3600)] = 30
+    telemetry_min_interval_s: Annotated[float, _range(ge=0, le=3600)] = 10
 
 
-class AgentConfig(_Section):
+class AgentConfig(_Section, frozen=True, kw_only=True):
     agent: AgentSection
-    mqtt: MqttSection = MqttSection()
     gpio: GpioSection
     relay: RelaySection
     reader: ReaderSection
-    session: SessionSection = SessionSection()
+    mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
+    session: SessionSection = msgspec.field(default_factory=SessionSection)
     led: OutputPin | None = None
     buzzer: OutputPin | None = None
     busy_input: InputPin | None = None
@@ -314,14 +314,21 @@ class AgentConfig(_Section):
     octoprint: OctoPrintOptions | None = None
     power_meter: PowerMeterOptions | None = None
     ruida: RuidaOptions | None = None
-    interlock: list[InterlockInput] = Field(default_factory=list, max_length=8)
-    accessory: list[AccessoryOutput] = Field(default_factory=list, max_length=8)
-    safety: SafetySection = SafetySection()
+    interlock: Annotated[list[InterlockInput], Meta(max_length=8)] = msgspec.field(
+        default_factory=list
+    )
+    accessory: Annotated[list[AccessoryOutput], Meta(max_length=8)] = msgspec.field(
+        default_factory=list
+    )
+    safety: SafetySection = msgspec.field(default_factory=SafetySection)
 
-    @model_validator(mode="after")
-    def _pins_and_names_are_distinct(self) -> AgentConfig:
+    def __post_init__(self) -> None:
+        self._pins_and_names_are_distinct()
+        self._reader_supports_mode()
+
+    def _pins_and_names_are_distinct(self) -> None:
         used: dict[int, str] = {self.relay.pin: "relay.pin"}
-        named: list[tuple[str, OutputPin | InputPin | None]] = [
+        named: list[tuple[str, Any]] = [
             ("led", self.led),
             ("buzzer", self.buzzer),
             ("busy_input", self.busy_input),
@@ -342,10 +349,8 @@ class AgentConfig(_Section):
             names = [item.name for item in items]
             if len(names) != len(set(names)):
                 raise ValueError(f"{kind}: two share a name; give each its own name")
-        return self
 
-    @model_validator(mode="after")
-    def _reader_supports_mode(self) -> AgentConfig:
+    def _reader_supports_mode(self) -> None:
         if self.session.card_present and self.reader.type == "keyboard":
             raise ValueError(
                 "session.card_present needs a reader that sees the card leave: a keyboard-wedge "
@@ -355,63 +360,161 @@ class AgentConfig(_Section):
             raise ValueError(
                 "reader.input_device is required for a keyboard reader (see ls /dev/input/by-id/)"
             )
-        return self
 
     @property
     def sim_socket(self) -> Path:
         return self.agent.state_dir / "sim-reader.sock"
 
 
-def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The fields the section at `loc` accepts, to suggest the right spelling."""
-    current: Any = model
-    for part in loc[:-1]:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        candidates = [
-            a
-            for a in getattr(annotation, "__args__", (annotation,))
-            if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
-        if not candidates:
-            return []
-        current = candidates[0]
-    return sorted(current.model_fields)
+S = TypeVar("S", bound=_Section)
 
 
-def describe_errors(exc: ValidationError, model: type[BaseModel] = AgentConfig) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            allowed = _allowed_fields(model, loc)
-            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-            out.append(f"{where}: unknown field (check the spelling){hint}")
-        elif kind == "string_pattern_mismatch":
-            out.append(
-                f"{where}: use 1-63 lowercase letters, digits, '-' or '_' "
-                f"(got {err.get('input')!r})"
+# -- checking, with every problem named --------------------------------------------------------
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Path:
+        if isinstance(value, str):
+            return Path(value)
+        raise ValueError(f"Expected a path as text, got {type(value).__name__}")
+    raise NotImplementedError(kind)
+
+
+def _plain(annotation: Any) -> tuple[Any, list[Meta]]:
+    """The type under Annotated[...] and its constraints."""
+    metas: list[Meta] = []
+    while typing.get_origin(annotation) is Annotated:
+        metas += [m for m in annotation.__metadata__ if isinstance(m, Meta)]
+        annotation = annotation.__origin__
+    return annotation, metas
+
+
+def _options(annotation: Any) -> list[Any]:
+    plain, _ = _plain(annotation)
+    if typing.get_origin(plain) in (Union, types.UnionType):
+        return [a for a in typing.get_args(plain) if a is not type(None)]
+    return [plain]
+
+
+def _struct_of(annotation: Any) -> type[_Section] | None:
+    for option in _options(annotation):
+        if isinstance(option, type) and issubclass(option, _Section):
+            return option
+    return None
+
+
+def _list_item(annotation: Any) -> type[_Section] | None:
+    for option in _options(annotation):
+        if typing.get_origin(option) is list:
+            item = typing.get_args(option)[0]
+            if isinstance(item, type) and issubclass(item, _Section):
+                return item
+    return None
+
+
+def _describe(where: str, message: str, annotation: Any, value: Any) -> str:
+    """A msgspec refusal in words that name the fix."""
+    text = message.partition(" - at `$")[0]
+    literal = [a for a in _options(annotation) if typing.get_origin(a) is Literal]
+    if literal:
+        choices = [repr(c) for c in typing.get_args(literal[0])]
+        wanted = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        return f"{where}: Input should be {wanted} (got {value!r})"
+    slug = any(
+        getattr(m, "pattern", None) == SLUG_PATTERN
+        for option in [annotation, *_options(annotation)]
+        for m in _plain(option)[1]
+    )
+    if slug and "matching regex" in text:
+        return f"{where}: use 1-63 lowercase letters, digits, '-' or '_' (got {value!r})"
+    if where.endswith("pin") or ".pin" in where:
+        return f"{where}: {text} (a BCM GPIO number 0..27, got {value!r})"
+    return f"{where}: {text} (got {value!r})"
+
+
+def _check(kind: type[_Section], data: Any, where: str, errors: list[str]) -> None:
+    """Every problem of `data` as a `kind`, each field on its own."""
+    if not isinstance(data, dict):
+        errors.append(f"{where or '(top level)'}: expected a table (got {data!r})")
+        return
+    hints = typing.get_type_hints(kind, include_extras=True)
+    fields = {f.name: f for f in msgspec.structs.fields(kind)}
+    prefix = f"{where}." if where else ""
+    before = len(errors)
+    for key in data:
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            errors.append(
+                f"{prefix}{key}: unknown field (check the spelling); allowed here: {allowed}"
             )
-        elif kind == "missing":
-            out.append(f"{where}: required field is missing")
-        elif where.endswith("pin") or ".pin" in where:
-            out.append(f"{where}: {err['msg']} (a BCM GPIO number 0..27, got {err.get('input')!r})")
-        elif kind == "value_error":
-            out.append(f"{where}: {str(err['ctx'].get('error', err['msg']))}")
-        else:
-            out.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
-    return out
+    for name, field in fields.items():
+        path = f"{prefix}{name}"
+        if name not in data:
+            if field.required:
+                errors.append(f"{path}: required field is missing")
+            continue
+        value, annotation = data[name], hints[name]
+        section, item = _struct_of(annotation), _list_item(annotation)
+        if section is not None and isinstance(value, dict):
+            _check(section, value, path, errors)
+            continue
+        if item is not None and isinstance(value, list):
+            _, metas = _plain(annotation)
+            most = next((m.max_length for m in metas if m.max_length is not None), None)
+            if most is not None and len(value) > most:
+                errors.append(f"{path}: at most {most} (got {len(value)})")
+            for index, entry in enumerate(value):
+                _check(item, entry, f"{path}.{index}", errors)
+            continue
+        try:
+            converted = msgspec.convert(value, annotation, strict=False, dec_hook=_dec_hook)
+            if name in kind.checks:
+                kind.checks[name](converted)
+        except msgspec.ValidationError as exc:
+            errors.append(_describe(path, str(exc), annotation, value))
+        except ValueError as exc:
+            errors.append(f"{path}: {exc}")
+    if len(errors) == before:
+        try:
+            msgspec.convert(data, kind, strict=False, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            # The section's own rules (__post_init__): named at the section.
+            errors.append(f"{where or '(top level)'}: {str(exc).partition(' - at `$')[0]}")
+
+
+def check_config(data: dict[str, Any]) -> tuple[AgentConfig | None, list[str]]:
+    """The config, or every problem found in `data` as 'section.field: message'."""
+    errors: list[str] = []
+    _check(AgentConfig, data, "", errors)
+    if errors:
+        return None, errors
+    return msgspec.convert(data, AgentConfig, strict=False, dec_hook=_dec_hook), []
+
+
+def section(kind: type[S], **fields: Any) -> S:
+    """One table checked as in a config file (a `[octoprint]` given in code), or ConfigError."""
+    errors: list[str] = []
+    _check(kind, fields, kind.__name__, errors)
+    if errors:
+        raise ConfigError(f"<{kind.__name__}>", errors)
+    return msgspec.convert(fields, kind, strict=False, dec_hook=_dec_hook)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of the machine TOML (firmware_config/schema.json, for editors)."""
+
+    def hook(kind: type) -> dict[str, Any]:
+        if kind is Path:
+            return {"type": "string", "format": "path"}
+        raise NotImplementedError(kind)
+
+    schema: dict[str, Any] = msgspec.json.schema(AgentConfig, schema_hook=hook)
+    return schema
 
 
 def parse_config(data: dict[str, Any], path: Path | str = "<config>") -> AgentConfig:
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(path, describe_errors(exc)) from None
+    config, errors = check_config(data)
+    if config is None:
+        raise ConfigError(path, errors)
+    return config
 
 
 def load_config(path: Path | str) -> AgentConfig:

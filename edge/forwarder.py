@@ -15,7 +15,7 @@ from typing import Any
 
 from edge.journal import Journal, JournalFull
 from edge.transport import MqttTransport
-from protocol.envelope import EventType
+from protocol.vocab import EventType
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from protocol.envelope import EventType
+from protocol.vocab import EventType
 
 # A caller waiting for an answer: `Agent.tap` and `Agent.state` block on one of these.
 Reply: TypeAlias = queue.Queue[dict[str, Any]]

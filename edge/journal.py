@@ -25,17 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from edge.errors import JournalFull as JournalFull  # re-exported: its first home
-from protocol.envelope import (
-    Envelope,
-    EventType,
-    encode_envelope,
-    fit_data,
-    new_envelope,
-    utc_iso,
-)
+from protocol.lite import Event, ValidationError, encode_event, fit_data, new_event
+from protocol.vocab import EventType, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +128,7 @@ class Journal:
             return int(self._db.execute("PRAGMA page_count").fetchone()[0])
 
     # -- events ---------------------------------------------------------------------------
-    def append(
-        self, type: EventType, data: dict[str, Any], *, at: datetime | None = None
-    ) -> Envelope:
+    def append(self, type: EventType, data: dict[str, Any], *, at: datetime | None = None) -> Event:
         """Give the event its sequence number and make it durable before returning it.
 
         `at` stamps an event that happened earlier than it is written (a session found open
@@ -149,23 +139,19 @@ class Journal:
 
     def _append_locked(
         self, type: EventType, data: dict[str, Any], at: datetime | None = None
-    ) -> Envelope:
+    ) -> Event:
         now = self._clock if at is None else (lambda: at)
         try:
-            env = new_envelope(
-                machine=self.machine, type=type, seq=self._next_seq, data=data, now=now
-            )
+            env = new_event(machine=self.machine, type=type, seq=self._next_seq, data=data, now=now)
         except ValidationError as exc:
             # Text or numbers from outside (a printer's file name, a plug's reading) past the
             # protocol's limits: the event is kept with them cut to fit, never dropped.
             fitted = fit_data(type, data)
             log.warning("journal: %s data cut to the protocol's limits (%s)", type.value, exc)
-            env = new_envelope(
+            env = new_event(
                 machine=self.machine, type=type, seq=self._next_seq, data=fitted, now=now
             )
-        row = _HeldEvent(
-            env.seq, str(env.id), env.type.value, utc_iso(env.ts), encode_envelope(env)
-        )
+        row = _HeldEvent(env.seq, str(env.id), env.type.value, utc_iso(env.ts), encode_event(env))
         was_full = self.full
         try:
             # While full, every new event first tries to take the held ones to disk with it.

@@ -30,9 +30,9 @@ from edge.inputs import (
 )
 from edge.integrations.busy import BusySource
 from edge.transport import MqttTransport, Will
-from protocol.envelope import EventType
-from protocol.messages import Status
+from protocol import lite
 from protocol.topics import TopicKind, topic
+from protocol.vocab import EventType
 
 Put = Callable[[Input], None]
 
@@ -45,7 +45,7 @@ def broker_link(config: AgentConfig, put: Put, *, plug_topics: list[str]) -> Mqt
     def machine_topic(kind: TopicKind) -> str:
         return topic(cfg.agent.site, cfg.agent.machine, kind)
 
-    offline = Status(machine=cfg.agent.machine, state="offline").encode()
+    offline = lite.status(machine=cfg.agent.machine, state="offline").encode()
     return MqttTransport(
         client_id=f"atelier-edge-{cfg.agent.machine}",
         host=cfg.mqtt.host,

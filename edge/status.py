@@ -12,8 +12,8 @@ from typing import Any
 
 from edge import __version__
 from edge.domain.session import Action, ActiveSession, Beep, Emit
-from protocol.envelope import EventType
-from protocol.messages import Status
+from protocol import lite
+from protocol.vocab import EventType
 
 
 def tap_answer(actions: list[Action]) -> dict[str, Any]:
@@ -56,9 +56,9 @@ def session_view(session: ActiveSession | None) -> dict[str, Any] | None:
 
 def status_message(
     machine: str, state: dict[str, Any], *, ts: datetime, uptime_s: float, reader_ok: bool
-) -> Status:
+) -> lite.Message:
     """The retained status: the agent's state (`Agent.state`) in the wire's shape."""
-    return Status(
+    return lite.status(
         machine=machine,
         state="online",
         ts=ts,

@@ -9,7 +9,6 @@ re-serialisation by the broker or a bridge.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +22,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
+    field_validator,
     model_serializer,
 )
 
@@ -34,13 +34,15 @@ if TYPE_CHECKING:  # the agent verifies with PyNaCl only; the hub signs with cry
         Ed25519PrivateKey,
         Ed25519PublicKey,
     )
+from protocol.signed import MAX_ALLOWLIST_BYTES as MAX_ALLOWLIST_BYTES
+from protocol.signed import MAX_BOOKINGS as MAX_BOOKINGS
+from protocol.signed import MAX_LIST_VERSION as MAX_LIST_VERSION
+from protocol.signed import ListRefused as ListRefused
+from protocol.signed import canonical_json as canonical_json
+from protocol.signed import key_id as key_id
+from protocol.signed import load_public_key as load_public_key
+from protocol.signed import open_signed as open_signed
 from protocol.topics import SLUG_PATTERN
-
-# 5,000 members with a few badges each fit comfortably; the event limit does not apply here.
-MAX_ALLOWLIST_BYTES = 4 * 1024 * 1024
-MAX_LIST_VERSION = 2**63 - 1  # the hub's machine.acl_version is a BIGINT
-# A machine booked back to back in 30-minute slots for a list's validity (a week at most).
-MAX_BOOKINGS = 2_000
 
 TrainingLevel = Literal["user", "trainer", "maintainer"]
 
@@ -115,6 +117,15 @@ class AllowList(BaseModel):
     # The machine's bookings and blocks overlapping the list's validity, by start; a list
     # without any leaves the key out (so lists without bookings stay as they were).
     bookings: list[BookedSlot] = Field(default_factory=list, max_length=MAX_BOOKINGS)
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # JSON `true` and `1.0` equal 1 in Python; the agent (protocol/lite.py) refuses both.
+        if isinstance(value, bool | float):
+            raise ValueError("the protocol version is the whole number 1")
+        return value
+
     _index: tuple[int, dict[str, AllowEntry]] | None = PrivateAttr(default=None)
     _spool_set: tuple[int, frozenset[str]] | None = PrivateAttr(default=None)
     _slots: tuple[BookedSlot, ...] | None = PrivateAttr(default=None)
@@ -151,22 +162,6 @@ class AllowList(BaseModel):
         return self._index[1]
 
 
-class ListRefused(ProtocolError):
-    """A list signed by the hub but not taken: `offered` is its (signed) version."""
-
-    def __init__(self, reason: str, detail: str, offered: int) -> None:
-        super().__init__(reason, detail)
-        self.offered = offered
-
-
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def key_id(public_key: Ed25519PublicKey | HubKey) -> str:
-    return hashlib.sha256(HubKey.of(public_key).raw).hexdigest()[:16]
-
-
 def public_key_bytes(public_key: Ed25519PublicKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
@@ -175,11 +170,6 @@ def public_key_bytes(public_key: Ed25519PublicKey) -> bytes:
 
 def public_key_b64(public_key: Ed25519PublicKey) -> str:
     return base64.b64encode(public_key_bytes(public_key)).decode()
-
-
-def load_public_key(b64: str) -> HubKey:
-    """The hub's public key as written in an agent config (base64 of the 32 raw bytes)."""
-    return HubKey.from_b64(b64)
 
 
 def sign_allowlist(allowlist: AllowList, private_key: Ed25519PrivateKey) -> bytes:
@@ -199,37 +189,6 @@ def sign_body(list_body: dict[str, Any], private_key: Ed25519PrivateKey) -> byte
     return head[:-1] + b',"list":' + body + b"}"
 
 
-def open_signed(
-    payload: bytes | str,
-    public_key: HubKey | Ed25519PublicKey,
-    *,
-    field: str,
-    what: str,
-    max_bytes: int,
-) -> dict[str, Any]:
-    """The signed object `field` of a hub wrapper (`{"v", "key_id", "sig", field: {...}}`),
-    once its signature is the hub's; or ProtocolError: too_large, not_json, invalid_field,
-    unsigned, bad_signature. Allow-lists and commands travel this way."""
-    raw = payload.encode() if isinstance(payload, str) else payload
-    if len(raw) > max_bytes:
-        raise ProtocolError("too_large", f"{what} is {len(raw)} bytes, limit {max_bytes}")
-    try:
-        wire = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError("not_json", f"{what} is not JSON: {exc}") from None
-    if not isinstance(wire, dict) or not isinstance(wire.get(field), dict):
-        raise ProtocolError("invalid_field", f"{what} must be an object with a '{field}' object")
-    sig = wire.get("sig")
-    if not isinstance(sig, str) or not sig:
-        raise ProtocolError("unsigned", f"{what} carries no signature")
-    body: dict[str, Any] = wire[field]
-    if not HubKey.of(public_key).verify(sig, canonical_json(body)):
-        raise ProtocolError(
-            "bad_signature", f"{what} signature does not match the hub key in this config"
-        )
-    return body
-
-
 def verify_allowlist(
     payload: bytes | str,
     public_key: HubKey | Ed25519PublicKey,
@@ -246,7 +205,9 @@ def verify_allowlist(
         payload, public_key, field="list", what="allow-list", max_bytes=MAX_ALLOWLIST_BYTES
     )
     try:
-        allowlist = AllowList.model_validate(body)
+        # Strictly, as the JSON it came as (a string is not a number, a number not a time):
+        # the agent's msgspec side (protocol/lite.py) reads it the same way.
+        allowlist = AllowList.model_validate_json(canonical_json(body), strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

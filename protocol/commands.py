@@ -58,7 +58,10 @@ def verify_command(
     if body.get("machine") != machine:
         raise ProtocolError("wrong_machine", f"command is for {body.get('machine')!r}")
     try:
-        command = Command.model_validate({k: v for k, v in body.items() if k != "machine"})
+        # Strictly, as the JSON it came as, like the agent's side (protocol/lite.py).
+        command = Command.model_validate_json(
+            canonical_json({k: v for k, v in body.items() if k != "machine"}), strict=True
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])

@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_serializer,
+    field_validator,
     model_validator,
 )
 
@@ -37,6 +38,14 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     v: Literal[1] = 1
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # JSON `true` and `1.0` equal 1 in Python; the agent (protocol/lite.py) refuses both.
+        if isinstance(value, bool | float):
+            raise ValueError("the protocol version is the whole number 1")
+        return value
 
     @model_validator(mode="after")
     def _storable(self) -> _Message:

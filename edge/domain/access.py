@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from protocol.allowlist import AllowEntry, AllowList, BookedSlot
-from protocol.envelope import DenyReason
+from protocol.lite import AllowEntry, AllowList, BookedSlot
+from protocol.vocab import DenyReason
 
 # Who a booking does not hold: a trainer starts the supervision of the booker, a maintainer
 # may always work on the machine.

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from edge.domain.access import Decision
-from protocol.allowlist import AllowEntry
-from protocol.envelope import DenyReason
+from protocol.lite import AllowEntry
+from protocol.vocab import DenyReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from edge.domain.access import Decision
 from edge.domain.energy import EnergyMeter
-from protocol.envelope import DenyReason, EventType, utc_iso
+from protocol.vocab import DenyReason, EventType, utc_iso
 
 Mode = Literal["normal", "supervised", "maintenance"]
 BeepKind = Literal["grant", "deny", "warning", "end"]

@@ -19,8 +19,8 @@ from edge.domain.interlocks import (
     faults,
     training_refusal,
 )
-from protocol.allowlist import AllowEntry
-from protocol.envelope import DenyReason
+from protocol.lite import AllowEntry
+from protocol.vocab import DenyReason
 
 
 class SafetyBoard:

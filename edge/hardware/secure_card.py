@@ -25,7 +25,7 @@ from protocol.card_keys import (
     card_keys,
     site_tag,
 )
-from protocol.envelope import DenyReason
+from protocol.vocab import DenyReason
 
 # Called after a failed authentication: wakes and selects the card again; its auth UID
 # (the last cascade level's 4 bytes), or None when the card has gone.

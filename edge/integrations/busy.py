@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from protocol.envelope import EventType
+from protocol.vocab import EventType
 
 EmitEvent = Callable[[EventType, dict[str, Any]], None]
 EmitTelemetry = Callable[[dict[str, Any]], None]

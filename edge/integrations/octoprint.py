@@ -43,7 +43,7 @@ import requests
 
 from edge.config import OctoPrintOptions
 from edge.domain.filament import used_length_mm
-from protocol.envelope import EventType
+from protocol.vocab import EventType
 
 log = logging.getLogger(__name__)
 

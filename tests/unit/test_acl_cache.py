@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.acl_cache import AllowListCache, Refusal
+from protocol import lite
 from protocol.allowlist import (
     AllowEntry,
     AllowList,
@@ -51,10 +52,10 @@ def test_only_a_newer_list_is_taken_and_the_same_one_again_is_no_news(
 ) -> None:
     acl = cache(Path("/nonexistent"))  # offers never touch the file
     in_force = acl.offer(signed(current), now=NOW, current=None)
-    assert isinstance(in_force, AllowList)
+    assert isinstance(in_force, lite.AllowList)  # the agent's side of the contract
     result = acl.offer(signed(offered), now=NOW, current=in_force)
     if offered > current:
-        assert isinstance(result, AllowList) and result.version == offered
+        assert isinstance(result, lite.AllowList) and result.version == offered
     elif offered == current:
         assert result is None  # retained, delivered again on each reconnect
     else:
