@@ -239,6 +239,10 @@ MESSAGES: dict[str, str] = {
     "billing.session_machine_unknown": N_(
         "session {session}: machine {machine} is not known to the hub"
     ),
+    "billing.negative_fee": N_(
+        "booking {booking} has a negative fee ({cents} cents); set its fee_cents to 0 or "
+        "more, then close the month again"
+    ),
     "billing.no_rate": N_(
         "no rate for machine type {machine_type!r} and category {category!r} on {day}; "
         "add one from that day or earlier, then close the month again"
