@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 from sqlmodel import Session, select
@@ -193,7 +193,8 @@ FEES = st.one_of(
     st.integers(-(2**31), -1),
 )
 STARTS = st.one_of(
-    st.sampled_from([-1, 0, 1, 31 * 24 * 60 - 1, 31 * 24 * 60]),
+    # Minutes from 1 October 00:00 in Paris; the month has 31 days and one more hour (DST).
+    st.sampled_from([-1, 0, 1, 31 * 24 * 60 + 59, 31 * 24 * 60 + 60]),
     st.integers(-2 * 24 * 60, 33 * 24 * 60),
 )
 
@@ -203,36 +204,51 @@ STARTS = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(fee=FEES, minutes=STARTS)
-def test_hostile_fees_through_the_close(engine, fee: int, minutes: int) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+@given(fee=FEES, minutes=STARTS, member=st.sampled_from(["dora", "alice"]))
+@example(fee=2**31 - 1, minutes=0, member="alice")  # too much beside her sessions
+@example(fee=2**31 - 1, minutes=31 * 24 * 60 + 59, member="dora")  # 31 Oct 23:59 in Paris
+@example(fee=-1, minutes=0, member="dora")
+@example(fee=0, minutes=0, member="alice")
+@example(fee=1200, minutes=31 * 24 * 60 + 60, member="alice")  # 1 Nov 00:00 in Paris
+def test_hostile_fees_through_the_close(engine, fee: int, minutes: int, member: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     october = datetime(2026, 10, 1, tzinfo=PARIS)
     start = (october.astimezone(UTC) + timedelta(minutes=minutes)).astimezone(PARIS)
     in_month = start.year == 2026 and start.month == 10
+    sessions_of = {"dora": 0, "alice": 2650}  # what each owes for sessions this month
     with Session(engine) as session:
         session.add(Member(ref="dora", name="Dora", email="d@example.org", category="individual"))
         session.flush()
-        booking = _book(session, "dora", start, 1, fee)
+        booking = _book(session, member, start, 1, fee)
         try:
-            if fee < 0 and in_month:
+            billed = in_month and fee != 0
+            if billed and (fee < 0 or sessions_of[member] + fee > 2**31 - 1):
                 with pytest.raises(Conflict) as refused:
                     close_month(session, "2026-10", tz=PARIS, now=NOW, actor="test")
-                assert refused.value.code == "billing.negative_fee"
+                if fee < 0:
+                    assert refused.value.code == "billing.negative_fee"
+                    assert str(booking) in str(refused.value)
+                else:
+                    assert refused.value.code == "billing.fee_too_large"
+                    assert member in str(refused.value)
                 assert refused.value.field == "fee_cents"
-                assert str(booking) in str(refused.value)
                 return
             closing = close_month(session, "2026-10", tz=PARIS, now=NOW, actor="test")
-            dora = [s for s in closing.statements if s.payer_ref == "dora"]
-            if fee > 0 and in_month:
-                [statement] = dora
-                assert (statement.total_cents, statement.due_cents) == (fee, fee)
-                [line] = lines_of(session, statement)
-                assert (line.session_id, line.cents) == (f"booking-{booking}", fee)
-                assert line.started_at == start
+            heads = {s.payer_ref: s for s in closing.statements}
+            expected = sessions_of[member] + (fee if billed else 0)
+            if expected:
+                statement = heads[member]
+                assert (statement.total_cents, statement.due_cents) == (expected, expected)
+                fee_lines = [
+                    (ln.session_id, ln.cents, ln.started_at)
+                    for ln in lines_of(session, statement)
+                    if ln.session_id.startswith("booking-")
+                ]
+                assert fee_lines == ([(f"booking-{booking}", fee, start)] if billed else [])
             else:
-                assert dora == []
-            # The sessions' statements are those of the worked example, whatever the fee.
-            assert sum(s.total_cents for s in closing.statements if s.payer_ref != "dora") == (
-                2650 + 18165 + 483
+                assert member not in heads
+            # Everyone else's statements are those of the worked example, whatever the fee.
+            assert sum(s.total_cents for s in closing.statements if s.payer_ref != member) == (
+                2650 + 18165 + 483 - sessions_of[member]
             )
         finally:
             session.rollback()

@@ -27,6 +27,7 @@ from hub.models import Booking, Machine, Member
 from hub.services.billing.usage import _utc_bounds
 
 FEE_LINE_PREFIX = "booking-"
+MAX_TOTAL_CENTS = 2**31 - 1
 # The explanation stored on the line is the English text; the PDF says it again in the
 # payer's language (fee_explanation_in).
 FEE_WORDS = {
@@ -146,7 +147,14 @@ def add_booking_fees(
     by_payer = {s.payer_ref: s for s in statements}
     for payer_ref, lines in added.items():
         before = by_payer.get(payer_ref)
-        by_payer[payer_ref] = Statement(
+        grown = by_payer[payer_ref] = Statement(
             payer_ref, month, (before.lines if before else ()) + tuple(lines)
         )
+        if grown.total_cents > MAX_TOTAL_CENTS:
+            # A statement's total is a 32-bit column: refused by name, not as a database error.
+            raise Conflict(
+                "billing.fee_too_large",
+                field="fee_cents",
+                params={"payer": payer_ref, "cents": grown.total_cents},
+            )
     return [by_payer[ref] for ref in sorted(by_payer)]
