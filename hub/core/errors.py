@@ -239,6 +239,14 @@ MESSAGES: dict[str, str] = {
     "billing.session_machine_unknown": N_(
         "session {session}: machine {machine} is not known to the hub"
     ),
+    "billing.negative_fee": N_(
+        "booking {booking} has a negative fee ({cents} cents); set its fee_cents to 0 or "
+        "more, then close the month again"
+    ),
+    "billing.fee_too_large": N_(
+        "the statement of {payer} would total {cents} cents with its booking fees, more than a "
+        "statement can hold; correct the bookings' fee_cents, then close the month again"
+    ),
     "billing.no_rate": N_(
         "no rate for machine type {machine_type!r} and category {category!r} on {day}; "
         "add one from that day or earlier, then close the month again"

@@ -18,6 +18,7 @@ from hub.models import CREDIT_NOTE, LabIdentityPublic, Member, Statement
 from hub.reports.csv_files import STANDARD, CsvDialect, write_csv_file
 from hub.services.billing.books import euros
 from hub.services.billing.close import lines_of, month_statements
+from hub.services.billing.fees import fee_explanation_in
 
 # --- exports ------------------------------------------------------------------------------
 CSV_HEADER = [
@@ -204,7 +205,12 @@ def write_pdf(
             top = pdf.get_y()
             for width, text in zip(widths[:-1], cells, strict=True):
                 pdf.cell(width, 5, text)
-            pdf.multi_cell(widths[-1], 5, line.explanation, new_x="LMARGIN")
+            pdf.multi_cell(
+                widths[-1],
+                5,
+                fee_explanation_in(line.session_id, line.explanation, words.gettext),
+                new_x="LMARGIN",
+            )
             pdf.set_y(max(pdf.get_y(), top + 5))
         pdf.ln(3)
         pdf.set_font(FONT, "B", 10)

@@ -35,6 +35,7 @@ from hub.models import (
 )
 from hub.services.billing.books import lock_books, parse_month
 from hub.services.billing.extras import add_material_and_energy
+from hub.services.billing.fees import add_booking_fees, month_fees
 from hub.services.billing.ledger import (
     _PROVISIONAL_NOTE,
     PROVISIONAL,
@@ -190,6 +191,10 @@ def _close_month(
         ) from None
     computed = add_material_and_energy(
         session, computed, records, energy_cents_per_kwh=energy_cents_per_kwh
+    )
+    # No-show and late-cancellation fees of bookings starting in the month: one query.
+    computed = add_booking_fees(
+        computed, month_fees(session, first, nxt, tz), month, tz, stored_starts, _sqlite_time
     )
     # The month's row first: a second close running at the same time waits on it, then fails
     # here, before writing anything of its own.
