@@ -67,7 +67,7 @@ octoprint: install
 	$(BIN)/python -m tests.support.octoprint install
 
 test: install system-deps lint typecheck imports octoprint
-	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider
+	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider --durations=25
 
 test-fast: install system-deps
 	ATELIER_TEST_DATABASE_URL="$(PG_ENV)" $(BIN)/pytest -q -p no:cacheprovider -m "not slow"
