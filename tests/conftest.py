@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,15 +38,48 @@ def pg_database_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file brought to the newest revision per run: each test gets a copy, so the
+    22 migrations run once, not before every test (a test's own migrate() is then a no-op)."""
+    from hub.core.db import migrate
+
+    path = tmp_path_factory.mktemp("template") / "hub.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres() -> Iterator[str | None]:
+    """The same on PostgreSQL: a migrated database each test's database is created from."""
+    if not postgres_url():
+        yield None
+        return
+    from sqlalchemy.engine import make_url
+
+    from hub.core.db import migrate
+
+    with throwaway_postgres_database() as url:
+        migrate(url)  # its engine is disposed: a template must have no connection left
+        yield make_url(url).database
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every database test runs on SQLite, and on PostgreSQL when one is configured."""
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    _migrated_sqlite: Path,
+    _migrated_postgres: str | None,
+) -> Iterator[str]:
+    """Every database test runs on SQLite, and on PostgreSQL when one is configured, on a
+    database already at the newest revision (the templates are the chain run on empty databases)."""
     if request.param == "sqlite":
+        shutil.copyfile(_migrated_sqlite, tmp_path / "hub.db")
         yield f"sqlite:///{tmp_path / 'hub.db'}"
         return
     if not postgres_url():
         pytest.skip("set ATELIER_TEST_DATABASE_URL to run against PostgreSQL")
-    with throwaway_postgres_database() as url:
+    with throwaway_postgres_database(template=_migrated_postgres) as url:
         yield url
 
 

@@ -16,17 +16,19 @@ def postgres_url() -> str | None:
 
 
 @contextmanager
-def throwaway_postgres_database() -> Iterator[str]:
-    """CREATE DATABASE on the server named by ATELIER_TEST_DATABASE_URL; dropped afterwards."""
+def throwaway_postgres_database(template: str | None = None) -> Iterator[str]:
+    """CREATE DATABASE on the server named by ATELIER_TEST_DATABASE_URL (a copy of `template`
+    when one is named); dropped afterwards."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
     base = make_url(os.environ[PG_ENV])
     name = f"atelier_test_{secrets.token_hex(4)}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
