@@ -25,7 +25,7 @@ def kit(
     what the lab must still complete)."""
     from sqlmodel import Session
 
-    from hub.reports.rgpd import TODO, write_kit
+    from hub.reports.rgpd import TO_FILL_IN, write_kit
     from hub.services.lab import rgpd_kit_inputs
 
     with database(config) as (settings, engine), Session(engine) as session:
@@ -34,7 +34,7 @@ def kit(
         typer.echo(f"wrote {path}")
     if not inputs.lab.privacy_contact or not inputs.lab.address:
         typer.echo(
-            f"the lab's address or privacy contact is not set: the texts say {TODO} there "
+            f"the lab's address or privacy contact is not set: the texts say {TO_FILL_IN} there "
             "(Settings, or PATCH /api/v1/lab/identity)",
             err=True,
         )

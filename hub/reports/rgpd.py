@@ -17,7 +17,7 @@ from typing import Any
 from hub.core.files import private_file
 from hub.models import LabIdentityPublic
 
-TODO = "« à compléter par le lab »"
+TO_FILL_IN = "« à compléter par le lab »"
 DOCUMENTS = {
     "affiche": "Affiche à poser près des lecteurs de badge",
     "information-membres": "Information des membres (article 13 du RGPD)",
@@ -43,11 +43,11 @@ def _days(days: float | None, forever: str = "sans limite fixée par le hub") ->
 def _who(lab: LabIdentityPublic) -> str:
     ids = [f"SIRET {lab.siret}" if lab.siret else "", f"RNA {lab.rna}" if lab.rna else ""]
     address = ", ".join(line.strip() for line in lab.address.splitlines() if line.strip())
-    return ", ".join(x for x in [lab.name, address or TODO, *ids] if x)
+    return ", ".join(x for x in [lab.name, address or TO_FILL_IN, *ids] if x)
 
 
 def _contact(lab: LabIdentityPublic) -> str:
-    return lab.privacy_contact or TODO
+    return lab.privacy_contact or TO_FILL_IN
 
 
 def notice(kit: KitInputs) -> str:
@@ -86,7 +86,7 @@ def member_information(kit: KitInputs) -> str:
 
 ## Qui est responsable
 {_who(lab)}. Pour toute question ou demande sur vos données : {_contact(lab)}.
-Délégué à la protection des données : {TODO} (facultatif pour la plupart des associations).
+Délégué à la protection des données : {TO_FILL_IN} (facultatif pour la plupart des associations).
 
 ## Ce que nous faisons de vos données, et sur quelle base
 1. **Gérer votre adhésion et vos formations** (qui est membre, dans quelle catégorie, formé à
@@ -109,7 +109,7 @@ Les machines ne reçoivent jamais votre nom : seulement une référence et votre
 ## Qui les reçoit
 Les personnes du lab chargées des machines, de la formation et de la facturation, chacune
 selon son rôle ; le trésorier et le logiciel de comptabilité du lab (écritures du mois) ;
-{TODO} (autres destinataires éventuels). Aucune donnée n'est transmise hors de l'Union
+{TO_FILL_IN} (autres destinataires éventuels). Aucune donnée n'est transmise hors de l'Union
 européenne par le hub.
 
 ## Combien de temps
@@ -142,7 +142,7 @@ def register_entry(kit: KitInputs) -> str:
     rows = [
         ("Responsable du traitement", _who(lab)),
         ("Contact pour les données", _contact(lab)),
-        ("Date de création de la fiche", TODO),
+        ("Date de création de la fiche", TO_FILL_IN),
         (
             "Finalités",
             "contrôle d'accès aux machines réservé aux membres formés ; suivi des formations ; "
@@ -168,7 +168,7 @@ def register_entry(kit: KitInputs) -> str:
         (
             "Destinataires",
             "personnes habilitées du lab selon leur rôle ; trésorier ; logiciel comptable "
-            f"(Paheko ou Dolibarr) ; {TODO}",
+            f"(Paheko ou Dolibarr) ; {TO_FILL_IN}",
         ),
         ("Transferts hors UE", "aucun par le hub"),
         (
@@ -183,7 +183,7 @@ def register_entry(kit: KitInputs) -> str:
             "les machines ne reçoivent qu'une référence et le numéro de badge, jamais le nom ; "
             "liste d'accès signée (Ed25519) ; MQTT sur TLS avec un compte par machine ; accès "
             "par rôles et journal d'audit ; mots de passe hachés ; purge automatique horaire ; "
-            f"sauvegardes : {TODO}",
+            f"sauvegardes : {TO_FILL_IN}",
         ),
         (
             "Analyse d'impact (AIPD)",

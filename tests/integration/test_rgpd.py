@@ -20,7 +20,7 @@ from atelier_cli import app
 from hub.core.db import make_engine, migrate
 from hub.core.settings import get_settings
 from hub.models import BillingMonth, BusyPeriod, Event, MachineSession, Member
-from hub.reports.rgpd import TODO, kit_markdown, markdown_pdf
+from hub.reports.rgpd import TO_FILL_IN, kit_markdown, markdown_pdf
 from hub.services import retention
 from hub.services.lab import rgpd_kit_inputs, set_identity
 
@@ -141,7 +141,7 @@ def test_the_kit_is_written_from_the_lab_s_settings(
     settings = get_settings(None, database_url=database_url, data_dir=tmp_path)
     with Session(engine) as session:
         bare = kit_markdown(rgpd_kit_inputs(session, settings))
-        assert TODO in bare["affiche"]  # no contact yet: it says so, visibly
+        assert TO_FILL_IN in bare["affiche"]  # no contact yet: it says so, visibly
         set_identity(
             session,
             {
@@ -158,7 +158,7 @@ def test_the_kit_is_written_from_the_lab_s_settings(
     notice = docs["affiche"]
     assert "**Fablab des Trois Rivières**" in notice
     assert "2 mois (60 jours)" in notice and "548 jours" in notice
-    assert "rgpd@fablab.example.org" in notice and TODO not in notice
+    assert "rgpd@fablab.example.org" in notice and TO_FILL_IN not in notice
     info = docs["information-membres"]
     assert "art. 6.1.b" in info and "CNIL" in info and "12 rue de l'Usine, 69001 Lyon" in info
     register = docs["registre"]
